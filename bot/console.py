@@ -1,0 +1,109 @@
+"""`botloom chat`: the same bot — dialogs, model, state — in the terminal, without HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from botbuilder.core import BotAdapter, TurnContext
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationReference,
+    ResourceResponse,
+)
+
+from bot.app import Runtime
+from bot.errors import on_turn_error
+
+CHANNEL_ID = "console"
+TYPING = "bot is typing…"
+
+
+class ConsoleAdapter(BotAdapter):
+    """A BotAdapter whose channel is a text stream: replies are written, typing is shown as '…'."""
+
+    def __init__(self, output: TextIO, user_id: str, conversation_id: str) -> None:
+        super().__init__(on_turn_error=on_turn_error)
+        self._output = output
+        self.user = ChannelAccount(id=user_id, name=user_id, role="user")
+        self._bot = ChannelAccount(id="botloom", name="botloom", role="bot")
+        self._conversation = ConversationAccount(id=conversation_id)
+        self._typing_shown = False
+
+    def activity(self, activity_type: str, **fields: object) -> Activity:
+        return Activity(
+            type=activity_type,
+            id=str(uuid.uuid4()),
+            channel_id=CHANNEL_ID,
+            service_url="console://",
+            from_property=self.user,
+            recipient=self._bot,
+            conversation=self._conversation,
+            locale="en-US",
+            **fields,
+        )
+
+    async def process(self, activity: Activity, logic: Callable[[TurnContext], Awaitable]) -> None:
+        await self.run_pipeline(TurnContext(self, activity), logic)
+
+    async def send_activities(
+        self, context: TurnContext, activities: list[Activity]
+    ) -> list[ResourceResponse]:
+        for activity in activities:
+            if activity.type == ActivityTypes.message:
+                self._write_message(activity)
+            elif activity.type == ActivityTypes.typing and not self._typing_shown:
+                self._output.write(TYPING + "\r")
+                self._typing_shown = True
+            self._output.flush()
+        return [ResourceResponse(id=str(uuid.uuid4())) for _ in activities]
+
+    def _write_message(self, activity: Activity) -> None:
+        if self._typing_shown:  # blank the indicator line before the reply
+            self._output.write(" " * len(TYPING) + "\r")
+            self._typing_shown = False
+        self._output.write(f"bot> {activity.text or ''}\n")
+        actions = activity.suggested_actions.actions if activity.suggested_actions else []
+        if actions:
+            self._output.write("     [" + " | ".join(str(a.title) for a in actions) + "]\n")
+
+    async def update_activity(self, context: TurnContext, activity: Activity) -> ResourceResponse:
+        raise NotImplementedError("the console cannot edit a sent message")
+
+    async def delete_activity(self, context: TurnContext, reference: ConversationReference) -> None:
+        raise NotImplementedError("the console cannot delete a sent message")
+
+
+async def chat(runtime: Runtime, *, input_stream: TextIO = sys.stdin, output: TextIO = sys.stdout) -> None:
+    """Talk to the bot until end of input or /quit. The conversation id is stable per OS user,
+    so the history survives restarts like a channel conversation does."""
+    user_id = getpass.getuser()
+    adapter = ConsoleAdapter(output, user_id, conversation_id=f"console-{user_id}")
+    wait_ready = getattr(runtime.model, "wait_ready", None)
+    if wait_ready is not None:
+        output.write(f"Loading the model ({runtime.model.name})…\n")
+        output.flush()
+        await wait_ready()
+    await adapter.process(
+        adapter.activity(ActivityTypes.conversation_update, members_added=[adapter.user]),
+        runtime.bot.on_turn,
+    )
+    while True:
+        output.write("you> ")
+        output.flush()
+        line = await asyncio.to_thread(input_stream.readline)
+        if not line:
+            output.write("\n")
+            return
+        text = line.strip()
+        if text in ("/quit", "/exit"):
+            return
+        if text:
+            await adapter.process(adapter.activity(ActivityTypes.message, text=text), runtime.bot.on_turn)

@@ -1,0 +1,41 @@
+"""What happens when a turn fails: log it, tell the user, and show the trace in the Emulator."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import UTC, datetime
+
+from botbuilder.core import TurnContext
+from botbuilder.schema import Activity, ActivityTypes
+
+logger = logging.getLogger(__name__)
+
+SORRY_TEXT = "Sorry, something went wrong on my side. Please try again."
+
+
+async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+    """The adapter's `on_turn_error`: never raises, whatever the connector does."""
+    activity = turn_context.activity
+    conversation_id = activity.conversation.id if activity.conversation else None
+    logger.error(
+        "turn failed conversation=%s error=%s",
+        conversation_id,
+        type(error).__name__,
+        exc_info=(type(error), error, error.__traceback__),
+    )
+    try:
+        await turn_context.send_activity(SORRY_TEXT)
+        if activity.channel_id == "emulator":
+            await turn_context.send_activity(
+                Activity(
+                    type=ActivityTypes.trace,
+                    timestamp=datetime.now(UTC),
+                    name="on_turn_error Trace",
+                    label="TurnError",
+                    value="".join(traceback.format_exception(error)),
+                    value_type="https://www.botframework.com/schemas/error",
+                )
+            )
+    except Exception:
+        logger.exception("could not tell the user about the error conversation=%s", conversation_id)

@@ -1,0 +1,140 @@
+"""Settings: read once from the environment (and an optional .env file), then passed down by parts.
+
+Bot Framework names are spelled as the ecosystem spells them (MicrosoftAppId, ...); botloom's own
+settings share the BOTLOOM_ prefix. Nothing else in botloom reads environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are botloom, a friendly and concise assistant in a chat. "
+    "Answer in the user's language, in a few sentences."
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the bot listens.
+    host: str = "127.0.0.1"
+    port: int = 3978
+    # Bot Framework credentials: empty app id means anonymous mode (Emulator, local tests).
+    app_id: str = ""
+    app_password: str = field(default="", repr=False)
+    app_type: str = "MultiTenant"
+    app_tenant_id: str = ""
+    # The model: "embedded" (the default SmolLM2-135M-Instruct), a hub id, a folder or a .gguf.
+    model: str = "embedded"
+    model_device: str | None = None
+    model_dtype: str | None = None
+    cache_dir: Path = Path.home() / ".cache" / "botloom"
+    # Conversation and user state.
+    storage: str = "sqlite:///data/botloom.db"
+    # The assistant's behaviour.
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    context_tokens: int = 2048
+    max_new_tokens: int = 200
+    temperature: float = 0.3
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    stop: tuple[str, ...] = ()
+    typing_interval_s: float = 3.0
+    # Operations.
+    log_level: str = "INFO"
+
+    @property
+    def anonymous(self) -> bool:
+        """True when no app id is configured: no JWT checks (local development only)."""
+        return not self.app_id
+
+    def bot_framework_config(self) -> SimpleNamespace:
+        """The attribute bag botbuilder's Configuration* classes read."""
+        return SimpleNamespace(
+            APP_ID=self.app_id,
+            APP_PASSWORD=self.app_password,
+            APP_TYPE=self.app_type,
+            APP_TENANTID=self.app_tenant_id,
+        )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    ) -> Settings:
+        """Build settings from `environ` (default: os.environ) over the values in `env_file`."""
+        values: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            values.update(read_env_file(env_file))
+        values.update(os.environ if environ is None else environ)
+        return cls(**_parse(values))
+
+
+_ENV_NAMES: dict[str, str] = {
+    "app_id": "MicrosoftAppId",
+    "app_password": "MicrosoftAppPassword",
+    "app_type": "MicrosoftAppType",
+    "app_tenant_id": "MicrosoftAppTenantId",
+}
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets `field_name`."""
+    return _ENV_NAMES.get(field_name, "BOTLOOM_" + field_name.upper())
+
+
+def _parse(values: Mapping[str, str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = env_name(f.name)
+        raw = values.get(name)
+        if raw is None or (raw.strip() == "" and f.name not in _ENV_NAMES):
+            continue
+        parsed[f.name] = _convert(name, raw.strip(), f.type)
+    app_type = parsed.get("app_type", "MultiTenant")
+    canonical = {t.lower(): t for t in APP_TYPES}.get(str(app_type).lower())
+    if canonical is None:
+        raise SettingsError(f"MicrosoftAppType must be one of {', '.join(APP_TYPES)}")
+    parsed["app_type"] = canonical
+    return parsed
+
+
+def _convert(name: str, raw: str, annotation: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw).expanduser()
+        if kind.startswith("tuple"):
+            return tuple(part for part in raw.split(",") if part)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; blank lines and # comments are ignored, quotes are stripped."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values

@@ -1,0 +1,167 @@
+"""Bot state in one SQLite file, with optimistic concurrency across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from botbuilder.core import Storage
+from jsonpickle.pickler import Pickler
+from jsonpickle.unpickler import Unpickler
+
+from bot.storage.errors import StorageConflictError
+
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS items "
+    "(key TEXT PRIMARY KEY, etag TEXT NOT NULL, value TEXT NOT NULL)"
+)
+_UPSERT = (
+    "INSERT INTO items (key, etag, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, value = excluded.value"
+)
+
+
+class SqliteStorage(Storage):
+    """A botbuilder `Storage` kept durably in one SQLite file (WAL mode), shareable by processes.
+
+    Values are dicts or objects such as `StoreItem` (and whatever `BotState` writes, e.g.
+    `DialogState`); they are stored as jsonpickle JSON, as botbuilder's Blob and Cosmos storages
+    do, so `read` rebuilds the same types. Only open files you trust: reading restores classes.
+
+    `read` returns each item with its etag in `e_tag` (dict key or attribute). Every write assigns
+    a new etag and sets it on the written value. A value carrying an etag other than "*" is written
+    only if that etag is still the stored one, else the whole `write` raises `StorageConflictError`
+    and changes nothing; no etag or "*" overwrites. The check-and-write is one `BEGIN IMMEDIATE`
+    transaction, so it holds across processes. A process waits up to `busy_timeout_s` for another
+    one's lock, then `sqlite3.OperationalError` ("database is locked") is raised.
+
+    All sqlite3 calls run on one worker thread that owns the connection; `close()` ends it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 5.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-storage")
+        self._conn: sqlite3.Connection | None = None  # created and used on the worker thread only
+        self._closed = False
+
+    async def read(self, keys: list[str]) -> dict[str, Any]:
+        rows = await self._run(self._read_rows, list(keys or []))
+        items: dict[str, Any] = {}
+        for key, etag, text in rows:
+            flat = json.loads(text)
+            flat["e_tag"] = etag
+            items[key] = Unpickler().restore(flat)
+        return items
+
+    async def write(self, changes: dict[str, Any]) -> None:
+        if changes is None:
+            raise ValueError("changes are required when writing")
+        # Serialise now, so the stored value is the one the caller passed, whatever happens next.
+        rows = [(key, _etag_of(value), _dumps(key, value)) for key, value in changes.items()]
+        if not rows:
+            return
+        etags = await self._run(self._write_rows, rows)
+        for value, etag in zip(changes.values(), etags, strict=True):
+            # Lets the caller write the same value again (e.g. a second save in one turn).
+            if isinstance(value, dict):
+                value["e_tag"] = etag
+            elif hasattr(value, "__dict__"):
+                value.e_tag = etag
+
+    async def delete(self, keys: list[str]) -> None:
+        if keys:
+            await self._run(self._delete_rows, list(keys))
+
+    async def close(self) -> None:
+        """Close the connection and stop the worker; later calls raise RuntimeError."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        self._executor.shutdown()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError(f"SqliteStorage({str(self.path)!r}) is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # Everything below runs on the worker thread.
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # timeout= is SQLite's busy_timeout; isolation_level=None: we issue BEGIN ourselves.
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _read_rows(self, keys: list[str]) -> list[tuple[str, str, str]]:
+        conn = self._connection()
+        query = "SELECT key, etag, value FROM items WHERE key = ?"
+        return [row for key in keys if (row := conn.execute(query, (key,)).fetchone())]
+
+    def _write_rows(self, rows: list[tuple[str, str | None, str]]) -> list[str]:
+        etags = []
+        with _immediate(self._connection()) as conn:
+            for key, expected, text in rows:
+                if expected is not None:
+                    found = conn.execute("SELECT etag FROM items WHERE key = ?", (key,)).fetchone()
+                    if found is None or found[0] != expected:
+                        raise StorageConflictError(key, expected, found[0] if found else None)
+                etags.append(uuid.uuid4().hex)
+                conn.execute(_UPSERT, (key, etags[-1], text))
+        return etags
+
+    def _delete_rows(self, keys: list[str]) -> None:
+        with _immediate(self._connection()) as conn:
+            conn.executemany("DELETE FROM items WHERE key = ?", [(key,) for key in keys])
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A transaction that takes the write lock up front, so nobody writes between check and set."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def _etag_of(value: Any) -> str | None:
+    """The etag a write must match, or None for an unconditional write."""
+    etag = value.get("e_tag") if isinstance(value, dict) else getattr(value, "e_tag", None)
+    if etag == "":
+        raise ValueError("e_tag is empty: pass the etag read, '*' or none")
+    return None if etag in (None, "*") else str(etag)
+
+
+def _dumps(key: str, value: Any) -> str:
+    flat = Pickler().flatten(value)
+    if not isinstance(flat, dict):
+        raise TypeError(f"{key!r}: storage values must be dicts or objects, not {type(value)}")
+    flat.pop("e_tag", None)  # kept in its own column
+    return json.dumps(flat)

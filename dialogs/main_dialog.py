@@ -1,0 +1,86 @@
+"""The root dialog: routes commands, runs flows, lets `help` and `cancel` interrupt anything."""
+
+from __future__ import annotations
+
+from botbuilder.core import TurnContext
+from botbuilder.dialogs import (
+    ComponentDialog,
+    DialogContext,
+    DialogTurnResult,
+    DialogTurnStatus,
+    WaterfallDialog,
+    WaterfallStepContext,
+)
+
+from dialogs.chat_dialog import ChatDialog
+from dialogs.feedback_dialog import FeedbackDialog
+from dialogs.memory import ConversationMemory
+
+HELP_TEXT = (
+    "Here is what I understand:\n\n"
+    "- just type a message to chat with me\n"
+    "- /help: this list\n"
+    "- /reset: forget our conversation so far\n"
+    "- /feedback: tell us how I'm doing\n"
+    "- help or cancel: at any time, even in the middle of /feedback"
+)
+RESET_TEXT = "Done: I've forgotten our conversation. What shall we talk about?"
+CANCELLED_TEXT = "Cancelled."
+NOTHING_TO_CANCEL = "There is nothing to cancel."
+
+
+def command_of(turn_context: TurnContext) -> str:
+    """The lower-cased text of the message, or "" for messages without text (e.g. card submits)."""
+    return (turn_context.activity.text or "").strip().lower()
+
+
+class MainDialog(ComponentDialog):
+    """Routes each message: a /command, an interruption, or the chat dialog."""
+
+    def __init__(self, chat: ChatDialog, feedback: FeedbackDialog, memory: ConversationMemory) -> None:
+        super().__init__(MainDialog.__name__)
+        self._memory = memory
+        self._chat_id = chat.id
+        self._feedback_id = feedback.id
+        self.add_dialog(chat)
+        self.add_dialog(feedback)
+        self.add_dialog(WaterfallDialog("route", [self._route]))
+        self.initial_dialog_id = "route"
+
+    async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
+        interrupted = await self._interrupt(inner_dc)
+        if interrupted is not None:
+            return interrupted
+        return await super().on_continue_dialog(inner_dc)
+
+    async def _interrupt(self, inner_dc: DialogContext) -> DialogTurnResult | None:
+        """`help` shows help and keeps the flow waiting; `cancel` ends every flow."""
+        command = command_of(inner_dc.context)
+        if command in ("help", "/help", "?"):
+            await inner_dc.context.send_activity(HELP_TEXT)
+            await inner_dc.reprompt_dialog()
+            return DialogTurnResult(DialogTurnStatus.Waiting)
+        if command in ("cancel", "/cancel", "quit", "stop"):
+            await inner_dc.context.send_activity(CANCELLED_TEXT)
+            return await inner_dc.cancel_all_dialogs()
+        return None
+
+    async def _route(self, step: WaterfallStepContext) -> DialogTurnResult:
+        command = command_of(step.context)
+        if command in ("/help", "help", "?"):
+            await step.context.send_activity(HELP_TEXT)
+            return await step.end_dialog()
+        if command in ("cancel", "/cancel"):
+            await step.context.send_activity(NOTHING_TO_CANCEL)
+            return await step.end_dialog()
+        if command == "/reset":
+            await self._memory.clear(step.context)
+            await step.context.send_activity(RESET_TEXT)
+            return await step.end_dialog()
+        if command == "/feedback":
+            return await step.replace_dialog(self._feedback_id)
+        if command.startswith("/"):
+            name = command.split()[0]
+            await step.context.send_activity(f"I don't know the command {name}. Try /help.")
+            return await step.end_dialog()
+        return await step.replace_dialog(self._chat_id)

@@ -1,0 +1,23 @@
+"""The language model: one ChatModel interface and its implementations."""
+
+from models.api import (
+    ChatMessage,
+    ChatModel,
+    GenerationParams,
+    ModelError,
+    ModelOverloaded,
+    ModelTimeout,
+    ModelUnavailable,
+    complete,
+)
+
+__all__ = [
+    "ChatMessage",
+    "ChatModel",
+    "GenerationParams",
+    "ModelError",
+    "ModelOverloaded",
+    "ModelTimeout",
+    "ModelUnavailable",
+    "complete",
+]

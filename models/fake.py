@@ -1,0 +1,70 @@
+"""A deterministic ChatModel for tests and demos: it echoes, records prompts, and can misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from models.api import ChatMessage, GenerationParams, ModelError
+
+TOKENS_PER_MESSAGE = 3  # role markers, like a chat template's
+
+
+class FakeChatModel:
+    """Replies ``"fake: <last user message>"`` one word at a time.
+
+    `reply` overrides the text (a function of the prompt); `delay` sleeps before each piece;
+    `fail_after` raises `error` after that many pieces; `hang` never produces a piece.
+    Every prompt is recorded in `prompts`; `pieces_produced` counts pieces actually generated.
+    Tokens are whitespace-separated words plus a few per message.
+    """
+
+    def __init__(
+        self,
+        *,
+        reply: Callable[[Sequence[ChatMessage]], str] | None = None,
+        delay: float = 0.0,
+        fail_after: int | None = None,
+        error: Exception | None = None,
+        hang: bool = False,
+        context_window: int = 2048,
+    ) -> None:
+        self._reply = reply or _echo
+        self.delay = delay
+        self.fail_after = fail_after
+        self.error = error or ModelError("fake model failure")
+        self.hang = hang
+        self._context_window = context_window
+        self.prompts: list[list[ChatMessage]] = []
+        self.pieces_produced = 0
+
+    @property
+    def name(self) -> str:
+        return "fake"
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(len(m.content.split()) + TOKENS_PER_MESSAGE for m in messages)
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        self.prompts.append(list(messages))
+        if self.hang:
+            await asyncio.Event().wait()
+        words = self._reply(messages).split(" ")[: params.max_new_tokens]
+        for index, word in enumerate(words):
+            if self.fail_after is not None and index >= self.fail_after:
+                raise self.error
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            self.pieces_produced += 1
+            yield word if index == 0 else " " + word
+
+
+def _echo(messages: Sequence[ChatMessage]) -> str:
+    last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    return f"fake: {last_user}"

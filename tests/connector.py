@@ -1,0 +1,72 @@
+"""A fake Bot Connector service on loopback: records the activities a bot sends to its serviceUrl."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+Activity = dict[str, Any]
+
+
+class FakeConnector:
+    """Serves POST /v3/conversations/{conversation}/activities[/{reply_to}] and records each body.
+
+    `fail_next(status, times)` makes the next sends fail, to exercise retries.
+    """
+
+    def __init__(self) -> None:
+        self.activities: list[Activity] = []
+        self.paths: list[str] = []
+        self._arrived = asyncio.Condition()
+        self._ids = itertools.count(1)
+        self._failures: list[int] = []
+        app = web.Application()
+        app.router.add_post("/v3/conversations/{conversation}/activities", self._receive)
+        app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self._receive)
+        app.router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._receive)
+        self._server = TestServer(app, host="127.0.0.1")
+
+    async def start(self) -> None:
+        await self._server.start_server()
+
+    async def close(self) -> None:
+        await self._server.close()
+
+    @property
+    def url(self) -> str:
+        return str(self._server.make_url("")).rstrip("/")
+
+    def fail_next(self, status: int, times: int = 1) -> None:
+        self._failures.extend([status] * times)
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        if self._failures:
+            return web.json_response({"error": {"code": "fake"}}, status=self._failures.pop(0))
+        body = await request.json()
+        async with self._arrived:
+            self.activities.append(body)
+            self.paths.append(request.path)
+            self._arrived.notify_all()
+        return web.json_response({"id": f"reply-{next(self._ids)}"})
+
+    def messages(self, conversation: str | None = None) -> list[Activity]:
+        return [
+            a
+            for a in self.activities
+            if a.get("type") == "message"
+            and (conversation is None or a.get("conversation", {}).get("id") == conversation)
+        ]
+
+    async def wait_for(self, predicate: Callable[[list[Activity]], bool], timeout: float = 10.0) -> None:
+        """Wait until `predicate(self.activities)` holds."""
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: predicate(self.activities)), timeout)
+
+    async def wait_for_messages(self, count: int, conversation: str | None = None, timeout: float = 10.0) -> list[Activity]:
+        await self.wait_for(lambda _: len(self.messages(conversation)) >= count, timeout)
+        return self.messages(conversation)
