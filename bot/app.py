@@ -7,24 +7,29 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 
+import aiohttp
 from aiohttp import web
-from botbuilder.core import ConversationState, Storage, UserState, serializer_helper
-from botbuilder.integration.aiohttp import (
-    CloudAdapter,
-    ConfigurationBotFrameworkAuthentication,
-)
+from aiohttp.typedefs import Handler
+from botbuilder.core import ConversationState, Storage, UserState
+from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 
 from bot.assistant_bot import AssistantBot
+from bot.auth import install_async_metadata, metadata_urls
+from bot.endpoint import MessagesEndpoint
 from bot.errors import on_turn_error
-from bot.inbound import read_activity
-from bot.settings import Settings
-from bot.storage import create_storage
+from bot.outbound import RetryingCloudAdapter
+from bot.service_urls import is_loopback_host
+from bot.settings import Settings, SettingsError
+from bot.storage import create_locks, create_storage
+from bot.turn_middleware import RateLimitMiddleware, TurnLogMiddleware
+from bot.turn_runner import RunnerLimits, TurnRunner
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from models import ChatModel, GenerationParams
 from models.deferred import DeferredChatModel
+from models.guard import GuardedChatModel, GuardLimits
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +40,12 @@ class Runtime:
 
     settings: Settings
     storage: Storage
-    model: ChatModel
+    model: GuardedChatModel
     bot: AssistantBot
 
     async def aclose(self) -> None:
         """Close the model (its worker) and the storage (its connections)."""
-        for resource in (self.model, self.storage):
+        for resource in (self.model.inner, self.storage):
             close = getattr(resource, "close", None)
             if close is not None:
                 result = close()
@@ -49,7 +54,7 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
-ADAPTER = web.AppKey("adapter", CloudAdapter)
+ENDPOINT = web.AppKey("endpoint", MessagesEndpoint)
 
 
 def build_model(settings: Settings) -> DeferredChatModel:
@@ -71,7 +76,14 @@ def build_runtime(
 ) -> Runtime:
     """Storage, state, model, dialogs and the activity handler: shared by `serve` and `chat`."""
     storage = storage if storage is not None else create_storage(settings.storage)
-    model = model if model is not None else build_model(settings)
+    model = GuardedChatModel(
+        model if model is not None else build_model(settings),
+        GuardLimits(
+            max_pending=settings.max_pending_requests,
+            deadline_s=settings.generation_timeout_s,
+            retry_after_s=settings.busy_retry_after_s,
+        ),
+    )
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     memory = ConversationMemory(conversation_state)
@@ -91,44 +103,72 @@ def build_runtime(
 def create_app(
     settings: Settings, *, model: ChatModel | None = None, storage: Storage | None = None
 ) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
-    app[RUNTIME] = build_runtime(settings, model=model, storage=storage)
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(settings.bot_framework_config()))
+    """The aiohttp app: /api/messages, /healthz, /readyz. Raises SettingsError for unsafe settings."""
+    if settings.anonymous and not is_loopback_host(settings.host) and not settings.allow_public_anonymous:
+        raise SettingsError(
+            f"no MicrosoftAppId is set (anonymous mode) but BOTLOOM_HOST={settings.host} is not a "
+            "loopback address; set an app id, or BOTLOOM_ALLOW_PUBLIC_ANONYMOUS=true if you must"
+        )
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
+    runtime = build_runtime(settings, model=model, storage=storage)
+    adapter = RetryingCloudAdapter(ConfigurationBotFrameworkAuthentication(settings.bot_framework_config()))
     adapter.on_turn_error = on_turn_error
-    app[ADAPTER] = adapter
+    adapter.use(TurnLogMiddleware(log_messages=settings.log_messages))
+    adapter.use(RateLimitMiddleware(settings.rate_limit_per_minute))
+    limits = RunnerLimits(
+        max_queued=settings.max_queued_turns,
+        turn_timeout_s=settings.turn_timeout_s,
+        lock_wait_s=settings.lock_wait_s,
+    )
+    runner = TurnRunner(create_locks(runtime.storage), limits)
+    app[RUNTIME] = runtime
+    app[ENDPOINT] = MessagesEndpoint(settings, adapter, runtime.bot, runner)
     app.cleanup_ctx.append(lifespan)
-    app.router.add_post("/api/messages", messages)
+    app.router.add_post("/api/messages", app[ENDPOINT].handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
 
 
 async def lifespan(app: web.Application) -> AsyncIterator[None]:
-    """Start loading the model with the server; close model and storage on shutdown."""
-    runtime = app[RUNTIME]
-    start = getattr(runtime.model, "start", None)
-    if start is not None:
-        start()
-    yield
-    await runtime.aclose()
-
-
-async def messages(request: web.Request) -> web.StreamResponse:
-    """POST /api/messages: validate, authenticate (401 on any token failure), run the turn."""
-    activity = await read_activity(request)
-    adapter = request.app[ADAPTER]
-    auth_header = request.headers.get("Authorization", "")
-    try:
-        auth = await adapter.bot_framework_authentication.authenticate_request(activity, auth_header)
-    except Exception as error:  # botbuilder raises many types for bad tokens; all mean 401
-        logger.info("rejected activity: %s", type(error).__name__)
-        raise web.HTTPUnauthorized(text="invalid or missing token") from None
-    invoke_response = await adapter.process_activity(auth, activity, request.app[RUNTIME].bot.on_turn)
-    if invoke_response:
-        return web.json_response(
-            serializer_helper(invoke_response.body), status=invoke_response.status
+    """Start loading the model and an HTTP session for signing keys; close everything after."""
+    runtime, endpoint = app[RUNTIME], app[ENDPOINT]
+    settings = runtime.settings
+    async with aiohttp.ClientSession() as session:
+        install_async_metadata(
+            metadata_urls(settings.openid_metadata_url, settings.emulator_openid_metadata_url), session
         )
-    return web.Response(status=201)
+        start = getattr(runtime.model.inner, "start", None)
+        if start is not None:
+            start()
+        yield
+        await endpoint.runner.close()
+        await endpoint.adapter.close()
+        await runtime.aclose()
+
+
+async def drain(app: web.Application) -> None:
+    """Graceful shutdown: refuse new turns (503, /readyz 503), let turns in flight finish within
+    BOTLOOM_DRAIN_S, then stop their generations so they end with an apology, and state is saved."""
+    runtime, runner = app[RUNTIME], app[ENDPOINT].runner
+    if await runner.drain(runtime.settings.drain_s):
+        return
+    logger.warning("drain window over: stopping generations in flight")
+    runtime.model.abort_all()
+    if not await runner.drain(5.0):
+        await runner.cancel_all()
+
+
+@web.middleware
+async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bug answers a short 500, never a traceback (aiohttp's debug mode would show one)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return web.Response(status=500, text="internal error")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -136,9 +176,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 once the model is loaded (and storage answers), else 503."""
+    """200 once the model is loaded and storage answers; 503 while loading or draining."""
     runtime = request.app[RUNTIME]
-    if not getattr(runtime.model, "ready", True):
+    if request.app[ENDPOINT].runner.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    if not runtime.model.ready:
         return web.json_response({"status": "loading model"}, status=503)
     try:
         await runtime.storage.read(["botloom/readyz"])

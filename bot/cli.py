@@ -8,8 +8,6 @@ import dataclasses
 import logging
 import sys
 
-from aiohttp import web
-
 from bot.settings import Settings, SettingsError
 
 
@@ -38,14 +36,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve_forever(settings: Settings) -> int:
-    from bot.app import create_app
+    from bot.server import run_server
 
-    app = create_app(settings)
-    url = f"http://{settings.host}:{settings.port}/api/messages"
-    print(f"botloom is listening on {url}", flush=True)
-    print(f"Bot Framework Emulator: open {url} with an empty App ID and password.", flush=True)
-    print(f"Ready when http://{settings.host}:{settings.port}/readyz says so (the model loads first).", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    try:
+        asyncio.run(run_server(settings))
+    except SettingsError as error:
+        print(f"botloom: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

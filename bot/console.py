@@ -86,7 +86,7 @@ async def chat(runtime: Runtime, *, input_stream: TextIO = sys.stdin, output: Te
     so the history survives restarts like a channel conversation does."""
     user_id = getpass.getuser()
     adapter = ConsoleAdapter(output, user_id, conversation_id=f"console-{user_id}")
-    wait_ready = getattr(runtime.model, "wait_ready", None)
+    wait_ready = getattr(runtime.model.inner, "wait_ready", None)
     if wait_ready is not None:
         output.write(f"Loading the model ({runtime.model.name})…\n")
         output.flush()

@@ -51,8 +51,25 @@ class Settings:
     repetition_penalty: float = 1.1
     stop: tuple[str, ...] = ()
     typing_interval_s: float = 3.0
+    # The endpoint in front of channels.
+    max_body_bytes: int = 1024 * 1024
+    # Anonymous mode replies only to these serviceUrl prefixes; empty means loopback addresses.
+    allowed_service_urls: tuple[str, ...] = ()
+    allow_public_anonymous: bool = False  # anonymous mode on a non-loopback host
+    openid_metadata_url: str = ""  # channel token keys; empty: the Bot Framework's public cloud
+    emulator_openid_metadata_url: str = ""
+    # Limits: what one turn, one user and the model may take.
+    generation_timeout_s: float = 60.0
+    turn_timeout_s: float = 90.0
+    max_pending_requests: int = 32
+    busy_retry_after_s: float = 5.0
+    max_queued_turns: int = 1000
+    lock_wait_s: float = 10.0
+    rate_limit_per_minute: int = 20
     # Operations.
+    drain_s: float = 20.0  # on SIGTERM: how long turns in flight may take to finish
     log_level: str = "INFO"
+    log_messages: bool = False  # put message text and user names in the turn log
 
     @property
     def anonymous(self) -> bool:
@@ -66,6 +83,8 @@ class Settings:
             APP_PASSWORD=self.app_password,
             APP_TYPE=self.app_type,
             APP_TENANTID=self.app_tenant_id,
+            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=self.openid_metadata_url or None,
+            TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=self.emulator_openid_metadata_url or None,
         )
 
     @classmethod
@@ -112,6 +131,10 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
 def _convert(name: str, raw: str, annotation: Any) -> Any:
     kind = str(annotation)
     try:
+        if kind == "bool":
+            if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes", "on")
         if kind == "int":
             return int(raw)
         if kind == "float":

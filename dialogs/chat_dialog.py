@@ -16,11 +16,14 @@ from models import (
     GenerationParams,
     ModelError,
     ModelOverloaded,
+    ModelShuttingDown,
     ModelTimeout,
     ModelUnavailable,
 )
 
 logger = logging.getLogger(__name__)
+
+OUTCOME_KEY = "botloom.outcome"  # turn_state key: how the turn ended, for the turn log
 
 EMPTY_REPLY = "I don't have an answer to that. Could you rephrase it?"
 TOO_LONG = "That message is too long for me. Could you shorten it?"
@@ -69,6 +72,7 @@ class ChatDialog(Dialog):
             await turn_context.send_activity(TOO_LONG)
             return
         except ModelError as error:
+            turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
             await turn_context.send_activity(apology_for(error))
             return
         reply = ""
@@ -81,6 +85,7 @@ class ChatDialog(Dialog):
                 turn_context.activity.conversation.id,
                 type(error).__name__,
             )
+            turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
             await self._memory.append(turn_context, ChatMessage("user", text))
             await turn_context.send_activity(apology_for(error))
             return
@@ -91,12 +96,27 @@ class ChatDialog(Dialog):
         await turn_context.send_activity(MessageFactory.text(reply or EMPTY_REPLY))
 
 
+def outcome_of(error: ModelError) -> str:
+    """The turn log's name for a model failure."""
+    if isinstance(error, ModelOverloaded):
+        return "overloaded"
+    if isinstance(error, ModelTimeout):
+        return "timeout"
+    if isinstance(error, ModelShuttingDown):
+        return "shutdown"
+    if isinstance(error, ModelUnavailable):
+        return "unavailable"
+    return "model_error"
+
+
 def apology_for(error: ModelError) -> str:
     """A short message for the user that says what went wrong, without internals."""
     if isinstance(error, ModelOverloaded):
         return f"I'm busy right now. Please try again in {max(1, round(error.retry_after))} s."
     if isinstance(error, ModelTimeout):
         return "Sorry, that took me too long. Please try again."
+    if isinstance(error, ModelShuttingDown):
+        return "Sorry, I'm restarting right now. Please send that again in a minute."
     if isinstance(error, ModelUnavailable):
         return "Sorry, my language model isn't available right now. Please try again shortly."
     return "Sorry, something went wrong while I was answering. Please try again."

@@ -50,6 +50,10 @@ class ModelUnavailable(ModelError):
     """The model is not loaded yet, failed to load, or its server cannot be reached."""
 
 
+class ModelShuttingDown(ModelUnavailable):
+    """The process is shutting down; requests in flight are abandoned."""
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """A chat model: `stream` yields pieces of the reply as they are generated.

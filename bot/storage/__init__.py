@@ -5,9 +5,17 @@ from __future__ import annotations
 from botbuilder.core import MemoryStorage, Storage
 
 from bot.storage.errors import StorageConflictError
+from bot.storage.locks import ConversationLocks, LocalLocks, LockTimeout, SqliteLocks
 from bot.storage.sqlite import SqliteStorage
 
-__all__ = ["SqliteStorage", "StorageConflictError", "create_storage"]
+__all__ = [
+    "ConversationLocks",
+    "LockTimeout",
+    "SqliteStorage",
+    "StorageConflictError",
+    "create_locks",
+    "create_storage",
+]
 
 SUPPORTED_URLS = "memory://, sqlite:///relative/path.db or sqlite:////absolute/path.db"
 
@@ -29,3 +37,10 @@ def create_storage(url: str) -> Storage:
     if scheme in ("memory", "sqlite"):
         raise ValueError(f"malformed {scheme}:// storage URL; expected {SUPPORTED_URLS}")
     raise ValueError(f"unsupported storage URL scheme {scheme!r}; expected {SUPPORTED_URLS}")
+
+
+def create_locks(storage: Storage) -> ConversationLocks:
+    """Per-conversation locks that live where `storage` lives, so they hold across processes."""
+    if isinstance(storage, SqliteStorage):
+        return SqliteLocks(storage.path)
+    return LocalLocks()

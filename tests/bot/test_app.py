@@ -23,7 +23,7 @@ async def test_welcome_on_conversation_update_but_not_for_the_bot(
     response = await bot_client.post(
         "/api/messages", json=conversation_update(["user-1", "bot-1"], service_url=connector.url)
     )
-    assert response.status == 201
+    assert response.status == 202
     replies = await connector.wait_for_messages(1)
     assert [r["text"] for r in replies] == [WELCOME_TEXT]
 
@@ -32,7 +32,7 @@ async def test_message_gets_typing_then_model_reply(
     bot_client: TestClient, connector: FakeConnector, fake_model: FakeChatModel
 ) -> None:
     response = await bot_client.post("/api/messages", json=message("hello", service_url=connector.url))
-    assert response.status == 201
+    assert response.status == 202
     replies = await connector.wait_for_messages(1)
     assert replies[0]["text"] == "fake: hello"
     types = [a["type"] for a in connector.activities]
@@ -48,17 +48,19 @@ async def test_history_is_sent_to_the_model_and_reset_forgets_it(
 ) -> None:
     for text in ("first", "second"):
         await bot_client.post("/api/messages", json=message(text, service_url=connector.url))
+    await connector.wait_for_messages(2)
     assert [m.content for m in fake_model.prompts[1][1:]] == ["first", "fake: first", "second"]
 
     await bot_client.post("/api/messages", json=message("/reset", service_url=connector.url))
-    assert connector.messages()[-1]["text"] == RESET_TEXT
+    assert (await connector.wait_for_messages(3))[-1]["text"] == RESET_TEXT
     await bot_client.post("/api/messages", json=message("third", service_url=connector.url))
+    await connector.wait_for_messages(4)
     assert [m.content for m in fake_model.prompts[-1][1:]] == ["third"]
 
 
 async def test_help_lists_the_commands(bot_client: TestClient, connector: FakeConnector) -> None:
     await bot_client.post("/api/messages", json=message("/help", service_url=connector.url))
-    text = connector.messages()[-1]["text"]
+    text = (await connector.wait_for_messages(1))[-1]["text"]
     assert text == HELP_TEXT
     for command in ("/help", "/reset", "/feedback", "cancel"):
         assert command in text
@@ -66,9 +68,9 @@ async def test_help_lists_the_commands(bot_client: TestClient, connector: FakeCo
 
 async def test_feedback_flow_over_http(bot_client: TestClient, connector: FakeConnector) -> None:
     said = []
-    for text in ("/feedback", "Great", "Lovely answers", "yes"):
+    for count, text in enumerate(("/feedback", "Great", "Lovely answers", "yes"), start=1):
         await bot_client.post("/api/messages", json=message(text, service_url=connector.url))
-        said.append(connector.messages()[-1]["text"])
+        said.append((await connector.wait_for_messages(count))[-1]["text"])
     assert said[0].startswith("How were my answers?")
     assert said[1] == "Anything you'd like to add?"
     assert "Rating: Great. Comment: Lovely answers" in said[2]
@@ -99,9 +101,9 @@ async def test_unhandled_activity_types_are_ignored(bot_client: TestClient, conn
         activity = message(None, service_url=connector.url)
         activity["type"] = kind
         response = await bot_client.post("/api/messages", json=activity)
-        assert response.status in (200, 201), kind
+        assert response.status == 202, kind
     await bot_client.post("/api/messages", json=message("still there?", service_url=connector.url))
-    assert [m["text"] for m in connector.messages()] == ["fake: still there?"]
+    assert [m["text"] for m in await connector.wait_for_messages(1)] == ["fake: still there?"]
 
 
 async def test_turn_error_apologises_and_sends_trace_on_emulator(
@@ -116,6 +118,7 @@ async def test_turn_error_apologises_and_sends_trace_on_emulator(
     try:
         await client.post("/api/messages", json=message("hi", service_url=connector.url))
         await client.post("/api/messages", json=message("/help", service_url=connector.url))
+        await connector.wait_for_messages(2)
     finally:
         await client.close()
     kinds = [(a["type"], a.get("text", a.get("label"))) for a in connector.activities if a["type"] != "typing"]

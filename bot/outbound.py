@@ -1,0 +1,131 @@
+"""Sending replies to the channel's connector: pooled async HTTP, retried on 429 and 5xx.
+
+botbuilder 4.17.1 sends each activity with `requests` on the event loop's default thread pool
+(a handful of threads on a small machine), and urllib3's own retries stall a turn for seconds
+when a connector is down. botloom posts with one shared aiohttp session instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import aiohttp
+from botbuilder.core import TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
+from botframework.connector import Channels
+from botframework.connector.auth import AuthenticationConstants
+
+logger = logging.getLogger(__name__)
+
+
+class ConnectorError(Exception):
+    """The connector refused an activity (after retries, for transient errors)."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # tries per activity, the first included
+    base_delay_s: float = 0.5  # doubled after each failure, with jitter
+    max_delay_s: float = 8.0  # also caps a connector's Retry-After
+    timeout_s: float = 15.0  # per try
+
+
+class RetryingCloudAdapter(CloudAdapter):
+    """A CloudAdapter whose sends go through one pooled aiohttp session and survive throttling
+    and transient connector errors. Activities are sent one at a time, so a retry never repeats
+    one that was delivered. Call `close()` at shutdown."""
+
+    def __init__(self, *args: object, retry: RetryPolicy = RetryPolicy(), **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry = retry
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send_activities(
+        self, context: TurnContext, activities: list[Activity]
+    ) -> list[ResourceResponse]:
+        responses = []
+        for activity in activities:
+            activity.id = None
+            if activity.type == "delay":
+                await asyncio.sleep((activity.value or 1000) / 1000)
+                responses.append(ResourceResponse(id=""))
+            elif activity.type == ActivityTypes.invoke_response:
+                context.turn_state[self._INVOKE_RESPONSE_KEY] = activity
+                responses.append(ResourceResponse(id=""))
+            elif activity.type == ActivityTypes.trace and activity.channel_id != Channels.emulator:
+                responses.append(ResourceResponse(id=""))
+            else:
+                responses.append(await self._post(context, activity))
+        return responses
+
+    async def _post(self, context: TurnContext, activity: Activity) -> ResourceResponse:
+        client = context.turn_state.get(self.BOT_CONNECTOR_CLIENT_KEY)
+        if client is None:
+            raise ConnectorError(None, "no connector client for this turn")
+        url = activity_url(client.config.base_url, activity)
+        headers = await _auth_headers(client.config.credentials)
+        body = activity.serialize()
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        policy = self.retry
+        for attempt in range(1, policy.attempts + 1):
+            status, retry_after = None, None
+            try:
+                async with self._session.post(
+                    url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=policy.timeout_s)
+                ) as response:
+                    if response.status < 300:
+                        data = await response.json(content_type=None) if response.content_length != 0 else None
+                        return ResourceResponse(id=(data or {}).get("id", "") if isinstance(data, dict) else "")
+                    status, retry_after = response.status, response.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as error:
+                logger.info("connector unreachable: %s", type(error).__name__)
+            transient = status is None or status == 429 or status >= 500
+            if not transient or attempt == policy.attempts:
+                raise ConnectorError(status, f"connector answered {status} to {activity.type}")
+            delay = _delay(attempt, retry_after, policy)
+            logger.info(
+                "connector send failed, retrying in %.1f s conversation=%s status=%s",
+                delay,
+                activity.conversation.id if activity.conversation else None,
+                status,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def activity_url(service_url: str, activity: Activity) -> str:
+    base = service_url.rstrip("/")
+    conversation = quote(activity.conversation.id, safe="")
+    url = f"{base}/v3/conversations/{conversation}/activities"
+    return f"{url}/{quote(activity.reply_to_id, safe='')}" if activity.reply_to_id else url
+
+
+async def _auth_headers(credentials: object) -> dict[str, str]:
+    """Bearer token when the bot has an app id (msal caches it; fetched off the event loop)."""
+    app_id = getattr(credentials, "microsoft_app_id", None)
+    if not app_id or app_id == AuthenticationConstants.ANONYMOUS_SKILL_APP_ID:
+        return {}
+    token = await asyncio.to_thread(credentials.get_access_token)  # type: ignore[attr-defined]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _delay(attempt: int, retry_after: str | None, policy: RetryPolicy) -> float:
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after), policy.max_delay_s)
+    backoff = policy.base_delay_s * 2 ** (attempt - 1)
+    return min(backoff * random.uniform(0.8, 1.2), policy.max_delay_s)

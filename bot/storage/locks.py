@@ -1,0 +1,122 @@
+"""Per-conversation locks that hold across processes sharing one store.
+
+Within a process, turns of a conversation are already ordered by the TurnRunner's queue; these
+locks extend that to several processes (or replicas) that share the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+
+class LockTimeout(Exception):
+    """The conversation stayed locked by another process for longer than the allowed wait."""
+
+
+class ConversationLocks(Protocol):
+    def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AsyncIterator[None]:
+        """``async with locks.hold(key, ttl_s=…, wait_s=…)``: exclusive across processes.
+
+        A holder that dies frees the lock after `ttl_s`; waiting longer than `wait_s` raises
+        LockTimeout.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalLocks:
+    """For stores only one process uses (memory): the TurnRunner's queue already orders turns."""
+
+    @asynccontextmanager
+    async def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AsyncIterator[None]:
+        yield
+
+    async def close(self) -> None:
+        return None
+
+
+_LOCK_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS conversation_locks "
+    "(key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)"
+)
+
+
+class SqliteLocks:
+    """Lock rows in the SQLite file the state lives in: (key, owner, expiry), taken atomically.
+
+    Waiters poll every `poll_s`; an expired row (its holder died) is taken over.
+    """
+
+    def __init__(self, path: str | Path, *, poll_s: float = 0.02) -> None:
+        self._path = Path(path)
+        self._poll_s = poll_s
+        self._owner = uuid.uuid4().hex
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-locks")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(_LOCK_SCHEMA)
+        return self._conn
+
+    def _try_acquire(self, key: str, ttl_s: float) -> bool:
+        conn = self._connection()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT owner, expires FROM conversation_locks WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None and row[1] > now:
+                conn.execute("COMMIT")
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO conversation_locks (key, owner, expires) VALUES (?, ?, ?)",
+                (key, self._owner, now + ttl_s),
+            )
+            conn.execute("COMMIT")
+            return True
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _release(self, key: str) -> None:
+        self._connection().execute(
+            "DELETE FROM conversation_locks WHERE key = ? AND owner = ?", (key, self._owner)
+        )
+
+    async def _run(self, function, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    @asynccontextmanager
+    async def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AsyncIterator[None]:
+        deadline = time.monotonic() + wait_s
+        while not await self._run(self._try_acquire, key, ttl_s):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"conversation {key!r} is busy")
+            await asyncio.sleep(self._poll_s)
+        try:
+            yield
+        finally:
+            await self._run(self._release, key)
+
+    async def close(self) -> None:
+        def close_connection() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._run(close_connection)
+        self._executor.shutdown(wait=True)
