@@ -12,9 +12,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from botbuilder.core import ConversationState, Storage, UserState
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
+from botframework.connector.auth import ServiceClientCredentialsFactory
 
 from bot.assistant_bot import AssistantBot
-from bot.auth import install_async_metadata, metadata_urls
+from bot.auth import install_async_metadata
 from bot.endpoint import MessagesEndpoint
 from bot.errors import on_turn_error
 from bot.outbound import RetryingCloudAdapter
@@ -29,6 +30,7 @@ from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from models import ChatModel, GenerationParams
 from models.deferred import DeferredChatModel
+from models.fake import FAKE_SPEC, fake_from_spec
 from models.guard import GuardedChatModel, GuardLimits
 
 logger = logging.getLogger(__name__)
@@ -57,8 +59,13 @@ RUNTIME = web.AppKey("runtime", Runtime)
 ENDPOINT = web.AppKey("endpoint", MessagesEndpoint)
 
 
-def build_model(settings: Settings) -> DeferredChatModel:
-    """The configured model, loaded in the background (see models.hf.load_chat_model)."""
+def build_model(settings: Settings) -> ChatModel:
+    """The configured model, loaded in the background (see models.hf.load_chat_model).
+
+    `BOTLOOM_MODEL=fake` (or `fake?delay=0.1`) is the deterministic echo model, for demos and tests.
+    """
+    if settings.model.split("?")[0] == FAKE_SPEC:
+        return fake_from_spec(settings.model)
     from models.hf import load_chat_model  # torch is imported only when a real model is used
 
     loader = partial(
@@ -101,9 +108,16 @@ def build_runtime(
 
 
 def create_app(
-    settings: Settings, *, model: ChatModel | None = None, storage: Storage | None = None
+    settings: Settings,
+    *,
+    model: ChatModel | None = None,
+    storage: Storage | None = None,
+    credentials_factory: ServiceClientCredentialsFactory | None = None,
 ) -> web.Application:
-    """The aiohttp app: /api/messages, /healthz, /readyz. Raises SettingsError for unsafe settings."""
+    """The aiohttp app: /api/messages, /healthz, /readyz. Raises SettingsError for unsafe settings.
+
+    `model`, `storage` and `credentials_factory` replace what the settings would build (tests).
+    """
     if settings.anonymous and not is_loopback_host(settings.host) and not settings.allow_public_anonymous:
         raise SettingsError(
             f"no MicrosoftAppId is set (anonymous mode) but BOTLOOM_HOST={settings.host} is not a "
@@ -111,7 +125,11 @@ def create_app(
         )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
     runtime = build_runtime(settings, model=model, storage=storage)
-    adapter = RetryingCloudAdapter(ConfigurationBotFrameworkAuthentication(settings.bot_framework_config()))
+    adapter = RetryingCloudAdapter(
+        ConfigurationBotFrameworkAuthentication(
+            settings.bot_framework_config(), credentials_factory=credentials_factory
+        )
+    )
     adapter.on_turn_error = on_turn_error
     adapter.use(TurnLogMiddleware(log_messages=settings.log_messages))
     adapter.use(RateLimitMiddleware(settings.rate_limit_per_minute))
@@ -136,12 +154,15 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
     settings = runtime.settings
     async with aiohttp.ClientSession() as session:
         install_async_metadata(
-            metadata_urls(settings.openid_metadata_url, settings.emulator_openid_metadata_url), session
+            session,
+            channel_url=settings.openid_metadata_url or None,
+            emulator_url=settings.emulator_openid_metadata_url or None,
         )
         start = getattr(runtime.model.inner, "start", None)
         if start is not None:
             start()
         yield
+        await drain(app)  # a no-op when `botloom serve` has drained already
         await endpoint.runner.close()
         await endpoint.adapter.close()
         await runtime.aclose()

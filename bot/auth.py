@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,16 +58,19 @@ class AsyncOpenIdMetadata:
     once every UNKNOWN_KID_REFRESH_S seconds); concurrent refreshes share one fetch.
     """
 
-    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, url: str, session: aiohttp.ClientSession, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.url = url
         self._session = session
+        self.clock = clock
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
         self.fetches = 0
 
     async def get(self, key_id: str | None) -> SigningKey | None:
-        if time.monotonic() - self._fetched_at > KEYS_MAX_AGE_S:
+        if self.clock() - self._fetched_at > KEYS_MAX_AGE_S:
             await self._refresh(min_age_s=0)
         if key_id not in self._keys:
             await self._refresh(min_age_s=UNKNOWN_KID_REFRESH_S)
@@ -82,7 +86,7 @@ class AsyncOpenIdMetadata:
 
     async def _refresh(self, min_age_s: float) -> None:
         async with self._lock:
-            if time.monotonic() - self._fetched_at < min_age_s:
+            if self.clock() - self._fetched_at < min_age_s:
                 return  # another request just refreshed
             try:
                 timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
@@ -97,26 +101,31 @@ class AsyncOpenIdMetadata:
             finally:
                 self.fetches += 1
             self._keys = {k["kid"]: k for k in keys if isinstance(k, dict) and "kid" in k}
-            self._fetched_at = time.monotonic()
+            self._fetched_at = self.clock()
 
 
-def install_async_metadata(urls: list[str], session: aiohttp.ClientSession) -> dict[str, AsyncOpenIdMetadata]:
-    """Put async key sources for `urls` into botbuilder's metadata cache (keyed by URL)."""
-    sources = {url: AsyncOpenIdMetadata(url, session) for url in urls}
-    JwtTokenExtractor.metadataCache.update(sources)
-    return sources
+def install_async_metadata(
+    session: aiohttp.ClientSession,
+    *,
+    channel_url: str | None = None,
+    emulator_url: str | None = None,
+) -> dict[str, AsyncOpenIdMetadata]:
+    """Put async key sources into botbuilder's metadata cache, under the URLs botbuilder asks for.
 
-
-def metadata_urls(channel_url: str | None, emulator_url: str | None) -> list[str]:
-    """Every metadata URL botbuilder may consult for this configuration."""
-    urls = [
-        channel_url or AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
-        emulator_url or AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
-        AuthenticationConstants.TO_BOT_FROM_ENTERPRISE_CHANNEL_OPEN_ID_METADATA_URL_FORMAT,
-        GovernmentConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
-        GovernmentConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
-    ]
-    return list(dict.fromkeys(url for url in urls if "{" not in url))
+    `channel_url` / `emulator_url` fetch the keys from elsewhere (a sovereign cloud's mirror, or
+    a fake key server in tests) while botbuilder's validation rules stay as they are.
+    """
+    sources = {
+        AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL: channel_url,
+        AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL: emulator_url,
+        GovernmentConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL: None,
+        GovernmentConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL: None,
+    }
+    installed = {
+        key: AsyncOpenIdMetadata(fetch_url or key, session) for key, fetch_url in sources.items()
+    }
+    JwtTokenExtractor.metadataCache.update(installed)
+    return installed
 
 
 async def authenticate(

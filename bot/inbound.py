@@ -46,11 +46,13 @@ async def read_activity(request: web.Request) -> Activity:
 
 
 def check_activity_shape(data: Any) -> None:
-    """The fields a turn needs: type, conversation.id, serviceUrl (http/https) and from."""
+    """The fields a turn needs: type, channelId, conversation.id, from.id, serviceUrl (http/https)."""
     if not isinstance(data, dict):
         raise InvalidActivity("activity must be a JSON object")
     if not isinstance(data.get("type"), str) or not data["type"]:
         raise InvalidActivity("activity.type must be a non-empty string")
+    if not _non_empty_str(data.get("channelId")):
+        raise InvalidActivity("activity.channelId must be a non-empty string")
     conversation = data.get("conversation")
     if not isinstance(conversation, dict) or not _non_empty_str(conversation.get("id")):
         raise InvalidActivity("activity.conversation.id must be a non-empty string")

@@ -56,7 +56,8 @@ class Settings:
     # Anonymous mode replies only to these serviceUrl prefixes; empty means loopback addresses.
     allowed_service_urls: tuple[str, ...] = ()
     allow_public_anonymous: bool = False  # anonymous mode on a non-loopback host
-    openid_metadata_url: str = ""  # channel token keys; empty: the Bot Framework's public cloud
+    # Where to fetch the channel's / Emulator's token signing keys; empty: the public cloud's.
+    openid_metadata_url: str = ""
     emulator_openid_metadata_url: str = ""
     # Limits: what one turn, one user and the model may take.
     generation_timeout_s: float = 60.0
@@ -83,8 +84,6 @@ class Settings:
             APP_PASSWORD=self.app_password,
             APP_TYPE=self.app_type,
             APP_TENANTID=self.app_tenant_id,
-            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=self.openid_metadata_url or None,
-            TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=self.emulator_openid_metadata_url or None,
         )
 
     @classmethod

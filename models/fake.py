@@ -65,6 +65,24 @@ class FakeChatModel:
             yield word if index == 0 else " " + word
 
 
+FAKE_SPEC = "fake"
+
+
+def fake_from_spec(spec: str) -> FakeChatModel:
+    """`fake` or `fake?delay=0.1&hang=1`: the fake model chosen by a setting (demos, benchmarks,
+    process-level tests). Raises ValueError for unknown options."""
+    from urllib.parse import parse_qsl
+
+    _, _, query = spec.partition("?")
+    options = dict(parse_qsl(query, strict_parsing=bool(query)))
+    unknown = set(options) - {"delay", "hang"}
+    if unknown:
+        raise ValueError(f"unknown fake model options: {', '.join(sorted(unknown))}")
+    return FakeChatModel(
+        delay=float(options.get("delay", 0)), hang=options.get("hang", "0") not in ("0", "")
+    )
+
+
 def _echo(messages: Sequence[ChatMessage]) -> str:
     last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
     return f"fake: {last_user}"

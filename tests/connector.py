@@ -22,6 +22,7 @@ class FakeConnector:
     def __init__(self) -> None:
         self.activities: list[Activity] = []
         self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
         self._arrived = asyncio.Condition()
         self._ids = itertools.count(1)
         self._failures: list[int] = []
@@ -51,6 +52,7 @@ class FakeConnector:
         async with self._arrived:
             self.activities.append(body)
             self.paths.append(request.path)
+            self.authorizations.append(request.headers.get("Authorization"))
             self._arrived.notify_all()
         return web.json_response({"id": f"reply-{next(self._ids)}"})
 

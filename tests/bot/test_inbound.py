@@ -45,6 +45,7 @@ def bad_bodies(service_url: str) -> list[tuple[str, bytes | str, dict[str, str],
         ("file serviceUrl", with_("serviceUrl", "file:///etc/passwd"), JSON, 400),
         ("garbage serviceUrl", with_("serviceUrl", "::::"), JSON, 400),
         ("no from", without("from"), JSON, 400),
+        ("no channelId", without("channelId"), JSON, 400),
         ("ill-typed field", with_("timestamp", {"not": "a date"}), JSON, 400),
         ("text/plain", json.dumps(valid).encode(), {"Content-Type": "text/plain"}, 415),
         ("no content type", json.dumps(valid).encode(), {}, 415),
@@ -52,7 +53,7 @@ def bad_bodies(service_url: str) -> list[tuple[str, bytes | str, dict[str, str],
     ]
 
 
-@pytest.mark.parametrize("index", range(21))
+@pytest.mark.parametrize("index", range(22))
 async def test_bad_input_is_a_4xx_and_the_bot_keeps_answering(
     index: int, bot_client: TestClient, connector: FakeConnector
 ) -> None:
