@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# Scripted conversations: the *.chat and *.transcript files under the `botloom_scripts` folders
+# (pyproject.toml) are collected as tests by this plugin (bot/scripted/pytest_plugin.py).
+pytest_plugins = ("bot.scripted.pytest_plugin",)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight ChatML model folder (tests/tiny_model.py), built once per session."""
+    from tests.tiny_model import build_tiny_model  # imports torch: only for tests that need it
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
