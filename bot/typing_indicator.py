@@ -9,15 +9,18 @@ from contextlib import suppress
 from types import TracebackType
 
 from botbuilder.core import TurnContext
-from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
+from botbuilder.schema import Activity, ActivityTypes, DeliveryModes, ResourceResponse
+
+from dialogs.streaming import is_stream_activity
 
 logger = logging.getLogger(__name__)
 
 
 class TypingIndicator:
     """``async with TypingIndicator(turn_context, interval):`` sends typing now and every
-    `interval` seconds until the block exits or the turn sends its first message — whichever
-    comes first — so no typing ever follows a reply. A failing typing send only stops the loop.
+    `interval` seconds until the block exits, the turn sends its first message, or the first
+    activity of a streamed reply — whichever comes first — so no typing ever follows a reply or
+    mixes into a stream. A failing typing send only stops the loop.
     """
 
     def __init__(self, turn_context: TurnContext, interval: float) -> None:
@@ -26,6 +29,8 @@ class TypingIndicator:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> TypingIndicator:
+        if self._context.activity.delivery_mode == DeliveryModes.expect_replies:
+            return self  # the replies travel in the HTTP response: there is no one to show typing
         if await self._send_typing():
             self._context.on_send_activities(self._stop_before_message)
             self._task = asyncio.create_task(self._loop())
@@ -46,8 +51,14 @@ class TypingIndicator:
                 return
 
     async def _send_typing(self) -> bool:
+        # Straight to the adapter, as botbuilder's ShowTypingMiddleware does: a send through the
+        # turn context would mark the turn as "responded", and prompts then skip their retry.
+        context = self._context
+        typing = TurnContext.apply_conversation_reference(
+            Activity(type=ActivityTypes.typing), TurnContext.get_conversation_reference(context.activity)
+        )
         try:
-            await self._context.send_activity(Activity(type=ActivityTypes.typing))
+            await context.adapter.send_activities(context, [typing])
         except Exception:  # the reply matters more than the indicator
             logger.debug("typing indicator stopped", exc_info=True)
             return False
@@ -67,6 +78,7 @@ class TypingIndicator:
         activities: list[Activity],
         next_send: Callable[[], Awaitable[list[ResourceResponse]]],
     ) -> list[ResourceResponse]:
-        if any(a.type != ActivityTypes.typing for a in activities):
+        # A streamed reply's updates are typing activities too: plain typing must not mix in.
+        if any(a.type != ActivityTypes.typing or is_stream_activity(a) for a in activities):
             await self._stop()
         return await next_send()

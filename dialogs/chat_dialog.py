@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from botbuilder.core import MessageFactory, TurnContext
@@ -10,6 +12,8 @@ from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
 
 from dialogs.memory import ConversationMemory
 from dialogs.prompt import PromptTooLong, build_prompt
+from dialogs.streaming import StreamOptions, StreamPolicy, stream_policy
+from dialogs.streaming_reply import StreamingReply, StreamOutcome, StreamResult, with_note
 from models import (
     ChatMessage,
     ChatModel,
@@ -28,15 +32,18 @@ OUTCOME_KEY = "botloom.outcome"  # turn_state key: how the turn ended, for the t
 EMPTY_REPLY = "I don't have an answer to that. Could you rephrase it?"
 TOO_LONG = "That message is too long for me. Could you shorten it?"
 NOT_TEXT = "I can only read text messages for now."
+STOPPED_TEXT = "Stopped."
 
 
 @dataclass(frozen=True)
 class ChatOptions:
-    """What the chat dialog needs besides the model: the persona and the token budget."""
+    """What the chat dialog needs besides the model: the persona, the token budget, and how
+    replies stream on channels that support it."""
 
     system_prompt: str
     context_tokens: int = 2048
     params: GenerationParams = field(default_factory=GenerationParams)
+    stream: StreamOptions = field(default_factory=StreamOptions)
 
 
 class ChatDialog(Dialog):
@@ -75,25 +82,59 @@ class ChatDialog(Dialog):
             turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
             await turn_context.send_activity(apology_for(error))
             return
+        policy = stream_policy(turn_context.activity.channel_id, self._options.stream)
+        if policy is None:
+            await self._reply_in_one_message(turn_context, text, prompt)
+        else:
+            await self._reply_streamed(turn_context, text, prompt, policy)
+
+    async def _reply_in_one_message(
+        self, turn_context: TurnContext, text: str, prompt: Sequence[ChatMessage]
+    ) -> None:
         reply = ""
         try:
-            async for piece in self._model.stream(prompt, self._options.params):
-                reply += piece
+            async with aclosing(self._model.stream(prompt, self._options.params)) as pieces:
+                async for piece in pieces:
+                    reply += piece
         except ModelError as error:
-            logger.warning(
-                "model failed conversation=%s error=%s",
-                turn_context.activity.conversation.id,
-                type(error).__name__,
-            )
+            self._log_model_error(turn_context, error)
             turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
-            await self._memory.append(turn_context, ChatMessage("user", text))
+            await self._remember(turn_context, text, "")
             await turn_context.send_activity(apology_for(error))
             return
         reply = reply.strip()
+        await self._remember(turn_context, text, reply)
+        await turn_context.send_activity(MessageFactory.text(reply or EMPTY_REPLY))
+
+    async def _reply_streamed(
+        self,
+        turn_context: TurnContext,
+        text: str,
+        prompt: Sequence[ChatMessage],
+        policy: StreamPolicy,
+    ) -> None:
+        """Stream the reply (Teams, Web Chat); the history keeps what the user was shown."""
+        async with StreamingReply(turn_context, policy) as stream:
+            result = await stream.pump(lambda: self._model.stream(prompt, self._options.params))
+            if result.error is not None:
+                self._log_model_error(turn_context, result.error)
+                turn_context.turn_state[OUTCOME_KEY] = outcome_of(result.error)
+            reply = result.text.strip()
+            await self._remember(turn_context, text, reply)
+            await stream.finish(final_text(result))
+
+    async def _remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         await self._memory.append(
             turn_context, ChatMessage("user", text), *([ChatMessage("assistant", reply)] if reply else [])
         )
-        await turn_context.send_activity(MessageFactory.text(reply or EMPTY_REPLY))
+
+    @staticmethod
+    def _log_model_error(turn_context: TurnContext, error: ModelError) -> None:
+        logger.warning(
+            "model failed conversation=%s error=%s",
+            turn_context.activity.conversation.id,
+            type(error).__name__,
+        )
 
 
 def outcome_of(error: ModelError) -> str:
@@ -107,6 +148,18 @@ def outcome_of(error: ModelError) -> str:
     if isinstance(error, ModelUnavailable):
         return "unavailable"
     return "model_error"
+
+
+def final_text(result: StreamResult) -> str:
+    """The final message of a stream: the reply, or what was produced plus a short note."""
+    reply = result.text.strip()
+    if result.error is not None:
+        return with_note(reply, apology_for(result.error))
+    if result.outcome is StreamOutcome.USER_STOPPED:
+        return reply or STOPPED_TEXT
+    if result.outcome is StreamOutcome.SEND_FAILED:
+        return with_note(reply, apology_for(ModelError()))
+    return reply or EMPTY_REPLY
 
 
 def apology_for(error: ModelError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,9 @@ Activity = dict[str, Any]
 class FakeConnector:
     """Serves POST /v3/conversations/{conversation}/activities[/{reply_to}] and records each body.
 
-    `fail_next(status, times)` makes the next sends fail, to exercise retries.
+    `fail_next(status, times)` makes the next sends fail, to exercise retries; `refuse_when`
+    refuses the sends that match a predicate with a Bot Connector error body (Teams' Stop button).
+    `times` holds the arrival time (time.monotonic) of each recorded activity.
     """
 
     def __init__(self) -> None:
@@ -26,6 +29,9 @@ class FakeConnector:
         self._arrived = asyncio.Condition()
         self._ids = itertools.count(1)
         self._failures: list[int] = []
+        self.times: list[float] = []
+        self.refused: list[tuple[float, Activity]] = []
+        self._refusals: list[tuple[Callable[[Activity], bool], int, dict[str, Any]]] = []
         app = web.Application()
         app.router.add_post("/v3/conversations/{conversation}/activities", self._receive)
         app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self._receive)
@@ -45,11 +51,28 @@ class FakeConnector:
     def fail_next(self, status: int, times: int = 1) -> None:
         self._failures.extend([status] * times)
 
+    def refuse_when(
+        self,
+        predicate: Callable[[Activity], bool],
+        status: int = 403,
+        code: str = "ContentStreamNotAllowed",
+        message: str = "Content stream is not allowed",
+    ) -> None:
+        """Answer every later activity that matches `predicate` with `status` and an error body."""
+        self._refusals.append((predicate, status, {"error": {"code": code, "message": message}}))
+
     async def _receive(self, request: web.Request) -> web.Response:
         if self._failures:
             return web.json_response({"error": {"code": "fake"}}, status=self._failures.pop(0))
         body = await request.json()
+        for predicate, status, error in self._refusals:
+            if predicate(body):
+                async with self._arrived:
+                    self.refused.append((time.monotonic(), body))
+                    self._arrived.notify_all()
+                return web.json_response(error, status=status)
         async with self._arrived:
+            self.times.append(time.monotonic())
             self.activities.append(body)
             self.paths.append(request.path)
             self.authorizations.append(request.headers.get("Authorization"))

@@ -1,0 +1,62 @@
+"""A local Direct Line 3.0 service and chat page, so Web Chat can talk to this bot in a browser
+without Azure or the Emulator (see service.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.directline.service import LocalDirectLine
+from bot.directline.store import ConversationStore
+from bot.webchat.page import BUNDLE, ChatPage
+
+DIRECTLINE = web.AppKey("directline", LocalDirectLine)
+
+__all__ = ["DIRECTLINE", "LocalDirectLine", "add_directline_routes"]
+
+
+def add_directline_routes(
+    app: web.Application,
+    *,
+    anonymous: bool,
+    messages_path: str = "/api/messages",
+    webchat_bundle: Path = BUNDLE,
+    store: ConversationStore | None = None,
+) -> None:
+    """Serve the chat page on GET /chat and, in anonymous mode only, the Direct Line that it
+    uses (/v3/directline/...) and the connector routes the bot replies to (/v3/conversations/...).
+
+    With an app id the bot only accepts channel tokens, which a local Direct Line cannot issue,
+    so /chat then explains that instead.
+    """
+    page = ChatPage(webchat_bundle, enabled=anonymous)
+    app.router.add_get("/chat", page.page)
+    app.router.add_get("/chat/webchat.js", page.script)
+    if not anonymous:
+        return
+    service = LocalDirectLine(store, messages_path)
+    app[DIRECTLINE] = service
+    app.cleanup_ctx.append(_lifetime)
+    app.on_shutdown.append(_close_sockets)
+    add = app.router
+    add.add_post("/v3/directline/conversations", service.start_conversation)
+    add.add_get("/v3/directline/conversations/{conversation}", service.reconnect)
+    add.add_post("/v3/directline/tokens/refresh", service.refresh_token)
+    add.add_post("/v3/directline/conversations/{conversation}/activities", service.post_activity)
+    add.add_get("/v3/directline/conversations/{conversation}/activities", service.get_activities)
+    add.add_get("/v3/directline/conversations/{conversation}/stream", service.stream)
+    add.add_post("/v3/conversations/{conversation}/activities", service.bot_sends)
+    add.add_post("/v3/conversations/{conversation}/activities/{reply_to}", service.bot_sends)
+    add.add_put("/v3/conversations/{conversation}/activities/{activity}", service.bot_updates)
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[DIRECTLINE].close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Websockets would hold up shutdown: close them first."""
+    await app[DIRECTLINE].close_sockets()

@@ -1,0 +1,79 @@
+"""Which channels stream, and the streaminfo entity as it goes on the wire."""
+
+from __future__ import annotations
+
+from botbuilder.schema import Activity, Entity
+
+from bot.outbound import ConnectorError
+from dialogs.streaming import (
+    StreamOptions,
+    StreamPolicy,
+    classify_send_error,
+    final_message,
+    informative_update,
+    is_stream_activity,
+    stream_policy,
+    streaming_update,
+)
+
+
+def test_teams_direct_line_and_web_chat_stream_other_channels_do_not() -> None:
+    options = StreamOptions(teams_interval_s=1.0, directline_interval_s=0.5, teams_limit_s=110)
+    assert stream_policy("msteams", options) == StreamPolicy(1.0, 110, "Thinking…")
+    assert stream_policy("directline", options) == StreamPolicy(0.5, None, "Thinking…")
+    assert stream_policy("webchat", options) == StreamPolicy(0.5, None, "Thinking…")
+    for channel in ("emulator", "console", "slack", "telegram", "test", "", None):
+        assert stream_policy(channel, options) is None, channel
+
+
+def test_streaminfo_survives_serialisation_unlike_a_plain_entity() -> None:
+    assert Activity(entities=[Entity(type="streaminfo", streamId="s")]).serialize()["entities"] == [
+        {"type": "streaminfo"}
+    ], "botbuilder's Entity drops what it does not declare (the reason for StreamInfo)"
+    assert informative_update("Thinking…", 1).serialize() == {
+        "type": "typing",
+        "text": "Thinking…",
+        "entities": [{"type": "streaminfo", "streamType": "informative", "streamSequence": 1}],
+        "channelData": {"streamType": "informative", "streamSequence": 1},
+    }
+    update = streaming_update("Hello wor", 2, "s-1").serialize()
+    assert update["entities"] == [
+        {"type": "streaminfo", "streamId": "s-1", "streamType": "streaming", "streamSequence": 2}
+    ]
+    assert update["channelData"] == {
+        "streamId": "s-1",
+        "streamType": "streaming",
+        "streamSequence": 2,
+    }
+    final = final_message("Hello world", "s-1").serialize()
+    assert final["type"] == "message"
+    assert final["entities"] == [{"type": "streaminfo", "streamId": "s-1", "streamType": "final"}]
+    assert final["channelData"] == {"streamId": "s-1", "streamType": "final"}, (
+        "no sequence on the final"
+    )
+
+
+def test_stream_activities_are_recognised() -> None:
+    assert is_stream_activity(streaming_update("x", 2, "s"))
+    assert is_stream_activity(final_message("x", "s"))
+    assert is_stream_activity(Activity(type="typing", channel_data={"streamType": "streaming"}))
+    assert not is_stream_activity(Activity(type="typing"))
+    assert not is_stream_activity(Activity(type="message", entities=[Entity(type="mention")]))
+
+
+def test_send_errors_are_read_as_stop_time_limit_or_failure() -> None:
+    stopped = classify_send_error(ConnectorError(403, "connector answered 403 to typing"))
+    assert stopped.user_stopped and not stopped.time_limit and stopped.status == 403
+    timed_out = classify_send_error(
+        Exception(
+            "(ContentStreamNotAllowed) Content stream finished due to exceeded streaming time."
+        )
+    )
+    assert timed_out.time_limit and not timed_out.user_stopped
+    for failure in (
+        ConnectorError(502, "connector answered 502"),
+        ConnectorError(None, "unreachable"),
+        OSError(),
+    ):
+        refusal = classify_send_error(failure)
+        assert not refusal.user_stopped and not refusal.time_limit, failure
