@@ -29,9 +29,16 @@ TYPING = "bot is typing…"
 class ConsoleAdapter(BotAdapter):
     """A BotAdapter whose channel is a text stream: replies are written, typing is shown as '…'."""
 
-    def __init__(self, output: TextIO, user_id: str, conversation_id: str) -> None:
+    def __init__(
+        self,
+        output: TextIO,
+        user_id: str,
+        conversation_id: str,
+        recorder: Callable[[Activity], None] | None = None,
+    ) -> None:
         super().__init__(on_turn_error=on_turn_error)
         self._output = output
+        self._recorder = recorder  # sees every activity in and out (botloom chat --record)
         self.user = ChannelAccount(id=user_id, name=user_id, role="user")
         self._bot = ChannelAccount(id="botloom", name="botloom", role="bot")
         self._conversation = ConversationAccount(id=conversation_id)
@@ -51,12 +58,16 @@ class ConsoleAdapter(BotAdapter):
         )
 
     async def process(self, activity: Activity, logic: Callable[[TurnContext], Awaitable]) -> None:
+        if self._recorder is not None:
+            self._recorder(activity)
         await self.run_pipeline(TurnContext(self, activity), logic)
 
     async def send_activities(
         self, context: TurnContext, activities: list[Activity]
     ) -> list[ResourceResponse]:
         for activity in activities:
+            if self._recorder is not None:
+                self._recorder(activity)
             if activity.type == ActivityTypes.message:
                 self._write_message(activity)
             elif activity.type == ActivityTypes.typing and not self._typing_shown:
@@ -81,11 +92,20 @@ class ConsoleAdapter(BotAdapter):
         raise NotImplementedError("the console cannot delete a sent message")
 
 
-async def chat(runtime: Runtime, *, input_stream: TextIO = sys.stdin, output: TextIO = sys.stdout) -> None:
-    """Talk to the bot until end of input or /quit. The conversation id is stable per OS user,
-    so the history survives restarts like a channel conversation does."""
+async def chat(
+    runtime: Runtime,
+    *,
+    input_stream: TextIO = sys.stdin,
+    output: TextIO = sys.stdout,
+    recorder: Callable[[Activity], None] | None = None,
+    conversation_id: str | None = None,
+) -> None:
+    """Talk to the bot until end of input or /quit. The conversation id is stable per OS user
+    (unless `conversation_id` is given), so the history survives restarts like a channel
+    conversation does. `recorder` is called with every activity in and out."""
     user_id = getpass.getuser()
-    adapter = ConsoleAdapter(output, user_id, conversation_id=f"console-{user_id}")
+    conversation_id = conversation_id or f"console-{user_id}"
+    adapter = ConsoleAdapter(output, user_id, conversation_id=conversation_id, recorder=recorder)
     wait_ready = getattr(runtime.model.inner, "wait_ready", None)
     if wait_ready is not None:
         output.write(f"Loading the model ({runtime.model.name})…\n")
