@@ -21,6 +21,7 @@ import aiohttp
 from botframework.connector.auth import (
     AuthenticationConstants,
     BotFrameworkAuthentication,
+    ConnectorFactory,
     GovernmentConstants,
 )
 from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
@@ -138,3 +139,70 @@ async def authenticate(
         raise
     except Exception as error:  # PermissionError, jwt errors, IndexError, KeyError, bare Exception
         raise Unauthorized(type(error).__name__) from None
+
+
+class CachingBotFrameworkAuthentication(BotFrameworkAuthentication):
+    """botbuilder's authentication, minus its per-turn client construction.
+
+    CloudAdapter builds a new ConnectorClient and UserTokenClient for every turn, and msrest's
+    retry-policy constructor alone costs milliseconds of CPU each time: about half of a turn's CPU
+    in bench/endpoint.py. Clients are reused per (app id, service URL, audience), as botbuilder's
+    C# adapter does; both caches are bounded.
+    """
+
+    MAX_CLIENTS = 1024
+
+    def __init__(self, inner: BotFrameworkAuthentication) -> None:
+        self._inner = inner
+        self._connectors: dict[tuple[Any, ...], Any] = {}
+        self._token_clients: dict[Any, Any] = {}
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+        result = await self._inner.authenticate_request(activity, auth_header)
+        if result.connector_factory is not None:
+            result.connector_factory = _CachingConnectorFactory(result.connector_factory, self._connectors)
+        return result
+
+    async def authenticate_streaming_request(self, auth_header: str, channel_id_header: str) -> AuthenticateRequestResult:
+        return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
+
+    def create_connector_factory(self, claims_identity: Any) -> Any:
+        return _CachingConnectorFactory(self._inner.create_connector_factory(claims_identity), self._connectors)
+
+    async def create_user_token_client(self, claims_identity: Any) -> Any:
+        claims = claims_identity.claims or {}
+        key = claims.get("appid") or claims.get("azp")
+        client = self._token_clients.get(key)
+        if client is None:
+            client = await self._inner.create_user_token_client(claims_identity)
+            _bounded_put(self._token_clients, key, client, self.MAX_CLIENTS)
+        return client
+
+    def create_bot_framework_client(self) -> Any:
+        return self._inner.create_bot_framework_client()
+
+    def get_originating_audience(self) -> str:
+        return self._inner.get_originating_audience()
+
+    async def authenticate_channel_request(self, auth_header: str) -> Any:
+        return await self._inner.authenticate_channel_request(auth_header)
+
+
+class _CachingConnectorFactory(ConnectorFactory):
+    def __init__(self, inner: ConnectorFactory, cache: dict[tuple[Any, ...], Any]) -> None:
+        self._inner = inner
+        self._cache = cache
+
+    async def create(self, service_url: str, audience: str | None = None) -> Any:
+        key = (getattr(self._inner, "_app_id", None), service_url, audience)
+        client = self._cache.get(key)
+        if client is None:
+            client = await self._inner.create(service_url, audience)
+            _bounded_put(self._cache, key, client, CachingBotFrameworkAuthentication.MAX_CLIENTS)
+        return client
+
+
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    if len(cache) >= limit:
+        cache.pop(next(iter(cache)))
+    cache[key] = value

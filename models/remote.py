@@ -1,0 +1,278 @@
+"""RemoteChatModel: a ChatModel served by any OpenAI-compatible server over HTTP.
+
+botloom's own model server, vLLM, TGI and Ollama all speak ``POST /v1/chat/completions`` with
+server-sent events. Replies stream through one pooled aiohttp session. A request that the server
+refuses before the reply starts (429, 503, or a connection that cannot be made) is retried a few
+times; once any text has reached the caller, a failure is never retried, so a reply is never
+repeated or spliced from two generations.
+
+Token counts are estimates: servers differ in whether and how they expose their tokenizer, and
+`count_tokens` must answer without a network round trip (prompts are trimmed on every turn), so it
+assumes ``CHARS_PER_TOKEN`` characters per token (English averages about 4 with current BPE
+vocabularies; fewer is the safe side) plus a few tokens per message for the chat template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from models.api import (
+    ChatMessage,
+    GenerationParams,
+    ModelError,
+    ModelOverloaded,
+    ModelTimeout,
+    ModelUnavailable,
+)
+from models.openai_api import model_error_from, request_body
+
+logger = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 3.0
+TOKENS_PER_MESSAGE = 4  # role markers and separators of a typical chat template
+DONE = "[DONE]"
+# Opening a request failed in a way worth another try (the server was reached or is restarting).
+_CONNECTION_ERRORS = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerDisconnectedError,  # also a pooled connection the server closed meanwhile
+    aiohttp.ClientOSError,
+)
+
+
+@dataclass(frozen=True)
+class RemoteOptions:
+    """Where the server is and how patient to be with it.
+
+    `url`: the server's base URL, with or without the ``/v1`` suffix. `model`: the name sent in
+    requests; empty asks the server's ``/v1/models`` once and uses the first model listed.
+    `context_window`: prompt plus reply tokens the server's model takes (it cannot be asked).
+    `connect_timeout_s`: to open a connection. `read_timeout_s`: the longest silence while
+    waiting for the reply to start or for its next piece. `max_retries`: further tries of a
+    refused request, `retry_base_s` apart (doubling, with jitter) or as the server's Retry-After
+    says; a Retry-After longer than `max_retry_wait_s` is not waited for.
+    """
+
+    url: str
+    api_key: str = field(default="", repr=False)
+    model: str = ""
+    context_window: int = 2048
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    max_retries: int = 2
+    retry_base_s: float = 0.25
+    max_retry_wait_s: float = 5.0
+
+
+class RemoteChatModel:
+    """A ChatModel whose replies come from an OpenAI-compatible server.
+
+    `stream` raises ModelOverloaded (429, with the server's Retry-After), ModelUnavailable (503,
+    unreachable, refused API key, or the connection lost mid-reply), ModelTimeout (no data for
+    `read_timeout_s`, or 504), and ModelError for anything else. Call `close()` when done.
+    """
+
+    def __init__(self, options: RemoteOptions) -> None:
+        self.options = options
+        base = options.url.rstrip("/")
+        self._base = base if base.endswith("/v1") else base + "/v1"
+        self._model = options.model
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def name(self) -> str:
+        return self._model or f"remote model at {self._base}"
+
+    @property
+    def context_window(self) -> int:
+        return self.options.context_window
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """An estimate (see the module's doc): characters / CHARS_PER_TOKEN, plus per message."""
+        return sum(
+            math.ceil(len(m.content) / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE for m in messages
+        )
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        model = self._model or await self._discover_model()
+        response = await self._open(request_body(model, messages, params))
+        finished = False
+        try:
+            async for piece in _reply_pieces(response):
+                yield piece
+            finished = True
+        except TimeoutError as error:  # aiohttp's read timeout (before its ClientConnectionError)
+            raise ModelTimeout(f"no data from the model server for {self._read_s} s") from error
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as error:
+            raise ModelUnavailable(f"the model server dropped the reply: {error!r}") from error
+        finally:
+            if finished:
+                response.release()
+            else:  # the caller left early, or the stream broke: drop the connection, which
+                response.close()  # also tells the server to stop generating
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def _read_s(self) -> float:
+        return self.options.read_timeout_s
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created on first use: it needs the running event loop
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self.options.connect_timeout_s,
+                sock_read=self.options.read_timeout_s,
+            )
+            headers = {"Accept": "text/event-stream, application/json"}
+            if self.options.api_key:
+                headers["Authorization"] = f"Bearer {self.options.api_key}"
+            self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
+        return self._session
+
+    async def _open(self, body: dict[str, object]) -> aiohttp.ClientResponse:
+        """POST the request; retry a refusal; return a 200 response, its body not yet read."""
+        url = f"{self._base}/chat/completions"
+        for attempt in range(self.options.max_retries + 1):
+            retry_after: float | None = None
+            try:
+                response = await self._client().post(url, json=body)
+            except _CONNECTION_ERRORS as error:
+                failure: ModelError = ModelUnavailable(f"cannot reach the model server: {error!r}")
+            except TimeoutError as error:  # the server accepted but said nothing in time
+                raise ModelTimeout(
+                    f"the model server did not answer in {self._read_s} s"
+                ) from error
+            else:
+                if response.status == 200:
+                    return response
+                failure, retryable, retry_after = await _refusal(response)
+                if not retryable:
+                    raise failure
+            wait = self._retry_wait(attempt, retry_after)
+            if attempt == self.options.max_retries or wait is None:
+                raise failure
+            logger.info(
+                "model server refused (%s), retrying in %.2f s", type(failure).__name__, wait
+            )
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _retry_wait(self, attempt: int, retry_after: float | None) -> float | None:
+        """Seconds before the next try; None when the server asks for longer than we wait."""
+        if retry_after is not None:
+            return retry_after if retry_after <= self.options.max_retry_wait_s else None
+        backoff: float = self.options.retry_base_s * 2.0**attempt * random.uniform(0.8, 1.2)
+        return min(backoff, self.options.max_retry_wait_s)
+
+    async def _discover_model(self) -> str:
+        """The first model the server lists (vLLM and Ollama need a name; ours takes any)."""
+        try:
+            async with self._client().get(f"{self._base}/models") as response:
+                if response.status != 200:
+                    failure, _, _ = await _refusal(response)
+                    raise failure
+                listed = (await response.json(content_type=None)).get("data") or []
+                self._model = str(listed[0]["id"])
+        except (
+            aiohttp.ClientError,
+            TimeoutError,
+            ValueError,
+            LookupError,
+            AttributeError,
+        ) as error:
+            raise ModelUnavailable(f"cannot list the model server's models: {error!r}") from error
+        logger.info("model server at %s serves %s", self._base, self._model)
+        return self._model
+
+
+async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, float | None]:
+    """The error a non-200 response means, whether to try again, and the server's Retry-After."""
+    async with response:
+        try:
+            body: object = await response.json(content_type=None)
+        except (ValueError, aiohttp.ClientError):
+            body = None
+    retry_after = _seconds(response.headers.get("Retry-After"))
+    status = response.status
+    if status == 429:
+        error = model_error_from(body, ModelOverloaded)
+        overloaded = error if isinstance(error, ModelOverloaded) else ModelOverloaded(str(error))
+        overloaded.retry_after = retry_after if retry_after is not None else 1.0
+        return overloaded, True, retry_after
+    if status == 503:
+        return model_error_from(body, ModelUnavailable), True, retry_after
+    if status in (401, 403):
+        return ModelUnavailable(f"the model server refused the API key ({status})"), False, None
+    if status == 504:
+        return model_error_from(body, ModelTimeout), False, None
+    if status >= 500:
+        return model_error_from(body, ModelError), False, None
+    error = model_error_from(body, ModelError)
+    return ModelError(f"the model server rejected the request ({status}): {error}"), False, None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:  # an HTTP date: rare from model servers, treated as absent
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+async def _reply_pieces(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The reply's text pieces from an event stream (or from one JSON completion)."""
+    if response.content_type == "application/json":
+        yield _content(await response.json())
+        return
+    data: list[str] = []
+    async for raw in response.content:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif not line and data:  # a blank line ends an event
+            event, data = "\n".join(data), []
+            if event.strip() == DONE:
+                return
+            piece = _delta(event)
+            if piece:
+                yield piece
+        # comments (":"), "event:", "id:" and "retry:" lines carry nothing we use
+    raise ModelUnavailable("the model server ended the reply without [DONE]")
+
+
+def _delta(event: str) -> str:
+    try:
+        payload = json.loads(event)
+    except ValueError as error:
+        raise ModelError(f"unreadable event from the model server: {event[:80]!r}") from error
+    if not isinstance(payload, dict):
+        raise ModelError("unreadable event from the model server")
+    if "error" in payload:
+        raise model_error_from(payload)
+    choices = payload.get("choices")  # the usage chunk has none
+    first = choices[0] if isinstance(choices, list) and choices else None
+    delta = first.get("delta") if isinstance(first, dict) else None
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+def _content(payload: object) -> str:
+    try:
+        content = payload["choices"][0]["message"]["content"]  # type: ignore[index]
+    except (TypeError, LookupError) as error:
+        raise ModelError("the model server's reply has no message content") from error
+    return str(content or "")

@@ -1,0 +1,277 @@
+"""`botloom model-server`: one ChatModel served over an OpenAI-compatible HTTP API.
+
+Several bot replicas can share one GPU host this way (the bots use models.remote). Routes:
+
+- ``POST /v1/chat/completions``: with ``"stream": true``, server-sent events
+  (``data: {chunk}`` lines whose ``choices[0].delta.content`` carry the reply, then
+  ``data: [DONE]``); otherwise one ``chat.completion`` with token ``usage``.
+- ``GET /v1/models``: the one model served.
+- ``GET /health``: 200 once the model is loaded; 503 while it loads or the server drains.
+
+Every model call goes through GuardedChatModel, so admission is bounded: an overloaded model
+answers 429 with Retry-After, a loading or unavailable one 503, a reply past its deadline 504.
+Those statuses are only possible before the first piece of a reply; the response starts once the
+model has produced its first piece, and a later failure ends the stream with an error event
+(``data: {"error": {...}}``, no ``[DONE]``). A client that disconnects stops its generation.
+
+With an API key configured, every /v1/ route needs ``Authorization: Bearer <key>``; /health
+never does (load balancers probe it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from models.api import (
+    ChatMessage,
+    ChatModel,
+    GenerationParams,
+    ModelError,
+    ModelOverloaded,
+    ModelTimeout,
+    ModelUnavailable,
+)
+from models.guard import GuardedChatModel, GuardLimits
+from models.openai_api import (
+    BadRequest,
+    ChatRequest,
+    chunk,
+    completion,
+    completion_id,
+    error_body,
+    model_error_body,
+    parse_chat_request,
+    usage,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """`api_key`: empty means no authentication. `defaults`: the generation parameters a request
+    leaves out. `drain_s`: on shutdown, how long replies in flight may take to finish."""
+
+    api_key: str = field(default="", repr=False)
+    limits: GuardLimits = field(default_factory=GuardLimits)
+    defaults: GenerationParams = field(default_factory=GenerationParams)
+    max_body_bytes: int = 1024 * 1024
+    drain_s: float = 10.0
+
+
+@dataclass
+class ServerState:
+    draining: bool = False
+
+
+MODEL = web.AppKey("model", GuardedChatModel)
+OPTIONS = web.AppKey("options", ServerOptions)
+STATE = web.AppKey("state", ServerState)
+
+
+def create_model_server(model: ChatModel, options: ServerOptions | None = None) -> web.Application:
+    """The model server's aiohttp app. It starts the model's loading (a `start()` method, as
+    DeferredChatModel has) on startup and closes the model on cleanup.
+
+    Run it with ``handler_cancellation=True`` (as `run_model_server` does), so that a client
+    that disconnects while waiting for the first piece stops its generation at once; otherwise
+    that is noticed at the next piece written.
+    """
+    options = options or ServerOptions()
+    app = web.Application(client_max_size=options.max_body_bytes, middlewares=[_require_api_key])
+    app[MODEL] = GuardedChatModel(model, options.limits)
+    app[OPTIONS] = options
+    app[STATE] = ServerState()
+    app.cleanup_ctx.append(_lifespan)
+    app.on_shutdown.append(_start_draining)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def run_model_server(
+    model: ChatModel, *, host: str, port: int, options: ServerOptions | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT; then /health answers 503 and replies in flight get
+    `drain_s` to finish before their connections are closed."""
+    options = options or ServerOptions()
+    app = create_model_server(model, options)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=options.drain_s,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        logger.info("model server listening on http://%s:%d/v1 (model %s)", host, port, model.name)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logger.info("stop signal received: draining")
+    finally:
+        await runner.cleanup()
+
+
+async def _lifespan(app: web.Application) -> AsyncIterator[None]:
+    model = app[MODEL]
+    start = getattr(model.inner, "start", None)
+    if start is not None:
+        start()
+    yield
+    model.abort_all()
+    close = getattr(model.inner, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def _start_draining(app: web.Application) -> None:
+    app[STATE].draining = True
+
+
+@web.middleware
+async def _require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    key = request.app[OPTIONS].api_key
+    if key and request.path.startswith("/v1/"):
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {key}".encode()):
+            body = error_body("invalid or missing API key", code="invalid_api_key")
+            return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
+    return await handler(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    model = request.app[MODEL]
+    if request.app[STATE].draining:
+        return web.json_response({"status": "draining"}, status=503)
+    if not model.ready:
+        return web.json_response({"status": "loading"}, status=503)
+    return web.json_response({"status": "ok", "model": model.name})
+
+
+async def list_models(request: web.Request) -> web.Response:
+    model = request.app[MODEL]
+    entry = {"id": model.name, "object": "model", "created": 0, "owned_by": "botloom"}
+    return web.json_response({"object": "list", "data": [entry]})
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    try:
+        chat = parse_chat_request(await _read_json(request), request.app[OPTIONS].defaults)
+    except BadRequest as error:
+        return web.json_response(error_body(str(error), param=error.param), status=400)
+    if request.app[STATE].draining:
+        return _model_error_response(ModelUnavailable("the model server is shutting down"))
+    model = request.app[MODEL]
+    # GuardedChatModel.stream is an async generator: closing it stops the generation.
+    reply = cast(AsyncGenerator[str, None], model.stream(chat.messages, chat.params))
+    async with aclosing(reply) as pieces:
+        try:
+            first = await anext(pieces, None)  # statuses are possible until the first piece
+            if not chat.stream:
+                text = "".join([first or "", *[piece async for piece in pieces]])
+                finish, counts = _finish(model, chat, text)
+                return web.json_response(completion(model.name, text, finish, counts))
+        except ModelError as error:
+            return _model_error_response(error)
+        return await _stream(request, model, chat, first, pieces)
+
+
+async def _stream(
+    request: web.Request,
+    model: ChatModel,
+    chat: ChatRequest,
+    first: str | None,
+    pieces: AsyncIterator[str],
+) -> web.StreamResponse:
+    """Send the reply as server-sent events, starting with the piece already generated."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    ident, created, name = completion_id(), int(time.time()), model.name
+    text = first or ""
+    try:
+        await response.prepare(request)
+        await _event(response, chunk(ident, name, created, {"role": "assistant", "content": text}))
+        try:
+            async for piece in pieces:
+                text += piece
+                await _event(response, chunk(ident, name, created, {"content": piece}))
+        except ModelError as error:
+            logger.warning("generation failed mid-stream: %s", type(error).__name__)
+            await _event(response, model_error_body(error))
+            return response
+        finish, counts = _finish(model, chat, text)
+        await _event(response, chunk(ident, name, created, {}, finish))
+        if chat.include_usage:
+            last = chunk(ident, name, created, {})
+            await _event(response, {**last, "choices": [], "usage": counts})
+        await response.write(b"data: [DONE]\n\n")
+    except ConnectionResetError:  # the client left; leaving the block closes the model's stream
+        logger.debug("client disconnected mid-stream")
+    return response
+
+
+async def _event(response: web.StreamResponse, payload: object) -> None:
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    await response.write(b"data: " + data.encode() + b"\n\n")
+
+
+async def _read_json(request: web.Request) -> object:
+    try:
+        return json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def _finish(model: ChatModel, chat: ChatRequest, text: str) -> tuple[str, dict[str, int]]:
+    """finish_reason and token usage of a finished reply. The reply's tokens are counted by
+    re-tokenising its text (the model's pieces are not tokens), so both are close estimates."""
+    prompt_tokens = _count(model, chat.messages)
+    reply_tokens = _count(model, [ChatMessage("assistant", text)]) - _count(
+        model, [ChatMessage("assistant", "")]
+    )
+    reply_tokens = max(reply_tokens, 0)
+    finish = "length" if reply_tokens >= chat.params.max_new_tokens else "stop"
+    return finish, usage(prompt_tokens, reply_tokens)
+
+
+def _count(model: ChatModel, messages: Sequence[ChatMessage]) -> int:
+    try:
+        return model.count_tokens(messages)
+    except ModelError:  # some chat templates reject a lone assistant message: count nothing
+        return 0
+
+
+def _model_error_response(error: ModelError) -> web.Response:
+    headers: dict[str, Any] = {}
+    if isinstance(error, ModelOverloaded):
+        status = 429
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    elif isinstance(error, ModelTimeout):
+        status = 504
+    elif isinstance(error, ModelUnavailable):
+        status = 503
+    else:
+        status = 500
+    return web.json_response(model_error_body(error), status=status, headers=headers)

@@ -1,0 +1,138 @@
+"""The bot with a remote model: BOTLOOM_MODEL_URL, and `botloom model-server` as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import build_model, create_app
+from bot.settings import Settings
+from dialogs.chat_dialog import apology_for
+from models.api import ModelUnavailable
+from models.fake import FakeChatModel
+from models.remote import RemoteChatModel
+from tests.activities import message
+from tests.connector import FakeConnector
+from tests.processes import ROOT, free_port
+
+DEADLINE_S = 8.0
+UNAVAILABLE = apology_for(ModelUnavailable())
+
+
+class ModelServerProcess:
+    """`python -m bot.cli model-server` on a loopback port with the given BOTLOOM_ settings."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log_path.open("ab")
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "model-server", "--port", str(self.port)],
+            cwd=log_path.parent,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_healthy(self, within_s: float = 30.0) -> None:
+        deadline = time.monotonic() + within_s
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"model server exited with {self.process.returncode}")
+                try:
+                    async with session.get(f"{self.url}/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError("model server not healthy")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def test_the_model_url_setting_chooses_the_remote_backend() -> None:
+    env = {
+        "BOTLOOM_MODEL_URL": "http://gpu-host:8000/v1",
+        "BOTLOOM_MODEL_API_KEY": "k-secret",
+        "BOTLOOM_MODEL_READ_TIMEOUT_S": "12",
+        "BOTLOOM_MODEL_MAX_RETRIES": "4",
+        "BOTLOOM_CONTEXT_TOKENS": "8192",
+    }
+    settings = Settings.from_env(env, env_file=None)
+    assert "k-secret" not in repr(settings)
+    model = build_model(settings)
+    assert isinstance(model, RemoteChatModel)
+    assert model.options.api_key == "k-secret" and model.options.read_timeout_s == 12
+    assert model.options.max_retries == 4 and model.context_window == 8192
+    assert model.options.model == "", "the default model name asks the server what it serves"
+    named = build_model(
+        Settings.from_env({**env, "BOTLOOM_MODEL": "Qwen/Qwen2.5-1.5B-Instruct"}, env_file=None)
+    )
+    assert isinstance(named, RemoteChatModel) and named.name == "Qwen/Qwen2.5-1.5B-Instruct"
+    local = build_model(Settings.from_env({"BOTLOOM_MODEL": "fake"}, env_file=None))
+    assert isinstance(local, FakeChatModel)
+
+
+async def test_answers_through_a_model_server_that_is_killed_and_restarted(
+    tmp_path: Path, connector: FakeConnector
+) -> None:
+    """A reply through `botloom model-server`; kill -9 mid-reply: an apology within the deadline
+    + 1 s; the server back on the same port: the next turn is answered."""
+    server_env = {"BOTLOOM_MODEL": "fake?delay=0.2", "BOTLOOM_MODEL_API_KEY": "k"}
+    server = ModelServerProcess(server_env, tmp_path / "model-server.log")
+    settings = Settings(
+        storage=f"sqlite:///{tmp_path}/state.db",
+        model_url=server.url,
+        model_api_key="k",
+        generation_timeout_s=DEADLINE_S,
+        typing_interval_s=30,
+        rate_limit_per_minute=0,
+    )
+    bot = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+    await bot.start_server()
+
+    async def ask(text: str) -> tuple[str, float]:
+        count = len(connector.messages())
+        started = time.monotonic()
+        await bot.post("/api/messages", json=message(text, service_url=connector.url))
+        replies = await connector.wait_for_messages(count + 1, timeout=DEADLINE_S + 5)
+        return replies[-1]["text"], time.monotonic() - started
+
+    try:
+        await server.wait_healthy()
+        assert (await ask("hello"))[0] == "fake: hello"
+
+        long_question = " ".join(f"w{i}" for i in range(40))  # 41 pieces: about 8 s
+        count = len(connector.messages())
+        started = time.monotonic()
+        await bot.post("/api/messages", json=message(long_question, service_url=connector.url))
+        await asyncio.sleep(1.0)  # a few pieces are out
+        server.process.kill()
+        killed = time.monotonic()
+        replies = await connector.wait_for_messages(count + 1, timeout=DEADLINE_S + 1)
+        answered = time.monotonic()
+        assert replies[-1]["text"] == UNAVAILABLE
+        assert answered - started < DEADLINE_S + 1
+        assert answered - killed < 1, "the lost connection is noticed at once"
+
+        server.close()
+        server = ModelServerProcess(server_env, tmp_path / "model-server.log", port=server.port)
+        await server.wait_healthy()
+        assert (await ask("back again?"))[0] == "fake: back again?"
+    finally:
+        await bot.close()
+        server.close()
