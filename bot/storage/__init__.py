@@ -4,27 +4,37 @@ from __future__ import annotations
 
 from botbuilder.core import MemoryStorage, Storage
 
-from bot.storage.errors import StorageConflictError
+from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
+from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.locks import ConversationLocks, LocalLocks, LockTimeout, SqliteLocks
 from bot.storage.sqlite import SqliteStorage
 
 __all__ = [
     "ConversationLocks",
+    "LockLost",
     "LockTimeout",
     "SqliteStorage",
     "StorageConflictError",
+    "StorageUnavailable",
     "create_locks",
     "create_storage",
+    "open_storage",
 ]
 
-SUPPORTED_URLS = "memory://, sqlite:///relative/path.db or sqlite:////absolute/path.db"
+SUPPORTED_URLS = (
+    "memory://, sqlite:///relative/path.db or sqlite:////absolute/path.db, "
+    "postgresql://user:password@host:5432/database, redis://:password@host:6379/0"
+)
 
 
-def create_storage(url: str) -> Storage:
+def create_storage(url: str, *, namespace: str = "botloom", pool_size: int = 10) -> Storage:
     """The storage a URL names. Raises ValueError for any other URL.
 
     `memory://` is botbuilder's MemoryStorage (lost on restart, one process). `sqlite:///x.db` is
     x.db relative to the working directory; `sqlite:////srv/x.db` is the absolute /srv/x.db.
+    `postgresql://…` (or `postgres://…`) and `redis://…` (`rediss://…` with TLS) are shared by
+    replicas: their tables or keys start with `namespace`, and each process keeps up to
+    `pool_size` connections. Nothing connects until `open_storage` or the first use.
     """
     scheme, sep, rest = url.partition("://")
     # Name only the scheme in errors: a database URL may carry a password.
@@ -34,13 +44,37 @@ def create_storage(url: str) -> Storage:
         return MemoryStorage()
     if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
         return SqliteStorage(rest[1:])
+    if scheme in ("postgresql", "postgres"):
+        from bot.storage.postgres import PostgresStorage  # asyncpg only when it is used
+
+        return PostgresStorage(url, namespace=namespace, max_connections=pool_size)
+    if scheme in ("redis", "rediss"):
+        from bot.storage.redis import RedisStorage  # redis-py only when it is used
+
+        return RedisStorage(url, namespace=namespace, max_connections=pool_size)
     if scheme in ("memory", "sqlite"):
         raise ValueError(f"malformed {scheme}:// storage URL; expected {SUPPORTED_URLS}")
     raise ValueError(f"unsupported storage URL scheme {scheme!r}; expected {SUPPORTED_URLS}")
 
 
-def create_locks(storage: Storage) -> ConversationLocks:
-    """Per-conversation locks that live where `storage` lives, so they hold across processes."""
+async def open_storage(storage: Storage) -> None:
+    """Connect now (and create or migrate the schema) where the storage has a server, so a
+    database that cannot be reached stops the start with StorageUnavailable."""
+    open_ = getattr(storage, "open", None)
+    if open_ is not None:
+        await open_()
+
+
+def create_locks(storage: Storage, *, lease_s: float = DEFAULT_LEASE_S) -> ConversationLocks:
+    """Per-conversation locks that live where `storage` lives, so they hold across processes.
+
+    On PostgreSQL and Redis they are leases of `lease_s`, renewed while a turn runs: a replica
+    that dies frees its conversations within `lease_s`.
+    """
     if isinstance(storage, SqliteStorage):
         return SqliteLocks(storage.path)
+    shared_locks = getattr(storage, "conversation_locks", None)  # PostgreSQL, Redis
+    if shared_locks is not None:
+        locks: ConversationLocks = shared_locks(lease_s=lease_s)
+        return locks
     return LocalLocks()

@@ -16,3 +16,20 @@ class StorageConflictError(Exception):
         self.key = key
         self.expected = expected
         self.actual = actual
+
+
+class StorageUnavailable(Exception):
+    """The database behind a storage cannot be reached (down, refused, timed out, bad login).
+
+    The message names the store and where it is (host, port, database), never a password.
+    """
+
+
+class LockLost(Exception):
+    """A write came from a turn whose conversation lock has since passed to another holder (its
+    lease ran out while the turn was stalled). The write is refused so the newer turn wins."""
+
+    def __init__(self, lock_key: str, fence: int) -> None:
+        super().__init__(f"lock on {lock_key!r} (fence {fence}) was lost; the write is refused")
+        self.lock_key = lock_key
+        self.fence = fence

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +22,7 @@ class LockTimeout(Exception):
 
 
 class ConversationLocks(Protocol):
-    def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AsyncIterator[None]:
+    def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AbstractAsyncContextManager[None]:
         """``async with locks.hold(key, ttl_s=…, wait_s=…)``: exclusive across processes.
 
         A holder that dies frees the lock after `ttl_s`; waiting longer than `wait_s` raises

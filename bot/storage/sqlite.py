@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import uuid
@@ -14,10 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from botbuilder.core import Storage
-from jsonpickle.pickler import Pickler
-from jsonpickle.unpickler import Unpickler
 
 from bot.storage.errors import StorageConflictError
+from bot.storage.values import dumps, etag_of, loads, set_etag
 
 T = TypeVar("T")
 
@@ -57,27 +55,18 @@ class SqliteStorage(Storage):
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
         rows = await self._run(self._read_rows, list(keys or []))
-        items: dict[str, Any] = {}
-        for key, etag, text in rows:
-            flat = json.loads(text)
-            flat["e_tag"] = etag
-            items[key] = Unpickler().restore(flat)
-        return items
+        return {key: loads(text, etag) for key, etag, text in rows}
 
     async def write(self, changes: dict[str, Any]) -> None:
         if changes is None:
             raise ValueError("changes are required when writing")
         # Serialise now, so the stored value is the one the caller passed, whatever happens next.
-        rows = [(key, _etag_of(value), _dumps(key, value)) for key, value in changes.items()]
+        rows = [(key, etag_of(value), dumps(key, value)) for key, value in changes.items()]
         if not rows:
             return
         etags = await self._run(self._write_rows, rows)
         for value, etag in zip(changes.values(), etags, strict=True):
-            # Lets the caller write the same value again (e.g. a second save in one turn).
-            if isinstance(value, dict):
-                value["e_tag"] = etag
-            elif hasattr(value, "__dict__"):
-                value.e_tag = etag
+            set_etag(value, etag)
 
     async def delete(self, keys: list[str]) -> None:
         if keys:
@@ -149,19 +138,3 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.rollback()
         raise
     conn.commit()
-
-
-def _etag_of(value: Any) -> str | None:
-    """The etag a write must match, or None for an unconditional write."""
-    etag = value.get("e_tag") if isinstance(value, dict) else getattr(value, "e_tag", None)
-    if etag == "":
-        raise ValueError("e_tag is empty: pass the etag read, '*' or none")
-    return None if etag in (None, "*") else str(etag)
-
-
-def _dumps(key: str, value: Any) -> str:
-    flat = Pickler().flatten(value)
-    if not isinstance(flat, dict):
-        raise TypeError(f"{key!r}: storage values must be dicts or objects, not {type(value)}")
-    flat.pop("e_tag", None)  # kept in its own column
-    return json.dumps(flat)

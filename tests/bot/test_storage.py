@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from botbuilder.core import ConversationState, MemoryStorage, Storage, StoreItem, TurnContext
 from botbuilder.core.adapters import TestAdapter
@@ -21,27 +24,75 @@ from botbuilder.dialogs.prompts import PromptOptions, TextPrompt
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount
 from botbuilder.testing import DialogTestClient
 
-from bot.storage import SqliteStorage, StorageConflictError, create_storage
+from bot.storage import SqliteStorage, StorageConflictError, StorageUnavailable, create_storage
+from bot.storage.postgres import PostgresStorage, migrations
+from bot.storage.redis import RedisStorage
+from tests.services import closed_port, namespace_on
 
 KEY = "emulator/conversations/a:b c/é"  # botbuilder keys have slashes; ours may have anything
 OTHER = "emulator/users/u1"
 
-# Each factory returns an empty storage. PostgreSQL and Redis join here (skipping without a server).
-STORAGES: dict[str, Callable[[Path], Storage]] = {
-    "sqlite": lambda tmp_path: SqliteStorage(tmp_path / "state.db"),
+# A place where state lives: it yields a function that opens one more storage on the same data,
+# as another process (or replica) would; all are closed at the end. PostgreSQL and Redis get a
+# fresh namespace each time, and skip (saying why) where no server is reachable.
+Opener = Callable[[], Storage]
+Place = Callable[[Path], AbstractAsyncContextManager[Opener]]
+
+
+@asynccontextmanager
+async def on_sqlite(tmp_path: Path) -> AsyncIterator[Opener]:
+    opened: list[SqliteStorage] = []
+
+    def open_one() -> Storage:
+        opened.append(SqliteStorage(tmp_path / "state.db"))
+        return opened[-1]
+
+    try:
+        yield open_one
+    finally:
+        for store in opened:
+            await store.close()
+
+
+@asynccontextmanager
+async def on_server(kind: str, tmp_path: Path) -> AsyncIterator[Opener]:
+    opened: list[PostgresStorage | RedisStorage] = []
+    async with namespace_on(kind) as (url, namespace):
+        cls = PostgresStorage if kind == "postgresql" else RedisStorage
+
+        def open_one() -> Storage:
+            opened.append(cls(url, namespace=namespace))
+            return opened[-1]
+
+        try:
+            yield open_one
+        finally:
+            for store in opened:
+                await store.close()
+
+
+STORAGES: dict[str, Place] = {
+    "sqlite": on_sqlite,
+    "postgresql": partial(on_server, "postgresql"),
+    "redis": partial(on_server, "redis"),
 }
 
 
 async def close(storage: Storage) -> None:
-    if isinstance(storage, SqliteStorage):
-        await storage.close()
+    closer = getattr(storage, "close", None)
+    if closer is not None:
+        await closer()
 
 
 @pytest.fixture(params=sorted(STORAGES))
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store = STORAGES[request.param](tmp_path)
-    yield store
-    await close(store)
+async def place(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    async with STORAGES[request.param](tmp_path) as open_one:
+        yield open_one
+
+
+@pytest.fixture
+def storage(place: Opener) -> Storage:
+    return place()
 
 
 class Note(StoreItem):
@@ -199,10 +250,8 @@ async def two_processes(tmp_path: Path) -> AsyncIterator[tuple[SqliteStorage, Sq
     await b.close()
 
 
-async def test_two_instances_see_each_others_writes_and_conflicts(
-    two_processes: tuple[SqliteStorage, SqliteStorage],
-) -> None:
-    a, b = two_processes
+async def test_two_instances_see_each_others_writes_and_conflicts(place: Opener) -> None:
+    a, b = place(), place()  # two processes (or replicas) on the same data
     await a.write({KEY: {"n": 1}})
     seen_by_a = (await a.read([KEY]))[KEY]
     seen_by_b = (await b.read([KEY]))[KEY]
@@ -285,7 +334,92 @@ async def test_closed_storage_refuses_work(tmp_path: Path) -> None:
         await store.read([KEY])
 
 
-# --- BotState over SqliteStorage ----------------------------------------------------------------
+async def test_replicas_incrementing_one_counter_lose_no_update(place: Opener) -> None:
+    """Read-modify-write with etags from three instances at once: conflicts retry, none is lost."""
+    replicas = [place() for _ in range(3)]
+    await replicas[0].write({KEY: {"count": 0}})
+    conflicts = 0
+
+    async def increment(store: Storage) -> None:
+        nonlocal conflicts
+        while True:
+            item = (await store.read([KEY]))[KEY]
+            item["count"] += 1
+            await asyncio.sleep(0)  # let the others read the same version
+            try:
+                await store.write({KEY: item})
+                return
+            except StorageConflictError:
+                conflicts += 1
+
+    await asyncio.gather(*(increment(store) for store in replicas for _ in range(8)))
+    assert (await replicas[1].read([KEY]))[KEY]["count"] == 24
+    assert conflicts > 0  # the writers did race
+
+
+async def test_a_caller_cancelled_mid_operation_is_cancelled(storage: Storage) -> None:
+    """A turn cancelled (timed out, drained) inside a storage call must end. redis-py with a
+    socket timeout swallowed such cancellations on Python 3.11 (asyncio.wait_for, gh-86296)."""
+    await storage.write({KEY: {"n": 0}})
+
+    async def busy() -> None:
+        while True:
+            item = (await storage.read([KEY]))[KEY]
+            await storage.write({KEY: item})
+
+    for attempt in range(150):
+        task = asyncio.create_task(busy())
+        await asyncio.sleep(0.0005 * (attempt % 7))
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2)
+        assert done and task.cancelled(), f"attempt {attempt}: the cancellation was swallowed"
+    assert set(await storage.read([KEY])) == {KEY}  # and the storage still works
+
+
+# --- PostgreSQL only ----------------------------------------------------------------------------
+
+
+async def test_replicas_starting_together_create_the_schema_once() -> None:
+    async with namespace_on("postgresql") as (url, namespace):
+        replicas = [PostgresStorage(url, namespace=namespace) for _ in range(4)]
+        try:
+            await asyncio.gather(*(store.open() for store in replicas))  # CREATE TABLE races
+            await replicas[0].write({KEY: {"n": 1}})
+            assert (await replicas[3].read([KEY]))[KEY]["n"] == 1
+            async with replicas[0].connection() as conn:
+                versions = await conn.fetch(f"SELECT version FROM {namespace}_schema")
+        finally:
+            for store in replicas:
+                await store.close()
+    assert sorted(row["version"] for row in versions) == list(range(1, len(migrations("x")) + 1))
+
+
+async def test_an_older_schema_is_migrated_on_start() -> None:
+    async with namespace_on("postgresql") as (url, namespace):
+        conn = await asyncpg.connect(url)
+        try:  # what the first release created
+            await conn.execute(f"CREATE TABLE {namespace}_schema (version integer NOT NULL)")
+            for statement in migrations(namespace)[0]:
+                await conn.execute(statement)
+            await conn.execute(f"INSERT INTO {namespace}_schema VALUES (1)")
+            await conn.execute(
+                f"INSERT INTO {namespace}_items (key, etag, value) VALUES ($1, 'e1', $2)",
+                KEY,
+                '{"n": 1}',
+            )
+            store = PostgresStorage(url, namespace=namespace)
+            try:
+                assert (await store.read([KEY]))[KEY] == {"n": 1, "e_tag": "e1"}  # data kept
+            finally:
+                await store.close()
+            version = await conn.fetchval(f"SELECT max(version) FROM {namespace}_schema")
+            waiters = await conn.fetchval(f"SELECT to_regclass('{namespace}_waiters')::text")
+        finally:
+            await conn.close()
+    assert (version, waiters) == (len(migrations("x")), f"{namespace}_waiters")
+
+
+# --- BotState over every storage ----------------------------------------------------------------
 
 
 def turn(conversation_id: str = "abc") -> TurnContext:
@@ -323,24 +457,20 @@ async def test_conversation_state_survives_restart(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_conversation_state_concurrent_turns_conflict(tmp_path: Path) -> None:
-    store = SqliteStorage(tmp_path / "state.db")
-    try:
-        state = ConversationState(store)
-        counter = state.create_property("count")
-        setup = turn()
-        await counter.set(setup, 0)
-        await state.save_changes(setup)
+async def test_conversation_state_concurrent_turns_conflict(storage: Storage) -> None:
+    state = ConversationState(storage)
+    counter = state.create_property("count")
+    setup = turn()
+    await counter.set(setup, 0)
+    await state.save_changes(setup)
 
-        first, second = turn(), turn()  # two turns of one conversation, both loaded count=0
-        for context in (first, second):
-            await state.load(context)
-            await counter.set(context, await counter.get(context) + 1)
-        await state.save_changes(first)
-        with pytest.raises(StorageConflictError):
-            await state.save_changes(second)  # MemoryStorage would silently lose first's write
-    finally:
-        await store.close()
+    first, second = turn(), turn()  # two turns of one conversation, both loaded count=0
+    for context in (first, second):
+        await state.load(context)
+        await counter.set(context, await counter.get(context) + 1)
+    await state.save_changes(first)
+    with pytest.raises(StorageConflictError):
+        await state.save_changes(second)  # MemoryStorage would silently lose first's write
 
 
 async def test_conversation_state_saves_twice_in_one_turn(tmp_path: Path) -> None:
@@ -379,21 +509,15 @@ class GreetDialog(ComponentDialog):
         return await step.end_dialog()
 
 
-async def test_dialog_resumes_after_restart(tmp_path: Path) -> None:
-    """DialogState (dialog stack, prompt options holding an Activity) round-trips the file."""
-    first = SqliteStorage(tmp_path / "state.db")
+async def test_dialog_resumes_after_restart(place: Opener) -> None:
+    """DialogState (dialog stack, prompt options holding an Activity) round-trips the store."""
+    first = place()
     client = DialogTestClient("test", GreetDialog(), conversation_state=ConversationState(first))
     assert (await client.send_activity("hi")).text == "Your name?"
-    await first.close()
+    await close(first)
 
-    second = SqliteStorage(tmp_path / "state.db")
-    try:
-        client = DialogTestClient(
-            "test", GreetDialog(), conversation_state=ConversationState(second)
-        )
-        assert (await client.send_activity("Ada")).text == "Hello Ada"
-    finally:
-        await second.close()
+    client = DialogTestClient("test", GreetDialog(), conversation_state=ConversationState(place()))
+    assert (await client.send_activity("Ada")).text == "Hello Ada"
 
 
 # --- create_storage -----------------------------------------------------------------------------
@@ -428,8 +552,7 @@ async def test_create_sqlite_storage_absolute_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://bot:s3cret@db/botloom", "unsupported storage URL scheme 'postgresql'"),
-        ("redis://:s3cret@cache:6379/0", "unsupported storage URL scheme 'redis'"),
+        ("mysql://bot:s3cret@db/botloom", "unsupported storage URL scheme 'mysql'"),
         ("data/botloom.db", "storage URL has no scheme"),
         ("sqlite://data/botloom.db", "malformed sqlite:// storage URL"),
         ("sqlite:///", "malformed sqlite:// storage URL"),
@@ -442,3 +565,51 @@ def test_create_storage_rejects_other_urls(url: str, message: str) -> None:
         create_storage(url)
     assert "sqlite:///relative/path.db" in str(raised.value)  # says what would work
     assert "s3cret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "cls", "where"),
+    [
+        (
+            "postgresql://bot:s3cret@db.internal:6543/botloom",
+            PostgresStorage,
+            "db.internal:6543/botloom",
+        ),
+        ("postgres://bot@db/botloom", PostgresStorage, "db:5432/botloom"),
+        ("redis://:s3cret@cache:6380/2", RedisStorage, "cache:6380/2"),
+        ("rediss://cache", RedisStorage, "cache:6379"),
+    ],
+)
+async def test_create_shared_storage_connects_only_when_used(
+    url: str, cls: type, where: str
+) -> None:
+    store = create_storage(url, namespace="bot_a1")
+    try:
+        assert isinstance(store, cls)
+        assert (store.where, store.namespace) == (where, "bot_a1")  # type: ignore[attr-defined]
+        assert "s3cret" not in repr(store)
+    finally:
+        await close(store)
+
+
+@pytest.mark.parametrize("namespace", ["", "Botloom", "1bot", "bot-loom", "bot;drop", "x" * 41])
+def test_create_storage_rejects_unsafe_namespaces(namespace: str) -> None:
+    with pytest.raises(ValueError, match="storage namespace"):
+        create_storage("postgresql://db/botloom", namespace=namespace)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "redis"])
+async def test_unreachable_server_is_a_clear_error_without_the_password(scheme: str) -> None:
+    port = closed_port()
+    store = create_storage(f"{scheme}://bot:s3cr%40t@127.0.0.1:{port}/botloom", namespace="bot")
+    try:
+        with pytest.raises(StorageUnavailable) as raised:
+            await store.open()  # type: ignore[attr-defined]
+        with pytest.raises(StorageUnavailable):
+            await store.read([KEY])
+    finally:
+        await close(store)
+    message = str(raised.value)
+    name = "PostgreSQL" if scheme == "postgresql" else "Redis"
+    assert message.startswith(f"cannot reach {name} at 127.0.0.1:{port}/botloom: ")
+    assert "s3cr" not in message

@@ -1,0 +1,315 @@
+"""Bot state in PostgreSQL, the recommended store for several replicas, and their locks there."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from asyncpg import exceptions as pg_errors
+from botbuilder.core import Storage
+
+from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
+from bot.storage.fencing import current_fence
+from bot.storage.leases import DEFAULT_LEASE_S, QUEUE_TTL_S, LeaseLocks
+from bot.storage.urls import check_namespace, scrub, where
+from bot.storage.values import dumps, etag_of, loads, set_etag
+
+# What "the database cannot be reached" looks like from asyncpg: refused or dropped sockets,
+# timeouts, a server shutting down or starting, a bad login or database name, too many clients.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    pg_errors.PostgresConnectionError,
+    pg_errors.OperatorInterventionError,
+    pg_errors.InvalidAuthorizationSpecificationError,
+    pg_errors.InvalidCatalogNameError,
+    pg_errors.InsufficientResourcesError,
+)
+
+
+def migrations(ns: str) -> list[list[str]]:
+    """The schema, one list of statements per version. Append new versions; never edit old ones."""
+    return [
+        [  # 1: state items, conversation locks, fencing tokens
+            f"CREATE TABLE IF NOT EXISTS {ns}_items (key text PRIMARY KEY, etag text NOT NULL, "
+            "value json NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
+            f"CREATE TABLE IF NOT EXISTS {ns}_locks (key text PRIMARY KEY, owner text NOT NULL, "
+            "fence bigint NOT NULL, expires timestamptz NOT NULL)",
+            f"CREATE SEQUENCE IF NOT EXISTS {ns}_fences",
+        ],
+        [  # 2: the line of replicas waiting for a conversation (bot/storage/leases.py)
+            f"CREATE TABLE IF NOT EXISTS {ns}_waiters (key text NOT NULL, ticket bigint NOT NULL, "
+            "expires timestamptz NOT NULL, PRIMARY KEY (key, ticket))",
+            f"CREATE SEQUENCE IF NOT EXISTS {ns}_tickets",
+        ],
+    ]
+
+
+class PostgresStorage(Storage):
+    """A botbuilder `Storage` in one PostgreSQL table, `<namespace>_items`, shared by replicas.
+
+    Values and etags behave exactly as in `SqliteStorage` (bot/storage/values.py): `read` returns
+    each item with its etag in `e_tag`; every write assigns a new etag and sets it on the written
+    value; a value carrying an etag other than "*" is written only if that etag is still the
+    stored one, else the whole `write` raises `StorageConflictError` and changes nothing; no etag
+    or "*" overwrites. Each `write` is one transaction (`UPDATE … WHERE etag = $2` per item, whose
+    row lock makes the check-and-set atomic across replicas). Inside a `PostgresLocks.hold` on
+    this storage, a write also checks that the lock is still held and raises `LockLost` if not.
+
+    Connections come from an asyncpg pool of up to `max_connections`, opened on `open()` or
+    first use; the schema is created or migrated then (`migrations`). A database that cannot be
+    reached, or answers nothing within `timeout_s`, raises `StorageUnavailable` naming
+    host:port/database, never the password. `close()` closes the pool; later calls raise
+    RuntimeError.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "botloom",
+        max_connections: int = 10,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._url = url
+        self.where = where(url, 5432)
+        self.namespace = check_namespace(namespace)
+        self.table = f"{namespace}_items"
+        self._max_connections = max_connections
+        self._timeout_s = timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({self.where!r}, namespace={self.namespace!r})"
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Raises StorageUnavailable."""
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        async with self._opening:
+            if self._pool is not None:
+                return
+            try:
+                pool = await asyncpg.create_pool(
+                    self._url,
+                    min_size=1,
+                    max_size=self._max_connections,
+                    timeout=self._timeout_s,  # to connect
+                    command_timeout=self._timeout_s,
+                )
+            except _UNREACHABLE as error:
+                raise self.unavailable(error) from None
+            try:
+                await self._migrate(pool)
+            except BaseException as error:
+                await pool.close()
+                if isinstance(error, _UNREACHABLE):
+                    raise self.unavailable(error) from None
+                raise
+            self._pool = pool
+
+    async def _migrate(self, pool: asyncpg.Pool) -> None:
+        ns = self.namespace
+        async with pool.acquire() as conn, conn.transaction():
+            # Replicas starting together would race on CREATE TABLE; one migrates at a time.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{ns}_schema")
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {ns}_schema (version integer NOT NULL)")
+            version = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {ns}_schema")
+            for number, statements in enumerate(migrations(ns), start=1):
+                if number > version:
+                    for statement in statements:
+                        await conn.execute(statement)
+                    await conn.execute(f"INSERT INTO {ns}_schema (version) VALUES ($1)", number)
+
+    def unavailable(self, error: BaseException) -> StorageUnavailable:
+        reason = scrub(str(error) or type(error).__name__, self._url)
+        return StorageUnavailable(f"cannot reach PostgreSQL at {self.where}: {reason}")
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection (for this storage's locks too); errors reaching the database
+        become StorageUnavailable."""
+        if self._pool is None:
+            await self.open()
+        assert self._pool is not None
+        try:
+            async with self._pool.acquire(timeout=self._timeout_s) as conn:
+                yield conn
+        except _UNREACHABLE as error:
+            raise self.unavailable(error) from error
+
+    def conversation_locks(self, *, lease_s: float = DEFAULT_LEASE_S) -> PostgresLocks:
+        """Per-conversation leases in this database (see `PostgresLocks`)."""
+        return PostgresLocks(self, lease_s=lease_s)
+
+    async def read(self, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        async with self.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT key, etag, value FROM {self.table} WHERE key = ANY($1::text[])", list(keys)
+            )
+        return {row["key"]: loads(row["value"], row["etag"]) for row in rows}
+
+    async def write(self, changes: dict[str, Any]) -> None:
+        if changes is None:
+            raise ValueError("changes are required when writing")
+        # Serialise now, so the stored value is the one the caller passed, whatever happens next.
+        rows = [(key, etag_of(value), dumps(key, value)) for key, value in changes.items()]
+        if not rows:
+            return
+        etags = [uuid.uuid4().hex for _ in rows]
+        fence = current_fence(self)
+        async with self.connection() as conn, conn.transaction():
+            if fence is not None:
+                await self._check_fence(conn, fence.key, fence.token)
+            for (key, expected, text), etag in zip(rows, etags, strict=True):
+                await self._write_row(conn, key, expected, etag, text)
+        for value, etag in zip(changes.values(), etags, strict=True):
+            set_etag(value, etag)
+
+    async def _check_fence(self, conn: asyncpg.Connection, key: str, token: int) -> None:
+        # FOR SHARE: a takeover of the lock waits until this write has committed.
+        held = await conn.fetchval(
+            f"SELECT fence FROM {self.namespace}_locks WHERE key = $1 FOR SHARE", key
+        )
+        if held != token:
+            raise LockLost(key, token)
+
+    async def _write_row(
+        self, conn: asyncpg.Connection, key: str, expected: str | None, etag: str, text: str
+    ) -> None:
+        if expected is None:
+            await conn.execute(
+                f"INSERT INTO {self.table} (key, etag, value) VALUES ($1, $2, $3) "
+                "ON CONFLICT (key) DO UPDATE "
+                "SET etag = excluded.etag, value = excluded.value, updated_at = now()",
+                key,
+                etag,
+                text,
+            )
+            return
+        status = await conn.execute(
+            f"UPDATE {self.table} SET etag = $3, value = $4, updated_at = now() "
+            "WHERE key = $1 AND etag = $2",
+            key,
+            expected,
+            etag,
+            text,
+        )
+        if status == "UPDATE 0":
+            actual = await conn.fetchval(f"SELECT etag FROM {self.table} WHERE key = $1", key)
+            raise StorageConflictError(key, expected, actual)
+
+    async def delete(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        async with self.connection() as conn:
+            await conn.execute(f"DELETE FROM {self.table} WHERE key = ANY($1::text[])", list(keys))
+
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
+        self._closed = True
+        async with self._opening:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+class PostgresLocks(LeaseLocks):
+    """Conversation leases as rows of `<namespace>_locks` (key, owner, fence, expires), timed by
+    the database's clock; fences come from the `<namespace>_fences` sequence. Waiting replicas
+    stand in line as rows of `<namespace>_waiters` (key, ticket, expires).
+
+    Rows, not advisory locks: a session advisory lock would pin a pooled connection for the whole
+    turn (capping concurrent turns at the pool size, and deadlocking when the turns that hold
+    every connection need one more to load state), would outlive a replica whose machine vanished
+    until TCP keepalive noticed (hours by default), and does not survive PgBouncer's transaction
+    pooling. A lease row costs a few short queries to take (a ticket, a place in line, the row,
+    leaving the line), one every lease_s / 3 to renew, and a poll every 10-50 ms while another
+    replica holds the conversation.
+    """
+
+    def __init__(self, storage: PostgresStorage, *, lease_s: float = DEFAULT_LEASE_S) -> None:
+        super().__init__(storage, lease_s=lease_s)
+        self._storage = storage
+        self._table = f"{storage.namespace}_locks"
+        self._sequence = f"{storage.namespace}_fences"
+        self._waiters = f"{storage.namespace}_waiters"
+        self._tickets = f"{storage.namespace}_tickets"
+
+    async def _enqueue(self, key: str) -> int:
+        async with self._storage.connection() as conn:
+            ticket: int = await conn.fetchval(
+                f"INSERT INTO {self._waiters} (key, ticket, expires) "
+                f"VALUES ($1, nextval('{self._tickets}'), "
+                "clock_timestamp() + make_interval(secs => $2)) RETURNING ticket",
+                key,
+                QUEUE_TTL_S,
+            )
+        return ticket
+
+    async def _acquire(self, key: str, ticket: int, lease_s: float) -> int | None:
+        async with self._storage.connection() as conn:
+            first: bool = await conn.fetchval(
+                f"WITH here AS (INSERT INTO {self._waiters} (key, ticket, expires) "
+                "VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) "
+                "ON CONFLICT (key, ticket) DO UPDATE SET expires = excluded.expires) "
+                f"SELECT NOT EXISTS (SELECT 1 FROM {self._waiters} "
+                "WHERE key = $1 AND ticket < $2 AND expires > clock_timestamp())",
+                key,
+                ticket,
+                QUEUE_TTL_S,
+            )
+            if not first:
+                return None
+            fence: int | None = await conn.fetchval(
+                f"INSERT INTO {self._table} AS held (key, owner, fence, expires) "
+                f"VALUES ($1, $2, nextval('{self._sequence}'), "
+                "clock_timestamp() + make_interval(secs => $3)) "
+                "ON CONFLICT (key) DO UPDATE "
+                "SET owner = excluded.owner, fence = excluded.fence, expires = excluded.expires "
+                "WHERE held.expires < clock_timestamp() "
+                "RETURNING fence",
+                key,
+                self.owner,
+                float(lease_s),
+            )
+            if fence is not None:  # out of the line, and the places that lapsed with it
+                await conn.execute(
+                    f"DELETE FROM {self._waiters} "
+                    "WHERE key = $1 AND (ticket = $2 OR expires < clock_timestamp())",
+                    key,
+                    ticket,
+                )
+        return fence
+
+    async def _leave(self, key: str, ticket: int) -> None:
+        async with self._storage.connection() as conn:
+            await conn.execute(
+                f"DELETE FROM {self._waiters} WHERE key = $1 AND ticket = $2", key, ticket
+            )
+
+    async def _renew(self, key: str, fence: int, lease_s: float) -> bool:
+        async with self._storage.connection() as conn:
+            status = await conn.execute(
+                f"UPDATE {self._table} SET expires = clock_timestamp() + make_interval(secs => $3) "
+                "WHERE key = $1 AND fence = $2",
+                key,
+                fence,
+                float(lease_s),
+            )
+        return status == "UPDATE 1"
+
+    async def _release(self, key: str, fence: int) -> None:
+        async with self._storage.connection() as conn:
+            await conn.execute(
+                f"DELETE FROM {self._table} WHERE key = $1 AND fence = $2", key, fence
+            )
