@@ -1,4 +1,4 @@
-"""The activity handler: welcomes, typing, Teams @mentions, the dialogs, and state saved each turn."""
+"""The activity handler: welcomes, typing, Teams @mentions, the dialogs, state saved each turn."""
 
 from __future__ import annotations
 

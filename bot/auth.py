@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from botbuilder.schema import Activity
 from botframework.connector.auth import (
     AuthenticationConstants,
     BotFrameworkAuthentication,
@@ -26,7 +27,6 @@ from botframework.connector.auth import (
 )
 from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
-from botbuilder.schema import Activity
 from jwt.algorithms import RSAAlgorithm
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,11 @@ class AsyncOpenIdMetadata:
     """
 
     def __init__(
-        self, url: str, session: aiohttp.ClientSession, *, clock: Callable[[], float] = time.monotonic
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._session = session
@@ -98,7 +102,9 @@ class AsyncOpenIdMetadata:
                     response.raise_for_status()
                     keys = (await response.json(content_type=None))["keys"]
             except (aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError) as error:
-                raise AuthUnavailable(f"cannot fetch signing keys: {type(error).__name__}") from None
+                raise AuthUnavailable(
+                    f"cannot fetch signing keys: {type(error).__name__}"
+                ) from None
             finally:
                 self.fetches += 1
             self._keys = {k["kid"]: k for k in keys if isinstance(k, dict) and "kid" in k}
@@ -157,17 +163,25 @@ class CachingBotFrameworkAuthentication(BotFrameworkAuthentication):
         self._connectors: dict[tuple[Any, ...], Any] = {}
         self._token_clients: dict[Any, Any] = {}
 
-    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+    async def authenticate_request(
+        self, activity: Activity, auth_header: str
+    ) -> AuthenticateRequestResult:
         result = await self._inner.authenticate_request(activity, auth_header)
         if result.connector_factory is not None:
-            result.connector_factory = _CachingConnectorFactory(result.connector_factory, self._connectors)
+            result.connector_factory = _CachingConnectorFactory(
+                result.connector_factory, self._connectors
+            )
         return result
 
-    async def authenticate_streaming_request(self, auth_header: str, channel_id_header: str) -> AuthenticateRequestResult:
+    async def authenticate_streaming_request(
+        self, auth_header: str, channel_id_header: str
+    ) -> AuthenticateRequestResult:
         return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
 
     def create_connector_factory(self, claims_identity: Any) -> Any:
-        return _CachingConnectorFactory(self._inner.create_connector_factory(claims_identity), self._connectors)
+        return _CachingConnectorFactory(
+            self._inner.create_connector_factory(claims_identity), self._connectors
+        )
 
     async def create_user_token_client(self, claims_identity: Any) -> Any:
         claims = claims_identity.claims or {}

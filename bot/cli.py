@@ -1,4 +1,4 @@
-"""The `botloom` command: serve, chat."""
+"""The `botloom` command: serve, chat, test, model-server."""
 
 from __future__ import annotations
 
@@ -7,17 +7,48 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 
 from bot.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="botloom", description="A self-hosted LLM assistant for Bot Framework channels.")
+    parser = argparse.ArgumentParser(
+        prog="botloom", description="A self-hosted LLM assistant for Bot Framework channels."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the bot's HTTP endpoint (POST /api/messages)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1, BOTLOOM_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default 3978, BOTLOOM_PORT)")
-    commands.add_parser("chat", help="talk to the bot in this terminal (same dialogs, model and state)")
+    chat_command = commands.add_parser(
+        "chat", help="talk to the bot in this terminal (same dialogs, model and state)"
+    )
+    chat_command.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE.transcript",
+        help="save the conversation for `botloom test` (the model's replies go to FILE.replies)",
+    )
+    model_server = commands.add_parser(
+        "model-server",
+        help="serve BOTLOOM_MODEL over an OpenAI-compatible HTTP API (/v1/chat/completions)",
+    )
+    model_server.add_argument(
+        "--host", help="address to listen on (default 127.0.0.1, BOTLOOM_MODEL_SERVER_HOST)"
+    )
+    model_server.add_argument(
+        "--port", type=int, help="port to listen on (default 8000, BOTLOOM_MODEL_SERVER_PORT)"
+    )
+    test = commands.add_parser("test", help="replay scripted conversations (.chat, .transcript)")
+    test.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="scripts or folders")
+    test.add_argument(
+        "--model",
+        choices=("fake", "replies", "real"),
+        default="fake",
+        help="fake: answers 'fake: <message>' (default); replies: NAME.replies beside each "
+        "script; real: the configured model (BOTLOOM_MODEL)",
+    )
+    test.add_argument("--junit-xml", type=Path, metavar="FILE", help="also write a JUnit report")
     args = parser.parse_args(argv)
 
     try:
@@ -32,24 +63,76 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         return serve_forever(dataclasses.replace(settings, **overrides))
-    return asyncio.run(chat(settings))
+    if args.command == "model-server":
+        address = (("model_server_host", args.host), ("model_server_port", args.port))
+        overrides = {k: v for k, v in address if v is not None}
+        return serve_model(dataclasses.replace(settings, **overrides))
+    if args.command == "test":
+        from bot.scripted.command import run_tests
+
+        report = args.junit_xml
+        return asyncio.run(run_tests(settings, args.paths, model=args.model, junit_xml=report))
+    return asyncio.run(chat(settings, record=args.record))
 
 
 def serve_forever(settings: Settings) -> int:
     from bot.server import run_server
+    from bot.storage import StorageUnavailable
 
     try:
         asyncio.run(run_server(settings))
-    except SettingsError as error:
+    except (SettingsError, StorageUnavailable) as error:
         print(f"botloom: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-async def chat(settings: Settings) -> int:
+def serve_model(settings: Settings) -> int:
+    """`botloom model-server`: the model this process would load (BOTLOOM_MODEL; never a remote
+    one) behind the OpenAI-compatible API of models.server, until SIGTERM or SIGINT."""
+    from bot.app import build_local_model
+    from bot.service_urls import is_loopback_host
+    from models import GenerationParams
+    from models.guard import GuardLimits
+    from models.server import ServerOptions, run_model_server
+
+    host, port = settings.model_server_host, settings.model_server_port
+    if not settings.model_api_key and not is_loopback_host(host):
+        logging.getLogger(__name__).warning(
+            "the model server listens on %s without BOTLOOM_MODEL_API_KEY: anyone who can reach "
+            "it can use the model",
+            host,
+        )
+    options = ServerOptions(
+        api_key=settings.model_api_key,
+        limits=GuardLimits(
+            max_pending=settings.max_pending_requests,
+            deadline_s=settings.generation_timeout_s,
+            retry_after_s=settings.busy_retry_after_s,
+        ),
+        defaults=GenerationParams(
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            repetition_penalty=settings.repetition_penalty,
+            stop=settings.stop,
+        ),
+        max_body_bytes=settings.max_body_bytes,
+        drain_s=settings.drain_s,
+    )
+    model = build_local_model(settings)
+    asyncio.run(run_model_server(model, host=host, port=port, options=options))
+    return 0
+
+
+async def chat(settings: Settings, record: Path | None = None) -> int:
     from bot.app import build_runtime
     from bot.console import chat as console_chat
 
+    if record is not None:
+        from bot.scripted.record import recorded_chat
+
+        return await recorded_chat(settings, record)
     runtime = build_runtime(settings)
     try:
         await console_chat(runtime)

@@ -126,4 +126,6 @@ async def chat(
         if text in ("/quit", "/exit"):
             return
         if text:
-            await adapter.process(adapter.activity(ActivityTypes.message, text=text), runtime.bot.on_turn)
+            await adapter.process(
+                adapter.activity(ActivityTypes.message, text=text), runtime.bot.on_turn
+            )

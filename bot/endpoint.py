@@ -20,7 +20,9 @@ from bot.turn_runner import RunnerBusy, TurnRunner
 
 logger = logging.getLogger(__name__)
 
-ONE_MOMENT = "One moment, please: I'm still answering your previous message. Send this again shortly."
+ONE_MOMENT = (
+    "One moment, please: I'm still answering your previous message. Send this again shortly."
+)
 
 
 def conversation_key(activity: Activity) -> str:
@@ -30,13 +32,18 @@ def conversation_key(activity: Activity) -> str:
 
 def is_synchronous(activity: Activity) -> bool:
     """Invokes and expectReplies carry their answer in the HTTP response, so they are awaited."""
-    return activity.type == ActivityTypes.invoke or activity.delivery_mode == DeliveryModes.expect_replies
+    return (
+        activity.type == ActivityTypes.invoke
+        or activity.delivery_mode == DeliveryModes.expect_replies
+    )
 
 
 class MessagesEndpoint:
     """The channel-facing handler. Every client mistake is a 4xx; nothing here returns a 500."""
 
-    def __init__(self, settings: Settings, adapter: RetryingCloudAdapter, bot: Bot, runner: TurnRunner) -> None:
+    def __init__(
+        self, settings: Settings, adapter: RetryingCloudAdapter, bot: Bot, runner: TurnRunner
+    ) -> None:
         self._settings = settings
         self.adapter = adapter
         self._bot = bot
@@ -61,17 +68,25 @@ class MessagesEndpoint:
             raise web.HTTPUnauthorized(text="invalid or missing token") from None
         except AuthUnavailable:
             logger.warning("cannot verify tokens: signing keys unavailable")
-            raise web.HTTPServiceUnavailable(text="cannot verify tokens right now", headers={"Retry-After": "5"}) from None
+            raise web.HTTPServiceUnavailable(
+                text="cannot verify tokens right now", headers={"Retry-After": "5"}
+            ) from None
         return await self._enqueue(activity, auth)
 
-    async def _enqueue(self, activity: Activity, auth: AuthenticateRequestResult) -> web.StreamResponse:
+    async def _enqueue(
+        self, activity: Activity, auth: AuthenticateRequestResult
+    ) -> web.StreamResponse:
         key = conversation_key(activity)
         turn = partial(self.adapter.process_activity, auth, activity, self._bot.on_turn)
         one_moment = partial(self.adapter.process_activity, auth, activity, _say_one_moment)
         try:
-            done = self.runner.submit(key, turn, activity_id=activity.id, on_lock_timeout=one_moment)
+            done = self.runner.submit(
+                key, turn, activity_id=activity.id, on_lock_timeout=one_moment
+            )
         except RunnerBusy as error:
-            raise web.HTTPServiceUnavailable(text=str(error), headers={"Retry-After": "5"}) from None
+            raise web.HTTPServiceUnavailable(
+                text=str(error), headers={"Retry-After": "5"}
+            ) from None
         if done is None:
             return web.json_response({"status": "duplicate"}, status=200)
         if not is_synchronous(activity):

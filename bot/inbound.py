@@ -1,4 +1,4 @@
-"""Reading an inbound activity from an HTTP request: every client mistake becomes a 4xx with a reason."""
+"""Reading an inbound activity: every client mistake becomes a 4xx with a short reason."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ async def read_activity(request: web.Request) -> Activity:
 
 
 def check_activity_shape(data: Any) -> None:
-    """The fields a turn needs: type, channelId, conversation.id, from.id, serviceUrl (http/https)."""
+    """What a turn needs: type, channelId, conversation.id, from.id and an http(s) serviceUrl."""
     if not isinstance(data, dict):
         raise InvalidActivity("activity must be a JSON object")
     if not isinstance(data.get("type"), str) or not data["type"]:

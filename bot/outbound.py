@@ -86,11 +86,20 @@ class RetryingCloudAdapter(CloudAdapter):
             status, retry_after = None, None
             try:
                 async with self._session.post(
-                    url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=policy.timeout_s)
+                    url,
+                    json=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
                 ) as response:
                     if response.status < 300:
-                        data = await response.json(content_type=None) if response.content_length != 0 else None
-                        return ResourceResponse(id=(data or {}).get("id", "") if isinstance(data, dict) else "")
+                        data = (
+                            await response.json(content_type=None)
+                            if response.content_length != 0
+                            else None
+                        )
+                        return ResourceResponse(
+                            id=(data or {}).get("id", "") if isinstance(data, dict) else ""
+                        )
                     status, retry_after = response.status, response.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as error:
                 logger.info("connector unreachable: %s", type(error).__name__)

@@ -24,7 +24,10 @@ async def run_server(settings: Settings) -> None:
         await web.TCPSite(runner, settings.host, settings.port).start()
         url = f"http://{settings.host}:{settings.port}"
         print(f"botloom is listening on {url}/api/messages", flush=True)
-        print(f"Bot Framework Emulator: open {url}/api/messages with an empty App ID and password.", flush=True)
+        print(
+            f"Bot Framework Emulator: open {url}/api/messages with an empty App ID and password.",
+            flush=True,
+        )
         print(f"Ready when {url}/readyz says so (the model loads first).", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

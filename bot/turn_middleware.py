@@ -72,7 +72,9 @@ class RateLimitMiddleware(Middleware):
         if self._per_minute <= 0 or activity.type != ActivityTypes.message:
             await logic()
             return
-        user = f"{activity.channel_id}/{activity.from_property.id if activity.from_property else ''}"
+        user = (
+            f"{activity.channel_id}/{activity.from_property.id if activity.from_property else ''}"
+        )
         now = self._clock()
         stamps = self._recent.setdefault(user, deque())
         while stamps and now - stamps[0] >= 60:

@@ -33,7 +33,9 @@ class RunnerLimits:
 class _Job:
     turn: Turn
     on_lock_timeout: Turn | None
-    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class TurnRunner:

@@ -55,7 +55,8 @@ class TypingIndicator:
         # turn context would mark the turn as "responded", and prompts then skip their retry.
         context = self._context
         typing = TurnContext.apply_conversation_reference(
-            Activity(type=ActivityTypes.typing), TurnContext.get_conversation_reference(context.activity)
+            Activity(type=ActivityTypes.typing),
+            TurnContext.get_conversation_reference(context.activity),
         )
         try:
             await context.adapter.send_activities(context, [typing])

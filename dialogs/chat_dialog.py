@@ -55,7 +55,9 @@ class ChatDialog(Dialog):
         self._memory = memory
         self._options = options
 
-    async def begin_dialog(self, dialog_context: DialogContext, options: object = None) -> DialogTurnResult:
+    async def begin_dialog(
+        self, dialog_context: DialogContext, options: object = None
+    ) -> DialogTurnResult:
         turn_context = dialog_context.context
         text = (turn_context.activity.text or "").strip()
         if not text:
@@ -125,7 +127,9 @@ class ChatDialog(Dialog):
 
     async def _remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         await self._memory.append(
-            turn_context, ChatMessage("user", text), *([ChatMessage("assistant", reply)] if reply else [])
+            turn_context,
+            ChatMessage("user", text),
+            *([ChatMessage("assistant", reply)] if reply else []),
         )
 
     @staticmethod

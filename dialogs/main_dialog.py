@@ -37,7 +37,9 @@ def command_of(turn_context: TurnContext) -> str:
 class MainDialog(ComponentDialog):
     """Routes each message: a /command, an interruption, or the chat dialog."""
 
-    def __init__(self, chat: ChatDialog, feedback: FeedbackDialog, memory: ConversationMemory) -> None:
+    def __init__(
+        self, chat: ChatDialog, feedback: FeedbackDialog, memory: ConversationMemory
+    ) -> None:
         super().__init__(MainDialog.__name__)
         self._memory = memory
         self._chat_id = chat.id

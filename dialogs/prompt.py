@@ -1,4 +1,4 @@
-"""Building the model's prompt: system prompt + as much recent history as the token budget allows."""
+"""The model's prompt: the system prompt plus as much recent history as the token budget allows."""
 
 from __future__ import annotations
 

@@ -79,6 +79,8 @@ class ChatModel(Protocol):
     ) -> AsyncIterator[str]: ...
 
 
-async def complete(model: ChatModel, messages: Sequence[ChatMessage], params: GenerationParams) -> str:
+async def complete(
+    model: ChatModel, messages: Sequence[ChatMessage], params: GenerationParams
+) -> str:
     """Collect a whole reply from `model.stream`."""
     return "".join([piece async for piece in model.stream(messages, params)])

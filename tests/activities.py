@@ -34,7 +34,11 @@ def message(
 
 
 def conversation_update(
-    members_added: list[str], *, service_url: str, conversation: str = "conv-1", channel: str = "emulator"
+    members_added: list[str],
+    *,
+    service_url: str,
+    conversation: str = "conv-1",
+    channel: str = "emulator",
 ) -> dict[str, Any]:
     activity = message(None, service_url=service_url, conversation=conversation, channel=channel)
     activity["type"] = "conversationUpdate"

@@ -1,4 +1,4 @@
-"""A fake Bot Connector service on loopback: records the activities a bot sends to its serviceUrl."""
+"""A fake Bot Connector on loopback: records the activities a bot sends to its serviceUrl."""
 
 from __future__ import annotations
 
@@ -87,11 +87,17 @@ class FakeConnector:
             and (conversation is None or a.get("conversation", {}).get("id") == conversation)
         ]
 
-    async def wait_for(self, predicate: Callable[[list[Activity]], bool], timeout: float = 10.0) -> None:
+    async def wait_for(
+        self, predicate: Callable[[list[Activity]], bool], timeout: float = 10.0
+    ) -> None:
         """Wait until `predicate(self.activities)` holds."""
         async with self._arrived:
-            await asyncio.wait_for(self._arrived.wait_for(lambda: predicate(self.activities)), timeout)
+            await asyncio.wait_for(
+                self._arrived.wait_for(lambda: predicate(self.activities)), timeout
+            )
 
-    async def wait_for_messages(self, count: int, conversation: str | None = None, timeout: float = 10.0) -> list[Activity]:
+    async def wait_for_messages(
+        self, count: int, conversation: str | None = None, timeout: float = 10.0
+    ) -> list[Activity]:
         await self.wait_for(lambda _: len(self.messages(conversation)) >= count, timeout)
         return self.messages(conversation)

@@ -28,7 +28,10 @@ async def main(bot_url: str, script: list[str]) -> int:
     try:
         async with aiohttp.ClientSession() as session:
             async with session.post(
-                endpoint, json=conversation_update(["user-1"], service_url=connector.url, conversation=conversation)
+                endpoint,
+                json=conversation_update(
+                    ["user-1"], service_url=connector.url, conversation=conversation
+                ),
             ) as response:
                 print(f"conversationUpdate -> HTTP {response.status}")
             welcome = await connector.wait_for_messages(1, conversation, timeout=30)
@@ -38,7 +41,8 @@ async def main(bot_url: str, script: list[str]) -> int:
                 count = len(connector.messages(conversation))
                 started = time.perf_counter()
                 async with session.post(
-                    endpoint, json=message(text, service_url=connector.url, conversation=conversation)
+                    endpoint,
+                    json=message(text, service_url=connector.url, conversation=conversation),
                 ) as response:
                     print(f"user: {text!r} -> HTTP {response.status}")
                 replies = await connector.wait_for_messages(count + 1, conversation, timeout=120)

@@ -31,7 +31,9 @@ async def test_welcome_on_conversation_update_but_not_for_the_bot(
 async def test_message_gets_typing_then_model_reply(
     bot_client: TestClient, connector: FakeConnector, fake_model: FakeChatModel
 ) -> None:
-    response = await bot_client.post("/api/messages", json=message("hello", service_url=connector.url))
+    response = await bot_client.post(
+        "/api/messages", json=message("hello", service_url=connector.url)
+    )
     assert response.status == 202
     replies = await connector.wait_for_messages(1)
     assert replies[0]["text"] == "fake: hello"
@@ -96,8 +98,16 @@ async def test_teams_mention_is_stripped(
     assert (await connector.wait_for_messages(1))[0]["text"] == "fake: what is up?"
 
 
-async def test_unhandled_activity_types_are_ignored(bot_client: TestClient, connector: FakeConnector) -> None:
-    for kind in ("messageReaction", "event", "installationUpdate", "endOfConversation", "somethingNew"):
+async def test_unhandled_activity_types_are_ignored(
+    bot_client: TestClient, connector: FakeConnector
+) -> None:
+    for kind in (
+        "messageReaction",
+        "event",
+        "installationUpdate",
+        "endOfConversation",
+        "somethingNew",
+    ):
         activity = message(None, service_url=connector.url)
         activity["type"] = kind
         response = await bot_client.post("/api/messages", json=activity)
@@ -121,11 +131,19 @@ async def test_turn_error_apologises_and_sends_trace_on_emulator(
         await connector.wait_for_messages(2)
     finally:
         await client.close()
-    kinds = [(a["type"], a.get("text", a.get("label"))) for a in connector.activities if a["type"] != "typing"]
+    kinds = [
+        (a["type"], a.get("text", a.get("label")))
+        for a in connector.activities
+        if a["type"] != "typing"
+    ]
     assert kinds[0] == ("message", "Sorry, something went wrong on my side. Please try again.")
-    assert kinds[1][0] == "trace" and "RuntimeError: boom" in connector.activities[
-        next(i for i, a in enumerate(connector.activities) if a["type"] == "trace")
-    ]["value"]
+    assert (
+        kinds[1][0] == "trace"
+        and "RuntimeError: boom"
+        in connector.activities[
+            next(i for i, a in enumerate(connector.activities) if a["type"] == "trace")
+        ]["value"]
+    )
     assert kinds[2] == ("message", HELP_TEXT)
 
 
@@ -156,4 +174,3 @@ async def test_readyz_is_503_until_the_model_has_loaded(settings: Settings) -> N
     finally:
         release.set()
         await client.close()
-

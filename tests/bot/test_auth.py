@@ -47,7 +47,9 @@ class SigningKey:
     @property
     def pem(self) -> bytes:
         return self.private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
 
     def jwk(self) -> dict[str, Any]:
@@ -76,7 +78,9 @@ class FakeKeyServer:
 
     async def _metadata(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.delay)
-        return web.json_response({"issuer": ISSUER, "jwks_uri": str(self._server.make_url("/keys"))})
+        return web.json_response(
+            {"issuer": ISSUER, "jwks_uri": str(self._server.make_url("/keys"))}
+        )
 
     async def _keys(self, request: web.Request) -> web.Response:
         self.fetches += 1
@@ -89,7 +93,13 @@ class FakeKeyServer:
 
 def token(key: SigningKey, service_url: str, **overrides: Any) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": APP_ID, "serviceurl": service_url, "nbf": now - 10, "exp": now + 600}
+    claims = {
+        "iss": ISSUER,
+        "aud": APP_ID,
+        "serviceurl": service_url,
+        "nbf": now - 10,
+        "exp": now + 600,
+    }
     algorithm = overrides.pop("algorithm", "RS256")
     kid = overrides.pop("kid", key.kid)
     claims.update(overrides)
@@ -105,7 +115,9 @@ class FakeCredentials(AppCredentials):
 
 
 class OfflineCredentialFactory(PasswordServiceClientCredentialFactory):
-    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool) -> AppCredentials:
+    async def create_credentials(
+        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
+    ) -> AppCredentials:
         return FakeCredentials(app_id=app_id)
 
 
@@ -174,9 +186,19 @@ def forged_tokens(key: SigningKey, stranger: SigningKey, service_url: str) -> di
         "forged signature": f"Bearer {token(unendorsed, service_url)}",
         "serviceurl mismatch": f"Bearer {token(key, 'http://127.0.0.1:1/elsewhere')}",
         "alg none": "Bearer "
-        + jwt.encode({"iss": ISSUER, "aud": APP_ID, "serviceurl": service_url, "exp": now + 600}, None, algorithm="none", headers={"kid": key.kid}),
+        + jwt.encode(
+            {"iss": ISSUER, "aud": APP_ID, "serviceurl": service_url, "exp": now + 600},
+            None,
+            algorithm="none",
+            headers={"kid": key.kid},
+        ),
         "alg HS256": "Bearer "
-        + jwt.encode({"iss": ISSUER, "aud": APP_ID, "serviceurl": service_url, "exp": now + 600}, "a-shared-secret-long-enough-for-hs256-xx", algorithm="HS256", headers={"kid": key.kid}),
+        + jwt.encode(
+            {"iss": ISSUER, "aud": APP_ID, "serviceurl": service_url, "exp": now + 600},
+            "a-shared-secret-long-enough-for-hs256-xx",
+            algorithm="HS256",
+            headers={"kid": key.kid},
+        ),
     }
 
 
@@ -198,8 +220,19 @@ async def test_unendorsed_channel_is_401(tmp_path: Path, connector: FakeConnecto
     webchat_only = SigningKey("key-w", endorsements=["webchat"])
     server = FakeKeyServer([webchat_only])
     await server._server.start_server()
-    settings = Settings(app_id=APP_ID, storage=f"sqlite:///{tmp_path}/s.db", openid_metadata_url=server.metadata_url)
-    client = TestClient(TestServer(create_app(settings, model=FakeChatModel(), credentials_factory=OfflineCredentialFactory(APP_ID, "")), host="127.0.0.1"))
+    settings = Settings(
+        app_id=APP_ID, storage=f"sqlite:///{tmp_path}/s.db", openid_metadata_url=server.metadata_url
+    )
+    client = TestClient(
+        TestServer(
+            create_app(
+                settings,
+                model=FakeChatModel(),
+                credentials_factory=OfflineCredentialFactory(APP_ID, ""),
+            ),
+            host="127.0.0.1",
+        )
+    )
     await client.start_server()
     try:
         assert await post(client, connector, f"Bearer {token(webchat_only, connector.url)}") == 401
@@ -217,7 +250,9 @@ async def test_rotated_key_is_accepted_after_one_refetch(
 
     rotated = SigningKey("key-2")
     key_server.keys = [rotated]
-    source = JwtTokenExtractor.metadataCache[AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL]
+    source = JwtTokenExtractor.metadataCache[
+        AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
+    ]
     # Within a minute of the last fetch, an unknown kid does not refetch (no fetch storms)...
     assert await post(secured_bot, connector, f"Bearer {token(rotated, connector.url)}") == 401
     assert key_server.fetches == 1
@@ -234,7 +269,9 @@ async def test_slow_key_server_does_not_block_the_event_loop(
     secured_bot: TestClient, connector: FakeConnector, key: SigningKey, key_server: FakeKeyServer
 ) -> None:
     key_server.delay = 5.0
-    pending = asyncio.create_task(post(secured_bot, connector, f"Bearer {token(key, connector.url)}"))
+    pending = asyncio.create_task(
+        post(secured_bot, connector, f"Bearer {token(key, connector.url)}")
+    )
     await asyncio.sleep(0.3)  # the token check is now waiting on the key server
     started = time.perf_counter()
     health = await secured_bot.get("/healthz")

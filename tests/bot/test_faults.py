@@ -1,4 +1,4 @@
-"""A hung, crashed or overloaded model: the user hears back within deadline + 1 s, and the bot goes on."""
+"""A hung, crashed or overloaded model: an answer within deadline + 1 s, and the bot goes on."""
 
 from __future__ import annotations
 
@@ -43,15 +43,21 @@ async def faulty(limited_settings: Settings) -> AsyncIterator[tuple[TestClient, 
     await client.close()
 
 
-async def ask(client: TestClient, connector: FakeConnector, text: str, conversation: str = "conv-1") -> tuple[str, float]:
+async def ask(
+    client: TestClient, connector: FakeConnector, text: str, conversation: str = "conv-1"
+) -> tuple[str, float]:
     count = len(connector.messages(conversation))
     started = time.perf_counter()
-    await client.post("/api/messages", json=message(text, service_url=connector.url, conversation=conversation))
+    await client.post(
+        "/api/messages", json=message(text, service_url=connector.url, conversation=conversation)
+    )
     replies = await connector.wait_for_messages(count + 1, conversation=conversation, timeout=10)
     return replies[-1]["text"], time.perf_counter() - started
 
 
-async def test_hung_model_times_out_and_next_turn_works(faulty: tuple[TestClient, FakeChatModel], connector: FakeConnector) -> None:
+async def test_hung_model_times_out_and_next_turn_works(
+    faulty: tuple[TestClient, FakeChatModel], connector: FakeConnector
+) -> None:
     client, model = faulty
     model.hang = True
     text, elapsed = await ask(client, connector, "are you there?")
@@ -61,7 +67,9 @@ async def test_hung_model_times_out_and_next_turn_works(faulty: tuple[TestClient
     assert (await ask(client, connector, "and now?"))[0] == "fake: and now?"
 
 
-async def test_crash_mid_reply_apologises_and_next_turn_works(faulty: tuple[TestClient, FakeChatModel], connector: FakeConnector) -> None:
+async def test_crash_mid_reply_apologises_and_next_turn_works(
+    faulty: tuple[TestClient, FakeChatModel], connector: FakeConnector
+) -> None:
     client, model = faulty
     model.fail_after, model.error = 1, RuntimeError("CUDA error: device-side assert")
     text, elapsed = await ask(client, connector, "tell me a story")
@@ -71,11 +79,19 @@ async def test_crash_mid_reply_apologises_and_next_turn_works(faulty: tuple[Test
     assert (await ask(client, connector, "again"))[0] == "fake: again"
 
 
-async def test_overload_says_busy_at_once(faulty: tuple[TestClient, FakeChatModel], connector: FakeConnector) -> None:
+async def test_overload_says_busy_at_once(
+    faulty: tuple[TestClient, FakeChatModel], connector: FakeConnector
+) -> None:
     client, model = faulty
     model.delay = 0.2  # each reply takes ~0.6 s; only 2 may be admitted at once
-    results = await asyncio.gather(*(ask(client, connector, "hi", conversation=f"c{i}") for i in range(6)))
-    busy = [elapsed for text, elapsed in results if text == "I'm busy right now. Please try again in 7 s."]
+    results = await asyncio.gather(
+        *(ask(client, connector, "hi", conversation=f"c{i}") for i in range(6))
+    )
+    busy = [
+        elapsed
+        for text, elapsed in results
+        if text == "I'm busy right now. Please try again in 7 s."
+    ]
     answered = [text for text, _ in results if text == "fake: hi"]
     assert len(answered) == 2 and len(busy) == 4
     assert max(busy) < 0.5, "busy is said at once, not after waiting"
@@ -84,12 +100,17 @@ async def test_overload_says_busy_at_once(faulty: tuple[TestClient, FakeChatMode
 
 
 async def test_rate_limit_is_polite(tmp_path: Path, connector: FakeConnector) -> None:
-    settings = Settings(storage=f"sqlite:///{tmp_path}/s.db", rate_limit_per_minute=3, typing_interval_s=30)
+    settings = Settings(
+        storage=f"sqlite:///{tmp_path}/s.db", rate_limit_per_minute=3, typing_interval_s=30
+    )
     client = TestClient(TestServer(create_app(settings, model=FakeChatModel()), host="127.0.0.1"))
     await client.start_server()
     try:
         texts = [(await ask(client, connector, f"m{i}"))[0] for i in range(4)]
-        other_user = await client.post("/api/messages", json=message("me too", service_url=connector.url, user="u2", conversation="c2"))
+        other_user = await client.post(
+            "/api/messages",
+            json=message("me too", service_url=connector.url, user="u2", conversation="c2"),
+        )
         assert other_user.status == 202
         other = await connector.wait_for_messages(1, conversation="c2")
     finally:
@@ -99,7 +120,9 @@ async def test_rate_limit_is_polite(tmp_path: Path, connector: FakeConnector) ->
     assert other[0]["text"] == "fake: me too"
 
 
-async def test_connector_429_and_503_are_retried(bot_client: TestClient, connector: FakeConnector) -> None:
+async def test_connector_429_and_503_are_retried(
+    bot_client: TestClient, connector: FakeConnector
+) -> None:
     connector.fail_next(429)
     connector.fail_next(503)
     await bot_client.post("/api/messages", json=message("/help", service_url=connector.url))
@@ -129,14 +152,20 @@ async def test_sigterm_with_ten_turns_in_flight(tmp_path: Path, connector: FakeC
             await asyncio.sleep(0.2)
             async with session.get(f"{bot.url}/readyz") as response:
                 assert response.status == 503
-            async with session.post(f"{bot.url}/api/messages", json=message("late", service_url=connector.url)) as response:
+            async with session.post(
+                f"{bot.url}/api/messages", json=message("late", service_url=connector.url)
+            ) as response:
                 assert response.status == 503
         assert await bot.wait_exit(timeout=15) == 0
     finally:
         bot.close()
     replies = {r["conversation"]["id"]: r["text"] for r in connector.messages()}
     assert len(replies) == 10, replies
-    apologies = [t for t in replies.values() if t == "Sorry, I'm restarting right now. Please send that again in a minute."]
+    apologies = [
+        t
+        for t in replies.values()
+        if t == "Sorry, I'm restarting right now. Please send that again in a minute."
+    ]
     assert len(apologies) + sum(t.startswith("fake: question") for t in replies.values()) == 10
     assert apologies, "the short drain window forced some apologies"
     storage = SqliteStorage(tmp_path / "state.db")

@@ -14,11 +14,22 @@ from tests.bot.test_inbound import bad_bodies
 from tests.connector import FakeConnector
 
 SEED = 20261127
-CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "text/plain", "", "application/x-www-form-urlencoded", "application/vnd.api+json"]
+CONTENT_TYPES = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "text/plain",
+    "",
+    "application/x-www-form-urlencoded",
+    "application/vnd.api+json",
+]
 
 
 def random_json(rng: random.Random, depth: int = 0) -> Any:
-    kinds = ["null", "bool", "int", "float", "str", "list", "dict"] if depth < 4 else ["null", "int", "str"]
+    kinds = (
+        ["null", "bool", "int", "float", "str", "list", "dict"]
+        if depth < 4
+        else ["null", "int", "str"]
+    )
     kind = rng.choice(kinds)
     if kind == "null":
         return None
@@ -32,7 +43,23 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
         return "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(0, 12)))
     if kind == "list":
         return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
-    keys = ["type", "id", "text", "conversation", "serviceUrl", "from", "recipient", "channelId", "entities", "value", "membersAdded", "deliveryMode", "timestamp", "attachments", "x"]
+    keys = [
+        "type",
+        "id",
+        "text",
+        "conversation",
+        "serviceUrl",
+        "from",
+        "recipient",
+        "channelId",
+        "entities",
+        "value",
+        "membersAdded",
+        "deliveryMode",
+        "timestamp",
+        "attachments",
+        "x",
+    ]
     return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randint(0, 6))}
 
 
@@ -54,7 +81,12 @@ def requests(rng: random.Random, service_url: str) -> list[tuple[bytes, str]]:
         data = body if isinstance(body, bytes) else body.encode()
         cases.append((data, headers.get("Content-Type", "")))
     for _ in range(400):
-        cases.append((bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 64))), rng.choice(CONTENT_TYPES)))
+        cases.append(
+            (
+                bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 64))),
+                rng.choice(CONTENT_TYPES),
+            )
+        )
     for _ in range(400):
         cases.append((json.dumps(random_json(rng)).encode(), "application/json"))
     for _ in range(380):
@@ -62,7 +94,9 @@ def requests(rng: random.Random, service_url: str) -> list[tuple[bytes, str]]:
     return cases
 
 
-async def test_fuzzed_requests_never_get_a_5xx(bot_client: TestClient, connector: FakeConnector) -> None:
+async def test_fuzzed_requests_never_get_a_5xx(
+    bot_client: TestClient, connector: FakeConnector
+) -> None:
     rng = random.Random(SEED)
     cases = requests(rng, connector.url)
     assert len(cases) >= 1000
@@ -76,7 +110,12 @@ async def test_fuzzed_requests_never_get_a_5xx(bot_client: TestClient, connector
         assert "Traceback" not in text
     assert statuses[400] > 500, statuses  # most are rejected with a reason
 
-    ok = await bot_client.post("/api/messages", json=message("after the storm", service_url=connector.url, conversation="calm", user="new-user"))
+    ok = await bot_client.post(
+        "/api/messages",
+        json=message(
+            "after the storm", service_url=connector.url, conversation="calm", user="new-user"
+        ),
+    )
     assert ok.status == 202
     replies = await connector.wait_for_messages(1, conversation="calm", timeout=30)
     assert replies[-1]["text"] == "fake: after the storm"

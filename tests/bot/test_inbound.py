@@ -1,4 +1,4 @@
-"""Bad input on /api/messages gets a 4xx with a short reason, never a 500, and the bot keeps answering."""
+"""Bad input on /api/messages: a 4xx with a short reason, never a 500; the bot keeps answering."""
 
 from __future__ import annotations
 
@@ -64,7 +64,9 @@ async def test_bad_input_is_a_4xx_and_the_bot_keeps_answering(
     assert "Traceback" not in text and len(text) < 200, name
     assert connector.activities == [], f"{name}: nothing was sent"
 
-    ok = await bot_client.post("/api/messages", json=message("still here?", service_url=connector.url))
+    ok = await bot_client.post(
+        "/api/messages", json=message("still here?", service_url=connector.url)
+    )
     assert ok.status == 202
     assert (await connector.wait_for_messages(1))[0]["text"] == "fake: still here?"
 

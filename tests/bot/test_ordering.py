@@ -27,14 +27,22 @@ async def stored_history(db: Path, conversation: str, channel: str = "emulator")
         await storage.close()
 
 
-async def test_twenty_messages_in_flight_are_answered_in_order(tmp_path: Path, connector: FakeConnector) -> None:
-    settings = Settings(storage=f"sqlite:///{tmp_path}/state.db", rate_limit_per_minute=0, typing_interval_s=30)
-    client = TestClient(TestServer(create_app(settings, model=FakeChatModel(delay=0.005)), host="127.0.0.1"))
+async def test_twenty_messages_in_flight_are_answered_in_order(
+    tmp_path: Path, connector: FakeConnector
+) -> None:
+    settings = Settings(
+        storage=f"sqlite:///{tmp_path}/state.db", rate_limit_per_minute=0, typing_interval_s=30
+    )
+    client = TestClient(
+        TestServer(create_app(settings, model=FakeChatModel(delay=0.005)), host="127.0.0.1")
+    )
     await client.start_server()
     try:
         texts = [f"message {i}" for i in range(20)]
         for text in texts:  # each POST is acknowledged at once; the turns overlap
-            response = await client.post("/api/messages", json=message(text, service_url=connector.url))
+            response = await client.post(
+                "/api/messages", json=message(text, service_url=connector.url)
+            )
             assert response.status == 202
         replies = await connector.wait_for_messages(20, timeout=30)
     finally:
@@ -43,7 +51,9 @@ async def test_twenty_messages_in_flight_are_answered_in_order(tmp_path: Path, c
     assert await stored_history(tmp_path / "state.db", "conv-1") == texts
 
 
-async def test_duplicate_delivery_is_answered_once(bot_client: TestClient, connector: FakeConnector) -> None:
+async def test_duplicate_delivery_is_answered_once(
+    bot_client: TestClient, connector: FakeConnector
+) -> None:
     activity = message("only once", service_url=connector.url)
     first = await bot_client.post("/api/messages", json=activity)
     retry = await bot_client.post("/api/messages", json=activity)
@@ -53,7 +63,9 @@ async def test_duplicate_delivery_is_answered_once(bot_client: TestClient, conne
     assert len(connector.messages()) == 1
 
 
-async def test_two_processes_sharing_one_sqlite_file_lose_nothing(tmp_path: Path, connector: FakeConnector) -> None:
+async def test_two_processes_sharing_one_sqlite_file_lose_nothing(
+    tmp_path: Path, connector: FakeConnector
+) -> None:
     env = {
         "BOTLOOM_STORAGE": f"sqlite:///{tmp_path}/shared.db",
         "BOTLOOM_MODEL": "fake?delay=0.01",

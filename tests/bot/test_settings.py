@@ -36,7 +36,11 @@ def test_environment_names_and_types() -> None:
     assert settings.stop == ("</s>", "User:")
     assert settings.cache_dir == Path.home() / "models"
     config = settings.bot_framework_config()
-    assert (config.APP_ID, config.APP_PASSWORD, config.APP_TENANTID) == ("app-1", "s3cret", "tenant-1")
+    assert (config.APP_ID, config.APP_PASSWORD, config.APP_TENANTID) == (
+        "app-1",
+        "s3cret",
+        "tenant-1",
+    )
 
 
 def test_password_never_in_repr() -> None:
@@ -46,7 +50,9 @@ def test_password_never_in_repr() -> None:
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     env = tmp_path / ".env"
-    env.write_text('# comment\nBOTLOOM_PORT=5000\nexport BOTLOOM_MODEL="my/model"\n\nBOTLOOM_HOST=0.0.0.0\n')
+    env.write_text(
+        '# comment\nBOTLOOM_PORT=5000\nexport BOTLOOM_MODEL="my/model"\n\nBOTLOOM_HOST=0.0.0.0\n'
+    )
     assert read_env_file(env)["BOTLOOM_MODEL"] == "my/model"
     settings = Settings.from_env({"BOTLOOM_PORT": "6000"}, env_file=env)
     assert (settings.port, settings.model, settings.host) == (6000, "my/model", "0.0.0.0")

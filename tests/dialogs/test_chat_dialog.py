@@ -1,4 +1,4 @@
-"""The chat dialog: the prompt it builds, the token budget, and what users hear when the model fails."""
+"""The chat dialog: its prompt, the token budget, and what users hear when the model fails."""
 
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ async def test_model_errors_become_apologies_and_the_next_turn_works() -> None:
     cases = [
         (ModelOverloaded(retry_after=7), "I'm busy right now. Please try again in 7 s."),
         (ModelTimeout(), "Sorry, that took me too long. Please try again."),
-        (ModelUnavailable(), "Sorry, my language model isn't available right now. Please try again shortly."),
+        (
+            ModelUnavailable(),
+            "Sorry, my language model isn't available right now. Please try again shortly.",
+        ),
     ]
     for error, expected in cases:
         model = FakeChatModel(fail_after=0, error=error)
@@ -41,7 +44,9 @@ async def test_model_errors_become_apologies_and_the_next_turn_works() -> None:
         assert await harness.say("hi") == [expected]
         model.fail_after = None
         assert await harness.say("again") == ["fake: again"]
-        assert [m.content for m in model.prompts[-1][1:]] == ["hi", "again"], "the failed message is kept"
+        assert [m.content for m in model.prompts[-1][1:]] == ["hi", "again"], (
+            "the failed message is kept"
+        )
 
 
 async def test_empty_model_reply_gets_a_fallback() -> None:

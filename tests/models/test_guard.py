@@ -5,7 +5,14 @@ import time
 
 import pytest
 
-from models import GenerationParams, ModelError, ModelOverloaded, ModelShuttingDown, ModelTimeout, complete
+from models import (
+    GenerationParams,
+    ModelError,
+    ModelOverloaded,
+    ModelShuttingDown,
+    ModelTimeout,
+    complete,
+)
 from models.api import ChatMessage
 from models.fake import FakeChatModel
 from models.guard import GuardedChatModel, GuardLimits
