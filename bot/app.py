@@ -15,19 +15,22 @@ from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthenticati
 from botframework.connector.auth import ServiceClientCredentialsFactory
 
 from bot.assistant_bot import AssistantBot
-from bot.auth import install_async_metadata
+from bot.auth import CachingBotFrameworkAuthentication, install_async_metadata
+from bot.directline import add_directline_routes
 from bot.endpoint import MessagesEndpoint
 from bot.errors import on_turn_error
 from bot.outbound import RetryingCloudAdapter
 from bot.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
-from bot.storage import create_locks, create_storage
+from bot.storage import create_locks, create_storage, open_storage
+from bot.transcripts import TranscriptMiddleware, check_mode
 from bot.turn_middleware import RateLimitMiddleware, TurnLogMiddleware
 from bot.turn_runner import RunnerLimits, TurnRunner
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
+from dialogs.streaming import StreamOptions
 from models import ChatModel, GenerationParams
 from models.deferred import DeferredChatModel
 from models.fake import FAKE_SPEC, fake_from_spec
@@ -60,20 +63,57 @@ ENDPOINT = web.AppKey("endpoint", MessagesEndpoint)
 
 
 def build_model(settings: Settings) -> ChatModel:
-    """The configured model, loaded in the background (see models.hf.load_chat_model).
+    """The configured model: a remote server when BOTLOOM_MODEL_URL is set, else a local one."""
+    if settings.model_url:
+        return build_remote_model(settings)
+    return build_local_model(settings)
+
+
+def build_remote_model(settings: Settings) -> ChatModel:
+    """The OpenAI-compatible server at BOTLOOM_MODEL_URL (`botloom model-server`, vLLM, TGI,
+    Ollama)."""
+    from models.remote import RemoteChatModel, RemoteOptions
+
+    return RemoteChatModel(
+        RemoteOptions(
+            url=settings.model_url,
+            api_key=settings.model_api_key,
+            model="" if settings.model == "embedded" else settings.model,  # "": what it serves
+            context_window=settings.context_tokens,
+            connect_timeout_s=settings.model_connect_timeout_s,
+            read_timeout_s=settings.model_read_timeout_s,
+            max_retries=settings.model_max_retries,
+        )
+    )
+
+
+def build_local_model(settings: Settings) -> ChatModel:
+    """The model in this process, loaded in the background (see models.engine.load_engine_model:
+    BOTLOOM_ENGINE picks the batching engine or serial generation).
 
     `BOTLOOM_MODEL=fake` (or `fake?delay=0.1`) is the deterministic echo model, for demos and tests.
     """
     if settings.model.split("?")[0] == FAKE_SPEC:
         return fake_from_spec(settings.model)
-    from models.hf import load_chat_model  # torch is imported only when a real model is used
+    # torch is imported only when a real model is used
+    from models.engine import EngineConfig, load_engine_model
 
+    engine = EngineConfig(
+        max_batch=settings.max_batch,
+        max_waiting=settings.max_waiting,
+        retry_after_s=settings.busy_retry_after_s,
+        prefix_cache_tokens=settings.prefix_cache_tokens,
+        block_size=settings.kv_block_size,
+    )
     loader = partial(
-        load_chat_model,
+        load_engine_model,
         settings.model,
         cache_dir=settings.cache_dir,
+        engine=settings.engine,
+        config=engine,
         device=settings.model_device,
         dtype=settings.model_dtype,
+        default_params=GenerationParams(temperature=settings.temperature, top_p=settings.top_p),
     )
     return DeferredChatModel(loader, name=settings.model)
 
@@ -82,7 +122,12 @@ def build_runtime(
     settings: Settings, *, model: ChatModel | None = None, storage: Storage | None = None
 ) -> Runtime:
     """Storage, state, model, dialogs and the activity handler: shared by `serve` and `chat`."""
-    storage = storage if storage is not None else create_storage(settings.storage)
+    if storage is None:
+        storage = create_storage(
+            settings.storage,
+            namespace=settings.storage_namespace,
+            pool_size=settings.storage_pool_size,
+        )
     model = GuardedChatModel(
         model if model is not None else build_model(settings),
         GuardLimits(
@@ -101,9 +146,17 @@ def build_runtime(
         repetition_penalty=settings.repetition_penalty,
         stop=settings.stop,
     )
-    chat = ChatDialog(model, memory, ChatOptions(settings.system_prompt, settings.context_tokens, params))
+    stream = StreamOptions(
+        settings.stream_interval_teams_s,
+        settings.stream_interval_directline_s,
+        settings.stream_limit_teams_s,
+    )
+    options = ChatOptions(settings.system_prompt, settings.context_tokens, params, stream)
+    chat = ChatDialog(model, memory, options)
     root = MainDialog(chat, FeedbackDialog(user_state), memory)
-    bot = AssistantBot(root, conversation_state, user_state, typing_interval=settings.typing_interval_s)
+    bot = AssistantBot(
+        root, conversation_state, user_state, typing_interval=settings.typing_interval_s
+    )
     return Runtime(settings=settings, storage=storage, model=model, bot=bot)
 
 
@@ -118,7 +171,11 @@ def create_app(
 
     `model`, `storage` and `credentials_factory` replace what the settings would build (tests).
     """
-    if settings.anonymous and not is_loopback_host(settings.host) and not settings.allow_public_anonymous:
+    if (
+        settings.anonymous
+        and not is_loopback_host(settings.host)
+        and not settings.allow_public_anonymous
+    ):
         raise SettingsError(
             f"no MicrosoftAppId is set (anonymous mode) but BOTLOOM_HOST={settings.host} is not a "
             "loopback address; set an app id, or BOTLOOM_ALLOW_PUBLIC_ANONYMOUS=true if you must"
@@ -126,32 +183,39 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
     runtime = build_runtime(settings, model=model, storage=storage)
     adapter = RetryingCloudAdapter(
-        ConfigurationBotFrameworkAuthentication(
-            settings.bot_framework_config(), credentials_factory=credentials_factory
+        CachingBotFrameworkAuthentication(
+            ConfigurationBotFrameworkAuthentication(
+                settings.bot_framework_config(), credentials_factory=credentials_factory
+            )
         )
     )
     adapter.on_turn_error = on_turn_error
     adapter.use(TurnLogMiddleware(log_messages=settings.log_messages))
+    if check_mode(settings.transcripts) != "off":
+        adapter.use(TranscriptMiddleware(runtime.storage, settings.transcripts))
     adapter.use(RateLimitMiddleware(settings.rate_limit_per_minute))
     limits = RunnerLimits(
         max_queued=settings.max_queued_turns,
         turn_timeout_s=settings.turn_timeout_s,
         lock_wait_s=settings.lock_wait_s,
     )
-    runner = TurnRunner(create_locks(runtime.storage), limits)
+    runner = TurnRunner(create_locks(runtime.storage, lease_s=settings.lock_lease_s), limits)
     app[RUNTIME] = runtime
     app[ENDPOINT] = MessagesEndpoint(settings, adapter, runtime.bot, runner)
     app.cleanup_ctx.append(lifespan)
     app.router.add_post("/api/messages", app[ENDPOINT].handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_directline_routes(app, anonymous=settings.anonymous)  # /chat and its local Direct Line
     return app
 
 
 async def lifespan(app: web.Application) -> AsyncIterator[None]:
-    """Start loading the model and an HTTP session for signing keys; close everything after."""
+    """Connect storage (StorageUnavailable stops the start), start loading the model and an HTTP
+    session for signing keys; close everything after."""
     runtime, endpoint = app[RUNTIME], app[ENDPOINT]
     settings = runtime.settings
+    await open_storage(runtime.storage)
     async with aiohttp.ClientSession() as session:
         install_async_metadata(
             session,

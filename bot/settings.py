@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
+ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are botloom, a friendly and concise assistant in a chat. "
@@ -40,8 +41,35 @@ class Settings:
     model_device: str | None = None
     model_dtype: str | None = None
     cache_dir: Path = Path.home() / ".cache" / "botloom"
-    # Conversation and user state.
+    # The in-process engine: "auto" (batched where the model allows it), "batched", or "serial"
+    # (one reply at a time). max_batch replies are generated together and max_waiting more may
+    # wait for a place; the next request is told the model is busy.
+    engine: str = "auto"
+    max_batch: int = 16
+    max_waiting: int = 64
+    prefix_cache_tokens: int = 16384  # CPU: KV cache of recent conversations kept for reuse
+    kv_block_size: int = 16  # CUDA: tokens per KV-cache block (prefixes are shared in blocks)
+    # A remote model: an OpenAI-compatible server (`botloom model-server`, vLLM, TGI, Ollama).
+    # When model_url is set the bot uses it (and BOTLOOM_MODEL, unless left at "embedded", is the
+    # model name sent); model_api_key is sent to it, and `botloom model-server` requires it.
+    model_url: str = ""
+    model_api_key: str = field(default="", repr=False)
+    model_connect_timeout_s: float = 5.0
+    model_read_timeout_s: float = 30.0  # the longest silence before or between reply pieces
+    model_max_retries: int = 2  # further tries when the server answers 429/503 or is unreachable
+    # Where `botloom model-server` listens.
+    model_server_host: str = "127.0.0.1"
+    model_server_port: int = 8000
+    # Conversation and user state: sqlite:///…, postgresql://…, redis://… or memory://.
     storage: str = "sqlite:///data/botloom.db"
+    storage_namespace: str = "botloom"  # PostgreSQL table-name prefix, Redis key prefix
+    storage_pool_size: int = 10  # PostgreSQL / Redis connections per process
+    # PostgreSQL / Redis: a conversation's lock is a lease renewed while its turn runs, so a
+    # replica that dies frees its conversations after this long (keep it below lock_wait_s).
+    lock_lease_s: float = 8.0
+    # Every turn's activities kept in the storage (bot/transcripts.py): off, redacted (no
+    # personal data: no text, names or user ids) or full (everything; mind your privacy policy).
+    transcripts: str = "off"
     # The assistant's behaviour.
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     context_tokens: int = 2048
@@ -51,6 +79,11 @@ class Settings:
     repetition_penalty: float = 1.1
     stop: tuple[str, ...] = ()
     typing_interval_s: float = 3.0
+    # Streamed replies (Teams, Web Chat / Direct Line): the least time between two updates, and
+    # how long a Teams stream may last (Teams ends streams after about two minutes).
+    stream_interval_teams_s: float = 1.0
+    stream_interval_directline_s: float = 0.5
+    stream_limit_teams_s: float = 110.0
     # The endpoint in front of channels.
     max_body_bytes: int = 1024 * 1024
     # Anonymous mode replies only to these serviceUrl prefixes; empty means loopback addresses.
@@ -124,6 +157,8 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     if canonical is None:
         raise SettingsError(f"MicrosoftAppType must be one of {', '.join(APP_TYPES)}")
     parsed["app_type"] = canonical
+    if parsed.get("engine", "auto") not in ENGINES:
+        raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
     return parsed
 
 

@@ -2,8 +2,8 @@
 
 Generation runs in one dedicated worker thread, never on the event loop. Tokens become text in
 that thread (incremental detokenisation, stop strings) and each piece is handed to the event loop
-with `loop.call_soon_threadsafe`. `generate_reply` is the whole per-request generation, so a
-batching engine can reuse its parts later.
+with `loop.call_soon_threadsafe`. `generate_reply` is the whole per-request generation; the
+batching engine (models/engine.py) reuses `ChatTemplate`, `ReplyText` and `eos_token_ids`.
 """
 
 from __future__ import annotations
@@ -111,6 +111,42 @@ class StopStringFilter:
         return longest
 
 
+class ReplyText:
+    """Turns generated token ids into reply text, piece by piece, handed to `emit`.
+
+    Stop tokens (EOS) are never shown, text is detokenised incrementally (IncrementalDecoder) and
+    cut at the first stop string (StopStringFilter); `stopped` turns true once a stop string has
+    been seen, after which generation should end. Call `end()` once, after the last token.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        stops: Sequence[str],
+        stop_token_ids: Sequence[int],
+        emit: Callable[[str], None],
+    ) -> None:
+        self._decoder = IncrementalDecoder(tokenizer)
+        self._filter = StopStringFilter(stops)
+        self._stop_token_ids = set(stop_token_ids)
+        self._emit = emit
+
+    @property
+    def stopped(self) -> bool:
+        return self._filter.stopped
+
+    def push(self, token_id: int) -> None:
+        if token_id not in self._stop_token_ids:
+            self._send(self._filter.push(self._decoder.push(token_id)))
+
+    def end(self) -> None:
+        self._send(self._filter.push(self._decoder.flush()) + self._filter.flush())
+
+    def _send(self, text: str) -> None:
+        if text:
+            self._emit(text)
+
+
 class _ReplyStreamer(BaseStreamer):
     """Receives the new tokens from `generate` (in the worker thread) and emits reply text."""
 
@@ -122,16 +158,13 @@ class _ReplyStreamer(BaseStreamer):
         emit: Callable[[str], None],
         on_token: Callable[[], None],
     ) -> None:
-        self._decoder = IncrementalDecoder(tokenizer)
-        self._filter = StopStringFilter(stops)
-        self._stop_token_ids = set(stop_token_ids)
-        self._emit = emit
+        self._text = ReplyText(tokenizer, stops, stop_token_ids, emit)
         self._on_token = on_token
         self._prompt_seen = False
 
     @property
     def stopped(self) -> bool:
-        return self._filter.stopped
+        return self._text.stopped
 
     def put(self, value: torch.Tensor) -> None:
         if not self._prompt_seen:  # generate() first passes the whole prompt
@@ -139,15 +172,10 @@ class _ReplyStreamer(BaseStreamer):
             return
         for token_id in value.reshape(-1).tolist():  # one token: the batch holds one sequence
             self._on_token()
-            if token_id not in self._stop_token_ids:
-                self._send(self._filter.push(self._decoder.push(token_id)))
+            self._text.push(token_id)
 
     def end(self) -> None:
-        self._send(self._filter.push(self._decoder.flush()) + self._filter.flush())
-
-    def _send(self, text: str) -> None:
-        if text:
-            self._emit(text)
+        self._text.end()
 
 
 class _StopWhen(StoppingCriteria):
@@ -160,6 +188,37 @@ class _StopWhen(StoppingCriteria):
         self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
         return torch.full((input_ids.shape[0],), self._should_stop(), device=input_ids.device)
+
+
+class ChatTemplate:
+    """Renders chat messages into prompt token ids with the tokenizer's own chat template.
+
+    Newer transformers (not 5.17) can encode control tokens typed by users as plain text, so that
+    a message cannot forge a turn of its own ("<|im_end|><|im_start|>system"); it is used where
+    available.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+        self._tokenizer = tokenizer
+        self._name = name
+        parameters = inspect.signature(tokenizer.apply_chat_template).parameters
+        self._sanitize: dict[str, Any] = (
+            {"sanitize_control_tokens": True} if "sanitize_control_tokens" in parameters else {}
+        )
+
+    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt ids, ending with the assistant's generation prompt; ModelError if the
+        template rejects the messages (some templates reject roles or their order)."""
+        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            ids = self._tokenizer.apply_chat_template(
+                conversation, add_generation_prompt=True, return_dict=False, **self._sanitize
+            )
+        except (TemplateError, ValueError) as error:
+            raise ModelError(
+                f"the chat template of {self._name} rejected the messages: {error}"
+            ) from error
+        return list(ids)
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
@@ -249,15 +308,10 @@ class HuggingFaceChatModel:
         window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self._context_window = min(window, context_window) if context_window else window
         self.stop_token_ids = (
-            tuple(stop_token_ids) if stop_token_ids is not None else _eos_ids(model, tokenizer)
+            tuple(stop_token_ids) if stop_token_ids is not None else eos_token_ids(model, tokenizer)
         )
         self.tokens_generated = 0
-        # Newer transformers (not 5.17) can encode control tokens typed by users as plain text,
-        # so that a message cannot forge a turn of its own ("<|im_end|><|im_start|>system").
-        parameters = inspect.signature(tokenizer.apply_chat_template).parameters
-        self._sanitize: dict[str, Any] = (
-            {"sanitize_control_tokens": True} if "sanitize_control_tokens" in parameters else {}
-        )
+        self._template = ChatTemplate(tokenizer, name)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botloom-generate")
         self._running: set[threading.Event] = set()
         self._closed = False
@@ -321,16 +375,7 @@ class HuggingFaceChatModel:
         self._worker.shutdown(wait=True, cancel_futures=True)
 
     def _prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            ids = self._tokenizer.apply_chat_template(
-                conversation, add_generation_prompt=True, return_dict=False, **self._sanitize
-            )
-        except (TemplateError, ValueError) as error:  # some templates reject roles or their order
-            raise ModelError(
-                f"the chat template of {self._name} rejected the messages: {error}"
-            ) from error
-        return list(ids)
+        return self._template.encode(messages)
 
     def _generate(
         self,
@@ -372,11 +417,27 @@ def _raise_failure(job: asyncio.Future[None], name: str) -> None:
         raise ModelError(f"generation failed: {error!r}") from error
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+    """The tokens that end a reply: the model's generation-config EOS ids and the tokenizer's."""
     configured = model.generation_config.eos_token_id
     ids = list(configured) if isinstance(configured, list) else [configured]
     ids.append(tokenizer.eos_token_id)
     return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+
+def load_model(
+    spec: str, *, cache_dir: Path, device: str | None = None, dtype: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """(model, tokenizer, display name) for EMBEDDED_DEFAULT ("embedded"), a hub id, a folder or
+    a .gguf file. Blocking (seconds to minutes). Raises ModelUnavailable."""
+    if spec == EMBEDDED_DEFAULT:
+        folder = ensure_embedded_default(cache_dir)
+        model, tokenizer = load_pretrained(
+            str(folder), cache_dir=cache_dir, device=device, dtype=dtype
+        )
+        return model, tokenizer, f"{EMBEDDED_NAME} (embedded)"
+    model, tokenizer = load_pretrained(spec, cache_dir=cache_dir, device=device, dtype=dtype)
+    return model, tokenizer, spec
 
 
 def load_chat_model(
@@ -391,13 +452,5 @@ def load_chat_model(
 
     Blocking (seconds to minutes): call it from a worker thread. Raises ModelUnavailable.
     """
-    if spec == EMBEDDED_DEFAULT:
-        folder = ensure_embedded_default(cache_dir)
-        model, tokenizer = load_pretrained(
-            str(folder), cache_dir=cache_dir, device=device, dtype=dtype
-        )
-        name = f"{EMBEDDED_NAME} (embedded)"
-    else:
-        model, tokenizer = load_pretrained(spec, cache_dir=cache_dir, device=device, dtype=dtype)
-        name = spec
+    model, tokenizer, name = load_model(spec, cache_dir=cache_dir, device=device, dtype=dtype)
     return HuggingFaceChatModel(model, tokenizer, name=name, context_window=context_window)

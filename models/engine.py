@@ -1,0 +1,271 @@
+"""BatchedChatModel: a ChatModel that generates the replies of many conversations together.
+
+Requests are admitted up to `max_batch` generating plus `max_waiting` waiting; beyond that the
+caller gets ModelOverloaded at once instead of a queue that grows without bound. A batcher runs
+the model in its own thread, never on the event loop:
+
+- DynamicBatcher (models/engine_dynamic.py), the CPU backend: continuous batching by a decode
+  loop written here, and reuse of each conversation's KV cache across turns (PrefixCache).
+- PagedBatcher (models/engine_paged.py), the CUDA backend: transformers' ContinuousBatchingManager
+  (paged KV cache with prefix sharing, CUDA graphs where transformers enables them).
+
+Tokens become text in the batcher's thread (ReplyText) and each piece is handed to the event loop
+with `loop.call_soon_threadsafe`. Closing a stream cancels its request: it leaves the batch before
+the next decode step and its slot is free at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from models.api import (
+    ChatMessage,
+    ChatModel,
+    GenerationParams,
+    ModelError,
+    ModelOverloaded,
+    ModelUnavailable,
+)
+from models.engine_request import EngineRequest, EngineStats
+from models.hf import ChatTemplate, ReplyText, eos_token_ids, load_chat_model, load_model
+
+Backend = Literal["auto", "dynamic", "paged"]
+ENGINES = ("auto", "batched", "serial")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine admits and batches requests.
+
+    `max_batch`: replies generated together; `max_waiting`: admitted requests waiting for one of
+    those places; the next caller gets ModelOverloaded(retry_after=`retry_after_s`).
+    `backend`: "paged" on CUDA, "dynamic" elsewhere when "auto".
+    `prefix_cache_tokens` (dynamic): KV cache of recent conversations kept for reuse, in tokens
+    (about 46 kB each for the embedded default in float32).
+    `block_size` (paged): tokens per KV-cache block; only whole blocks are shared between prompts,
+    so short chat turns want small blocks. `kv_cache_blocks` and `max_batch_tokens` (tokens in
+    one forward pass; long prompts are split) (paged): None sizes them from free GPU memory
+    (`gpu_memory_fraction` of it, None: transformers' default). `cuda_graphs` and
+    `async_batching` (paged; double-buffered steps that hide CPU overhead): None lets transformers
+    decide (both on with flash attention, off with SDPA).
+    """
+
+    backend: Backend = "auto"
+    max_batch: int = 16
+    max_waiting: int = 64
+    retry_after_s: float = 2.0
+    prefix_cache_tokens: int = 16384
+    block_size: int = 16
+    kv_cache_blocks: int | None = None
+    max_batch_tokens: int | None = None
+    gpu_memory_fraction: float | None = None
+    cuda_graphs: bool | None = None
+    async_batching: bool | None = None
+
+
+class Batcher(Protocol):
+    """What BatchedChatModel needs from a backend (see DynamicBatcher, PagedBatcher)."""
+
+    stats: EngineStats
+
+    def submit(self, request: EngineRequest) -> None: ...
+
+    def cancel(self, request: EngineRequest) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def create_batcher(
+    model: PreTrainedModel, config: EngineConfig, default_params: GenerationParams | None = None
+) -> Batcher:
+    """The backend for `config.backend` ("auto": paged on CUDA, dynamic elsewhere).
+
+    `default_params` (paged backend) fixes greedy or sampling for all requests: transformers'
+    continuous batching decides that once per manager. Raises ValueError if the model cannot be
+    batched by the chosen backend.
+    """
+    backend = config.backend
+    if backend == "auto":
+        backend = "paged" if model.device.type == "cuda" else "dynamic"
+    if backend == "paged":
+        from models.engine_paged import PagedBatcher
+
+        return PagedBatcher(model, config, default_params=default_params)
+    from models.engine_dynamic import DynamicBatcher
+
+    return DynamicBatcher(
+        model, max_batch=config.max_batch, prefix_cache_tokens=config.prefix_cache_tokens
+    )
+
+
+class BatchedChatModel:
+    """A ChatModel that batches the requests of concurrent conversations (see the module doc).
+
+    `context_window` defaults to the model's `max_position_embeddings`; `stop_token_ids` default to
+    the model's and tokenizer's EOS tokens. `stats` counts requests, decode steps, batch sizes and
+    prefill tokens computed or reused. Call `close()` when done.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str,
+        config: EngineConfig | None = None,
+        context_window: int | None = None,
+        stop_token_ids: Sequence[int] | None = None,
+        default_params: GenerationParams | None = None,
+        batcher: Batcher | None = None,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._name = name
+        self.config = config or EngineConfig()
+        window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        self._context_window = min(window, context_window) if context_window else window
+        self.stop_token_ids = (
+            tuple(stop_token_ids) if stop_token_ids is not None else eos_token_ids(model, tokenizer)
+        )
+        self._template = ChatTemplate(tokenizer, name)
+        self._batcher = batcher or create_batcher(model, self.config, default_params)
+        self._admitted = 0
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._batcher.stats
+
+    @property
+    def tokens_generated(self) -> int:
+        return self._batcher.stats.tokens_generated
+
+    @property
+    def admitted(self) -> int:
+        """Requests generating or waiting now."""
+        return self._admitted
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Prompt length in tokens; ModelError if the chat template rejects the messages."""
+        return len(self._template.encode(messages))
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncGenerator[str, None]:
+        """Yield the reply piece by piece.
+
+        Raises ModelOverloaded when `max_batch + max_waiting` requests are admitted already,
+        ModelError if generation fails or the prompt leaves no room in the context window,
+        ModelUnavailable if the model is (or gets) closed. Closing or cancelling the iterator
+        cancels the request; closing returns once the batcher has let it go.
+        """
+        if self._closed:
+            raise ModelUnavailable(f"the model {self._name} is closed")
+        prompt_ids = self._template.encode(messages)
+        room = self._context_window - len(prompt_ids)
+        if room <= 0:
+            raise ModelError(
+                f"the prompt has {len(prompt_ids)} tokens;"
+                f" the context window holds {self._context_window}"
+            )
+        if self._admitted >= self.config.max_batch + self.config.max_waiting:
+            raise ModelOverloaded(
+                f"{self._admitted} requests are already admitted",
+                retry_after=self.config.retry_after_s,
+            )
+        request, pieces = self._request(prompt_ids, params, min(params.max_new_tokens, room))
+        self._admitted += 1
+        ended = False
+        try:
+            self._batcher.submit(request)
+            while (piece := await pieces.get()) is not None:
+                yield piece
+            ended = True
+            if request.error is not None:
+                raise request.error
+        finally:
+            self._admitted -= 1
+            if not ended:
+                self._batcher.cancel(request)
+                while await pieces.get() is not None:  # until the batcher has let it go
+                    pass
+
+    def close(self) -> None:
+        """Stop the batcher; replies in progress or waiting end with ModelUnavailable."""
+        self._closed = True
+        self._batcher.close()
+
+    def _request(
+        self, prompt_ids: list[int], params: GenerationParams, max_new_tokens: int
+    ) -> tuple[EngineRequest, asyncio.Queue[str | None]]:
+        """A request whose text pieces, then None (the end), arrive in the returned queue."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def emit(piece: str | None) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        request = EngineRequest(
+            prompt_ids=prompt_ids,
+            params=params,
+            max_new_tokens=max_new_tokens,
+            stop_token_ids=self.stop_token_ids,
+            text=ReplyText(self._tokenizer, params.stop, self.stop_token_ids, emit),
+            done=lambda error: emit(None),
+        )
+        return request, pieces
+
+
+def load_engine_model(
+    spec: str,
+    *,
+    cache_dir: Path,
+    engine: str = "auto",
+    config: EngineConfig | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    context_window: int | None = None,
+    default_params: GenerationParams | None = None,
+) -> ChatModel:
+    """Load a chat model (see models.hf.load_chat_model) behind the chosen engine.
+
+    `engine`: "serial" is HuggingFaceChatModel (one reply at a time); "batched" is
+    BatchedChatModel; "auto" is BatchedChatModel where the model can be batched (every
+    decoder-only model on CUDA; on the CPU, models with plain KV caches such as the embedded
+    default, where batching measured fastest: bench/engine.py), else serial. Blocking.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "serial":
+        return load_chat_model(
+            spec, cache_dir=cache_dir, device=device, dtype=dtype, context_window=context_window
+        )
+    model, tokenizer, name = load_model(spec, cache_dir=cache_dir, device=device, dtype=dtype)
+    config = config or EngineConfig()
+    if engine == "auto" and model.device.type != "cuda" and config.backend != "paged":
+        from models.engine_dynamic import supports_dynamic_batching
+        from models.hf import HuggingFaceChatModel
+
+        if not supports_dynamic_batching(model):
+            return HuggingFaceChatModel(model, tokenizer, name=name, context_window=context_window)
+    return BatchedChatModel(
+        model,
+        tokenizer,
+        name=name,
+        config=config,
+        context_window=context_window,
+        default_params=default_params,
+    )

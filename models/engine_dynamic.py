@@ -1,0 +1,275 @@
+"""DynamicBatcher: continuous batching with a hand-written decode loop (the CPU backend).
+
+One scheduler thread owns the model. Between two decode steps it drops cancelled rows and admits
+waiting requests: each newcomer is prefilled on its own (only the part of its prompt that the
+PrefixCache does not already hold), its first token is chosen, and its KV cache joins the batch.
+A decode step then advances every row by one token in a single forward pass: input [rows, 1]
+against the rows' KV caches left-padded to a common width (BatchKV), with per-row position ids.
+A row leaves as soon as its reply ends; its KV cache goes to the PrefixCache, where the
+conversation's next turn finds it.
+
+Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
+nobody meanwhile; why not transformers' ContinuousBatchingManager here: on the CPU its overheads
+(built for GPUs) made it slower than sequential `generate` (docs/models.md).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
+
+from models.api import ModelError, ModelUnavailable
+from models.engine_kv import BatchKV, LayerKV, fill_cache, layer_kv
+from models.engine_prefix import PrefixCache
+from models.engine_request import EngineRequest, EngineStats
+from models.engine_sampling import choose_tokens
+
+logger = logging.getLogger(__name__)
+
+
+def supports_dynamic_batching(model: PreTrainedModel) -> bool:
+    """True for decoder-only models whose every layer keeps a plain growing KV cache (Llama,
+    Qwen2, Phi-3, ...); sliding-window and recurrent layers would need their own padding rules."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    try:
+        cache = DynamicCache(config=model.config)
+    except Exception:  # an architecture whose cache cannot be built from its config
+        return False
+    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+@dataclass(eq=False)
+class _Row:
+    request: EngineRequest
+    length: int  # tokens in this row's KV cache: the prompt and every reply token but the newest
+    next_token: int  # the newest reply token: the row's input at the next decode step
+
+
+class DynamicBatcher:
+    """Generates up to `max_batch` replies at once in one scheduler thread; more wait in FIFO
+    order. `prefix_cache_tokens` bounds the PrefixCache (0 turns prefix reuse off).
+
+    `submit` and `cancel` may be called from any thread. A cancelled request leaves the batch
+    before the next decode step (a waiting one at once) and is finished without error.
+    """
+
+    def __init__(
+        self, model: PreTrainedModel, *, max_batch: int = 16, prefix_cache_tokens: int = 16384
+    ) -> None:
+        if not supports_dynamic_batching(model):
+            raise ValueError(f"{type(model).__name__} cannot be batched by DynamicBatcher")
+        self._model = model
+        self._device = model.device
+        # transformers 5.24 renamed the forward argument `past_key_values` (5.17) to `cache`.
+        forward = inspect.signature(model.forward).parameters
+        self._cache_argument = "cache" if "cache" in forward else "past_key_values"
+        self._max_batch = max_batch
+        self.prefixes = PrefixCache(prefix_cache_tokens)
+        self.stats = EngineStats()
+        self._waiting: deque[EngineRequest] = deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        # The batch: its rows, their KV cache, and seen [rows, vocab] (bool: tokens each row
+        # contains, for the repetition penalty).
+        self._rows: list[_Row] = []
+        self._kv = BatchKV(model.config, self._device)
+        self._seen = torch.zeros(0, 0, dtype=torch.bool, device=self._device)
+        self._thread = threading.Thread(target=self._run, name="botloom-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    def submit(self, request: EngineRequest) -> None:
+        with self._wake:
+            if self._closed:
+                request.finish(ModelUnavailable("the model is closed"))
+                return
+            self._waiting.append(request)
+            self._wake.notify()
+
+    def cancel(self, request: EngineRequest) -> None:
+        request.cancelled.set()
+        with self._wake:
+            if request in self._waiting:  # never started: its slot is free at once
+                self._waiting.remove(request)
+                self.stats.cancelled += 1
+                request.finish()
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Stop after the current forward pass; unfinished requests get ModelUnavailable."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    # --- the scheduler thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._wake:
+                    while not (self._closed or self._waiting or self._rows):
+                        self._wake.wait()
+                    if self._closed:
+                        break
+                    free = self._max_batch - len(self._rows)
+                    joining = [
+                        self._waiting.popleft() for _ in range(min(free, len(self._waiting)))
+                    ]
+                try:
+                    self._step(joining)
+                except Exception as error:  # a bug here must not leave callers waiting forever
+                    logger.exception("the engine's scheduler failed")
+                    for request in joining:  # finishing is idempotent: admitted ones are no-ops
+                        request.finish(_generation_error(error))
+                    self._fail_all(_generation_error(error), waiting=False)
+        self._fail_all(ModelUnavailable("the model was closed during the reply"))
+
+    def _step(self, joining: list[EngineRequest]) -> None:
+        """Between two decode steps: drop cancelled rows, admit newcomers; then one step."""
+        self._leave([i for i, row in enumerate(self._rows) if row.request.cancelled.is_set()])
+        self._admit(joining)
+        if self._rows:
+            self._decode_step()
+
+    def _admit(self, requests: list[EngineRequest]) -> None:
+        joined: list[tuple[_Row, LayerKV, torch.Tensor]] = []
+        for request in requests:
+            if request.cancelled.is_set():
+                self.stats.cancelled += 1
+                request.finish()
+                continue
+            try:
+                started = self._prefill(request)
+            except Exception as error:
+                logger.exception("prefill failed")
+                request.finish(_generation_error(error))
+                continue
+            if started is not None:
+                joined.append(started)
+        if joined:
+            self._kv.add([kv for _, kv, _ in joined], [row.length for row, _, _ in joined])
+            seen = torch.stack([s for _, _, s in joined])
+            self._seen = torch.cat([self._seen, seen]) if self._rows else seen
+            self._rows.extend(row for row, _, _ in joined)
+
+    def _prefill(self, request: EngineRequest) -> tuple[_Row, LayerKV, torch.Tensor] | None:
+        """Run the prompt (what the PrefixCache lacks of it) and choose the first token.
+
+        Returns the new row, its KV cache (per layer [1, kv_heads, prompt, head_dim]) and its
+        seen-token mask [vocab], or None if the reply ended with its first token.
+        """
+        ids = request.prompt_ids
+        reused, past = self.prefixes.match(ids)
+        cache = DynamicCache(config=self._model.config)
+        if past is not None:
+            fill_cache(cache, past)
+        out = self._model(
+            input_ids=torch.tensor([ids[reused:]], device=self._device),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self._device),
+            position_ids=torch.arange(reused, len(ids), device=self._device).unsqueeze(0),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_argument: cache},
+        )
+        request.reused_tokens = reused
+        self.stats.requests += 1
+        self.stats.prompt_tokens += len(ids)
+        self.stats.prefill_tokens += len(ids) - reused
+        self.stats.reused_tokens += reused
+        kv = [layer_kv(layer) for layer in cache.layers]
+        self.prefixes.store(ids, kv)  # conversations starting now share their system prompt
+        logits = out.logits[:, -1]  # [1, vocab]
+        seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=self._device)
+        seen[torch.tensor(ids, device=self._device)] = True
+        token = choose_tokens(logits, [request.params], seen.unsqueeze(0))[0]
+        seen[token] = True
+        self.stats.tokens_generated += 1
+        row = _Row(request, length=len(ids), next_token=token)
+        if not request.push(token):
+            self._retire(row, kv)
+            return None
+        return row, kv, seen
+
+    def _decode_step(self) -> None:
+        rows = self._rows
+        try:
+            out = self._model(
+                input_ids=torch.tensor([[row.next_token] for row in rows], device=self._device),
+                attention_mask=self._kv.next_mask(),
+                position_ids=torch.tensor([[row.length] for row in rows], device=self._device),
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_argument: self._kv.cache},
+            )
+            tokens = choose_tokens(
+                out.logits[:, -1], [row.request.params for row in rows], self._seen
+            )
+        except Exception as error:
+            logger.exception("decode step failed")
+            self._fail_all(_generation_error(error), waiting=False)
+            return
+        self._seen[torch.arange(len(rows)), torch.tensor(tokens, device=self._device)] = True
+        self.stats.count_step(len(rows))
+        self.stats.tokens_generated += len(rows)
+        leaving = []
+        for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
+            row.length += 1
+            row.next_token = token
+            if not row.request.push(token):
+                leaving.append(index)
+        self._leave(leaving)
+
+    def _leave(self, indices: list[int]) -> None:
+        """Remove rows from the batch (their replies ended or were cancelled) and finish them."""
+        if not indices:
+            return
+        for index in indices:
+            row = self._rows[index]
+            self._retire(row, self._kv.row(index) if self.prefixes.max_tokens >= row.length else [])
+        gone = set(indices)
+        keep = [i for i in range(len(self._rows)) if i not in gone]
+        self._rows = [self._rows[i] for i in keep]
+        self._kv.keep(keep)
+        self._seen = self._seen[torch.tensor(keep, dtype=torch.long, device=self._device)]
+
+    def _retire(self, row: _Row, kv: LayerKV) -> None:
+        request = row.request
+        if kv:
+            self.prefixes.store((request.prompt_ids + request.generated)[: row.length], kv)
+        if request.cancelled.is_set():
+            self.stats.cancelled += 1
+        request.finish()
+
+    def _fail_all(self, error: BaseException, *, waiting: bool = True) -> None:
+        failed = [row.request for row in self._rows]
+        self._rows = []
+        self._kv.keep([])
+        self._seen = self._seen[:0]
+        if waiting:
+            with self._wake:
+                failed.extend(self._waiting)
+                self._waiting.clear()
+        for request in failed:
+            request.finish(error)
+
+
+def _generation_error(error: Exception) -> ModelError:
+    failure = ModelError(f"generation failed: {error!r}")
+    failure.__cause__ = error
+    return failure

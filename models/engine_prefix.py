@@ -1,0 +1,92 @@
+"""PrefixCache: KV caches of recent sequences, so a prompt that repeats one prefills only the rest.
+
+Every chat turn re-sends the conversation: system prompt, history, new message. If the KV cache of
+the previous turn's prompt and reply is still here, the next turn computes only its new tokens.
+Prompts of different conversations share at least the system prompt.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from models.engine_kv import LayerKV
+
+
+@dataclass(eq=False)
+class _Entry:
+    ids: torch.Tensor  # [tokens] int64, on the CPU
+    kv: LayerKV
+
+
+class PrefixCache:
+    """Keeps the KV cache of up to `max_tokens` tokens of recent sequences, least recently used
+    evicted first. Stored tensors are never written in place (callers must not either), so a match
+    hands out views of them without copying. Not thread-safe: one scheduler thread owns it.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._tokens = 0
+        self._next_key = 0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens held in all."""
+        return self._tokens
+
+    def match(self, ids: list[int]) -> tuple[int, LayerKV | None]:
+        """(n, kv): the KV cache of `ids[:n]`, the longest stored prefix of `ids`, or (0, None).
+
+        At least the last token of `ids` is left out (n < len(ids)): the caller must run the model
+        on one token at least to get the next token's logits.
+        """
+        if not self._entries or len(ids) < 2:
+            return 0, None
+        wanted = torch.tensor(ids)
+        best_key, best = -1, 0
+        for key, entry in self._entries.items():
+            length = _common_prefix_length(entry.ids, wanted)
+            if length > best:
+                best_key, best = key, length
+        best = min(best, len(ids) - 1)
+        if best <= 0:
+            return 0, None
+        self._entries.move_to_end(best_key)
+        entry = self._entries[best_key]
+        return best, [(k[:, :, :best], v[:, :, :best]) for k, v in entry.kv]
+
+    def store(self, ids: list[int], kv: LayerKV) -> None:
+        """Keep the KV cache of `ids` (each tensor [1, kv_heads, len(ids), head_dim]).
+
+        Entries that are prefixes of `ids` are dropped: the new entry answers for them.
+        """
+        if not ids or len(ids) > self.max_tokens:
+            return
+        new_ids = torch.tensor(ids)
+        for key, entry in list(self._entries.items()):
+            if len(entry.ids) <= len(ids) and _common_prefix_length(entry.ids, new_ids) == len(
+                entry.ids
+            ):
+                self._remove(key)
+        self._entries[self._next_key] = _Entry(new_ids, kv)
+        self._next_key += 1
+        self._tokens += len(ids)
+        while self._tokens > self.max_tokens:
+            self._remove(next(iter(self._entries)))
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._tokens = 0
+
+    def _remove(self, key: int) -> None:
+        self._tokens -= len(self._entries.pop(key).ids)
+
+
+def _common_prefix_length(a: torch.Tensor, b: torch.Tensor) -> int:
+    n = min(len(a), len(b))
+    differs = (a[:n] != b[:n]).nonzero()
+    return int(differs[0]) if len(differs) else n

@@ -1,0 +1,167 @@
+"""The batching engine's parts: the prefix cache, per-row token choice, the batch KV layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, RepetitionPenaltyLogitsProcessor, TopPLogitsWarper
+
+from models.api import GenerationParams
+from models.engine_kv import BatchKV, LayerKV
+from models.engine_prefix import PrefixCache
+from models.engine_sampling import choose_tokens
+
+CONFIG = LlamaConfig(
+    vocab_size=32,
+    hidden_size=8,
+    intermediate_size=16,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+)
+
+
+def kv_of(tokens: list[int], layers: int = 2) -> LayerKV:
+    """A fake KV cache whose every slot holds its token id: [1, 1 head, len, 1 dim] a layer."""
+    values = torch.tensor(tokens, dtype=torch.float32).view(1, 1, -1, 1)
+    return [(values.clone(), -values.clone()) for _ in range(layers)]
+
+
+# --- PrefixCache -----------------------------------------------------------------------------
+
+
+def test_the_longest_stored_prefix_matches_and_the_last_token_is_left_to_compute() -> None:
+    cache = PrefixCache(max_tokens=100)
+    cache.store([1, 2, 3], kv_of([1, 2, 3]))
+    cache.store([1, 2, 9, 9, 9], kv_of([1, 2, 9, 9, 9]))
+
+    n, kv = cache.match([1, 2, 9, 9, 4, 5])
+    assert n == 4
+    assert kv is not None and kv[0][0].flatten().tolist() == [1, 2, 9, 9]
+
+    assert cache.match([1, 2, 3])[0] == 2  # all of it is stored, but one token must run
+    assert cache.match([7, 8]) == (0, None)
+    assert cache.match([1]) == (0, None)
+
+
+def test_an_entry_that_extends_another_replaces_it() -> None:
+    cache = PrefixCache(max_tokens=100)
+    cache.store([1, 2, 3], kv_of([1, 2, 3]))
+    cache.store([1, 2, 3, 4, 5], kv_of([1, 2, 3, 4, 5]))
+    assert cache.tokens == 5
+
+
+def test_the_least_recently_used_entries_go_first() -> None:
+    cache = PrefixCache(max_tokens=8)
+    cache.store([1, 1, 1], kv_of([1, 1, 1]))
+    cache.store([2, 2, 2], kv_of([2, 2, 2]))
+    cache.match([1, 1, 1, 5])  # used: now the most recent
+    cache.store([3, 3, 3], kv_of([3, 3, 3]))
+
+    assert cache.tokens == 6
+    assert cache.match([2, 2, 2, 5]) == (0, None)
+    assert cache.match([1, 1, 1, 5])[0] == 3
+    assert cache.match([3, 3, 3, 5])[0] == 3
+
+
+def test_a_zero_budget_keeps_nothing() -> None:
+    cache = PrefixCache(max_tokens=0)
+    cache.store([1, 2, 3], kv_of([1, 2, 3]))
+    assert cache.tokens == 0
+    assert cache.match([1, 2, 3, 4]) == (0, None)
+
+
+# --- choose_tokens ---------------------------------------------------------------------------
+
+
+def test_the_repetition_penalty_matches_generate_row_by_row() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 32) * 3
+    seen_ids = [[1, 2, 3], [4, 4, 5, 30], [0]]
+    seen = torch.zeros(3, 32, dtype=torch.bool)
+    for row, ids in enumerate(seen_ids):
+        seen[row, ids] = True
+    penalties = [1.3, 2.0, 1.0]
+    params = [GenerationParams(temperature=0.0, repetition_penalty=p) for p in penalties]
+
+    chosen = choose_tokens(logits, params, seen)
+
+    for row, (ids, penalty) in enumerate(zip(seen_ids, penalties, strict=True)):
+        scores = logits[row : row + 1]
+        if penalty != 1.0:
+            scores = RepetitionPenaltyLogitsProcessor(penalty)(torch.tensor([ids]), scores)
+        assert chosen[row] == int(scores.argmax())
+
+
+def test_a_penalised_favourite_loses_to_the_runner_up() -> None:
+    logits = torch.tensor([[5.0, 4.0, 0.0]])
+    seen = torch.tensor([[True, False, False]])
+    assert choose_tokens(
+        logits, [GenerationParams(temperature=0.0, repetition_penalty=1.0)], seen
+    ) == [0]
+    assert choose_tokens(
+        logits, [GenerationParams(temperature=0.0, repetition_penalty=2.0)], seen
+    ) == [1]
+
+
+def test_sampled_rows_draw_only_from_their_nucleus() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 32) * 4
+    seen = torch.zeros(2, 32, dtype=torch.bool)
+    params = [
+        GenerationParams(temperature=0.7, top_p=0.5, repetition_penalty=1.0),
+        GenerationParams(temperature=0.0, repetition_penalty=1.0),
+    ]
+    nucleus = TopPLogitsWarper(top_p=0.5)(None, logits[:1] / 0.7).isfinite()[0]  # type: ignore[arg-type]
+    draws = {choose_tokens(logits, params, seen)[0] for _ in range(200)}
+    assert draws <= set(nucleus.nonzero().flatten().tolist())
+    assert choose_tokens(logits, params, seen)[1] == int(logits[1].argmax())
+
+
+# --- BatchKV ---------------------------------------------------------------------------------
+
+
+def test_rows_of_different_lengths_are_left_padded_and_masked() -> None:
+    batch = BatchKV(CONFIG, torch.device("cpu"), spare=2)
+    batch.add([kv_of([1, 2]), kv_of([3, 4, 5, 6])], [2, 4])
+
+    keys = batch.cache.layers[0].keys
+    assert keys.shape == (2, 1, 4, 1)
+    assert keys[:, 0, :, 0].tolist() == [[0, 0, 1, 2], [3, 4, 5, 6]]
+    assert batch.mask.tolist() == [[0, 0, 1, 1], [1, 1, 1, 1]]
+
+    batch.add([kv_of([7, 8, 9, 10, 11])], [5])  # longer than the batch: old rows are re-padded
+    assert batch.mask.tolist() == [[0, 0, 0, 1, 1], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]
+    assert batch.row(0)[1][1].flatten().tolist() == [-1, -2]
+
+
+def test_decode_steps_write_in_place_and_grow_when_full() -> None:
+    batch = BatchKV(CONFIG, torch.device("cpu"), spare=1)
+    batch.add([kv_of([1, 2])], [2])
+    layer = batch.cache.layers[0]
+    for token in (3, 4, 5):  # the second step overflows the spare slot
+        batch.next_mask()
+        keys, _ = layer.update(torch.full((1, 1, 1, 1), float(token)), torch.zeros(1, 1, 1, 1))
+    assert keys.flatten().tolist() == [1, 2, 3, 4, 5]
+    assert batch.cache.get_seq_length() == 5 == batch.width
+
+
+def test_leaving_rows_trims_the_padding_nobody_needs() -> None:
+    batch = BatchKV(CONFIG, torch.device("cpu"))
+    batch.add([kv_of([1, 2]), kv_of([3, 4, 5, 6]), kv_of([7, 8, 9])], [2, 4, 3])
+
+    batch.keep([2, 0])
+
+    assert batch.mask.tolist() == [[1, 1, 1], [0, 1, 1]]
+    assert batch.cache.layers[1].keys[:, 0, :, 0].tolist() == [[7, 8, 9], [0, 1, 2]]
+    batch.keep([])
+    assert batch.rows == 0
+
+
+@pytest.mark.parametrize("tokens", [[5], [1, 2, 3]])
+def test_a_row_copy_has_no_padding(tokens: list[int]) -> None:
+    batch = BatchKV(CONFIG, torch.device("cpu"))
+    batch.add([kv_of([9, 9, 9, 9]), kv_of(tokens)], [4, len(tokens)])
+    keys, values = batch.row(1)[0]
+    assert keys.flatten().tolist() == tokens
+    assert values.flatten().tolist() == [-t for t in tokens]
