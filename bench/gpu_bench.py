@@ -20,7 +20,9 @@ once. Compared:
 - static: one `generate` over all K prompts of a turn (left padding), the next turn when the
   longest reply is done; a reply counts as complete at the step where it reaches its length.
 - engine: BatchedChatModel with PagedBatcher (transformers' ContinuousBatchingManager, paged KV
-  cache with 16-token blocks and prefix sharing); if time is left, also with CUDA graphs forced on.
+  cache with 16-token blocks and prefix sharing); if time is left, at K = 32 also with CUDA graphs
+  forced on, then with asynchronous batching as well (transformers enables both by itself only
+  with flash attention).
 Figures: aggregate generated tok/s, p50/p95 reply latency, p50 time to first token, % of the
 bandwidth bound (K x copy bandwidth / (weight bytes + K x mean context x KV bytes per token),
 copy bandwidth measured here), and the prompt tokens whose prefill was shared on turns 2-3.
