@@ -22,16 +22,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class BotProcess:
-    """`python -m bot.cli serve` on a free loopback port with the given BOTLOOM_ settings."""
+class ServerProcess:
+    """`python -m bot.cli <command>` on a loopback port, with the given BOTLOOM_ settings;
+    `wait_ready` polls `health_path` until it answers 200."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        command: list[str],
+        health_path: str,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log_path.open("wb")
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "BOTLOOM_PORT": str(self.port), **env}
+        self._health_path = health_path
+        self._log = log_path.open("ab")
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"],
+            [sys.executable, "-m", "bot.cli", *command, "--port", str(self.port)],
             cwd=log_path.parent,
             env=full_env,
             stdout=self._log,
@@ -43,15 +52,15 @@ class BotProcess:
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"bot exited with {self.process.returncode}")
+                    raise RuntimeError(f"process exited with {self.process.returncode}")
                 try:
-                    async with session.get(f"{self.url}/readyz") as response:
+                    async with session.get(f"{self.url}{self._health_path}") as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
-        raise TimeoutError("bot not ready")
+        raise TimeoutError(f"{self.url}{self._health_path} not ready")
 
     def terminate(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -67,3 +76,17 @@ class BotProcess:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+class BotProcess(ServerProcess):
+    """`botloom serve`, ready when /readyz answers 200."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(["serve"], "/readyz", env, log_path)
+
+
+class ModelServerProcess(ServerProcess):
+    """`botloom model-server`, ready when /health answers 200."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        super().__init__(["model-server"], "/health", env, log_path, port)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import build_model, create_app
@@ -20,48 +16,10 @@ from models.fake import FakeChatModel
 from models.remote import RemoteChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
-from tests.processes import ROOT, free_port
+from tests.processes import ModelServerProcess
 
 DEADLINE_S = 8.0
 UNAVAILABLE = apology_for(ModelUnavailable())
-
-
-class ModelServerProcess:
-    """`python -m bot.cli model-server` on a loopback port with the given BOTLOOM_ settings."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log_path.open("ab")
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "model-server", "--port", str(self.port)],
-            cwd=log_path.parent,
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    async def wait_healthy(self, within_s: float = 30.0) -> None:
-        deadline = time.monotonic() + within_s
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"model server exited with {self.process.returncode}")
-                try:
-                    async with session.get(f"{self.url}/health") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError("model server not healthy")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 def test_the_model_url_setting_chooses_the_remote_backend() -> None:
@@ -113,7 +71,7 @@ async def test_answers_through_a_model_server_that_is_killed_and_restarted(
         return replies[-1]["text"], time.monotonic() - started
 
     try:
-        await server.wait_healthy()
+        await server.wait_ready(30.0)
         assert (await ask("hello"))[0] == "fake: hello"
 
         long_question = " ".join(f"w{i}" for i in range(40))  # 41 pieces: about 8 s
@@ -131,7 +89,7 @@ async def test_answers_through_a_model_server_that_is_killed_and_restarted(
 
         server.close()
         server = ModelServerProcess(server_env, tmp_path / "model-server.log", port=server.port)
-        await server.wait_healthy()
+        await server.wait_ready(30.0)
         assert (await ask("back again?"))[0] == "fake: back again?"
     finally:
         await bot.close()
