@@ -16,6 +16,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
+from bot.storage.sqlite import connect_wal
+
 
 class LockTimeout(Exception):
     """The conversation stayed locked by another process for longer than the allowed wait."""
@@ -65,9 +67,7 @@ class SqliteLocks:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn = connect_wal(self._path, busy_timeout_s=5.0)
             self._conn.execute(_LOCK_SCHEMA)
         return self._conn
 

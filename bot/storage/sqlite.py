@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -89,11 +90,9 @@ class SqliteStorage(Storage):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             # timeout= is SQLite's busy_timeout; isolation_level=None: we issue BEGIN ourselves.
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            conn = connect_wal(self.path, busy_timeout_s=self._busy_timeout_s)
             try:
-                conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(_SCHEMA)
             except BaseException:
                 conn.close()
@@ -126,6 +125,27 @@ class SqliteStorage(Storage):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def connect_wal(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
+    """Open `path` in WAL mode, autocommit (we issue BEGIN ourselves), waiting out other writers.
+
+    SQLite does not apply the busy timeout to switching the journal mode: when several processes
+    open a new file at once, `PRAGMA journal_mode = WAL` fails at once with "database is locked".
+    That switch is retried here until `busy_timeout_s` has passed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return conn
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                conn.close()
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager
