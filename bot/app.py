@@ -19,10 +19,11 @@ from bot.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.directline import add_directline_routes
 from bot.endpoint import MessagesEndpoint
 from bot.errors import on_turn_error
+from bot.inbox_turns import InboxTurns
 from bot.outbound import RetryingCloudAdapter
 from bot.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
-from bot.storage import create_locks, create_storage, open_storage
+from bot.storage import create_inbox, create_locks, create_storage, open_storage
 from bot.transcripts import TranscriptMiddleware, check_mode
 from bot.turn_middleware import RateLimitMiddleware, TurnLogMiddleware
 from bot.turn_runner import RunnerLimits, TurnRunner
@@ -198,8 +199,15 @@ def create_app(
         max_queued=settings.max_queued_turns,
         turn_timeout_s=settings.turn_timeout_s,
         lock_wait_s=settings.lock_wait_s,
+        orphaned_after_s=settings.lock_lease_s,
+        sweep_s=settings.lock_lease_s / 2,
     )
-    runner = TurnRunner(create_locks(runtime.storage, lease_s=settings.lock_lease_s), limits)
+    runner = TurnRunner(
+        create_locks(runtime.storage, lease_s=settings.lock_lease_s),
+        create_inbox(runtime.storage),
+        InboxTurns(adapter, runtime.bot),
+        limits,
+    )
     app[RUNTIME] = runtime
     app[ENDPOINT] = MessagesEndpoint(settings, adapter, runtime.bot, runner)
     app.cleanup_ctx.append(lifespan)
@@ -225,6 +233,9 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
         start = getattr(runtime.model.inner, "start", None)
         if start is not None:
             start()
+        # Turns acknowledged but never run (a dead replica, a crash) are taken up once loaded.
+        wait_ready = getattr(runtime.model.inner, "wait_ready", None)
+        endpoint.runner.start(after=wait_ready() if wait_ready is not None else None)
         yield
         await drain(app)  # a no-op when `botloom serve` has drained already
         await endpoint.runner.close()

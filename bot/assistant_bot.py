@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from botbuilder.core import ActivityHandler, ConversationState, TurnContext, UserState
 from botbuilder.dialogs import Dialog, DialogExtensions
 from botbuilder.schema import Activity, ChannelAccount
 
 from bot.typing_indicator import TypingIndicator
+
+logger = logging.getLogger(__name__)
+
+# Activity ids of a conversation's latest turns, saved with its state: a turn run again (its
+# replica died after saving, before removing it from the inbox; a channel's late retry) is
+# recognised and skipped.
+ANSWERED_IDS = 32
 
 WELCOME_TEXT = (
     "Hi, I'm botloom, an assistant running on a self-hosted language model. "
@@ -29,10 +38,18 @@ class AssistantBot(ActivityHandler):
         self._conversation_state = conversation_state
         self._user_state = user_state
         self._dialog_state = conversation_state.create_property("DialogState")
+        self._answered_ids = conversation_state.create_property("AnsweredActivityIds")
         self._typing_interval = typing_interval
 
     async def on_turn(self, turn_context: TurnContext) -> None:
+        activity_id = turn_context.activity.id
+        answered: list[str] = await self._answered_ids.get(turn_context, list)
+        if activity_id and activity_id in answered:
+            logger.info("activity %s was answered before; skipped", activity_id)
+            return
         await super().on_turn(turn_context)
+        if activity_id:
+            await self._answered_ids.set(turn_context, [*answered, activity_id][-ANSWERED_IDS:])
         await self._conversation_state.save_changes(turn_context)
         await self._user_state.save_changes(turn_context)
 

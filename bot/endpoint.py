@@ -1,4 +1,4 @@
-"""POST /api/messages: validate, authenticate, queue the turn, acknowledge at once."""
+"""POST /api/messages: validate, authenticate, store the activity in the inbox, acknowledge."""
 
 from __future__ import annotations
 
@@ -7,22 +7,20 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
-from botbuilder.core import Bot, InvokeResponse, TurnContext, serializer_helper
+from botbuilder.core import Bot, InvokeResponse, serializer_helper
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
 from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
 
 from bot.auth import AuthUnavailable, Unauthorized, authenticate
 from bot.inbound import read_activity
+from bot.inbox_turns import entry_body
 from bot.outbound import RetryingCloudAdapter
 from bot.service_urls import service_url_allowed
 from bot.settings import Settings
+from bot.storage import StorageUnavailable
 from bot.turn_runner import RunnerBusy, TurnRunner
 
 logger = logging.getLogger(__name__)
-
-ONE_MOMENT = (
-    "One moment, please: I'm still answering your previous message. Send this again shortly."
-)
 
 
 def conversation_key(activity: Activity) -> str:
@@ -52,7 +50,7 @@ class MessagesEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.runner.draining:
             raise web.HTTPServiceUnavailable(text="shutting down", headers={"Retry-After": "5"})
-        activity = await read_activity(request)
+        activity, data = await read_activity(request)
         if self._settings.anonymous and not service_url_allowed(
             activity.service_url, self._settings.allowed_service_urls
         ):
@@ -71,28 +69,32 @@ class MessagesEndpoint:
             raise web.HTTPServiceUnavailable(
                 text="cannot verify tokens right now", headers={"Retry-After": "5"}
             ) from None
-        return await self._enqueue(activity, auth)
+        return await self._enqueue(activity, data, auth)
 
     async def _enqueue(
-        self, activity: Activity, auth: AuthenticateRequestResult
+        self, activity: Activity, data: dict[str, Any], auth: AuthenticateRequestResult
     ) -> web.StreamResponse:
         key = conversation_key(activity)
-        turn = partial(self.adapter.process_activity, auth, activity, self._bot.on_turn)
-        one_moment = partial(self.adapter.process_activity, auth, activity, _say_one_moment)
         try:
-            done = self.runner.submit(
-                key, turn, activity_id=activity.id, on_lock_timeout=one_moment
-            )
+            if is_synchronous(activity):
+                turn = partial(self.adapter.process_activity, auth, activity, self._bot.on_turn)
+                done = self.runner.call(key, turn, activity_id=activity.id)
+                if done is None:
+                    return web.json_response({"status": "duplicate"}, status=200)
+                return invoke_http_response(await done)
+            # Stored before the 202: an acknowledged message outlives this replica.
+            if not await self.runner.accept(key, activity.id, entry_body(data, auth)):
+                return web.json_response({"status": "duplicate"}, status=200)
         except RunnerBusy as error:
             raise web.HTTPServiceUnavailable(
                 text=str(error), headers={"Retry-After": "5"}
             ) from None
-        if done is None:
-            return web.json_response({"status": "duplicate"}, status=200)
-        if not is_synchronous(activity):
-            done.add_done_callback(partial(_log_failure, activity.conversation.id))
-            return web.Response(status=202)
-        return invoke_http_response(await done)
+        except StorageUnavailable:
+            logger.warning("cannot store the activity: state store unreachable")
+            raise web.HTTPServiceUnavailable(
+                text="cannot store the message right now", headers={"Retry-After": "5"}
+            ) from None
+        return web.Response(status=202)
 
 
 def invoke_http_response(response: InvokeResponse | None) -> web.Response:
@@ -102,15 +104,3 @@ def invoke_http_response(response: InvokeResponse | None) -> web.Response:
     if body is not None and not isinstance(body, (dict, list, str, int, float, bool)):
         body = serializer_helper(body)
     return web.json_response(body, status=response.status or 200)
-
-
-async def _say_one_moment(turn_context: TurnContext) -> None:
-    if turn_context.activity.type == ActivityTypes.message:
-        await turn_context.send_activity(ONE_MOMENT)
-
-
-def _log_failure(conversation_id: str, done: Any) -> None:
-    if done.cancelled():
-        logger.warning("turn cancelled conversation=%s", conversation_id)
-    elif done.exception() is not None:
-        logger.error("turn failed conversation=%s", conversation_id, exc_info=done.exception())

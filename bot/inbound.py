@@ -23,8 +23,9 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_activity(request: web.Request) -> Activity:
-    """Parse and check the body of POST /api/messages.
+async def read_activity(request: web.Request) -> tuple[Activity, dict[str, Any]]:
+    """Parse and check the body of POST /api/messages: the activity and the JSON it came from
+    (msrest's `serialize()` would drop what it does not model, such as a Teams mention's text).
 
     Raises 415 for a non-JSON content type, 413 above the app's body limit, and 400 (with a
     reason) for an empty, non-UTF-8 or malformed body, a non-object, or a missing required field.
@@ -40,7 +41,7 @@ async def read_activity(request: web.Request) -> Activity:
         raise InvalidActivity("body is not valid UTF-8 JSON") from None
     check_activity_shape(data)
     try:
-        return Activity().deserialize(data)
+        return Activity().deserialize(data), data
     except Exception:  # msrest raises several types for ill-typed fields
         raise InvalidActivity("activity has fields of the wrong type") from None
 

@@ -1,16 +1,18 @@
-"""Runs turns in the background: one at a time per conversation, in arrival order, none lost."""
+"""Runs turns in the background: one at a time per conversation, in acknowledgement order, across
+replicas, and none lost when a replica dies."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from bot.storage import ConversationLocks, LockTimeout
+from bot.storage import ConversationLocks, Inbox, InboxEntry, LockTimeout, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -21,40 +23,85 @@ class RunnerBusy(Exception):
     """Too many turns are queued (or the runner is draining); the channel should retry later."""
 
 
+class EntryTurns(Protocol):
+    """How an inbox entry becomes a turn (bot/inbox_turns.py)."""
+
+    async def run(self, entry: InboxEntry) -> None:
+        """The entry's turn."""
+
+    async def say_one_moment(self, entry: InboxEntry) -> None:
+        """Tell the user their message waits behind a turn that another replica is running."""
+
+
 @dataclass(frozen=True)
 class RunnerLimits:
-    max_queued: int = 1000  # turns waiting or running, all conversations together
+    max_queued: int = 1000  # turns waiting or running in this process, all conversations
     turn_timeout_s: float = 90.0  # a turn (model, storage, replies) is cancelled after this
     lock_wait_s: float = 10.0  # how long a turn waits for another process's lock
     dedupe_window: int = 10_000  # how many recent activity ids are remembered
+    # Entries that waited this long while no replica worked on their conversation are taken up
+    # by any replica (their replica died); the inbox is looked at every sweep_s.
+    orphaned_after_s: float = 8.0
+    sweep_s: float = 4.0
 
 
 @dataclass
-class _Job:
-    turn: Turn
-    on_lock_timeout: Turn | None
-    done: asyncio.Future[Any] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+class _Conversation:
+    """This process's work on one conversation."""
+
+    mine: dict[int, InboxEntry] = field(default_factory=dict)  # accepted here, not yet run
+    told_to_wait: set[int] = field(default_factory=set)
+    calls: deque[tuple[Turn, asyncio.Future[Any]]] = field(default_factory=deque)  # synchronous
+    adopted: bool = False  # taken up by the sweep: run what waits, whoever accepted it
+    worker: asyncio.Task[None] | None = None
 
 
 class TurnRunner:
-    """A queue per conversation, drained by one task per busy conversation.
+    """Turns come from the shared inbox, oldest first, under the conversation's lock.
 
-    `submit` never blocks: it queues the turn and returns a future of its result. Turns of one
-    conversation run strictly one after another, holding the conversation's lock in the shared
-    store (so other processes wait too). When the lock cannot be had within `lock_wait_s`,
-    `on_lock_timeout` runs instead (a polite "one moment"). A repeated activity id is dropped.
+    `accept` stores an activity in the inbox (the endpoint answers 202 after that) and starts a
+    worker for its conversation. A worker takes the conversation's lock in the shared store,
+    runs the oldest waiting entry, whichever replica accepted it, removes it, releases the lock,
+    and goes on until every entry this process accepted has run (here or on another replica).
+    When the lock stays taken for `lock_wait_s`, the users whose messages wait are told so once,
+    and the worker waits again. `call` runs a turn whose result the HTTP response carries
+    (invokes, expectReplies) under the same lock, ahead of waiting entries. A periodic sweep
+    takes up conversations whose entries nobody has run for `orphaned_after_s`: a replica died
+    after acknowledging them, or the process restarted (SQLite).
     """
 
-    def __init__(self, locks: ConversationLocks, limits: RunnerLimits) -> None:
+    def __init__(
+        self, locks: ConversationLocks, inbox: Inbox, turns: EntryTurns, limits: RunnerLimits
+    ) -> None:
         self._locks = locks
+        self._inbox = inbox
+        self._turns = turns
         self._limits = limits
-        self._queues: dict[str, deque[_Job]] = {}
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._conversations: dict[str, _Conversation] = {}
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self.queued = 0
+        self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
+
+    @property
+    def queued(self) -> int:
+        """Turns accepted here and not yet run, synchronous ones included."""
+        return sum(len(c.mine) + len(c.calls) for c in self._conversations.values())
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._conversations)
+
+    def start(self, after: Awaitable[Any] | None = None) -> None:
+        """Start sweeping the inbox for orphaned entries: first once `after` is done (say, the
+        model has loaded), then every `sweep_s`."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(after))
+
+    def _check_room(self) -> None:
+        if self.draining:
+            raise RunnerBusy("shutting down")
+        if self.queued >= self._limits.max_queued:
+            raise RunnerBusy("too many turns queued")
 
     def _remember(self, conversation: str, activity_id: str | None) -> bool:
         """Remember an accepted activity id; False if it was accepted before (a retry)."""
@@ -68,82 +115,180 @@ class TurnRunner:
             self._recent.popitem(last=False)
         return True
 
-    def submit(
-        self,
-        conversation: str,
-        turn: Turn,
-        *,
-        activity_id: str | None = None,
-        on_lock_timeout: Turn | None = None,
-    ) -> asyncio.Future[Any] | None:
-        """Queue `turn`; its future, or None when `activity_id` was already accepted."""
-        if self.draining:
-            raise RunnerBusy("shutting down")
-        if self.queued >= self._limits.max_queued:
-            raise RunnerBusy("too many turns queued")
+    async def accept(self, conversation: str, activity_id: str | None, body: str) -> bool:
+        """Store the activity in the inbox and have its turn run; False for a repeated activity.
+
+        Raises RunnerBusy (no room, or draining) and StorageUnavailable (not stored).
+        """
+        self._check_room()
+        if not self._remember(conversation, activity_id):
+            return False
+        try:
+            seq = await self._inbox.put(conversation, activity_id, body)
+        except BaseException:
+            self._recent.pop((conversation, activity_id or ""), None)  # a retry may succeed
+            raise
+        if seq is None:  # another replica accepted this activity and has not run it yet
+            return False
+        state = self._conversation(conversation)
+        state.mine[seq] = InboxEntry(seq, conversation, activity_id or "", body)
+        self._start_worker(conversation, state)
+        return True
+
+    def call(self, conversation: str, turn: Turn, *, activity_id: str | None = None) -> Any:
+        """Run `turn` under the conversation's lock; its future, or None for a repeated id."""
+        self._check_room()
         if not self._remember(conversation, activity_id):
             return None
-        job = _Job(turn, on_lock_timeout)
-        self._queues.setdefault(conversation, deque()).append(job)
-        self.queued += 1
-        if conversation not in self._workers:
-            self._workers[conversation] = asyncio.create_task(self._work(conversation))
-        return job.done
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        state = self._conversation(conversation)
+        state.calls.append((turn, done))
+        self._start_worker(conversation, state)
+        return done
 
-    async def _work(self, conversation: str) -> None:
-        queue = self._queues[conversation]
-        try:
-            while queue:
-                job = queue.popleft()
-                try:
-                    job.done.set_result(await self._run(conversation, job))
-                except asyncio.CancelledError:
-                    job.done.cancel()
-                    raise
-                except Exception as error:
-                    job.done.set_exception(error)
-                finally:
-                    self.queued -= 1
-        finally:
-            for job in queue:  # only when cancelled: nothing left behind un-answered
-                job.done.cancel()
-                self.queued -= 1
-            queue.clear()
-            del self._queues[conversation]
-            del self._workers[conversation]
+    def _conversation(self, conversation: str) -> _Conversation:
+        return self._conversations.setdefault(conversation, _Conversation())
 
-    async def _run(self, conversation: str, job: _Job) -> Any:
+    def _start_worker(self, conversation: str, state: _Conversation) -> None:
+        if state.worker is None:
+            state.worker = asyncio.create_task(self._work(conversation, state))
+
+    # --- the worker ----------------------------------------------------------------------
+
+    async def _work(self, conversation: str, state: _Conversation) -> None:
         limits = self._limits
         try:
-            async with asyncio.timeout(limits.turn_timeout_s + limits.lock_wait_s):
-                async with self._locks.hold(
-                    conversation, ttl_s=limits.turn_timeout_s + 5, wait_s=limits.lock_wait_s
-                ):
-                    async with asyncio.timeout(limits.turn_timeout_s):
-                        return await job.turn()
-        except LockTimeout:
-            logger.warning("conversation locked elsewhere conversation=%s", conversation)
-            return await job.on_lock_timeout() if job.on_lock_timeout else None
+            while state.calls or state.mine or state.adopted:
+                if self.draining and not (state.calls or state.mine):
+                    break  # adopted work stays in the inbox for the other replicas
+                try:
+                    async with asyncio.timeout(limits.turn_timeout_s + limits.lock_wait_s + 5):
+                        async with self._locks.hold(
+                            conversation,
+                            ttl_s=limits.turn_timeout_s + 5,
+                            wait_s=limits.lock_wait_s,
+                        ):
+                            ran = await self._next_turn(conversation, state)
+                    state.adopted = state.adopted and ran
+                except LockTimeout:
+                    logger.warning("conversation locked elsewhere conversation=%s", conversation)
+                    state.adopted = False  # whoever holds the lock runs what waits
+                    await self._tell_waiting_users(state)
+                except StorageUnavailable:
+                    logger.warning("store unreachable; retrying conversation=%s", conversation)
+                    state.adopted = False
+                    await asyncio.sleep(1.0)
+                    if self.draining:
+                        break
+        finally:
+            for _, done in state.calls:  # only when cancelled: no caller left waiting
+                done.cancel()
+            state.calls.clear()
+            state.worker = None
+            if state.calls or state.mine:  # left for the other replicas (draining or cancelled)
+                logger.info(
+                    "left %d turns in the inbox conversation=%s", len(state.mine), conversation
+                )
+            self._conversations.pop(conversation, None)
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._workers)
+    async def _next_turn(self, conversation: str, state: _Conversation) -> bool:
+        """Holding the lock: run one synchronous call, or the oldest entry. False if none."""
+        if state.calls:
+            turn, done = state.calls.popleft()
+            await self._run_call(turn, done)
+            return True
+        entry = await self._inbox.first(conversation)
+        for seq in [seq for seq in state.mine if entry is None or seq < entry.seq]:
+            del state.mine[seq]  # run by another replica
+        if entry is None:
+            return False
+        try:
+            async with asyncio.timeout(self._limits.turn_timeout_s):
+                await self._turns.run(entry)
+        except Exception:  # not CancelledError: a turn cut off by shutdown stays in the inbox
+            logger.exception("turn failed conversation=%s seq=%d", conversation, entry.seq)
+        # Removed even when the turn failed: a message that breaks its turn must not come back
+        # forever (the turn's error handler has apologised already).
+        state.mine.pop(entry.seq, None)
+        state.told_to_wait.discard(entry.seq)
+        try:
+            await self._inbox.remove(entry)
+        except StorageUnavailable:
+            logger.warning("could not remove a run turn; it may run again seq=%d", entry.seq)
+        return True
+
+    async def _run_call(self, turn: Turn, done: asyncio.Future[Any]) -> None:
+        try:
+            async with asyncio.timeout(self._limits.turn_timeout_s):
+                result = await turn()
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
+        except Exception as error:
+            if not done.done():
+                done.set_exception(error)
+        else:
+            if not done.done():
+                done.set_result(result)
+
+    async def _tell_waiting_users(self, state: _Conversation) -> None:
+        for seq, entry in list(state.mine.items()):
+            if seq not in state.told_to_wait:
+                state.told_to_wait.add(seq)
+                try:
+                    await self._turns.say_one_moment(entry)
+                except Exception:
+                    logger.warning("could not say one moment conversation=%s", entry.conversation)
+
+    # --- orphans ---------------------------------------------------------------------------
+
+    async def _sweep_forever(self, after: Awaitable[Any] | None) -> None:
+        if after is not None:
+            with contextlib.suppress(Exception):  # a model that failed to load: turns apologise
+                await after
+        while True:
+            with contextlib.suppress(StorageUnavailable):
+                await self.sweep()
+            await asyncio.sleep(self._limits.sweep_s)
+
+    async def sweep(self) -> list[str]:
+        """Take up conversations whose entries have waited too long; the ones taken up."""
+        if self.draining:
+            return []
+        found = await self._inbox.waiting_since(self._limits.orphaned_after_s)
+        adopted = [c for c in found if c not in self._conversations]
+        for conversation in adopted:
+            logger.info("taking up waiting turns conversation=%s", conversation)
+            state = self._conversation(conversation)
+            state.adopted = True
+            self._start_worker(conversation, state)
+        return adopted
+
+    # --- shutting down -------------------------------------------------------------------
 
     async def drain(self, timeout_s: float) -> bool:
-        """Refuse new turns and wait up to `timeout_s` for queued ones. True if all finished."""
+        """Refuse new turns and wait up to `timeout_s` for the ones accepted here. True if all
+        finished; what is left stays in the inbox for the other replicas (or the next start)."""
         self.draining = True
         deadline = time.monotonic() + timeout_s
-        while self._workers and time.monotonic() < deadline:
-            await asyncio.wait(set(self._workers.values()), timeout=deadline - time.monotonic())
-        return not self._workers
+        while (workers := self._workers()) and time.monotonic() < deadline:
+            await asyncio.wait(workers, timeout=deadline - time.monotonic())
+        return not self._workers()
+
+    def _workers(self) -> set[asyncio.Task[None]]:
+        return {c.worker for c in self._conversations.values() if c.worker is not None}
 
     async def cancel_all(self) -> None:
-        workers = list(self._workers.values())
+        workers = self._workers()
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
 
     async def close(self) -> None:
-        """Cancel what is left and release the lock store."""
+        """Stop sweeping, cancel what is left and release the lock store and the inbox."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await self.cancel_all()
         await self._locks.close()
+        await self._inbox.close()

@@ -5,17 +5,21 @@ from __future__ import annotations
 from botbuilder.core import MemoryStorage, Storage
 
 from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
+from bot.storage.inbox import Inbox, InboxEntry, MemoryInbox, SqliteInbox
 from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.locks import ConversationLocks, LocalLocks, LockTimeout, SqliteLocks
 from bot.storage.sqlite import SqliteStorage
 
 __all__ = [
     "ConversationLocks",
+    "Inbox",
+    "InboxEntry",
     "LockLost",
     "LockTimeout",
     "SqliteStorage",
     "StorageConflictError",
     "StorageUnavailable",
+    "create_inbox",
     "create_locks",
     "create_storage",
     "open_storage",
@@ -78,3 +82,15 @@ def create_locks(storage: Storage, *, lease_s: float = DEFAULT_LEASE_S) -> Conve
         locks: ConversationLocks = shared_locks(lease_s=lease_s)
         return locks
     return LocalLocks()
+
+
+def create_inbox(storage: Storage) -> Inbox:
+    """Where acknowledged activities wait for their turn: beside the state, so they are shared
+    by the replicas that share it and survive a restart where the state does."""
+    if isinstance(storage, SqliteStorage):
+        return SqliteInbox(storage.path)
+    shared_inbox = getattr(storage, "inbox", None)  # PostgreSQL, Redis
+    if shared_inbox is not None:
+        inbox: Inbox = shared_inbox()
+        return inbox
+    return MemoryInbox()

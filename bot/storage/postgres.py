@@ -14,6 +14,7 @@ from botbuilder.core import Storage
 
 from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
 from bot.storage.fencing import current_fence
+from bot.storage.inbox import InboxEntry
 from bot.storage.leases import DEFAULT_LEASE_S, QUEUE_TTL_S, LeaseLocks
 from bot.storage.urls import check_namespace, scrub, where
 from bot.storage.values import dumps, etag_of, loads, set_etag
@@ -46,6 +47,15 @@ def migrations(ns: str) -> list[list[str]]:
             f"CREATE TABLE IF NOT EXISTS {ns}_waiters (key text NOT NULL, ticket bigint NOT NULL, "
             "expires timestamptz NOT NULL, PRIMARY KEY (key, ticket))",
             f"CREATE SEQUENCE IF NOT EXISTS {ns}_tickets",
+        ],
+        [  # 3: acknowledged activities waiting for their turn (bot/storage/inbox.py)
+            f"CREATE TABLE IF NOT EXISTS {ns}_inbox (seq bigserial PRIMARY KEY, "
+            "conversation text NOT NULL, activity_id text NOT NULL, body text NOT NULL, "
+            "accepted timestamptz NOT NULL DEFAULT clock_timestamp())",
+            f"CREATE INDEX IF NOT EXISTS {ns}_inbox_by_conversation "
+            f"ON {ns}_inbox (conversation, seq)",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {ns}_inbox_activity "
+            f"ON {ns}_inbox (conversation, activity_id) WHERE activity_id <> ''",
         ],
     ]
 
@@ -148,6 +158,10 @@ class PostgresStorage(Storage):
     def conversation_locks(self, *, lease_s: float = DEFAULT_LEASE_S) -> PostgresLocks:
         """Per-conversation leases in this database (see `PostgresLocks`)."""
         return PostgresLocks(self, lease_s=lease_s)
+
+    def inbox(self) -> PostgresInbox:
+        """Acknowledged activities waiting for their turn, in this database."""
+        return PostgresInbox(self)
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
         if not keys:
@@ -313,3 +327,48 @@ class PostgresLocks(LeaseLocks):
             await conn.execute(
                 f"DELETE FROM {self._table} WHERE key = $1 AND fence = $2", key, fence
             )
+
+
+class PostgresInbox:
+    """The inbox (bot/storage/inbox.py) as rows of `<namespace>_inbox`; seq from its bigserial."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._storage = storage
+        self._table = f"{storage.namespace}_inbox"
+
+    async def put(self, conversation: str, activity_id: str | None, body: str) -> int | None:
+        async with self._storage.connection() as conn:
+            seq: int | None = await conn.fetchval(
+                f"INSERT INTO {self._table} (conversation, activity_id, body) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING seq",
+                conversation,
+                activity_id or "",
+                body,
+            )
+        return seq
+
+    async def first(self, conversation: str) -> InboxEntry | None:
+        async with self._storage.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT seq, activity_id, body FROM {self._table} WHERE conversation = $1 "
+                "ORDER BY seq LIMIT 1",
+                conversation,
+            )
+        return InboxEntry(row[0], conversation, row[1], row[2]) if row else None
+
+    async def remove(self, entry: InboxEntry) -> None:
+        async with self._storage.connection() as conn:
+            await conn.execute(f"DELETE FROM {self._table} WHERE seq = $1", entry.seq)
+
+    async def waiting_since(self, seconds: float, limit: int = 100) -> list[str]:
+        async with self._storage.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT DISTINCT conversation FROM {self._table} "
+                "WHERE accepted < clock_timestamp() - make_interval(secs => $1) LIMIT $2",
+                float(seconds),
+                limit,
+            )
+        return [row[0] for row in rows]
+
+    async def close(self) -> None:
+        """Nothing to close: the storage owns the connections."""

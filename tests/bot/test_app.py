@@ -174,3 +174,26 @@ async def test_readyz_is_503_until_the_model_has_loaded(settings: Settings) -> N
     finally:
         release.set()
         await client.close()
+
+
+async def test_a_message_answered_before_a_restart_is_not_answered_again(
+    settings: Settings, connector: FakeConnector, fake_model: FakeChatModel
+) -> None:
+    # A channel's late retry, or a turn run again because its replica died after saving it:
+    # the conversation's state remembers the ids of the turns it saved.
+    first = message("once", service_url=connector.url)
+    for attempt in range(2):  # the second time on a restarted bot (its memory of ids is gone)
+        client = TestClient(TestServer(create_app(settings, model=fake_model), host="127.0.0.1"))
+        await client.start_server()
+        try:
+            assert (await client.post("/api/messages", json=first)).status == 202
+            if attempt == 0:
+                await connector.wait_for_messages(1)
+            else:
+                after = message("then", service_url=connector.url)
+                await client.post("/api/messages", json=after)
+                await connector.wait_for_messages(2)
+        finally:
+            await client.close()
+    assert [m["text"] for m in connector.messages()] == ["fake: once", "fake: then"]
+    assert [m.content for m in fake_model.prompts[-1][1:]] == ["once", "fake: once", "then"]

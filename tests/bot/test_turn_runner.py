@@ -1,62 +1,217 @@
+"""TurnRunner: turns from the inbox, in order per conversation, across runners sharing a store."""
+
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import pytest
 
-from bot.storage import LocalLocks
+from bot.storage import InboxEntry, LocalLocks, SqliteStorage, create_inbox, create_locks
+from bot.storage.inbox import MemoryInbox
 from bot.turn_runner import RunnerBusy, RunnerLimits, TurnRunner
 
 
+class RecordingTurns:
+    """Runs an entry by recording it; an entry whose body names a gate waits for it."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.events: list[str] = []
+        self.told_to_wait: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self._delay_s = delay_s
+
+    async def run(self, entry: InboxEntry) -> None:
+        self.events.append(f"start {entry.body}")
+        if entry.body in self.gates:
+            await self.gates[entry.body].wait()
+        await asyncio.sleep(self._delay_s)
+        self.events.append(f"end {entry.body}")
+
+    async def say_one_moment(self, entry: InboxEntry) -> None:
+        self.told_to_wait.append(entry.body)
+
+    def ran(self) -> list[str]:
+        return [e.removeprefix("end ") for e in self.events if e.startswith("end ")]
+
+
+def local_runner(turns: RecordingTurns, **limits: float) -> TurnRunner:
+    return TurnRunner(LocalLocks(), MemoryInbox(), turns, RunnerLimits(**limits))  # type: ignore[arg-type]
+
+
+async def idle(*runners: TurnRunner, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(r.busy for r in runners):
+        assert time.monotonic() < deadline, "turns still running"
+        await asyncio.sleep(0.01)
+
+
 async def test_one_conversation_runs_in_order_and_others_in_parallel() -> None:
-    runner = TurnRunner(LocalLocks(), RunnerLimits())
-    events: list[str] = []
-
-    def turn(name: str, delay: float):
-        async def run() -> str:
-            events.append(f"start {name}")
-            await asyncio.sleep(delay)
-            events.append(f"end {name}")
-            return name
-
-        return run
-
-    a1 = runner.submit("a", turn("a1", 0.05))
-    a2 = runner.submit("a", turn("a2", 0.0))
-    b1 = runner.submit("b", turn("b1", 0.0))
-    assert a1 and a2 and b1
-    assert await asyncio.gather(a1, a2, b1) == ["a1", "a2", "b1"]
-    assert events.index("end a1") < events.index("start a2")
-    assert events.index("end b1") < events.index("end a1"), "b did not wait for a"
+    turns = RecordingTurns()
+    runner = local_runner(turns)
+    turns.gates["a1"] = gate = asyncio.Event()
+    for conversation, body in [("a", "a1"), ("a", "a2"), ("b", "b1")]:
+        assert await runner.accept(conversation, body, body)
+    await asyncio.sleep(0.05)
+    assert turns.events == ["start a1", "start b1", "end b1"], "a2 ran before a1 ended"
+    gate.set()
+    await idle(runner)
+    assert turns.ran() == ["b1", "a1", "a2"]
     assert not runner.busy and runner.queued == 0
+    await runner.close()
 
 
 async def test_bounded_queue_and_duplicates() -> None:
-    runner = TurnRunner(LocalLocks(), RunnerLimits(max_queued=2))
-    gate = asyncio.Event()
-    first = runner.submit("a", gate.wait, activity_id="x")
-    assert runner.submit("a", gate.wait, activity_id="x") is None
-    runner.submit("b", gate.wait)
+    turns = RecordingTurns()
+    runner = local_runner(turns, max_queued=2)
+    turns.gates["x"] = gate = asyncio.Event()
+    assert await runner.accept("a", "x", "x") is True
+    assert await runner.accept("a", "x", "x") is False, "a retry queued twice"
+    assert await runner.accept("b", "y", "y") is True
     with pytest.raises(RunnerBusy):
-        runner.submit("c", gate.wait)
+        await runner.accept("c", "z", "z")
+    await asyncio.sleep(0.05)
     gate.set()
-    assert first is not None and await first is True
+    await idle(runner)
+    assert turns.ran() == ["y", "x"]
+    await runner.close()
 
 
-async def test_turn_timeout_frees_the_conversation() -> None:
-    runner = TurnRunner(LocalLocks(), RunnerLimits(turn_timeout_s=0.05))
-    stuck = runner.submit("a", asyncio.Event().wait)
-    after = runner.submit("a", lambda: asyncio.sleep(0))
-    assert stuck is not None and after is not None
-    with pytest.raises(TimeoutError):
-        await stuck
-    assert await after is None
+async def test_a_turn_that_times_out_is_not_run_again_and_frees_the_conversation() -> None:
+    turns = RecordingTurns()
+    runner = local_runner(turns, turn_timeout_s=0.05)
+    turns.gates["stuck"] = asyncio.Event()
+    await runner.accept("a", "1", "stuck")
+    await runner.accept("a", "2", "after")
+    await idle(runner)
+    assert turns.events == ["start stuck", "start after", "end after"]
+    await runner.close()
 
 
-async def test_drain_refuses_new_turns() -> None:
-    runner = TurnRunner(LocalLocks(), RunnerLimits())
-    done = runner.submit("a", lambda: asyncio.sleep(0.05, "ok"))
-    assert await runner.drain(1.0) is True
-    assert done is not None and done.result() == "ok"
+async def test_calls_answer_with_their_result_under_the_conversation_lock() -> None:
+    turns = RecordingTurns()
+    runner = local_runner(turns)
+    turns.gates["m1"] = gate = asyncio.Event()
+    await runner.accept("a", "m1", "m1")
+    await asyncio.sleep(0.05)  # m1's turn is running
+
+    async def invoke() -> str:
+        turns.events.append("invoke")
+        return "invoked"
+
+    done = runner.call("a", invoke, activity_id="i1")
+    assert runner.call("a", invoke, activity_id="i1") is None
+    await asyncio.sleep(0.05)
+    assert "invoke" not in turns.events, "ran beside a turn of its conversation"
+    gate.set()
+    assert await done == "invoked"
+    await runner.close()
+
+
+async def test_drain_refuses_new_turns_and_finishes_accepted_ones() -> None:
+    turns = RecordingTurns(delay_s=0.05)
+    runner = local_runner(turns)
+    await runner.accept("a", "1", "before")
+    assert await runner.drain(2.0) is True
+    assert turns.ran() == ["before"]
     with pytest.raises(RunnerBusy):
-        runner.submit("a", lambda: asyncio.sleep(0))
+        await runner.accept("a", "2", "after")
+    await runner.close()
+
+
+# --- runners sharing a store (as replicas do); SQLite stands in for the shared database --------
+
+
+class Replica:
+    def __init__(self, path: Path, turns: RecordingTurns, **limits: float) -> None:
+        self.storage = SqliteStorage(path)
+        self.runner = TurnRunner(
+            create_locks(self.storage),
+            create_inbox(self.storage),
+            turns,  # type: ignore[arg-type]
+            RunnerLimits(**limits),
+        )
+
+    async def close(self) -> None:
+        await self.runner.close()
+        await self.storage.close()
+
+
+async def test_replicas_run_a_conversation_in_acknowledgement_order_exactly_once(
+    tmp_path: Path,
+) -> None:
+    turns = RecordingTurns(delay_s=0.01)  # one record for both replicas: the user's view
+    replicas = [Replica(tmp_path / "state.db", turns) for _ in range(3)]
+    sent = []
+    for n in range(12):  # each message reaches another replica, the next right after the 202
+        sent.append(f"m{n}")
+        assert await replicas[n % 3].runner.accept("a", sent[-1], sent[-1])
+    await idle(*(r.runner for r in replicas))
+    assert turns.ran() == sent
+    assert [e for e in turns.events if e.startswith("start")] == [f"start {m}" for m in sent]
+    for replica in replicas:
+        await replica.close()
+
+
+async def test_entries_left_by_a_stopped_replica_are_taken_up_in_order(tmp_path: Path) -> None:
+    turns = RecordingTurns()
+    gone = Replica(tmp_path / "state.db", turns)
+    turns.gates["m0"] = asyncio.Event()  # never set: m0's turn is running when the replica stops
+    for n in range(3):
+        await gone.runner.accept("a", f"m{n}", f"m{n}")
+    await asyncio.sleep(0.05)
+    await gone.runner.cancel_all()  # stopped mid-turn: its acknowledged entries stay stored
+    await gone.close()
+    assert turns.ran() == []
+
+    del turns.gates["m0"]
+    survivor = Replica(tmp_path / "state.db", turns, orphaned_after_s=0.1, sweep_s=0.05)
+    await survivor.runner.accept("a", "m3", "m3")  # a new message runs only after the old ones
+    survivor.runner.start()
+    await idle(survivor.runner)
+    assert turns.ran() == ["m0", "m1", "m2", "m3"]
+    await survivor.close()
+
+
+async def test_after_a_restart_waiting_entries_run_once_the_start_signal_comes(
+    tmp_path: Path,
+) -> None:
+    turns = RecordingTurns()
+    storage = SqliteStorage(tmp_path / "state.db")
+    inbox = create_inbox(storage)  # as the endpoint of the process that crashed stored it
+    await inbox.put("a", "m0", "acknowledged before a crash")
+    await inbox.close()
+    await storage.close()
+
+    after = Replica(tmp_path / "state.db", turns, orphaned_after_s=0.0, sweep_s=0.05)
+    model_loaded = asyncio.Event()
+    after.runner.start(after=model_loaded.wait())
+    await asyncio.sleep(0.2)
+    assert turns.ran() == [], "ran before the model was loaded"
+    model_loaded.set()
+    await asyncio.sleep(0.1)
+    await idle(after.runner)
+    assert turns.ran() == ["acknowledged before a crash"]
+    await after.close()
+
+
+async def test_a_message_that_waits_for_another_replica_is_told_so_once_and_still_runs(
+    tmp_path: Path,
+) -> None:
+    turns = RecordingTurns()
+    holder = Replica(tmp_path / "state.db", turns)
+    waiter = Replica(tmp_path / "state.db", turns, lock_wait_s=0.1)
+    turns.gates["long"] = gate = asyncio.Event()
+    await holder.runner.accept("a", "1", "long")
+    await asyncio.sleep(0.05)
+    await waiter.runner.accept("a", "2", "next")
+    await asyncio.sleep(0.5)  # several lock timeouts
+    assert turns.told_to_wait == ["next"]
+    assert turns.ran() == []
+    gate.set()
+    await idle(holder.runner, waiter.runner)
+    assert turns.ran() == ["long", "next"]
+    assert turns.told_to_wait == ["next"]
+    await holder.close()
+    await waiter.close()

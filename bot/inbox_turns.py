@@ -1,0 +1,70 @@
+"""Inbox entries as turns: an acknowledged activity and how it was authenticated, stored as JSON
+and rebuilt on whichever replica runs its turn."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botbuilder.core import Bot, TurnContext
+from botbuilder.schema import Activity, ActivityTypes
+from botframework.connector.auth import BotFrameworkAuthentication, ClaimsIdentity
+from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
+
+from bot.outbound import RetryingCloudAdapter
+from bot.storage import InboxEntry
+
+ONE_MOMENT = "One moment, please: I'm still answering your previous message. This one is next."
+
+
+def entry_body(activity: dict[str, Any], auth: AuthenticateRequestResult) -> str:
+    """What the inbox keeps: the activity as it came (JSON), and the verified claims the turn's
+    replies need (the token itself is not kept)."""
+    identity = auth.claims_identity
+    return json.dumps(
+        {
+            "activity": activity,
+            "claims": identity.claims if identity is not None else {},
+            "authenticated": bool(identity is not None and identity.is_authenticated),
+            "authentication_type": getattr(identity, "authentication_type", None),
+            "audience": auth.audience,
+            "caller_id": auth.caller_id,
+        }
+    )
+
+
+def restore(
+    body: str, authentication: BotFrameworkAuthentication
+) -> tuple[Activity, AuthenticateRequestResult]:
+    """The activity and an authentication result equal to the one the endpoint got."""
+    stored: dict[str, Any] = json.loads(body)
+    identity = ClaimsIdentity(
+        stored["claims"], stored["authenticated"], stored["authentication_type"]
+    )
+    auth = AuthenticateRequestResult()
+    auth.claims_identity = identity
+    auth.audience = stored["audience"]
+    auth.caller_id = stored["caller_id"]
+    auth.connector_factory = authentication.create_connector_factory(identity)
+    return Activity().deserialize(stored["activity"]), auth
+
+
+class InboxTurns:
+    """Runs an inbox entry through the adapter and the bot, as the endpoint would have."""
+
+    def __init__(self, adapter: RetryingCloudAdapter, bot: Bot) -> None:
+        self._adapter = adapter
+        self._bot = bot
+
+    async def run(self, entry: InboxEntry) -> None:
+        activity, auth = restore(entry.body, self._adapter.bot_framework_authentication)
+        await self._adapter.process_activity(auth, activity, self._bot.on_turn)
+
+    async def say_one_moment(self, entry: InboxEntry) -> None:
+        activity, auth = restore(entry.body, self._adapter.bot_framework_authentication)
+        if activity.type == ActivityTypes.message:
+            await self._adapter.process_activity(auth, activity, _say_one_moment)
+
+
+async def _say_one_moment(turn_context: TurnContext) -> None:
+    await turn_context.send_activity(ONE_MOMENT)

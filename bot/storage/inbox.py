@@ -1,0 +1,177 @@
+"""The inbox: every acknowledged activity, kept in the shared store until a turn has run it.
+
+The endpoint puts an activity here before it answers 202, so an acknowledged message outlives
+the replica that acknowledged it. Turns are then taken from the inbox, oldest first, by whichever
+replica holds the conversation's lock (bot/turn_runner.py): the order of a conversation is the
+order its messages were acknowledged, whichever replicas they reached. An entry leaves the inbox
+once its turn has run, so delivery is at least once: a replica killed between a turn's end and
+the entry's removal has that turn run again by the next holder.
+
+Entries carry the activity (message text included) only until their turn has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from bot.storage.sqlite import connect_wal
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    seq: int  # grows with every entry put in the store: the order of acknowledgement
+    conversation: str
+    activity_id: str  # "" when the activity had none
+    body: str  # what the endpoint stored: the activity and how it was authenticated (JSON)
+
+
+class Inbox(Protocol):
+    async def put(self, conversation: str, activity_id: str | None, body: str) -> int | None:
+        """Store an entry durably; its seq, or None if this activity id is already waiting."""
+        ...
+
+    async def first(self, conversation: str) -> InboxEntry | None:
+        """The conversation's oldest waiting entry."""
+        ...
+
+    async def remove(self, entry: InboxEntry) -> None:
+        """The entry's turn has run (idempotent)."""
+        ...
+
+    async def waiting_since(self, seconds: float, limit: int = 100) -> list[str]:
+        """Conversations with an entry that has waited longer than `seconds`: their replica may
+        have died, so another must take them up."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class MemoryInbox:
+    """For state that lives in one process (memory://): the inbox dies with it, as state does."""
+
+    _entries: dict[str, dict[int, tuple[InboxEntry, float]]] = field(default_factory=dict)
+    _seq: int = 0
+
+    async def put(self, conversation: str, activity_id: str | None, body: str) -> int | None:
+        waiting = self._entries.setdefault(conversation, {})
+        if activity_id and any(e.activity_id == activity_id for e, _ in waiting.values()):
+            return None
+        self._seq += 1
+        waiting[self._seq] = (
+            InboxEntry(self._seq, conversation, activity_id or "", body),
+            time.monotonic(),
+        )
+        return self._seq
+
+    async def first(self, conversation: str) -> InboxEntry | None:
+        waiting = self._entries.get(conversation)
+        return waiting[min(waiting)][0] if waiting else None
+
+    async def remove(self, entry: InboxEntry) -> None:
+        waiting = self._entries.get(entry.conversation, {})
+        waiting.pop(entry.seq, None)
+        if not waiting:
+            self._entries.pop(entry.conversation, None)
+
+    async def waiting_since(self, seconds: float, limit: int = 100) -> list[str]:
+        oldest = time.monotonic() - seconds
+        found = [
+            conversation
+            for conversation, waiting in self._entries.items()
+            if min(accepted for _, accepted in waiting.values()) < oldest
+        ]
+        return found[:limit]
+
+    async def close(self) -> None:
+        return None
+
+
+_SQLITE_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "conversation TEXT NOT NULL, activity_id TEXT NOT NULL, body TEXT NOT NULL, "
+    "accepted REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS inbox_by_conversation ON inbox (conversation, seq)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS inbox_activity ON inbox (conversation, activity_id) "
+    "WHERE activity_id != ''",
+]
+
+
+class SqliteInbox:
+    """The inbox as a table in the SQLite file the state lives in: acknowledged messages that a
+    crash or restart interrupted are run when the bot starts again."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
+        self._path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-inbox")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect_wal(self._path, busy_timeout_s=self._busy_timeout_s)
+            for statement in _SQLITE_SCHEMA:
+                self._conn.execute(statement)
+        return self._conn
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def put(self, conversation: str, activity_id: str | None, body: str) -> int | None:
+        return await self._run(self._put, conversation, activity_id or "", body)
+
+    def _put(self, conversation: str, activity_id: str, body: str) -> int | None:
+        cursor = self._connection().execute(
+            "INSERT INTO inbox (conversation, activity_id, body, accepted) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (conversation, activity_id, body, time.time()),
+        )
+        return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    async def first(self, conversation: str) -> InboxEntry | None:
+        return await self._run(self._first, conversation)
+
+    def _first(self, conversation: str) -> InboxEntry | None:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT seq, activity_id, body FROM inbox WHERE conversation = ? "
+                "ORDER BY seq LIMIT 1",
+                (conversation,),
+            )
+            .fetchone()
+        )
+        return InboxEntry(row[0], conversation, row[1], row[2]) if row else None
+
+    async def remove(self, entry: InboxEntry) -> None:
+        await self._run(self._remove, entry.seq)
+
+    def _remove(self, seq: int) -> None:
+        self._connection().execute("DELETE FROM inbox WHERE seq = ?", (seq,))
+
+    async def waiting_since(self, seconds: float, limit: int = 100) -> list[str]:
+        return await self._run(self._waiting_since, time.time() - seconds, limit)
+
+    def _waiting_since(self, before: float, limit: int) -> list[str]:
+        rows = self._connection().execute(
+            "SELECT DISTINCT conversation FROM inbox WHERE accepted < ? LIMIT ?", (before, limit)
+        )
+        return [row[0] for row in rows]
+
+    async def close(self) -> None:
+        def close_connection() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._run(close_connection)
+        self._executor.shutdown(wait=True)
