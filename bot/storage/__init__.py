@@ -72,11 +72,11 @@ async def open_storage(storage: Storage) -> None:
 def create_locks(storage: Storage, *, lease_s: float = DEFAULT_LEASE_S) -> ConversationLocks:
     """Per-conversation locks that live where `storage` lives, so they hold across processes.
 
-    On PostgreSQL and Redis they are leases of `lease_s`, renewed while a turn runs: a replica
-    that dies frees its conversations within `lease_s`.
+    On SQLite, PostgreSQL and Redis they are leases of `lease_s`, renewed while a turn runs: a
+    process that dies frees its conversations within `lease_s`.
     """
     if isinstance(storage, SqliteStorage):
-        return SqliteLocks(storage.path)
+        return SqliteLocks(storage.path, lease_s=lease_s)
     shared_locks = getattr(storage, "conversation_locks", None)  # PostgreSQL, Redis
     if shared_locks is not None:
         locks: ConversationLocks = shared_locks(lease_s=lease_s)

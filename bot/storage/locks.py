@@ -55,11 +55,17 @@ _LOCK_SCHEMA = (
 class SqliteLocks:
     """Lock rows in the SQLite file the state lives in: (key, owner, expiry), taken atomically.
 
-    Waiters poll every `poll_s`; an expired row (its holder died) is taken over.
+    A lock is a lease of min(`lease_s`, ttl_s), renewed every third of it while its turn runs
+    (for ttl_s at most), so a process that was killed frees its conversations within one lease:
+    a restarted bot does not wait for its own dead predecessor. Waiters poll every `poll_s`; an
+    expired row is taken over.
     """
 
-    def __init__(self, path: str | Path, *, poll_s: float = 0.02) -> None:
+    def __init__(self, path: str | Path, *, lease_s: float = 8.0, poll_s: float = 0.02) -> None:
+        if lease_s <= 0:
+            raise ValueError("lease_s must be positive")
         self._path = Path(path)
+        self._lease_s = lease_s
         self._poll_s = poll_s
         self._owner = uuid.uuid4().hex
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-locks")
@@ -92,6 +98,13 @@ class SqliteLocks:
             conn.execute("ROLLBACK")
             raise
 
+    def _renew(self, key: str, lease_s: float) -> bool:
+        cursor = self._connection().execute(
+            "UPDATE conversation_locks SET expires = ? WHERE key = ? AND owner = ?",
+            (time.time() + lease_s, key, self._owner),
+        )
+        return cursor.rowcount == 1
+
     def _release(self, key: str) -> None:
         self._connection().execute(
             "DELETE FROM conversation_locks WHERE key = ? AND owner = ?", (key, self._owner)
@@ -102,15 +115,26 @@ class SqliteLocks:
 
     @asynccontextmanager
     async def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AsyncIterator[None]:
+        lease_s = min(self._lease_s, ttl_s)
         deadline = time.monotonic() + wait_s
-        while not await self._run(self._try_acquire, key, ttl_s):
+        while not await self._run(self._try_acquire, key, lease_s):
             if time.monotonic() >= deadline:
                 raise LockTimeout(f"conversation {key!r} is busy")
             await asyncio.sleep(self._poll_s)
+        renewing = asyncio.create_task(self._keep(key, lease_s, time.monotonic() + ttl_s))
         try:
             yield
         finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
             await self._run(self._release, key)
+
+    async def _keep(self, key: str, lease_s: float, until: float) -> None:
+        """Renew every lease_s / 3, as long as renewing does not outlast `until`."""
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            if time.monotonic() + lease_s > until or not await self._run(self._renew, key, lease_s):
+                return
 
     async def close(self) -> None:
         def close_connection() -> None:

@@ -15,7 +15,7 @@ from botbuilder.core import Storage
 from bot.storage import LockLost, LockTimeout, SqliteStorage, create_locks
 from bot.storage.fencing import current_fence
 from bot.storage.leases import QUEUE_TTL_S, LeaseLocks
-from bot.storage.locks import ConversationLocks
+from bot.storage.locks import ConversationLocks, SqliteLocks
 from bot.storage.postgres import PostgresStorage
 from bot.storage.redis import RedisStorage
 from tests.services import namespace_on
@@ -128,7 +128,27 @@ async def test_a_dead_holder_frees_the_conversation_within_one_lease(
     assert LEASE_S * 0.5 < waited < LEASE_S + 0.5
 
 
-async def test_a_live_holder_renews_its_lease_until_ttl(leased: Callable[[], Replica]) -> None:
+async def test_a_dead_sqlite_holder_frees_the_conversation_within_one_lease(
+    tmp_path: Path,
+) -> None:
+    # A bot killed mid-turn on a laptop: its restart must not wait for the dead process.
+    async with replicas_on("sqlite", tmp_path) as replica:
+        (_, dead), (_, alive) = replica(), replica()
+        assert isinstance(dead, SqliteLocks)
+        assert await dead._run(dead._try_acquire, KEY, LEASE_S)  # then it dies
+        started = time.monotonic()
+        async with alive.hold(KEY, ttl_s=10, wait_s=5):
+            waited = time.monotonic() - started
+    assert LEASE_S * 0.5 < waited < LEASE_S + 0.5
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "redis"])
+async def test_a_live_holder_renews_its_lease_until_ttl(kind: str, tmp_path: Path) -> None:
+    async with replicas_on(kind, tmp_path) as leased:
+        await renews_until_ttl(leased)
+
+
+async def renews_until_ttl(leased: Callable[[], Replica]) -> None:
     (_, a), (_, b) = leased(), leased()
     ttl_s = 4 * LEASE_S
     started = time.monotonic()
