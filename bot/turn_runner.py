@@ -174,9 +174,13 @@ class TurnRunner:
                     logger.warning("conversation locked elsewhere conversation=%s", conversation)
                     state.adopted = False  # whoever holds the lock runs what waits
                     await self._tell_waiting_users(state)
-                except StorageUnavailable:
+                except StorageUnavailable as error:
                     logger.warning("store unreachable; retrying conversation=%s", conversation)
                     state.adopted = False
+                    while state.calls:  # their callers answer 503 now rather than time out
+                        _, done = state.calls.popleft()
+                        if not done.done():
+                            done.set_exception(error)
                     await asyncio.sleep(1.0)
                     if self.draining:
                         break

@@ -376,7 +376,9 @@ def through(url: str, port: int) -> str:
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "redis"])
-async def test_readyz_is_503_while_the_database_is_unreachable_then_recovers(kind: str) -> None:
+async def test_readyz_is_503_while_the_database_is_unreachable_then_recovers(
+    kind: str, connector: FakeConnector
+) -> None:
     async with namespace_on(kind) as (url, namespace):
         parts = urlsplit(url)
         proxy = FlakyProxy(
@@ -395,12 +397,25 @@ async def test_readyz_is_503_while_the_database_is_unreachable_then_recovers(kin
                 503,
                 "storage unreachable",
             )
+            # A message that cannot be stored is refused, so the channel sends it again later.
+            activity = message("while down", service_url=connector.url)
+            refused = await client.post("/api/messages", json=activity)
+            assert (refused.status, await refused.text()) == (
+                503,
+                "cannot store the message right now",
+            )
+            assert refused.headers["Retry-After"] == "5"
+            invoke = {**message(None, service_url=connector.url), "type": "invoke", "name": "x"}
+            assert (await client.post("/api/messages", json=invoke)).status == 503
             proxy.down = False
             for _ in range(50):  # the pool reconnects by itself
                 if (await client.get("/readyz")).status == 200:
                     break
                 await asyncio.sleep(0.1)
             assert (await client.get("/readyz")).status == 200
+            assert (await client.post("/api/messages", json=activity)).status == 202  # the retry
+            replies = await connector.wait_for_messages(1)
+            assert [r["text"] for r in replies] == ["fake: while down"]
         finally:
             await client.close()
             await proxy.close()
