@@ -47,7 +47,9 @@ class EngineConfig:
     those places; the next caller gets ModelOverloaded(retry_after=`retry_after_s`).
     `backend`: "paged" on CUDA, "dynamic" elsewhere when "auto".
     `prefix_cache_tokens` (dynamic): KV cache of recent conversations kept for reuse, in tokens
-    (about 46 kB each for the embedded default in float32).
+    (about 46 kB each for the embedded default in float32). `pack_weights` (dynamic, float32 on the
+    CPU): run on a copy of the model whose linear layers are pre-packed for oneDNN
+    (models/engine_linear.py; a second copy of those weights while the caller keeps the model).
     `block_size` (paged): tokens per KV-cache block; only whole blocks are shared between prompts,
     so short chat turns want small blocks. `kv_cache_blocks` and `max_batch_tokens` (tokens in
     one forward pass; long prompts are split) (paged): None sizes them from free GPU memory
@@ -61,6 +63,7 @@ class EngineConfig:
     max_waiting: int = 64
     retry_after_s: float = 2.0
     prefix_cache_tokens: int = 16384
+    pack_weights: bool = True
     block_size: int = 16
     kv_cache_blocks: int | None = None
     max_batch_tokens: int | None = None
@@ -100,7 +103,10 @@ def create_batcher(
     from models.engine_dynamic import DynamicBatcher
 
     return DynamicBatcher(
-        model, max_batch=config.max_batch, prefix_cache_tokens=config.prefix_cache_tokens
+        model,
+        max_batch=config.max_batch,
+        prefix_cache_tokens=config.prefix_cache_tokens,
+        pack_weights=config.pack_weights,
     )
 
 

@@ -4,9 +4,10 @@ One scheduler thread owns the model. Between two decode steps it drops cancelled
 waiting requests: each newcomer is prefilled on its own (only the part of its prompt that the
 PrefixCache does not already hold), its first token is chosen, and its KV cache joins the batch.
 A decode step then advances every row by one token in a single forward pass: input [rows, 1]
-against the rows' KV caches left-padded to a common width (BatchKV), with per-row position ids.
-A row leaves as soon as its reply ends; its KV cache goes to the PrefixCache, where the
-conversation's next turn finds it.
+against the rows' KV caches left-padded to a common width in preallocated slots (BatchKV), with
+per-row position ids. A row leaves as soon as its reply ends; its KV cache goes to the
+PrefixCache, where the conversation's next turn finds it. In float32 on the CPU the batcher runs a
+copy of the model whose linear layers are pre-packed for oneDNN (models/engine_linear.py).
 
 Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
 nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU
@@ -29,6 +30,7 @@ from transformers.cache_utils import DynamicLayer
 
 from models.api import ModelError, ModelUnavailable
 from models.engine_kv import BatchKV, LayerKV, fill_cache, layer_kv
+from models.engine_linear import packed_copy
 from models.engine_prefix import PrefixCache
 from models.engine_request import EngineRequest, EngineStats
 from models.engine_sampling import choose_tokens
@@ -64,11 +66,18 @@ class DynamicBatcher:
     """
 
     def __init__(
-        self, model: PreTrainedModel, *, max_batch: int = 16, prefix_cache_tokens: int = 16384
+        self,
+        model: PreTrainedModel,
+        *,
+        max_batch: int = 16,
+        prefix_cache_tokens: int = 16384,
+        pack_weights: bool = True,
     ) -> None:
         if not supports_dynamic_batching(model):
             raise ValueError(f"{type(model).__name__} cannot be batched by DynamicBatcher")
-        self._model = model
+        packed = packed_copy(model, max_batch) if pack_weights else None
+        self.packed = packed is not None
+        self._model = packed or model
         self._device = model.device
         # transformers 5.24 renamed the forward argument `past_key_values` (5.17) to `cache`.
         forward = inspect.signature(model.forward).parameters
@@ -82,7 +91,7 @@ class DynamicBatcher:
         # The batch: its rows, their KV cache, and seen [rows, vocab] (bool: tokens each row
         # contains, for the repetition penalty).
         self._rows: list[_Row] = []
-        self._kv = BatchKV(model.config, self._device)
+        self._kv = BatchKV(model.config, self._device, max_rows=max_batch)
         self._seen = torch.zeros(0, 0, dtype=torch.bool, device=self._device)
         self._thread = threading.Thread(target=self._run, name="botloom-engine", daemon=True)
         self._thread.start()
@@ -244,11 +253,9 @@ class DynamicBatcher:
         for index in indices:
             row = self._rows[index]
             self._retire(row, self._kv.row(index) if self.prefixes.max_tokens >= row.length else [])
-        gone = set(indices)
-        keep = [i for i in range(len(self._rows)) if i not in gone]
-        self._rows = [self._rows[i] for i in keep]
-        self._kv.keep(keep)
-        self._seen = self._seen[torch.tensor(keep, dtype=torch.long, device=self._device)]
+        order = self._kv.remove(indices)
+        self._rows = [self._rows[i] for i in order]
+        self._seen = self._seen[torch.tensor(order, dtype=torch.long, device=self._device)]
 
     def _retire(self, row: _Row, kv: LayerKV) -> None:
         request = row.request
@@ -261,7 +268,7 @@ class DynamicBatcher:
     def _fail_all(self, error: BaseException, *, waiting: bool = True) -> None:
         failed = [row.request for row in self._rows]
         self._rows = []
-        self._kv.keep([])
+        self._kv.clear()
         self._seen = self._seen[:0]
         if waiting:
             with self._wake:

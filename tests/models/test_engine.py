@@ -20,7 +20,7 @@ from models.api import (
     ModelUnavailable,
     complete,
 )
-from models.engine import BatchedChatModel, EngineConfig, load_engine_model
+from models.engine import BatchedChatModel, EngineConfig, create_batcher, load_engine_model
 from models.hf import ChatTemplate, HuggingFaceChatModel, generate_reply
 from models.loading import load_pretrained
 
@@ -369,6 +369,65 @@ async def test_close_ends_running_and_waiting_replies(
         await waiting
     with pytest.raises(ModelUnavailable, match="closed"):
         await complete(model, chat("hi"), GREEDY)
+
+
+# --- oneDNN-packed weights (float32 on the CPU) -------------------------------------------------
+
+
+def test_a_float32_model_runs_on_packed_weights_and_the_callers_model_is_untouched(
+    tiny_model_dir: Path, tmp_path: Path, loaded: Loaded
+) -> None:
+    from torch import nn
+
+    from models.engine_dynamic import DynamicBatcher
+    from models.engine_linear import PackedLinear, packed_copy
+
+    model, tokenizer = load_pretrained(str(tiny_model_dir), cache_dir=tmp_path)
+    assert model.dtype == torch.float32
+    packed = packed_copy(model, batch_size=4)
+    if packed is None:
+        pytest.skip("this PyTorch has no oneDNN linear")
+    assert all(type(m) is not nn.Linear for m in packed.modules())
+    assert any(isinstance(m, PackedLinear) for m in packed.modules())
+    assert any(type(m) is nn.Linear for m in model.modules())  # the caller's model is unchanged
+    embeddings = packed.get_input_embeddings().weight
+    assert embeddings.data_ptr() == model.get_input_embeddings().weight.data_ptr()  # shared
+
+    prompts = torch.tensor(
+        [ChatTemplate(tokenizer, "tiny").encode(chat(q))[:12] for q in QUESTIONS]
+    )
+    with torch.inference_mode():
+        expected, got = model(prompts).logits, packed(prompts).logits
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+    float64 = DynamicBatcher(loaded[0])  # packing is for float32 only
+    float32 = DynamicBatcher(model, max_batch=4)
+    unpacked = create_batcher(model, EngineConfig(pack_weights=False))
+    try:
+        assert (float64.packed, float32.packed) == (False, True)
+        assert not unpacked.packed  # type: ignore[attr-defined]
+    finally:
+        for batcher in (float64, float32, unpacked):
+            batcher.close()
+
+
+async def test_a_packed_engine_batches_and_reuses_prefixes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model, tokenizer = load_pretrained(str(tiny_model_dir), cache_dir=tmp_path)
+    engine = BatchedChatModel(
+        model, tokenizer, name="tiny", stop_token_ids=(), config=EngineConfig(max_batch=4)
+    )
+    try:
+        replies = await asyncio.gather(*(complete(engine, chat(q), GREEDY) for q in QUESTIONS))
+        assert engine.stats.max_rows == len(QUESTIONS)
+        assert engine.tokens_generated == len(QUESTIONS) * GREEDY.max_new_tokens
+        assert all(replies)
+        follow_up = [*chat(QUESTIONS[0]), ChatMessage("assistant", replies[0])]
+        await complete(engine, [*follow_up, ChatMessage("user", "And then?")], GREEDY)
+        assert engine.stats.reused_tokens >= engine.count_tokens(follow_up) // 2
+    finally:
+        engine.close()
 
 
 # --- choosing the engine ---------------------------------------------------------------------

@@ -139,23 +139,47 @@ def test_decode_steps_write_in_place_and_grow_when_full() -> None:
     batch = BatchKV(CONFIG, torch.device("cpu"), spare=1)
     batch.add([kv_of([1, 2])], [2])
     layer = batch.cache.layers[0]
-    for token in (3, 4, 5):  # the second step overflows the spare slot
+    buffer = layer.key_buffer
+    batch.next_mask()
+    layer.update(torch.full((1, 1, 1, 1), 3.0), torch.zeros(1, 1, 1, 1))
+    assert layer.key_buffer is buffer  # the first step fits the spare column: written in place
+    for token in (4, 5):  # the next step overflows it: the batch moves to larger buffers
         batch.next_mask()
         keys, _ = layer.update(torch.full((1, 1, 1, 1), float(token)), torch.zeros(1, 1, 1, 1))
     assert keys.flatten().tolist() == [1, 2, 3, 4, 5]
     assert batch.cache.get_seq_length() == 5 == batch.width
+    assert batch.lengths == [5]
+    assert batch.reallocations >= 1
 
 
-def test_leaving_rows_trims_the_padding_nobody_needs() -> None:
+def test_leaving_rows_move_the_last_row_into_their_slots_and_trim_the_padding() -> None:
     batch = BatchKV(CONFIG, torch.device("cpu"))
-    batch.add([kv_of([1, 2]), kv_of([3, 4, 5, 6]), kv_of([7, 8, 9])], [2, 4, 3])
+    batch.add([kv_of([1, 2]), kv_of([3, 4, 5, 6]), kv_of([7, 8, 9]), kv_of([10])], [2, 4, 3, 1])
+    buffer = batch.cache.layers[1].key_buffer
 
-    batch.keep([2, 0])
+    order = batch.remove([1, 0])
 
-    assert batch.mask.tolist() == [[1, 1, 1], [0, 1, 1]]
-    assert batch.cache.layers[1].keys[:, 0, :, 0].tolist() == [[7, 8, 9], [0, 1, 2]]
-    batch.keep([])
-    assert batch.rows == 0
+    assert order == [2, 3]  # the last row filled slot 1, then the one before it slot 0
+    assert batch.cache.layers[1].key_buffer is buffer  # nothing reallocated
+    assert batch.mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert batch.cache.layers[1].keys[:, 0, :, 0].tolist() == [[7, 8, 9], [0, 0, 10]]
+    assert batch.lengths == [3, 1]
+    assert batch.remove([0, 1]) == []
+    assert batch.rows == 0 and batch.width == 0
+
+
+def test_rows_join_freed_slots_and_the_batch_grows_when_full() -> None:
+    batch = BatchKV(CONFIG, torch.device("cpu"), spare=4, max_rows=2)
+    batch.add([kv_of([1, 2])], [2])
+    batch.remove([0])
+    batch.add([kv_of([3]), kv_of([4, 5])], [1, 2])  # a fresh batch: its slots start clean
+    assert batch.mask.tolist() == [[0, 1], [1, 1]]
+    assert batch.cache.layers[0].keys[:, 0, :, 0].tolist() == [[0, 3], [4, 5]]
+
+    batch.add([kv_of([6, 7, 8])], [3])  # a third row: more rows than allocated
+    assert batch.rows == 3
+    assert batch.mask.tolist() == [[0, 0, 1], [0, 1, 1], [1, 1, 1]]
+    assert batch.row(2)[1][0].flatten().tolist() == [6, 7, 8]
 
 
 @pytest.mark.parametrize("tokens", [[5], [1, 2, 3]])

@@ -1,0 +1,97 @@
+"""PackedLinear: the CPU backend's linear layers, with weights laid out ahead of time by oneDNN.
+
+A decode step multiplies a few rows (one per reply) by every weight matrix. PyTorch's float32 CPU
+`linear` goes to MKL, which re-packs the weight for each call when it has several rows; on the
+2-core AMD EPYC here that made a 16-row step cost about 2.6x a 1-row step (all linear layers of the
+embedded default: 123 ms against 47 ms, 1 thread). oneDNN's linear on a weight packed once
+(`torch.ops.mkldnn._reorder_linear_weight`, the layout PyTorch's own compiler uses when it freezes
+CPU models) did the same 16 rows in 71 ms, and prefill's larger products about 20 % faster too.
+Results are float32 as before, summed in another order (differences of ~1e-6 relative).
+
+`packed_copy` gives the batcher its own copy of the module tree: every parameter and buffer is
+shared with the caller's model except the linear layers', which are replaced by packed ones. The
+caller's model is left unchanged (serial `generate` on it computes exactly what it did).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+logger = logging.getLogger(__name__)
+
+
+class PackedLinear(nn.Module):
+    """`nn.Linear` (float32, CPU) with its weight pre-packed for oneDNN; inference only."""
+
+    def __init__(self, linear: nn.Linear, batch_size: int) -> None:
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        with torch.no_grad():
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(
+                linear.weight.detach(), batch_size
+            )
+        self.bias = None if linear.bias is None else linear.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(
+            x.contiguous(), self.packed, self.bias, "none", [], ""
+        )
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed"
+
+
+def can_pack(model: PreTrainedModel) -> bool:
+    """True where packing applies: a float32 model on the CPU, a PyTorch built with oneDNN."""
+    return (
+        model.device.type == "cpu"
+        and model.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def packed_copy(model: PreTrainedModel, batch_size: int) -> PreTrainedModel | None:
+    """A copy of `model` whose `nn.Linear` layers are PackedLinear (`batch_size`: the rows the
+    packing is tuned for), sharing every other parameter and buffer with `model`; None where
+    packing does not apply or fails its check (a packed layer must match `F.linear`)."""
+    if not can_pack(model):
+        return None
+    try:
+        shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+        packed = copy.deepcopy(model, shared)
+        replaced = 0
+        for parent in list(packed.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.Linear:
+                    setattr(parent, name, PackedLinear(child, batch_size))
+                    replaced += 1
+        if not replaced or not _agrees(batch_size):
+            return None
+        return packed
+    except Exception:  # an op missing from this PyTorch build: serve unpacked
+        logger.warning(
+            "oneDNN weight packing is unavailable; the engine runs unpacked", exc_info=True
+        )
+        return None
+
+
+def _agrees(batch_size: int) -> bool:
+    """Whether packed and plain linear agree here (guards against a broken oneDNN build)."""
+    generator = torch.Generator().manual_seed(0)
+    linear = nn.Linear(64, 48)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(48, 64, generator=generator))
+        x = torch.randn(3, 5, 64, generator=generator)
+        expected = F.linear(x, linear.weight, linear.bias)
+        got = PackedLinear(linear, batch_size)(x)
+    return bool(torch.allclose(got, expected, rtol=1e-4, atol=1e-4))
