@@ -30,8 +30,11 @@ NOTHING_TO_CANCEL = "There is nothing to cancel."
 
 
 def command_of(turn_context: TurnContext) -> str:
-    """The lower-cased text of the message, or "" for messages without text (e.g. card submits)."""
-    return (turn_context.activity.text or "").strip().lower()
+    """What the message asks for, lower-cased: a slash command's first word ("/help me" is
+    "/help"), else the whole text ("help me write a poem" is for the model); "" for messages
+    without text (e.g. card submits)."""
+    text = (turn_context.activity.text or "").strip().lower()
+    return text.split()[0] if text.startswith("/") else text
 
 
 class MainDialog(ComponentDialog):
@@ -82,7 +85,6 @@ class MainDialog(ComponentDialog):
         if command == "/feedback":
             return await step.replace_dialog(self._feedback_id)
         if command.startswith("/"):
-            name = command.split()[0]
-            await step.context.send_activity(f"I don't know the command {name}. Try /help.")
+            await step.context.send_activity(f"I don't know the command {command}. Try /help.")
             return await step.end_dialog()
         return await step.replace_dialog(self._chat_id)
