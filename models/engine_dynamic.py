@@ -1,8 +1,9 @@
 """DynamicBatcher: continuous batching with a hand-written decode loop (the CPU backend).
 
 One scheduler thread owns the model. Between two decode steps it drops cancelled rows and admits
-waiting requests: each newcomer is prefilled on its own (only the part of its prompt that the
-PrefixCache does not already hold), its first token is chosen, and its KV cache joins the batch.
+waiting requests: the newcomers are prefilled together in one forward pass where their padding
+allows (only the part of each prompt that the PrefixCache does not already hold), their first
+tokens are chosen, and their KV caches join the batch.
 A decode step then advances every row by one token in a single forward pass: input [rows, 1]
 against the rows' KV caches left-padded to a common width in preallocated slots (BatchKV), with
 per-row position ids. A row leaves as soon as its reply ends; its KV cache goes to the
@@ -159,63 +160,130 @@ class DynamicBatcher:
             self._decode_step()
 
     def _admit(self, requests: list[EngineRequest]) -> None:
-        joined: list[tuple[_Row, LayerKV, torch.Tensor]] = []
+        pending: list[EngineRequest] = []
         for request in requests:
             if request.cancelled.is_set():
                 self.stats.cancelled += 1
                 request.finish()
-                continue
+            else:
+                pending.append(request)
+        joined: list[tuple[_Row, LayerKV, torch.Tensor]] = []
+        while pending:
+            group, pending = self._next_group(pending)
             try:
-                started = self._prefill(request)
+                joined.extend(self._prefill(group))
             except Exception as error:
                 logger.exception("prefill failed")
-                request.finish(_generation_error(error))
-                continue
-            if started is not None:
-                joined.append(started)
+                for prefill in group:
+                    prefill.request.finish(_generation_error(error))
         if joined:
             self._kv.add([kv for _, kv, _ in joined], [row.length for row, _, _ in joined])
             seen = torch.stack([s for _, _, s in joined])
             self._seen = torch.cat([self._seen, seen]) if self._rows else seen
             self._rows.extend(row for row, _, _ in joined)
 
-    def _prefill(self, request: EngineRequest) -> tuple[_Row, LayerKV, torch.Tensor] | None:
-        """Run the prompt (what the PrefixCache lacks of it) and choose the first token.
+    def _next_group(
+        self, requests: list[EngineRequest]
+    ) -> tuple[list[_Prefill], list[EngineRequest]]:
+        """The requests to prefill together in one forward pass, and those left for later.
 
-        Returns the new row, its KV cache (per layer [1, kv_heads, prompt, head_dim]) and its
-        seen-token mask [vocab], or None if the reply ended with its first token.
+        A request that shares more of its prompt with an earlier one of these than the
+        PrefixCache holds waits for that one's KV cache (conversations starting together share
+        their system prompt). Suffixes are padded to the longest of the group: requests whose
+        suffix would be mostly padding wait for a group of their own.
         """
-        ids = request.prompt_ids
-        reused, past = self.prefixes.match(ids)
+        candidates: list[_Prefill] = []
+        later: list[EngineRequest] = []
+        for request in requests:
+            reused, past = self.prefixes.match(request.prompt_ids)
+            if any(
+                _shared(request.prompt_ids, other.request.prompt_ids) >= reused + _SHARED_ENOUGH
+                for other in candidates
+            ):
+                later.append(request)
+                continue
+            candidates.append(_Prefill(request, reused, past))
+        candidates.sort(key=lambda p: p.suffix)
+        group = candidates[:1]
+        tokens = group[0].suffix
+        for index, prefill in enumerate(candidates[1:], start=1):
+            tokens += prefill.suffix
+            padded = (len(group) + 1) * prefill.suffix
+            if padded > _PAD_RATIO * tokens + _PAD_SLACK or padded > _GROUP_TOKENS:
+                later = [p.request for p in candidates[index:]] + later
+                break
+            group.append(prefill)
+        return group, later
+
+    def _prefill(self, group: list[_Prefill]) -> list[tuple[_Row, LayerKV, torch.Tensor]]:
+        """Run the prompts of `group` (what the PrefixCache lacks of each) in one forward pass
+        and choose their first tokens.
+
+        Returns a new row for each reply that goes on, with its KV cache (per layer
+        [1, kv_heads, prompt, head_dim]) and its seen-token mask [vocab].
+
+        Several prompts run as one batch: the reused prefixes left-padded to the longest, then the
+        new tokens left-padded to the longest suffix, so that every row's last token is in the
+        last column; the attention mask hides both paddings. (A padding query with nothing to
+        attend to gets zeros from PyTorch's attention, and its keys are masked for everyone.)
+        """
+        rows, past, suffix = len(group), max(p.reused for p in group), max(p.suffix for p in group)
+        device = self._device
+        input_ids = torch.zeros(rows, suffix, dtype=torch.long)
+        positions = torch.zeros(rows, suffix, dtype=torch.long)
+        mask = torch.zeros(rows, past + suffix, dtype=torch.long)
+        for i, p in enumerate(group):
+            ids = p.request.prompt_ids
+            input_ids[i, suffix - p.suffix :] = torch.tensor(ids[p.reused :])
+            positions[i] = torch.arange(p.reused - suffix + p.suffix, len(ids)).clamp(min=0)
+            mask[i, past - p.reused : past] = 1
+            mask[i, past + suffix - p.suffix :] = 1
         cache = DynamicCache(config=self._model.config)
-        if past is not None:
-            fill_cache(cache, past)
+        if past:
+            fill_cache(cache, _padded_pasts(group, past) if rows > 1 else group[0].past or [])
         out = self._model(
-            input_ids=torch.tensor([ids[reused:]], device=self._device),
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self._device),
-            position_ids=torch.arange(reused, len(ids), device=self._device).unsqueeze(0),
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
             use_cache=True,
             logits_to_keep=1,
             **{self._cache_argument: cache},
         )
-        request.reused_tokens = reused
-        self.stats.requests += 1
-        self.stats.prompt_tokens += len(ids)
-        self.stats.prefill_tokens += len(ids) - reused
-        self.stats.reused_tokens += reused
-        kv = [layer_kv(layer) for layer in cache.layers]
-        self.prefixes.store(ids, kv)  # conversations starting now share their system prompt
-        logits = out.logits[:, -1]  # [1, vocab]
-        seen = torch.zeros(logits.shape[-1], dtype=torch.bool, device=self._device)
-        seen[torch.tensor(ids, device=self._device)] = True
-        token = choose_tokens(logits, [request.params], seen.unsqueeze(0))[0]
-        seen[token] = True
-        self.stats.tokens_generated += 1
-        row = _Row(request, length=len(ids), next_token=token)
-        if not request.push(token):
-            self._retire(row, kv)
-            return None
-        return row, kv, seen
+        self.stats.prefill_passes += 1
+        layers = [layer_kv(layer) for layer in cache.layers]
+        logits = out.logits[:, -1]  # [rows, vocab]
+        seen = torch.zeros(rows, logits.shape[-1], dtype=torch.bool, device=device)
+        for i, p in enumerate(group):
+            seen[i, torch.tensor(p.request.prompt_ids, device=device)] = True
+        tokens = choose_tokens(logits, [p.request.params for p in group], seen)
+        started = []
+        for i, (p, token) in enumerate(zip(group, tokens, strict=True)):
+            request, ids = p.request, p.request.prompt_ids
+            if rows == 1:
+                kv = layers  # exactly this prompt: [1, heads, len(ids), dim]
+            else:
+                real = (slice(past - p.reused, past), slice(past + suffix - p.suffix, None))
+                kv = [
+                    (
+                        torch.cat([k[i : i + 1, :, r] for r in real], dim=2),
+                        torch.cat([v[i : i + 1, :, r] for r in real], dim=2),
+                    )
+                    for k, v in layers
+                ]
+            request.reused_tokens = p.reused
+            self.stats.requests += 1
+            self.stats.prompt_tokens += len(ids)
+            self.stats.prefill_tokens += p.suffix
+            self.stats.reused_tokens += p.reused
+            self.prefixes.store(ids, kv)
+            seen[i, token] = True
+            self.stats.tokens_generated += 1
+            row = _Row(request, length=len(ids), next_token=token)
+            if request.push(token):
+                started.append((row, kv, seen[i]))
+            else:
+                self._retire(row, kv)
+        return started
 
     def _decode_step(self) -> None:
         rows = self._rows
@@ -276,6 +344,51 @@ class DynamicBatcher:
                 self._waiting.clear()
         for request in failed:
             request.finish(error)
+
+
+# Batched prefill: a request waits for an earlier one of the same admission whose prompt shares
+# this many tokens more than the PrefixCache holds; a group's padded suffixes may total at most
+# _PAD_RATIO x its real ones + _PAD_SLACK tokens, and _GROUP_TOKENS in all.
+_SHARED_ENOUGH = 16
+_PAD_RATIO = 1.25
+_PAD_SLACK = 16
+_GROUP_TOKENS = 4096
+
+
+@dataclass(eq=False)
+class _Prefill:
+    request: EngineRequest
+    reused: int  # prompt tokens whose KV cache the PrefixCache holds
+    past: LayerKV | None  # that KV cache
+
+    @property
+    def suffix(self) -> int:
+        return len(self.request.prompt_ids) - self.reused
+
+
+def _shared(a: list[int], b: list[int]) -> int:
+    """The length of the common prefix of two prompts."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _padded_pasts(group: list[_Prefill], width: int) -> LayerKV:
+    """The group's reused KV caches as one batch, left-padded with zeros to `width` tokens."""
+    example = next(p.past for p in group if p.past is not None)
+    padded: LayerKV = []
+    for layer, (keys, values) in enumerate(example):
+        k = keys.new_zeros(len(group), keys.shape[1], width, keys.shape[3])
+        v = values.new_zeros(len(group), values.shape[1], width, values.shape[3])
+        for i, p in enumerate(group):
+            if p.past is not None and p.reused:
+                k[i, :, width - p.reused :] = p.past[layer][0][0]
+                v[i, :, width - p.reused :] = p.past[layer][1][0]
+        padded.append((k, v))
+    return padded
 
 
 def _generation_error(error: Exception) -> ModelError:

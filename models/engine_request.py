@@ -23,13 +23,15 @@ class EngineStats:
 
     `prompt_tokens` = `prefill_tokens` (computed) + `reused_tokens` (KV cache of earlier requests).
     `max_rows`: the most replies decoded in one step; `steps` and `batched_steps` (decode steps,
-    those with two or more replies) are counted by the dynamic backend only.
+    those with two or more replies) and `prefill_passes` (forward passes that prefilled one or
+    more prompts) are counted by the dynamic backend only.
     """
 
     requests: int = 0
     cancelled: int = 0
     steps: int = 0
     batched_steps: int = 0
+    prefill_passes: int = 0
     max_rows: int = 0
     prompt_tokens: int = 0
     prefill_tokens: int = 0

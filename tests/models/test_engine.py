@@ -311,6 +311,66 @@ async def test_conversations_share_the_system_prompt(
     assert engine.stats.reused_tokens == shared
 
 
+async def test_requests_that_join_together_are_prefilled_in_one_pass(
+    loaded: Loaded, slow_steps: list[int]
+) -> None:
+    engine = make_engine(loaded, max_batch=4)
+    long = GenerationParams(max_new_tokens=60, temperature=0.0)
+    try:
+        first = chat(QUESTIONS[0])
+        reply = await complete(engine, first, GREEDY)
+        second = [*first, ChatMessage("assistant", reply), ChatMessage("user", "And then?")]
+        running = engine.stream(chat("hi"), long)
+        await anext(running)  # a decode loop is under way: the next two join it together
+        passes, reused = engine.stats.prefill_passes, engine.stats.reused_tokens
+
+        # Different prompts, with different amounts of them in the PrefixCache (the whole first
+        # turn of one, the system prompt of the other), and suffixes of different lengths.
+        replies = await asyncio.gather(
+            complete(engine, second, GREEDY), complete(engine, chat(QUESTIONS[2] * 2), GREEDY)
+        )
+        rest = "".join([piece async for piece in running])
+
+        assert engine.stats.prefill_passes == passes + 1
+        assert engine.stats.reused_tokens - reused >= engine.count_tokens(first)
+        assert replies == [
+            reference(loaded, second, GREEDY),
+            reference(loaded, chat(QUESTIONS[2] * 2), GREEDY),
+        ]
+        assert rest and engine.stats.max_rows == 3
+    finally:
+        engine.close()
+
+
+async def test_conversations_starting_together_wait_to_share_their_prompt(
+    loaded: Loaded, slow_steps: list[int]
+) -> None:
+    engine = make_engine(loaded, max_batch=4)
+    long = GenerationParams(max_new_tokens=60, temperature=0.0)
+    try:
+        running = engine.stream([ChatMessage("user", "hi")], long)  # no system prompt
+        await anext(running)
+        # Both start with a system prompt that is not cached yet: the second waits for the
+        # first one's KV cache instead of computing it again.
+        replies = await asyncio.gather(*(complete(engine, chat(q), GREEDY) for q in QUESTIONS[:2]))
+        await running.aclose()
+
+        assert replies == [reference(loaded, chat(q), GREEDY) for q in QUESTIONS[:2]]
+        template = ChatTemplate(loaded[1], "tiny")
+        hi, one, other = (
+            template.encode(m) for m in [[ChatMessage("user", "hi")], *map(chat, QUESTIONS[:2])]
+        )
+
+        def shared(a: list[int], b: list[int]) -> int:
+            return next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+
+        # The first reuses what it shares with the running prompt, the second the first's.
+        assert engine.stats.reused_tokens == shared(hi, one) + shared(one, other)
+        assert shared(one, other) > 10
+    finally:
+        engine.close()
+
+
 # --- threads, errors, shutdown ----------------------------------------------------------------
 
 
