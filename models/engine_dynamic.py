@@ -13,8 +13,9 @@ copy of the model whose linear layers are pre-packed for oneDNN (models/engine_l
 Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
 nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU
 too: measured side by side with the embedded default (bench/engine.py --with-paged, 16
-conversations) it generated 28 tokens/s against this backend's 32, and it has no repetition
-penalty, so its replies differ from serial `generate`'s; this backend's are the same.
+conversations) it generated 28 tokens/s against this backend's 32 (before this backend's weights
+were packed and its prefills batched), and it has no repetition penalty, so its replies differ
+from serial `generate`'s; this backend's are the same.
 """
 
 from __future__ import annotations
