@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 from transformers import LlamaConfig, RepetitionPenaltyLogitsProcessor, TopPLogitsWarper
 
 from models.api import GenerationParams
-from models.engine_kv import BatchKV, LayerKV
+from models.engine_kv import BatchKV, LayerKV, layer_kv
 from models.engine_prefix import PrefixCache
 from models.engine_sampling import choose_tokens
 
@@ -180,6 +182,52 @@ def test_rows_join_freed_slots_and_the_batch_grows_when_full() -> None:
     assert batch.rows == 3
     assert batch.mask.tolist() == [[0, 0, 1], [0, 1, 1], [1, 1, 1]]
     assert batch.row(2)[1][0].flatten().tolist() == [6, 7, 8]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_joins_steps_and_leaves_in_any_order_keep_every_row_and_zero_padding(seed: int) -> None:
+    """Random joins (prompts longer or shorter than the batch), decode steps and leaves, against
+    a plain list of each row's tokens: the model must see exactly each row's tokens, right-aligned,
+    and zeros (never stale or uninitialised memory) in the padding."""
+    rng = random.Random(seed)
+    batch = BatchKV(CONFIG, torch.device("cpu"), spare=rng.choice([1, 2, 4, 8]), max_rows=5)
+    rows: list[list[int]] = []
+    next_id = 1
+    for _ in range(150):
+        action = rng.random()
+        if action < 0.25 and len(rows) < 7:
+            joining = [list(range(next_id, next_id + rng.randint(1, 12))) for _ in range(2)]
+            joining = joining[: rng.randint(1, 2)]
+            next_id += 100
+            batch.add([kv_of(r) for r in joining], [len(r) for r in joining])
+            rows.extend(joining)
+        elif action < 0.4 and rows:
+            leaving = rng.sample(range(len(rows)), rng.randint(1, len(rows)))
+            order = batch.remove(leaving)
+            kept = [rows[i] for i in order]
+            assert sorted(order) == sorted(set(range(len(rows))) - set(leaving))
+            rows = kept
+        elif rows:
+            batch.next_mask()
+            for layer in batch.cache.layers:
+                new = torch.tensor([float(next_id + i) for i in range(len(rows))]).view(-1, 1, 1, 1)
+                layer.update(new, -new)
+            for i, row in enumerate(rows):
+                row.append(next_id + i)
+            next_id += 100
+        assert batch.rows == len(rows)
+        assert batch.lengths == [len(r) for r in rows]
+        if not rows:
+            continue
+        width = max(len(r) for r in rows)
+        expected = [[0] * (width - len(r)) + r for r in rows]
+        assert batch.width == width
+        assert batch.mask.tolist() == [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+        for keys, values in (layer_kv(layer) for layer in batch.cache.layers):
+            assert keys[:, 0, :, 0].tolist() == expected
+            assert values[:, 0, :, 0].tolist() == [[-t for t in r] for r in expected]
+        index = rng.randrange(len(rows))
+        assert batch.row(index)[1][0].flatten().tolist() == rows[index]
 
 
 @pytest.mark.parametrize("tokens", [[5], [1, 2, 3]])
