@@ -11,7 +11,7 @@ from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
 
 from dialogs.memory import ConversationMemory
-from dialogs.prompt import PromptTooLong, build_prompt
+from dialogs.prompt import build_prompt
 from dialogs.streaming import StreamOptions, StreamPolicy, stream_policy
 from dialogs.streaming_reply import StreamingReply, StreamOutcome, StreamResult, with_note
 from models import (
@@ -23,6 +23,7 @@ from models import (
     ModelShuttingDown,
     ModelTimeout,
     ModelUnavailable,
+    PromptTooLong,
 )
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ def final_text(result: StreamResult) -> str:
 
 def apology_for(error: ModelError) -> str:
     """A short message for the user that says what went wrong, without internals."""
+    if isinstance(error, PromptTooLong):  # a model server with a smaller window than configured
+        return TOO_LONG
     if isinstance(error, ModelOverloaded):
         return f"I'm busy right now. Please try again in {max(1, round(error.retry_after))} s."
     if isinstance(error, ModelTimeout):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from models import ChatMessage, ChatModel
+from models import ChatMessage, ChatModel, PromptTooLong
 
-
-class PromptTooLong(Exception):
-    """Even the system prompt and the newest message alone exceed the token budget."""
+__all__ = ["PromptTooLong", "build_prompt"]  # raised when even the system prompt and the newest
+# message alone exceed the token budget, as models raise it when a prompt exceeds their window
 
 
 def build_prompt(

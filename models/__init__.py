@@ -9,6 +9,7 @@ from models.api import (
     ModelShuttingDown,
     ModelTimeout,
     ModelUnavailable,
+    PromptTooLong,
     complete,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "ModelShuttingDown",
     "ModelTimeout",
     "ModelUnavailable",
+    "PromptTooLong",
     "complete",
 ]

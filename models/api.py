@@ -34,6 +34,11 @@ class ModelError(Exception):
     """Base of the typed errors a ChatModel raises; the dialog layer turns them into words."""
 
 
+class PromptTooLong(ModelError):
+    """The prompt leaves no room for a reply in the model's context window (the caller's
+    mistake: an HTTP API answers 400)."""
+
+
 class ModelOverloaded(ModelError):
     """Too many requests are waiting; try again after `retry_after` seconds."""
 

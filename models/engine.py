@@ -28,9 +28,9 @@ from models.api import (
     ChatMessage,
     ChatModel,
     GenerationParams,
-    ModelError,
     ModelOverloaded,
     ModelUnavailable,
+    PromptTooLong,
 )
 from models.engine_request import EngineRequest, EngineStats
 from models.hf import ChatTemplate, ReplyText, eos_token_ids, load_chat_model, load_model
@@ -174,7 +174,7 @@ class BatchedChatModel:
         """Yield the reply piece by piece.
 
         Raises ModelOverloaded when `max_batch + max_waiting` requests are admitted already,
-        ModelError if generation fails or the prompt leaves no room in the context window,
+        ModelError if generation fails, PromptTooLong if the prompt leaves no room for a reply,
         ModelUnavailable if the model is (or gets) closed. Closing or cancelling the iterator
         cancels the request; closing returns once the batcher has let it go.
         """
@@ -183,7 +183,7 @@ class BatchedChatModel:
         prompt_ids = self._template.encode(messages)
         room = self._context_window - len(prompt_ids)
         if room <= 0:
-            raise ModelError(
+            raise PromptTooLong(
                 f"the prompt has {len(prompt_ids)} tokens;"
                 f" the context window holds {self._context_window}"
             )

@@ -26,7 +26,13 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from models.api import ChatMessage, GenerationParams, ModelError, ModelUnavailable
+from models.api import (
+    ChatMessage,
+    GenerationParams,
+    ModelError,
+    ModelUnavailable,
+    PromptTooLong,
+)
 from models.embedded import EMBEDDED_DEFAULT, EMBEDDED_NAME, ensure_embedded_default
 from models.loading import load_pretrained
 
@@ -387,7 +393,7 @@ class HuggingFaceChatModel:
         prompt_ids = self._prompt_ids(messages)
         room = self._context_window - len(prompt_ids)
         if room <= 0:
-            raise ModelError(
+            raise PromptTooLong(
                 f"the prompt has {len(prompt_ids)} tokens;"
                 f" the context window holds {self._context_window}"
             )

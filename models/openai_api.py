@@ -21,6 +21,7 @@ from models.api import (
     ModelOverloaded,
     ModelTimeout,
     ModelUnavailable,
+    PromptTooLong,
 )
 
 # OpenAI's newer "developer" role is the system prompt under another name.
@@ -32,6 +33,7 @@ ERROR_CODES: tuple[tuple[type[ModelError], str], ...] = (
     (ModelOverloaded, "model_overloaded"),
     (ModelTimeout, "model_timeout"),
     (ModelUnavailable, "model_unavailable"),
+    (PromptTooLong, "context_length_exceeded"),  # OpenAI's code for it
     (ModelError, "model_error"),
 )
 
@@ -176,6 +178,8 @@ def error_body(
 
 def model_error_body(error: ModelError) -> dict[str, Any]:
     code = next(code for kind, code in ERROR_CODES if isinstance(error, kind))
+    if isinstance(error, PromptTooLong):
+        return error_body(str(error), "invalid_request_error", code, "messages")
     return error_body(str(error) or code, "server_error", code)
 
 

@@ -31,6 +31,7 @@ from models.api import (
     ModelOverloaded,
     ModelTimeout,
     ModelUnavailable,
+    PromptTooLong,
 )
 from models.openai_api import model_error_from, request_body
 
@@ -222,6 +223,8 @@ async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, 
     if status >= 500:
         return model_error_from(body, ModelError), False, None
     error = model_error_from(body, ModelError)
+    if isinstance(error, PromptTooLong):  # ours, and OpenAI-compatible servers that use the code
+        return error, False, None
     return ModelError(f"the model server rejected the request ({status}): {error}"), False, None
 
 

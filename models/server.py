@@ -43,6 +43,7 @@ from models.api import (
     ModelOverloaded,
     ModelTimeout,
     ModelUnavailable,
+    PromptTooLong,
 )
 from models.guard import GuardedChatModel, GuardLimits
 from models.openai_api import (
@@ -270,6 +271,8 @@ def _model_error_response(error: ModelError) -> web.Response:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     elif isinstance(error, ModelTimeout):
         status = 504
+    elif isinstance(error, PromptTooLong):
+        status = 400
     elif isinstance(error, ModelUnavailable):
         status = 503
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dialogs.chat_dialog import EMPTY_REPLY, TOO_LONG, ChatOptions
-from models import GenerationParams, ModelOverloaded, ModelTimeout, ModelUnavailable
+from models import GenerationParams, ModelOverloaded, ModelTimeout, ModelUnavailable, PromptTooLong
 from models.fake import FakeChatModel
 from tests.dialogs.conftest import make_harness
 
@@ -37,6 +37,7 @@ async def test_model_errors_become_apologies_and_the_next_turn_works() -> None:
             ModelUnavailable(),
             "Sorry, my language model isn't available right now. Please try again shortly.",
         ),
+        (PromptTooLong("the context window holds 512"), TOO_LONG),  # a smaller remote model
     ]
     for error, expected in cases:
         model = FakeChatModel(fail_after=0, error=error)

@@ -21,6 +21,7 @@ from models.api import (
     ModelError,
     ModelTimeout,
     ModelUnavailable,
+    PromptTooLong,
     complete,
 )
 from models.deferred import DeferredChatModel
@@ -378,3 +379,29 @@ async def test_a_tiny_hugging_face_model_served(tiny_model_dir: Path, tmp_path: 
     assert events[-1] == "[DONE]"
     deltas = [json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]]
     assert "".join(deltas) == text, "greedy: the streamed reply is the whole reply"
+
+
+async def test_a_prompt_longer_than_the_context_window_is_a_400_and_a_typed_error(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from models.hf import load_chat_model
+
+    model = load_chat_model(str(tiny_model_dir), cache_dir=tmp_path, context_window=32)
+    client = await serve(model)
+    remote = RemoteChatModel(RemoteOptions(url=str(client.make_url("/v1")), model="tiny"))
+    long = [{"role": "user", "content": "word " * 200}]
+    try:
+        response = await client.post("/v1/chat/completions", json={"messages": long})
+        error = (await response.json())["error"]
+        with pytest.raises(PromptTooLong, match="context window holds 32"):
+            async for _ in remote.stream([ChatMessage("user", "word " * 200)], GenerationParams()):
+                pass
+    finally:
+        await remote.close()
+        await client.close()
+    assert response.status == 400
+    assert (error["code"], error["type"], error["param"]) == (
+        "context_length_exceeded",
+        "invalid_request_error",
+        "messages",
+    )
