@@ -262,8 +262,10 @@ class PagedBatcher:
         if go_on and not output.is_finished():
             return
         del self._requests[request_id]
-        if not output.is_finished():  # a stop string: the manager would go on
+        if not output.is_finished():  # a stop string (or a cancel): the manager would go on
             self._manager.cancel_request(request_id)
+        if request.cancelled.is_set():  # its caller let go while this output was on its way
+            self.stats.cancelled += 1
         request.finish()
 
 
