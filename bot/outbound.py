@@ -66,13 +66,26 @@ class RetryingCloudAdapter(CloudAdapter):
             elif activity.type == ActivityTypes.invoke_response:
                 context.turn_state[self._INVOKE_RESPONSE_KEY] = activity
                 responses.append(ResourceResponse(id=""))
-            elif activity.type == ActivityTypes.trace and activity.channel_id != Channels.emulator:
-                responses.append(ResourceResponse(id=""))
+            elif activity.type == ActivityTypes.trace:
+                responses.append(await self._post_trace(context, activity))
             else:
                 responses.append(await self._post(context, activity))
         return responses
 
-    async def _post(self, context: TurnContext, activity: Activity) -> ResourceResponse:
+    async def _post_trace(self, context: TurnContext, activity: Activity) -> ResourceResponse:
+        """Traces are debugging aid for the Emulator (dropped elsewhere): sent once, and a failure
+        to deliver one does not fail the turn."""
+        if activity.channel_id != Channels.emulator:
+            return ResourceResponse(id="")
+        try:
+            return await self._post(context, activity, attempts=1)
+        except ConnectorError as error:
+            logger.info("trace not delivered: %s", error)
+            return ResourceResponse(id="")
+
+    async def _post(
+        self, context: TurnContext, activity: Activity, *, attempts: int | None = None
+    ) -> ResourceResponse:
         client = context.turn_state.get(self.BOT_CONNECTOR_CLIENT_KEY)
         if client is None:
             raise ConnectorError(None, "no connector client for this turn")
@@ -82,7 +95,8 @@ class RetryingCloudAdapter(CloudAdapter):
         if self._session is None:
             self._session = aiohttp.ClientSession()
         policy = self.retry
-        for attempt in range(1, policy.attempts + 1):
+        attempts = attempts or policy.attempts
+        for attempt in range(1, attempts + 1):
             status, retry_after = None, None
             try:
                 async with self._session.post(
@@ -104,7 +118,7 @@ class RetryingCloudAdapter(CloudAdapter):
             except (aiohttp.ClientError, TimeoutError) as error:
                 logger.info("connector unreachable: %s", type(error).__name__)
             transient = status is None or status == 429 or status >= 500
-            if not transient or attempt == policy.attempts:
+            if not transient or attempt == attempts:
                 raise ConnectorError(status, f"connector answered {status} to {activity.type}")
             delay = _delay(attempt, retry_after, policy)
             logger.info(

@@ -197,3 +197,16 @@ async def test_a_message_answered_before_a_restart_is_not_answered_again(
             await client.close()
     assert [m["text"] for m in connector.messages()] == ["fake: once", "fake: then"]
     assert [m.content for m in fake_model.prompts[-1][1:]] == ["once", "fake: once", "then"]
+
+
+async def test_an_undeliverable_emulator_trace_does_not_fail_the_turn(
+    bot_client: TestClient, connector: FakeConnector
+) -> None:
+    connector.refuse_when(lambda a: a["type"] == "trace", status=503, code="Busy", message="busy")
+    await bot_client.post("/api/messages", json=message("hi", service_url=connector.url))
+    await bot_client.post("/api/messages", json=message("again", service_url=connector.url))
+    replies = await connector.wait_for_messages(2)
+    assert [r["text"] for r in replies] == ["fake: hi", "fake: again"], "no apology"
+    await connector.wait_for(lambda _: len(connector.refused) >= 2)  # each after its reply
+    await asyncio.sleep(0.3)  # a retry would come within this
+    assert [a["type"] for _, a in connector.refused] == ["trace", "trace"], "sent once each"
