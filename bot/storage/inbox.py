@@ -12,16 +12,13 @@ Entries carry the activity (message text included) only until their turn has run
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from bot.storage.sqlite import connect_wal
+from bot.storage.sqlite_worker import SqliteWorker
 
 T = TypeVar("T")
 
@@ -111,67 +108,52 @@ class SqliteInbox:
     crash or restart interrupted are run when the bot starts again."""
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
-        self._path = Path(path)
-        self._busy_timeout_s = busy_timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-inbox")
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect_wal(self._path, busy_timeout_s=self._busy_timeout_s)
-            for statement in _SQLITE_SCHEMA:
-                self._conn.execute(statement)
-        return self._conn
-
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        self._worker = SqliteWorker(
+            Path(path), schema=_SQLITE_SCHEMA, busy_timeout_s=busy_timeout_s, name="sqlite-inbox"
+        )
 
     async def put(self, conversation: str, activity_id: str | None, body: str) -> int | None:
-        return await self._run(self._put, conversation, activity_id or "", body)
-
-    def _put(self, conversation: str, activity_id: str, body: str) -> int | None:
-        cursor = self._connection().execute(
-            "INSERT INTO inbox (conversation, activity_id, body, accepted) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (conversation, activity_id, body, time.time()),
-        )
-        return cursor.lastrowid if cursor.rowcount == 1 else None
+        return await self._worker.run(_put, conversation, activity_id or "", body)
 
     async def first(self, conversation: str) -> InboxEntry | None:
-        return await self._run(self._first, conversation)
-
-    def _first(self, conversation: str) -> InboxEntry | None:
-        row = (
-            self._connection()
-            .execute(
-                "SELECT seq, activity_id, body FROM inbox WHERE conversation = ? "
-                "ORDER BY seq LIMIT 1",
-                (conversation,),
-            )
-            .fetchone()
-        )
-        return InboxEntry(row[0], conversation, row[1], row[2]) if row else None
+        return await self._worker.run(_first, conversation)
 
     async def remove(self, entry: InboxEntry) -> None:
-        await self._run(self._remove, entry.seq)
-
-    def _remove(self, seq: int) -> None:
-        self._connection().execute("DELETE FROM inbox WHERE seq = ?", (seq,))
+        await self._worker.run(_remove, entry.seq)
 
     async def waiting_since(self, seconds: float, limit: int = 100) -> list[str]:
-        return await self._run(self._waiting_since, time.time() - seconds, limit)
-
-    def _waiting_since(self, before: float, limit: int) -> list[str]:
-        rows = self._connection().execute(
-            "SELECT DISTINCT conversation FROM inbox WHERE accepted < ? LIMIT ?", (before, limit)
-        )
-        return [row[0] for row in rows]
+        return await self._worker.run(_waiting_since, time.time() - seconds, limit)
 
     async def close(self) -> None:
-        def close_connection() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        await self._worker.close()
 
-        await self._run(close_connection)
-        self._executor.shutdown(wait=True)
+
+# SqliteInbox's queries, run on its worker thread.
+
+
+def _put(conn: sqlite3.Connection, conversation: str, activity_id: str, body: str) -> int | None:
+    cursor = conn.execute(
+        "INSERT INTO inbox (conversation, activity_id, body, accepted) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
+        (conversation, activity_id, body, time.time()),
+    )
+    return cursor.lastrowid if cursor.rowcount == 1 else None
+
+
+def _first(conn: sqlite3.Connection, conversation: str) -> InboxEntry | None:
+    row = conn.execute(
+        "SELECT seq, activity_id, body FROM inbox WHERE conversation = ? ORDER BY seq LIMIT 1",
+        (conversation,),
+    ).fetchone()
+    return InboxEntry(row[0], conversation, row[1], row[2]) if row else None
+
+
+def _remove(conn: sqlite3.Connection, seq: int) -> None:
+    conn.execute("DELETE FROM inbox WHERE seq = ?", (seq,))
+
+
+def _waiting_since(conn: sqlite3.Connection, before: float, limit: int) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT conversation FROM inbox WHERE accepted < ? LIMIT ?", (before, limit)
+    )
+    return [row[0] for row in rows]

@@ -11,12 +11,11 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
-from bot.storage.sqlite import connect_wal
+from bot.storage.sqlite_worker import SqliteWorker, immediate
 
 
 class LockTimeout(Exception):
@@ -64,60 +63,46 @@ class SqliteLocks:
     def __init__(self, path: str | Path, *, lease_s: float = 8.0, poll_s: float = 0.02) -> None:
         if lease_s <= 0:
             raise ValueError("lease_s must be positive")
-        self._path = Path(path)
         self._lease_s = lease_s
         self._poll_s = poll_s
         self._owner = uuid.uuid4().hex
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-locks")
-        self._conn: sqlite3.Connection | None = None
+        self._worker = SqliteWorker(Path(path), schema=[_LOCK_SCHEMA], name="sqlite-locks")
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect_wal(self._path, busy_timeout_s=5.0)
-            self._conn.execute(_LOCK_SCHEMA)
-        return self._conn
+    # On the worker thread.
 
-    def _try_acquire(self, key: str, ttl_s: float) -> bool:
-        conn = self._connection()
+    def _try_acquire(self, conn: sqlite3.Connection, key: str, lease_s: float) -> bool:
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             row = conn.execute(
                 "SELECT owner, expires FROM conversation_locks WHERE key = ?", (key,)
             ).fetchone()
             if row is not None and row[1] > now:
-                conn.execute("COMMIT")
                 return False
             conn.execute(
                 "INSERT OR REPLACE INTO conversation_locks (key, owner, expires) VALUES (?, ?, ?)",
-                (key, self._owner, now + ttl_s),
+                (key, self._owner, now + lease_s),
             )
-            conn.execute("COMMIT")
-            return True
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return True
 
-    def _renew(self, key: str, lease_s: float) -> bool:
-        cursor = self._connection().execute(
+    def _renew(self, conn: sqlite3.Connection, key: str, lease_s: float) -> bool:
+        cursor = conn.execute(
             "UPDATE conversation_locks SET expires = ? WHERE key = ? AND owner = ?",
             (time.time() + lease_s, key, self._owner),
         )
         return cursor.rowcount == 1
 
-    def _release(self, key: str) -> None:
-        self._connection().execute(
+    def _release(self, conn: sqlite3.Connection, key: str) -> None:
+        conn.execute(
             "DELETE FROM conversation_locks WHERE key = ? AND owner = ?", (key, self._owner)
         )
 
-    async def _run(self, function, *args):  # type: ignore[no-untyped-def]
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    # On the event loop.
 
     @asynccontextmanager
     async def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AsyncIterator[None]:
         lease_s = min(self._lease_s, ttl_s)
         deadline = time.monotonic() + wait_s
-        while not await self._run(self._try_acquire, key, lease_s):
+        while not await self._worker.run(self._try_acquire, key, lease_s):
             if time.monotonic() >= deadline:
                 raise LockTimeout(f"conversation {key!r} is busy")
             await asyncio.sleep(self._poll_s)
@@ -127,20 +112,16 @@ class SqliteLocks:
         finally:
             renewing.cancel()
             await asyncio.gather(renewing, return_exceptions=True)
-            await self._run(self._release, key)
+            await self._worker.run(self._release, key)
 
     async def _keep(self, key: str, lease_s: float, until: float) -> None:
         """Renew every lease_s / 3, as long as renewing does not outlast `until`."""
         while True:
             await asyncio.sleep(lease_s / 3)
-            if time.monotonic() + lease_s > until or not await self._run(self._renew, key, lease_s):
+            if time.monotonic() + lease_s > until:
+                return
+            if not await self._worker.run(self._renew, key, lease_s):
                 return
 
     async def close(self) -> None:
-        def close_connection() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await self._run(close_connection)
-        self._executor.shutdown(wait=True)
+        await self._worker.close()

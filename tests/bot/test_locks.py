@@ -135,7 +135,7 @@ async def test_a_dead_sqlite_holder_frees_the_conversation_within_one_lease(
     async with replicas_on("sqlite", tmp_path) as replica:
         (_, dead), (_, alive) = replica(), replica()
         assert isinstance(dead, SqliteLocks)
-        assert await dead._run(dead._try_acquire, KEY, LEASE_S)  # then it dies
+        assert await dead._worker.run(dead._try_acquire, KEY, LEASE_S)  # then it dies
         started = time.monotonic()
         async with alive.hold(KEY, ttl_s=10, wait_s=5):
             waited = time.monotonic() - started
