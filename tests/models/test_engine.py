@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from models.api import (
     ChatMessage,
@@ -21,10 +20,9 @@ from models.api import (
     complete,
 )
 from models.engine import BatchedChatModel, EngineConfig, create_batcher, load_engine_model
-from models.hf import ChatTemplate, HuggingFaceChatModel, generate_reply
+from models.hf import ChatTemplate, HuggingFaceChatModel
 from models.loading import load_pretrained
-
-Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]
+from tests.models.serial import Loaded, serial_reply
 
 # A strong repetition penalty makes the tiny random model's greedy replies differ from prompt to
 # prompt, so that a reply delivered to the wrong stream would be noticed.
@@ -49,23 +47,6 @@ def loaded(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Lo
     # float64: batched (padded) and single-sequence arithmetic then agree to ~1e-15, so greedy
     # choices cannot flip between them and replies can be compared exactly.
     return model.to(torch.float64), tokenizer
-
-
-def reference(loaded: Loaded, messages: list[ChatMessage], params: GenerationParams) -> str:
-    """The reply of plain serial `generate` (models.hf.generate_reply), EOS disabled."""
-    model, tokenizer = loaded
-    pieces: list[str] = []
-    generate_reply(
-        model,
-        tokenizer,
-        ChatTemplate(tokenizer, "tiny").encode(messages),
-        params,
-        max_new_tokens=params.max_new_tokens,
-        stop_token_ids=(),
-        emit=pieces.append,
-        cancelled=threading.Event(),
-    )
-    return "".join(pieces)
 
 
 def make_engine(loaded: Loaded, **config: Any) -> BatchedChatModel:
@@ -121,7 +102,7 @@ async def test_concurrent_replies_are_batched_and_each_stream_gets_its_own(
 ) -> None:
     replies = await asyncio.gather(*(complete(engine, chat(q), GREEDY) for q in QUESTIONS))
 
-    expected = [reference(loaded, chat(q), GREEDY) for q in QUESTIONS]
+    expected = [serial_reply(loaded, chat(q), GREEDY) for q in QUESTIONS]
     assert replies == expected
     assert len(set(expected)) == len(QUESTIONS)  # a mix-up could not go unnoticed
     assert engine.stats.max_rows == len(QUESTIONS)
@@ -139,8 +120,8 @@ async def test_a_request_joins_a_batch_in_progress(
     second = await complete(engine, chat(QUESTIONS[2] * 3), GREEDY)
     pieces.extend([piece async for piece in first])
 
-    assert "".join(pieces) == reference(loaded, chat(QUESTIONS[3]), long_params)
-    assert second == reference(loaded, chat(QUESTIONS[2] * 3), GREEDY)
+    assert "".join(pieces) == serial_reply(loaded, chat(QUESTIONS[3]), long_params)
+    assert second == serial_reply(loaded, chat(QUESTIONS[2] * 3), GREEDY)
     assert engine.stats.max_rows == 2
 
 
@@ -154,8 +135,8 @@ async def test_each_row_keeps_its_own_sampling_settings(
         complete(engine, chat(QUESTIONS[1]), plain),
         complete(engine, chat(QUESTIONS[2]), sampled),
     )
-    assert replies[0] == reference(loaded, chat(QUESTIONS[0]), GREEDY)
-    assert replies[1] == reference(loaded, chat(QUESTIONS[1]), plain)
+    assert replies[0] == serial_reply(loaded, chat(QUESTIONS[0]), GREEDY)
+    assert replies[1] == serial_reply(loaded, chat(QUESTIONS[1]), plain)
     assert engine.stats.max_rows == 3
 
 
@@ -224,7 +205,8 @@ async def test_closing_a_stream_frees_its_slot_for_a_waiting_request(
 
         assert model.stats.cancelled == 1
         assert model.admitted == 1
-        assert await asyncio.wait_for(waiting, 5) == reference(loaded, chat(QUESTIONS[0]), GREEDY)
+        reply = await asyncio.wait_for(waiting, 5)
+        assert reply == serial_reply(loaded, chat(QUESTIONS[0]), GREEDY)
         assert model.tokens_generated < 50 + GREEDY.max_new_tokens
     finally:
         model.close()
@@ -284,7 +266,7 @@ async def test_the_next_turn_reuses_the_conversation_kv_cache(loaded: Loaded) ->
         again = await complete(reusing, second, GREEDY)
 
         assert again == await complete(plain, second, GREEDY)
-        assert again == reference(loaded, second, GREEDY)
+        assert again == serial_reply(loaded, second, GREEDY)
         saved = reusing.stats.reused_tokens - reused_before
         assert saved >= prompt // 2
         assert (
@@ -334,8 +316,8 @@ async def test_requests_that_join_together_are_prefilled_in_one_pass(
         assert engine.stats.prefill_passes == passes + 1
         assert engine.stats.reused_tokens - reused >= engine.count_tokens(first)
         assert replies == [
-            reference(loaded, second, GREEDY),
-            reference(loaded, chat(QUESTIONS[2] * 2), GREEDY),
+            serial_reply(loaded, second, GREEDY),
+            serial_reply(loaded, chat(QUESTIONS[2] * 2), GREEDY),
         ]
         assert rest and engine.stats.max_rows == 3
     finally:
@@ -355,7 +337,7 @@ async def test_conversations_starting_together_wait_to_share_their_prompt(
         replies = await asyncio.gather(*(complete(engine, chat(q), GREEDY) for q in QUESTIONS[:2]))
         await running.aclose()
 
-        assert replies == [reference(loaded, chat(q), GREEDY) for q in QUESTIONS[:2]]
+        assert replies == [serial_reply(loaded, chat(q), GREEDY) for q in QUESTIONS[:2]]
         template = ChatTemplate(loaded[1], "tiny")
         hi, one, other = (
             template.encode(m) for m in [[ChatMessage("user", "hi")], *map(chat, QUESTIONS[:2])]
@@ -407,7 +389,7 @@ async def test_model_errors_surface_as_model_error_and_the_engine_recovers(
     finally:
         handle.remove()
     assert isinstance(caught.value.__cause__, RuntimeError)
-    assert await complete(engine, chat("hi"), GREEDY) == reference(loaded, chat("hi"), GREEDY)
+    assert await complete(engine, chat("hi"), GREEDY) == serial_reply(loaded, chat("hi"), GREEDY)
 
 
 async def test_close_ends_running_and_waiting_replies(

@@ -6,19 +6,16 @@ On a GPU it is the default; here it runs the same code with a small, explicitly 
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from models.api import ChatMessage, GenerationParams, ModelUnavailable, complete
 from models.engine import BatchedChatModel, EngineConfig
-from models.hf import ChatTemplate, generate_reply
 from models.loading import load_pretrained
+from tests.models.serial import Loaded, serial_reply
 
-Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 # transformers' continuous batching has no repetition penalty: compare without one.
 GREEDY = GenerationParams(max_new_tokens=16, temperature=0.0, repetition_penalty=1.0)
 
@@ -38,19 +35,7 @@ def loaded(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Lo
 def reference(loaded: Loaded, messages: list[ChatMessage]) -> str:
     """Serial greedy `generate`. Call it before a paged engine exists: with transformers 5.17 the
     model runs paged attention, which plain forward passes cannot use, while a manager is up."""
-    model, tokenizer = loaded
-    pieces: list[str] = []
-    generate_reply(
-        model,
-        tokenizer,
-        ChatTemplate(tokenizer, "tiny").encode(messages),
-        GREEDY,
-        max_new_tokens=GREEDY.max_new_tokens,
-        stop_token_ids=(),
-        emit=pieces.append,
-        cancelled=threading.Event(),
-    )
-    return "".join(pieces)
+    return serial_reply(loaded, messages, GREEDY)
 
 
 def make_engine(loaded: Loaded, max_batch: int = 4) -> BatchedChatModel:
