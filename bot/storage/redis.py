@@ -408,7 +408,7 @@ class RedisInbox:
         if not found:
             return None
         seq, activity_id, body = found
-        return InboxEntry(int(seq), conversation, _text(activity_id), _text(body))
+        return InboxEntry(int(seq), conversation, activity_id, body)  # decoded: decode_responses
 
     async def remove(self, entry: InboxEntry) -> None:
         keys = [
@@ -424,16 +424,10 @@ class RedisInbox:
         waiting = partial(
             self._waiting_script, keys=[self._conversations], args=[_ms(seconds), limit]
         )
-        return [_text(name) for name in await self._storage.call(waiting)]
+        return list(await self._storage.call(waiting))
 
     async def close(self) -> None:
         """Nothing to close: the storage owns the connections."""
-
-
-def _text(value: str | bytes | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ms(seconds: float) -> int:
