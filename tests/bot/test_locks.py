@@ -101,7 +101,7 @@ async def test_a_busy_conversation_times_out_and_others_are_free(
         with pytest.raises(LockTimeout, match="busy"):
             async with b.hold(KEY, ttl_s=10, wait_s=0.3):
                 pass
-        assert 0.3 <= time.monotonic() - started < 1.0
+        assert 0.3 <= time.monotonic() - started < 3  # not the holder's ttl_s of 10
         async with b.hold(KEY + "/other", ttl_s=10, wait_s=0.3):
             pass  # another conversation is not blocked
     async with b.hold(KEY, ttl_s=10, wait_s=0.3):
@@ -125,7 +125,9 @@ async def test_a_dead_holder_frees_the_conversation_within_one_lease(
     started = time.monotonic()
     async with alive.hold(KEY, ttl_s=10, wait_s=5):
         waited = time.monotonic() - started
-    assert LEASE_S * 0.5 < waited < LEASE_S + 0.5
+    # It waited for the lease to run out; succeeding within wait_s shows it did not wait for more
+    # (a dead holder never releases). No tight upper bound: CI machines stall for a second.
+    assert waited > LEASE_S * 0.5
 
 
 async def test_a_dead_sqlite_holder_frees_the_conversation_within_one_lease(
@@ -139,7 +141,9 @@ async def test_a_dead_sqlite_holder_frees_the_conversation_within_one_lease(
         started = time.monotonic()
         async with alive.hold(KEY, ttl_s=10, wait_s=5):
             waited = time.monotonic() - started
-    assert LEASE_S * 0.5 < waited < LEASE_S + 0.5
+    # It waited for the lease to run out; succeeding within wait_s shows it did not wait for more
+    # (a dead holder never releases). No tight upper bound: CI machines stall for a second.
+    assert waited > LEASE_S * 0.5
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "redis"])
@@ -234,4 +238,4 @@ async def test_a_dead_waiter_holds_the_line_up_briefly(leased: Callable[[], Repl
     started = time.monotonic()
     async with alive.hold(KEY, ttl_s=10, wait_s=QUEUE_TTL_S + 2):
         waited = time.monotonic() - started
-    assert QUEUE_TTL_S * 0.5 < waited < QUEUE_TTL_S + 1
+    assert waited > QUEUE_TTL_S * 0.5  # and within wait_s: the dead waiter's place expired

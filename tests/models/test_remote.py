@@ -212,7 +212,7 @@ async def test_a_long_retry_after_is_passed_on_at_once(server: FakeOpenAIServer)
     finally:
         await model.close()
     assert isinstance(error, ModelOverloaded) and error.retry_after == 30
-    assert len(server.bodies) == 1 and time.monotonic() - started < 1
+    assert len(server.bodies) == 1 and time.monotonic() - started < 10  # not the 30 s
 
 
 async def test_persistent_503_is_model_unavailable(server: FakeOpenAIServer) -> None:
@@ -303,7 +303,7 @@ async def test_a_silent_server_times_out(server: FakeOpenAIServer) -> None:
     finally:
         await model.close()
     assert type(error) is ModelTimeout
-    assert 0.3 <= time.monotonic() - started < 1.5
+    assert 0.3 <= time.monotonic() - started < 5  # the server hangs for ever
     assert len(server.bodies) == 1
 
 
