@@ -119,6 +119,26 @@ def build_local_model(settings: Settings) -> ChatModel:
     return DeferredChatModel(loader, name=settings.model)
 
 
+def guard_limits(settings: Settings) -> GuardLimits:
+    """How many generations may wait, and for how long one may run."""
+    return GuardLimits(
+        max_pending=settings.max_pending_requests,
+        deadline_s=settings.generation_timeout_s,
+        retry_after_s=settings.busy_retry_after_s,
+    )
+
+
+def reply_params(settings: Settings) -> GenerationParams:
+    """The generation parameters of a reply."""
+    return GenerationParams(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        repetition_penalty=settings.repetition_penalty,
+        stop=settings.stop,
+    )
+
+
 def build_runtime(
     settings: Settings, *, model: ChatModel | None = None, storage: Storage | None = None
 ) -> Runtime:
@@ -131,22 +151,12 @@ def build_runtime(
         )
     model = GuardedChatModel(
         model if model is not None else build_model(settings),
-        GuardLimits(
-            max_pending=settings.max_pending_requests,
-            deadline_s=settings.generation_timeout_s,
-            retry_after_s=settings.busy_retry_after_s,
-        ),
+        guard_limits(settings),
     )
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     memory = ConversationMemory(conversation_state)
-    params = GenerationParams(
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        repetition_penalty=settings.repetition_penalty,
-        stop=settings.stop,
-    )
+    params = reply_params(settings)
     stream = StreamOptions(
         settings.stream_interval_teams_s,
         settings.stream_interval_directline_s,

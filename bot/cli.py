@@ -90,10 +90,8 @@ def serve_forever(settings: Settings) -> int:
 def serve_model(settings: Settings) -> int:
     """`botloom model-server`: the model this process would load (BOTLOOM_MODEL; never a remote
     one) behind the OpenAI-compatible API of models.server, until SIGTERM or SIGINT."""
-    from bot.app import build_local_model
+    from bot.app import build_local_model, guard_limits, reply_params
     from bot.service_urls import is_loopback_host
-    from models import GenerationParams
-    from models.guard import GuardLimits
     from models.server import ServerOptions, run_model_server
 
     host, port = settings.model_server_host, settings.model_server_port
@@ -105,18 +103,8 @@ def serve_model(settings: Settings) -> int:
         )
     options = ServerOptions(
         api_key=settings.model_api_key,
-        limits=GuardLimits(
-            max_pending=settings.max_pending_requests,
-            deadline_s=settings.generation_timeout_s,
-            retry_after_s=settings.busy_retry_after_s,
-        ),
-        defaults=GenerationParams(
-            max_new_tokens=settings.max_new_tokens,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            repetition_penalty=settings.repetition_penalty,
-            stop=settings.stop,
-        ),
+        limits=guard_limits(settings),
+        defaults=reply_params(settings),
         max_body_bytes=settings.max_body_bytes,
         drain_s=settings.drain_s,
     )

@@ -33,7 +33,14 @@ from models.api import (
     PromptTooLong,
 )
 from models.engine_request import EngineRequest, EngineStats
-from models.hf import ChatTemplate, ReplyText, eos_token_ids, load_chat_model, load_model
+from models.hf import (
+    ChatTemplate,
+    ReplyText,
+    context_window_of,
+    eos_token_ids,
+    load_chat_model,
+    load_model,
+)
 
 Backend = Literal["auto", "dynamic", "paged"]
 ENGINES = ("auto", "batched", "serial")
@@ -133,8 +140,7 @@ class BatchedChatModel:
         self._tokenizer = tokenizer
         self._name = name
         self.config = config or EngineConfig()
-        window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-        self._context_window = min(window, context_window) if context_window else window
+        self._context_window = context_window_of(model, context_window)
         self.stop_token_ids = (
             tuple(stop_token_ids) if stop_token_ids is not None else eos_token_ids(model, tokenizer)
         )

@@ -311,8 +311,7 @@ class HuggingFaceChatModel:
         self._model = model
         self._tokenizer = tokenizer
         self._name = name
-        window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-        self._context_window = min(window, context_window) if context_window else window
+        self._context_window = context_window_of(model, context_window)
         self.stop_token_ids = (
             tuple(stop_token_ids) if stop_token_ids is not None else eos_token_ids(model, tokenizer)
         )
@@ -421,6 +420,12 @@ def _raise_failure(job: asyncio.Future[None], name: str) -> None:
         raise error
     if error is not None:
         raise ModelError(f"generation failed: {error!r}") from error
+
+
+def context_window_of(model: PreTrainedModel, limit: int | None = None) -> int:
+    """The model's context window (`max_position_embeddings`, else 2048), at most `limit`."""
+    window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+    return min(window, limit) if limit else window
 
 
 def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ from bot.storage.fencing import current_fence
 from bot.storage.inbox import InboxEntry
 from bot.storage.leases import DEFAULT_LEASE_S, QUEUE_TTL_S, LeaseLocks
 from bot.storage.urls import check_namespace, scrub, where
-from bot.storage.values import dumps, etag_of, loads, set_etag
+from bot.storage.values import loads, rows_to_write, set_etag
 
 # What "the database cannot be reached" looks like from asyncpg: refused or dropped sockets,
 # timeouts, a server shutting down or starting, a bad login or database name, too many clients.
@@ -173,10 +173,7 @@ class PostgresStorage(Storage):
         return {row["key"]: loads(row["value"], row["etag"]) for row in rows}
 
     async def write(self, changes: dict[str, Any]) -> None:
-        if changes is None:
-            raise ValueError("changes are required when writing")
-        # Serialise now, so the stored value is the one the caller passed, whatever happens next.
-        rows = [(key, etag_of(value), dumps(key, value)) for key, value in changes.items()]
+        rows = rows_to_write(changes)
         if not rows:
             return
         etags = [uuid.uuid4().hex for _ in rows]

@@ -36,7 +36,7 @@ from bot.storage.fencing import current_fence
 from bot.storage.inbox import InboxEntry
 from bot.storage.leases import DEFAULT_LEASE_S, QUEUE_TTL_S, LeaseLocks
 from bot.storage.urls import check_namespace, scrub, where
-from bot.storage.values import dumps, etag_of, loads, set_etag
+from bot.storage.values import loads, rows_to_write, set_etag
 
 logger = logging.getLogger(__name__)
 
@@ -241,10 +241,7 @@ class RedisStorage(Storage):
         }
 
     async def write(self, changes: dict[str, Any]) -> None:
-        if changes is None:
-            raise ValueError("changes are required when writing")
-        # Serialise now, so the stored value is the one the caller passed, whatever happens next.
-        rows = [(key, etag_of(value), dumps(key, value)) for key, value in changes.items()]
+        rows = rows_to_write(changes)
         if not rows:
             return
         etags = [uuid.uuid4().hex for _ in rows]

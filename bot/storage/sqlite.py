@@ -12,7 +12,7 @@ from botbuilder.core import Storage
 
 from bot.storage.errors import StorageConflictError
 from bot.storage.sqlite_worker import SqliteWorker, immediate
-from bot.storage.values import dumps, etag_of, loads, set_etag
+from bot.storage.values import loads, rows_to_write, set_etag
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS items "
@@ -52,10 +52,7 @@ class SqliteStorage(Storage):
         return {key: loads(text, etag) for key, etag, text in rows}
 
     async def write(self, changes: dict[str, Any]) -> None:
-        if changes is None:
-            raise ValueError("changes are required when writing")
-        # Serialise now, so the stored value is the one the caller passed, whatever happens next.
-        rows = [(key, etag_of(value), dumps(key, value)) for key, value in changes.items()]
+        rows = rows_to_write(changes)
         if not rows:
             return
         etags = await self._worker.run(self._write_rows, rows)

@@ -23,6 +23,14 @@ def etag_of(value: Any) -> str | None:
     return None if etag in (None, "*") else str(etag)
 
 
+def rows_to_write(changes: dict[str, Any] | None) -> list[tuple[str, str | None, str]]:
+    """(key, etag to match, JSON) for each change, serialised now, so the stored value is the one
+    the caller passed whatever happens next. ValueError when `changes` is None."""
+    if changes is None:
+        raise ValueError("changes are required when writing")
+    return [(key, etag_of(value), dumps(key, value)) for key, value in changes.items()]
+
+
 def dumps(key: str, value: Any) -> str:
     """`value` as jsonpickle JSON text, without its etag. Raises TypeError for non-objects."""
     flat = Pickler().flatten(value)

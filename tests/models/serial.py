@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from models.api import ChatMessage, GenerationParams
 from models.hf import ChatTemplate, generate_reply
+from models.loading import load_pretrained
 
 Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]
+
+
+def chat(question: str) -> list[ChatMessage]:
+    return [ChatMessage("system", "You are a test bot."), ChatMessage("user", question)]
+
+
+def load_float64(model_dir: Path, cache_dir: Path) -> Loaded:
+    """The tiny model in float64: batched (padded) and single-sequence arithmetic then agree to
+    ~1e-15, so greedy choices cannot flip between them and replies can be compared exactly."""
+    model, tokenizer = load_pretrained(str(model_dir), cache_dir=cache_dir)
+    return model.to(torch.float64), tokenizer
 
 
 def serial_reply(loaded: Loaded, messages: list[ChatMessage], params: GenerationParams) -> str:

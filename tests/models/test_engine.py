@@ -22,7 +22,8 @@ from models.api import (
 from models.engine import BatchedChatModel, EngineConfig, create_batcher, load_engine_model
 from models.hf import ChatTemplate, HuggingFaceChatModel
 from models.loading import load_pretrained
-from tests.models.serial import Loaded, serial_reply
+from tests.loop_ticks import LoopTicks
+from tests.models.serial import Loaded, chat, load_float64, serial_reply
 
 # A strong repetition penalty makes the tiny random model's greedy replies differ from prompt to
 # prompt, so that a reply delivered to the wrong stream would be noticed.
@@ -35,18 +36,9 @@ QUESTIONS = (
 )
 
 
-def chat(question: str) -> list[ChatMessage]:
-    return [ChatMessage("system", "You are a test bot."), ChatMessage("user", question)]
-
-
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
-    model, tokenizer = load_pretrained(
-        str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("cache")
-    )
-    # float64: batched (padded) and single-sequence arithmetic then agree to ~1e-15, so greedy
-    # choices cannot flip between them and replies can be compared exactly.
-    return model.to(torch.float64), tokenizer
+    return load_float64(tiny_model_dir, tmp_path_factory.mktemp("cache"))
 
 
 def make_engine(loaded: Loaded, **config: Any) -> BatchedChatModel:
@@ -359,20 +351,9 @@ async def test_conversations_starting_together_wait_to_share_their_prompt(
 async def test_generation_runs_off_the_event_loop(
     engine: BatchedChatModel, slow_steps: list[int]
 ) -> None:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    try:
+    async with LoopTicks() as ticks:
         await complete(engine, chat("hi"), GenerationParams(max_new_tokens=10, temperature=0.0))
-    finally:
-        ticking.cancel()
-    assert ticks >= 10
+    assert ticks.count >= 10
     assert slow_steps and threading.get_ident() not in slow_steps
 
 

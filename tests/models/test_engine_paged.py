@@ -14,22 +14,15 @@ import torch
 from models.api import ChatMessage, GenerationParams, ModelUnavailable, complete
 from models.engine import BatchedChatModel, EngineConfig
 from models.loading import load_pretrained
-from tests.models.serial import Loaded, serial_reply
+from tests.models.serial import Loaded, chat, load_float64, serial_reply
 
 # transformers' continuous batching has no repetition penalty: compare without one.
 GREEDY = GenerationParams(max_new_tokens=16, temperature=0.0, repetition_penalty=1.0)
 
 
-def chat(question: str) -> list[ChatMessage]:
-    return [ChatMessage("system", "You are a test bot."), ChatMessage("user", question)]
-
-
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
-    model, tokenizer = load_pretrained(
-        str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("cache")
-    )
-    return model.to(torch.float64), tokenizer  # float64: batched and serial replies agree
+    return load_float64(tiny_model_dir, tmp_path_factory.mktemp("cache"))
 
 
 def reference(loaded: Loaded, messages: list[ChatMessage]) -> str:

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from models.api import (
     ChatMessage,
@@ -29,11 +29,11 @@ from models.hf import (
     load_chat_model,
 )
 from models.loading import load_pretrained
+from tests.loop_ticks import LoopTicks
+from tests.models.serial import Loaded
 
 HELLO = [ChatMessage("system", "You are a test bot."), ChatMessage("user", "Hello, how are you?")]
 GREEDY = GenerationParams(max_new_tokens=40, temperature=0.0)
-
-Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 
 
 @pytest.fixture(scope="module")
@@ -231,25 +231,14 @@ async def test_sampling_follows_the_torch_seed(chat_model: HuggingFaceChatModel)
 async def test_generation_runs_off_the_event_loop(
     chat_model: HuggingFaceChatModel, slow_steps: list[int]
 ) -> None:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    try:
+    async with LoopTicks() as ticks:
         pieces = chat_model.stream(HELLO, GenerationParams(max_new_tokens=15, temperature=0.0))
         await anext(pieces)  # waits through the prefill and at least one 20 ms decode step
-        ticks_before_first_piece = ticks
+        ticks_before_first_piece = ticks.count
         async for _ in pieces:
             pass
-    finally:
-        ticking.cancel()
     assert ticks_before_first_piece >= 3
-    assert ticks > ticks_before_first_piece
+    assert ticks.count > ticks_before_first_piece
     assert threading.get_ident() not in slow_steps
 
 
