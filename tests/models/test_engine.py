@@ -52,20 +52,6 @@ def engine(loaded: Loaded) -> Iterator[BatchedChatModel]:
     model.close()
 
 
-@pytest.fixture
-def slow_steps(loaded: Loaded) -> Iterator[list[int]]:
-    """Makes every forward pass take 20 ms; yields the list of threads the passes ran in."""
-    threads: list[int] = []
-
-    def hook(module: Any, args: Any) -> None:
-        threads.append(threading.get_ident())
-        time.sleep(0.02)
-
-    handle = loaded[0].register_forward_pre_hook(hook)
-    yield threads
-    handle.remove()
-
-
 async def wait_until(condition: Any, within_s: float = 5.0) -> None:
     deadline = time.monotonic() + within_s
     while not condition():

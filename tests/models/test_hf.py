@@ -4,7 +4,6 @@ import asyncio
 import copy
 import inspect
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -47,21 +46,6 @@ def chat_model(loaded: Loaded) -> Iterator[HuggingFaceChatModel]:
     model = HuggingFaceChatModel(*loaded, name="tiny", stop_token_ids=())
     yield model
     model.close()
-
-
-@pytest.fixture
-def slow_steps(loaded: Loaded) -> Iterator[list[int]]:
-    """Makes every forward pass take 20 ms (long enough for the event loop to react within one
-    step); yields the list of threads the passes ran in."""
-    threads: list[int] = []
-
-    def hook(module: Any, args: Any) -> None:
-        threads.append(threading.get_ident())
-        time.sleep(0.02)
-
-    handle = loaded[0].register_forward_pre_hook(hook)
-    yield threads
-    handle.remove()
 
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[ChatMessage]) -> list[int]:
