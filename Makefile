@@ -8,8 +8,8 @@ TORCH ?= torch==2.13.0
 
 .PHONY: setup webchat run chat test test-fast lint clean deploy-check
 
-# The official Web Chat UI for the local chat page (/chat), pinned in bot/webchat/package-lock.json.
-WEBCHAT_BUNDLE := bot/webchat/node_modules/botframework-webchat/dist/webchat.js
+# The official Web Chat UI for the local chat page (/chat), pinned in bot/channels/webchat/package-lock.json.
+WEBCHAT_BUNDLE := bot/channels/webchat/node_modules/botframework-webchat/dist/webchat.js
 
 setup: $(VENV)/.installed webchat
 
@@ -17,8 +17,8 @@ webchat:  ## Web Chat for /chat, from npm (skipped without npm: /chat then says 
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(WEBCHAT_BUNDLE); \
 	else echo "npm not found: skipping Web Chat (the local chat page at /chat explains)"; fi
 
-$(WEBCHAT_BUNDLE): bot/webchat/package.json bot/webchat/package-lock.json
-	npm ci --prefix bot/webchat --ignore-scripts --no-audit --no-fund --loglevel=error
+$(WEBCHAT_BUNDLE): bot/channels/webchat/package.json bot/channels/webchat/package-lock.json
+	npm ci --prefix bot/channels/webchat --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -50,4 +50,4 @@ deploy-check:  ## validate deployment/ (images, compose, Kubernetes, Azure, Team
 	bash deployment/check.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache bot/webchat/node_modules tests/browser/node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache bot/channels/webchat/node_modules tests/browser/node_modules

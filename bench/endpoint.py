@@ -14,7 +14,7 @@ its event loop:
   what a one-machine deployment uses), rate limit off, default logging (a turn log line each).
   Also measured: the typing indicator repeated every hour instead of every 3 s, and memory://
   state. (botloom reuses the SDK's per-turn ConnectorClient/UserTokenClient, see
-  bot/auth.py CachingBotFrameworkAuthentication; without that it ran at ~0.8-1.0x echo.)
+  bot/http/auth.py CachingBotFrameworkAuthentication; without that it ran at ~0.8-1.0x echo.)
 
 This process plays the channel: N clients in a closed loop, each posting M message activities
 (over 4 conversations per client, so histories grow as in real chats) and waiting for the reply,

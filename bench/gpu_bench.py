@@ -62,8 +62,9 @@ from bench.common import (
     run_conversations,
 )
 from models.api import ChatMessage, GenerationParams
+from models.chat_template import ChatTemplate
 from models.engine import BatchedChatModel, EngineConfig, create_batcher
-from models.hf import ChatTemplate, HuggingFaceChatModel
+from models.hf import HuggingFaceChatModel
 
 QWEN2_05B = {
     "vocab_size": 151936,

@@ -5,37 +5,36 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import partial
 
 import aiohttp
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from botbuilder.core import ConversationState, Storage, UserState
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botframework.connector.auth import ServiceClientCredentialsFactory
 
-from bot.assistant_bot import AssistantBot
-from bot.auth import CachingBotFrameworkAuthentication, install_async_metadata
-from bot.directline import add_directline_routes
-from bot.endpoint import MessagesEndpoint
-from bot.errors import on_turn_error
-from bot.inbox_turns import InboxTurns
-from bot.outbound import RetryingCloudAdapter
-from bot.service_urls import is_loopback_host
+from bot.channels.connector_client import RetryingCloudAdapter
+from bot.channels.directline import add_directline_routes
+from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
+from bot.http.health import Health
+from bot.http.messages import MessagesEndpoint
+from bot.http.plain_errors import plain_errors
+from bot.http.service_urls import is_loopback_host
+from bot.model_setup import build_model, guard_limits, reply_params
 from bot.settings import Settings, SettingsError
 from bot.storage import create_inbox, create_locks, create_storage, open_storage
-from bot.transcripts import TranscriptMiddleware, check_mode
-from bot.turn_middleware import RateLimitMiddleware, TurnLogMiddleware
-from bot.turn_runner import RunnerLimits, TurnRunner
+from bot.turns.activity_handler import AssistantBot
+from bot.turns.error_handler import on_turn_error
+from bot.turns.inbox_entries import InboxTurns
+from bot.turns.middleware import RateLimitMiddleware, TurnLogMiddleware
+from bot.turns.runner import RunnerLimits, TurnRunner
+from bot.turns.transcripts import TranscriptMiddleware, check_mode
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from dialogs.streaming import StreamOptions
-from models import ChatModel, GenerationParams
-from models.deferred import DeferredChatModel
-from models.fake import FAKE_SPEC, fake_from_spec
-from models.guard import GuardedChatModel, GuardLimits
+from models import ChatModel
+from models.guard import GuardedChatModel
 
 logger = logging.getLogger(__name__)
 
@@ -61,82 +60,6 @@ class Runtime:
 
 RUNTIME = web.AppKey("runtime", Runtime)
 ENDPOINT = web.AppKey("endpoint", MessagesEndpoint)
-
-
-def build_model(settings: Settings) -> ChatModel:
-    """The configured model: a remote server when BOTLOOM_MODEL_URL is set, else a local one."""
-    if settings.model_url:
-        return build_remote_model(settings)
-    return build_local_model(settings)
-
-
-def build_remote_model(settings: Settings) -> ChatModel:
-    """The OpenAI-compatible server at BOTLOOM_MODEL_URL (`botloom model-server`, vLLM, TGI,
-    Ollama)."""
-    from models.remote import RemoteChatModel, RemoteOptions
-
-    return RemoteChatModel(
-        RemoteOptions(
-            url=settings.model_url,
-            api_key=settings.model_api_key,
-            model="" if settings.model == "embedded" else settings.model,  # "": what it serves
-            context_window=settings.context_tokens,
-            connect_timeout_s=settings.model_connect_timeout_s,
-            read_timeout_s=settings.model_read_timeout_s,
-            max_retries=settings.model_max_retries,
-        )
-    )
-
-
-def build_local_model(settings: Settings) -> ChatModel:
-    """The model in this process, loaded in the background (see models.engine.load_engine_model:
-    BOTLOOM_ENGINE picks the batching engine or serial generation).
-
-    `BOTLOOM_MODEL=fake` (or `fake?delay=0.1`) is the deterministic echo model, for demos and tests.
-    """
-    if settings.model.split("?")[0] == FAKE_SPEC:
-        return fake_from_spec(settings.model)
-    # torch is imported only when a real model is used
-    from models.engine import EngineConfig, load_engine_model
-
-    engine = EngineConfig(
-        max_batch=settings.max_batch,
-        max_waiting=settings.max_waiting,
-        retry_after_s=settings.busy_retry_after_s,
-        prefix_cache_tokens=settings.prefix_cache_tokens,
-        block_size=settings.kv_block_size,
-    )
-    loader = partial(
-        load_engine_model,
-        settings.model,
-        cache_dir=settings.cache_dir,
-        engine=settings.engine,
-        config=engine,
-        device=settings.model_device,
-        dtype=settings.model_dtype,
-        default_params=GenerationParams(temperature=settings.temperature, top_p=settings.top_p),
-    )
-    return DeferredChatModel(loader, name=settings.model)
-
-
-def guard_limits(settings: Settings) -> GuardLimits:
-    """How many generations may wait, and for how long one may run."""
-    return GuardLimits(
-        max_pending=settings.max_pending_requests,
-        deadline_s=settings.generation_timeout_s,
-        retry_after_s=settings.busy_retry_after_s,
-    )
-
-
-def reply_params(settings: Settings) -> GenerationParams:
-    """The generation parameters of a reply."""
-    return GenerationParams(
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        repetition_penalty=settings.repetition_penalty,
-        stop=settings.stop,
-    )
 
 
 def build_runtime(
@@ -222,8 +145,9 @@ def create_app(
     app[ENDPOINT] = MessagesEndpoint(settings, adapter, runtime.bot, runner)
     app.cleanup_ctx.append(lifespan)
     app.router.add_post("/api/messages", app[ENDPOINT].handle)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    health = Health(runtime.model, runtime.storage, runner)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
     add_directline_routes(app, anonymous=settings.anonymous)  # /chat and its local Direct Line
     return app
 
@@ -263,34 +187,3 @@ async def drain(app: web.Application) -> None:
     runtime.model.abort_all()
     if not await runner.drain(5.0):
         await runner.cancel_all()
-
-
-@web.middleware
-async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A bug answers a short 500, never a traceback (aiohttp's debug mode would show one)."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        logger.exception("unhandled error in %s %s", request.method, request.path)
-        return web.Response(status=500, text="internal error")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """200 once the model is loaded and storage answers; 503 while loading or draining."""
-    runtime = request.app[RUNTIME]
-    if request.app[ENDPOINT].runner.draining:
-        return web.json_response({"status": "draining"}, status=503)
-    if not runtime.model.ready:
-        return web.json_response({"status": "loading model"}, status=503)
-    try:
-        await runtime.storage.read(["botloom/readyz"])
-    except Exception:
-        logger.warning("storage not reachable", exc_info=True)
-        return web.json_response({"status": "storage unreachable"}, status=503)
-    return web.json_response({"status": "ready", "model": runtime.model.name})

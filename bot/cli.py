@@ -89,10 +89,11 @@ def serve_forever(settings: Settings) -> int:
 
 def serve_model(settings: Settings) -> int:
     """`botloom model-server`: the model this process would load (BOTLOOM_MODEL; never a remote
-    one) behind the OpenAI-compatible API of models.server, until SIGTERM or SIGINT."""
-    from bot.app import build_local_model, guard_limits, reply_params
-    from bot.service_urls import is_loopback_host
-    from models.server import ServerOptions, run_model_server
+    one) behind the OpenAI-compatible API of models.serving.model_server, until SIGTERM or
+    SIGINT."""
+    from bot.http.service_urls import is_loopback_host
+    from bot.model_setup import build_local_model, guard_limits, reply_params
+    from models.serving.model_server import ServerOptions, run_model_server
 
     host, port = settings.model_server_host, settings.model_server_port
     if not settings.model_api_key and not is_loopback_host(host):
@@ -115,7 +116,7 @@ def serve_model(settings: Settings) -> int:
 
 async def chat(settings: Settings, record: Path | None = None) -> int:
     from bot.app import build_runtime
-    from bot.console import chat as console_chat
+    from bot.channels.console import chat as console_chat
 
     if record is not None:
         from bot.scripted.record import recorded_chat

@@ -67,7 +67,7 @@ class Settings:
     # PostgreSQL / Redis: a conversation's lock is a lease renewed while its turn runs, so a
     # replica that dies frees its conversations after this long (keep it below lock_wait_s).
     lock_lease_s: float = 8.0
-    # Every turn's activities kept in the storage (bot/transcripts.py): off, redacted (no
+    # Every turn's activities kept in the storage (bot/turns/transcripts.py): off, redacted (no
     # personal data: no text, names or user ids) or full (everything; mind your privacy policy).
     transcripts: str = "off"
     # The assistant's behaviour.

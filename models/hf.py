@@ -3,13 +3,13 @@
 Generation runs in one dedicated worker thread, never on the event loop. Tokens become text in
 that thread (incremental detokenisation, stop strings) and each piece is handed to the event loop
 with `loop.call_soon_threadsafe`. `generate_reply` is the whole per-request generation; the
-batching engine (models/engine.py) reuses `ChatTemplate`, `ReplyText` and `eos_token_ids`.
+batching engine (models/engine/) shares the pieces it uses: `ChatTemplate`
+(models/chat_template.py), `ReplyText` (models/decoding.py) and `eos_token_ids` (models/loading.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jinja2 import TemplateError
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -33,124 +32,10 @@ from models.api import (
     ModelUnavailable,
     PromptTooLong,
 )
+from models.chat_template import ChatTemplate
+from models.decoding import ReplyText
 from models.embedded import EMBEDDED_DEFAULT, EMBEDDED_NAME, ensure_embedded_default
-from models.loading import load_pretrained
-
-REPLACEMENT = "\ufffd"  # what a decoder shows for an incomplete UTF-8 sequence
-
-
-class IncrementalDecoder:
-    """Turns token ids into text as they arrive, one piece per call, special tokens skipped.
-
-    Decoding token by token breaks characters split over byte-fallback tokens and loses the
-    spaces that sentencepiece decoders strip at the start of a text, so each step decodes a short
-    window of recent tokens twice (up to the last emitted token, and up to the newest) and emits
-    the difference, holding it back while it ends in an incomplete character (the approach of
-    vLLM and text-generation-inference). The pieces join to the text of all ids decoded at once,
-    except after byte tokens that never form valid UTF-8 (U+FFFD marks those either way).
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self._tokenizer = tokenizer
-        self._ids: list[int] = []
-        self._prefix_offset = 0  # window start: tokens before it are emitted and never re-read
-        self._read_offset = 0  # tokens before it are emitted
-
-    def push(self, token_id: int) -> str:
-        """Add one token; return the text it completes (often "", sometimes several characters)."""
-        self._ids.append(token_id)
-        return self._advance(final=False)
-
-    def flush(self) -> str:
-        """The text still held back (an incomplete character shows as U+FFFD)."""
-        return self._advance(final=True)
-
-    def _advance(self, *, final: bool) -> str:
-        emitted = self._decode(self._ids[self._prefix_offset : self._read_offset])
-        current = self._decode(self._ids[self._prefix_offset :])
-        if len(current) <= len(emitted) or (current.endswith(REPLACEMENT) and not final):
-            return ""
-        self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
-        return current[len(emitted) :]
-
-    def _decode(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=True)) if ids else ""
-
-
-class StopStringFilter:
-    """Cuts a stream of text at the first stop string; the stop string itself never passes.
-
-    Text that could be the start of a stop string is held back until the next piece shows
-    whether it is one; `stopped` turns true once a stop string has been seen.
-    """
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self._stops = [stop for stop in stops if stop]
-        self._held = ""
-        self.stopped = False
-
-    def push(self, text: str) -> str:
-        """Add a piece; return the text that is now certainly part of the reply."""
-        if self.stopped:
-            return ""
-        text = self._held + text
-        ends = [index for stop in self._stops if (index := text.find(stop)) >= 0]
-        if ends:
-            self.stopped, self._held = True, ""
-            return text[: min(ends)]
-        keep = self._longest_stop_prefix_at_end(text)
-        self._held = text[len(text) - keep :] if keep else ""
-        return text[: len(text) - keep]
-
-    def flush(self) -> str:
-        """At the end of the reply: the held-back text (it turned out not to be a stop string)."""
-        held, self._held = self._held, ""
-        return "" if self.stopped else held
-
-    def _longest_stop_prefix_at_end(self, text: str) -> int:
-        longest = 0
-        for stop in self._stops:
-            for length in range(min(len(stop) - 1, len(text)), longest, -1):
-                if text.endswith(stop[:length]):
-                    longest = length
-                    break
-        return longest
-
-
-class ReplyText:
-    """Turns generated token ids into reply text, piece by piece, handed to `emit`.
-
-    Stop tokens (EOS) are never shown, text is detokenised incrementally (IncrementalDecoder) and
-    cut at the first stop string (StopStringFilter); `stopped` turns true once a stop string has
-    been seen, after which generation should end. Call `end()` once, after the last token.
-    """
-
-    def __init__(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        stops: Sequence[str],
-        stop_token_ids: Sequence[int],
-        emit: Callable[[str], None],
-    ) -> None:
-        self._decoder = IncrementalDecoder(tokenizer)
-        self._filter = StopStringFilter(stops)
-        self._stop_token_ids = set(stop_token_ids)
-        self._emit = emit
-
-    @property
-    def stopped(self) -> bool:
-        return self._filter.stopped
-
-    def push(self, token_id: int) -> None:
-        if token_id not in self._stop_token_ids:
-            self._send(self._filter.push(self._decoder.push(token_id)))
-
-    def end(self) -> None:
-        self._send(self._filter.push(self._decoder.flush()) + self._filter.flush())
-
-    def _send(self, text: str) -> None:
-        if text:
-            self._emit(text)
+from models.loading import context_window_of, eos_token_ids, load_pretrained
 
 
 class _ReplyStreamer(BaseStreamer):
@@ -194,37 +79,6 @@ class _StopWhen(StoppingCriteria):
         self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
         return torch.full((input_ids.shape[0],), self._should_stop(), device=input_ids.device)
-
-
-class ChatTemplate:
-    """Renders chat messages into prompt token ids with the tokenizer's own chat template.
-
-    Newer transformers (not 5.17) can encode control tokens typed by users as plain text, so that
-    a message cannot forge a turn of its own ("<|im_end|><|im_start|>system"); it is used where
-    available.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
-        self._tokenizer = tokenizer
-        self._name = name
-        parameters = inspect.signature(tokenizer.apply_chat_template).parameters
-        self._sanitize: dict[str, Any] = (
-            {"sanitize_control_tokens": True} if "sanitize_control_tokens" in parameters else {}
-        )
-
-    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
-        """The prompt ids, ending with the assistant's generation prompt; ModelError if the
-        template rejects the messages (some templates reject roles or their order)."""
-        conversation = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            ids = self._tokenizer.apply_chat_template(
-                conversation, add_generation_prompt=True, return_dict=False, **self._sanitize
-            )
-        except (TemplateError, ValueError) as error:
-            raise ModelError(
-                f"the chat template of {self._name} rejected the messages: {error}"
-            ) from error
-        return list(ids)
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
@@ -420,20 +274,6 @@ def _raise_failure(job: asyncio.Future[None], name: str) -> None:
         raise error
     if error is not None:
         raise ModelError(f"generation failed: {error!r}") from error
-
-
-def context_window_of(model: PreTrainedModel, limit: int | None = None) -> int:
-    """The model's context window (`max_position_embeddings`, else 2048), at most `limit`."""
-    window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-    return min(window, limit) if limit else window
-
-
-def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
-    """The tokens that end a reply: the model's generation-config EOS ids and the tokenizer's."""
-    configured = model.generation_config.eos_token_id
-    ids = list(configured) if isinstance(configured, list) else [configured]
-    ids.append(tokenizer.eos_token_id)
-    return tuple(dict.fromkeys(i for i in ids if i is not None))
 
 
 def load_model(

@@ -84,3 +84,17 @@ def _resolve(spec: str) -> tuple[str, dict[str, Any]]:
     if path.is_absolute() or spec.startswith((".", "~")):
         raise ModelUnavailable(f"no such model folder: {path}")
     return spec, {}  # a hub id such as "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+
+def context_window_of(model: PreTrainedModel, limit: int | None = None) -> int:
+    """The model's context window (`max_position_embeddings`, else 2048), at most `limit`."""
+    window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+    return min(window, limit) if limit else window
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+    """The tokens that end a reply: the model's generation-config EOS ids and the tokenizer's."""
+    configured = model.generation_config.eos_token_id
+    ids = list(configured) if isinstance(configured, list) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    return tuple(dict.fromkeys(i for i in ids if i is not None))

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from botbuilder.core import BotAdapter, TurnContext
 from botbuilder.schema import Activity, ConversationReference, ResourceResponse
 
-from bot.errors import on_turn_error
+from bot.turns.error_handler import on_turn_error
 
 
 class ScriptAdapter(BotAdapter):

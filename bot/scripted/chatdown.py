@@ -14,7 +14,6 @@ Anything the runner cannot honour is a `ScriptError` naming the file and line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,27 +26,13 @@ from botbuilder.schema import (
 )
 
 from bot.scripted.attachments import AttachmentSpec
+from bot.scripted.chatdown_tokens import Command, tokens
 from bot.scripted.errors import ScriptError
 from bot.scripted.expectations import AttachmentExpectation, TextExpectation, normalize
 from bot.scripted.steps import ExpectMessage, ExpectTyping, Script, Send, Step
 
 DEFAULT_CHANNEL = "test"
-COMMANDS = {
-    "typing", "delay", "conversationupdate", "attachment", "attachmentlayout", "suggestions",
-}  # fmt: skip
-CARDS = {
-    "herocard", "thumbnailcard", "audiocard", "videocard", "animationcard", "mediacard",
-    "signincard", "oauthcard", "basiccard", "receiptcard", "adaptivecard",
-}  # fmt: skip
 _HEADER = re.compile(r"^(bot|user|users|channelId)=(.*)$")
-_BRACKET = re.compile(r"\[([^\[\]]*)\]")
-_UNCLOSED = re.compile(r"\[\s*([A-Za-z]+)(?=[\s=]|$)[^\]]*$")
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str  # lower case, e.g. "typing"
-    value: str | None  # what follows "=", stripped
 
 
 @dataclass
@@ -161,7 +146,7 @@ class _Parser:
         self.recipient = recipient
         produced = len(self.steps)
         pending = _Pending(line)
-        for number, token in self._tokens(body):
+        for number, token in tokens(self.path, body):
             if isinstance(token, str):
                 if token.strip() and speaker is None:
                     raise ScriptError(
@@ -292,45 +277,3 @@ class _Parser:
             return AttachmentSpec.parse(value, self.path.parent).expectation()
         except ValueError as error:
             raise ScriptError(self.path, line, str(error)) from None
-
-    # --- tokens ---------------------------------------------------------------------------
-
-    def _tokens(self, body: list[tuple[int, str]]) -> Iterator[tuple[int, str | Command]]:
-        """Text and commands in order; a line holding only commands adds no newline to the text."""
-        index = 0
-        while index < len(body):
-            number, line = body[index]
-            index += 1
-            while (unclosed := _UNCLOSED.search(line)) and self._is_command(unclosed.group(1)):
-                if index >= len(body):
-                    raise ScriptError(self.path, number, f"[{unclosed.group(1)} is missing its ]")
-                line += "\n" + body[index][1]
-                index += 1
-            pieces = list(self._pieces(line, number))
-            commands = [p for p in pieces if isinstance(p, Command)]
-            if commands and not "".join(p for p in pieces if isinstance(p, str)).strip():
-                yield from ((number, c) for c in commands)
-            else:
-                yield from ((number, p) for p in pieces)
-                yield number, "\n"
-
-    def _pieces(self, line: str, number: int) -> Iterator[str | Command]:
-        position = 0
-        for match in _BRACKET.finditer(line):
-            name, equals, value = match.group(1).partition("=")
-            name = name.strip().lower()
-            if name.split()[:1] and name.split()[0] in CARDS:
-                reason = "card commands are not supported: use [Attachment=card.json hero]"
-                raise ScriptError(self.path, number, reason)
-            if name not in COMMANDS:
-                continue
-            if (name == "typing") == bool(equals):
-                raise ScriptError(self.path, number, f"malformed command [{match.group(1)}]")
-            yield line[position : match.start()]
-            yield Command(name, value.strip() if equals else None)
-            position = match.end()
-        yield line[position:]
-
-    @staticmethod
-    def _is_command(name: str) -> bool:
-        return name.lower() in COMMANDS or name.lower() in CARDS

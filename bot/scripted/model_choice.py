@@ -34,7 +34,9 @@ class ScriptModels:
         if self.choice is ModelChoice.REPLIES:
             return ScriptedChatModel.beside(script)
         if self._real is None:
-            from bot.app import build_model  # torch is imported only when a real model is used
+            from bot.model_setup import (
+                build_model,  # torch is imported only when a real model is used
+            )
 
             self._real = build_model(self._settings)
         return self._real

@@ -2,7 +2,7 @@
 
 The endpoint puts an activity here before it answers 202, so an acknowledged message outlives
 the replica that acknowledged it. Turns are then taken from the inbox, oldest first, by whichever
-replica holds the conversation's lock (bot/turn_runner.py): the order of a conversation is the
+replica holds the conversation's lock (bot/turns/runner.py): the order of a conversation is the
 order its messages were acknowledged, whichever replicas they reached. An entry leaves the inbox
 once its turn has run, so delivery is at least once: a replica killed between a turn's end and
 the entry's removal has that turn run again by the next holder.

@@ -8,8 +8,8 @@ import threading
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.assistant_bot import WELCOME_TEXT
 from bot.settings import Settings
+from bot.turns.activity_handler import WELCOME_TEXT
 from dialogs.main_dialog import HELP_TEXT, RESET_TEXT
 from models.deferred import DeferredChatModel
 from models.fake import FakeChatModel

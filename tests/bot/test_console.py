@@ -6,9 +6,9 @@ import io
 from pathlib import Path
 
 from bot.app import build_runtime
-from bot.assistant_bot import WELCOME_TEXT
-from bot.console import chat
+from bot.channels.console import chat
 from bot.settings import Settings
+from bot.turns.activity_handler import WELCOME_TEXT
 from dialogs.main_dialog import HELP_TEXT
 from models.fake import FakeChatModel
 

@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.assistant_bot import WELCOME_TEXT
+from bot.channels.webchat.page import ChatPage
 from bot.settings import Settings
-from bot.webchat.page import ChatPage
+from bot.turns.activity_handler import WELCOME_TEXT
 from models.fake import FakeChatModel
 
 Activity = dict[str, Any]

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import build_model, create_app
+from bot.app import create_app
+from bot.model_setup import build_model
 from bot.settings import Settings
 from dialogs.chat_dialog import apology_for
 from models.api import ModelUnavailable
 from models.fake import FakeChatModel
-from models.remote import RemoteChatModel
+from models.serving.remote import RemoteChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
 from tests.processes import ModelServerProcess

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import ENDPOINT, create_app
-from bot.outbound import RetryPolicy
+from bot.channels.connector_client import RetryPolicy
 from bot.settings import Settings
 from dialogs.chat_dialog import apology_for
 from dialogs.streaming_reply import INTERRUPTED_NOTE

@@ -14,7 +14,7 @@ from botbuilder.core import MemoryStorage, Storage
 from bot.app import create_app
 from bot.settings import Settings, SettingsError
 from bot.storage import SqliteStorage
-from bot.transcripts import PAGE_SIZE, append_activities, export_transcript, transcript_key
+from bot.turns.transcripts import PAGE_SIZE, append_activities, export_transcript, transcript_key
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.bot.test_storage import STORAGES, Opener

@@ -10,7 +10,7 @@ import pytest
 
 from bot.storage import InboxEntry, LocalLocks, SqliteStorage, create_inbox, create_locks
 from bot.storage.inbox import MemoryInbox
-from bot.turn_runner import RunnerBusy, RunnerLimits, TurnRunner
+from bot.turns.runner import RunnerBusy, RunnerLimits, TurnRunner
 
 
 class RecordingTurns:

@@ -1,6 +1,7 @@
 """What the browser tests need: Debian's chromium, node and npm, and the npm packages they pin
-(installed here on first use: Web Chat into bot/webchat, playwright-core and offline-directline
-into tests/browser). Tests skip, with the reason, where chromium or node is missing."""
+(installed here on first use: Web Chat into bot/channels/webchat, playwright-core and
+offline-directline into tests/browser). Tests skip, with the reason, where chromium or node is
+missing."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.app import create_app
+from bot.channels.webchat.page import BUNDLE
 from bot.settings import Settings
-from bot.webchat.page import BUNDLE
 from models import ChatModel
 from models.fake import FakeChatModel
 

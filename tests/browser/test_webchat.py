@@ -15,8 +15,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.app import RUNTIME
-from bot.assistant_bot import WELCOME_TEXT
 from bot.settings import Settings
+from bot.turns.activity_handler import WELCOME_TEXT
 from models import ChatModel
 from models.fake import FakeChatModel
 from tests.browser.conftest import Browser

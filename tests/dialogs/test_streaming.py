@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botbuilder.schema import Activity, Entity
 
-from bot.outbound import ConnectorError
+from bot.channels.connector_client import ConnectorError
 from dialogs.streaming import (
     StreamOptions,
     StreamPolicy,

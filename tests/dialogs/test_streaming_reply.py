@@ -14,7 +14,7 @@ from botbuilder.schema import (
     ResourceResponse,
 )
 
-from bot.outbound import ConnectorError
+from bot.channels.connector_client import ConnectorError
 from dialogs.streaming import StreamPolicy
 from dialogs.streaming_reply import INTERRUPTED_NOTE, StreamingReply, StreamOutcome, with_note
 

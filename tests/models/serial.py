@@ -9,7 +9,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from models.api import ChatMessage, GenerationParams
-from models.hf import ChatTemplate, generate_reply
+from models.chat_template import ChatTemplate
+from models.hf import generate_reply
 from models.loading import load_pretrained
 
 Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]

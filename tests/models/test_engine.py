@@ -19,8 +19,9 @@ from models.api import (
     ModelUnavailable,
     complete,
 )
+from models.chat_template import ChatTemplate
 from models.engine import BatchedChatModel, EngineConfig, create_batcher, load_engine_model
-from models.hf import ChatTemplate, HuggingFaceChatModel
+from models.hf import HuggingFaceChatModel
 from models.loading import load_pretrained
 from tests.loop_ticks import LoopTicks
 from tests.models.serial import Loaded, chat, load_float64, serial_reply
@@ -388,8 +389,8 @@ def test_a_float32_model_runs_on_packed_weights_and_the_callers_model_is_untouch
 ) -> None:
     from torch import nn
 
-    from models.engine_dynamic import DynamicBatcher
-    from models.engine_linear import PackedLinear, packed_copy
+    from models.engine.dynamic import DynamicBatcher
+    from models.engine.packed_linear import PackedLinear, packed_copy
 
     model, tokenizer = load_pretrained(str(tiny_model_dir), cache_dir=tmp_path)
     assert model.dtype == torch.float32

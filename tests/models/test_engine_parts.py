@@ -9,9 +9,9 @@ import torch
 from transformers import LlamaConfig, RepetitionPenaltyLogitsProcessor, TopPLogitsWarper
 
 from models.api import GenerationParams
-from models.engine_kv import BatchKV, LayerKV, layer_kv
-from models.engine_prefix import PrefixCache
-from models.engine_sampling import choose_tokens
+from models.engine.kv import BatchKV, LayerKV, layer_kv
+from models.engine.prefix_cache import PrefixCache
+from models.engine.sampling import choose_tokens
 
 CONFIG = LlamaConfig(
     vocab_size=32,

@@ -20,13 +20,8 @@ from models.api import (
     ModelUnavailable,
     complete,
 )
-from models.hf import (
-    HuggingFaceChatModel,
-    IncrementalDecoder,
-    StopStringFilter,
-    generate_reply,
-    load_chat_model,
-)
+from models.decoding import IncrementalDecoder, StopStringFilter
+from models.hf import HuggingFaceChatModel, generate_reply, load_chat_model
 from models.loading import load_pretrained
 from tests.loop_ticks import LoopTicks
 from tests.models.serial import Loaded

@@ -1,4 +1,4 @@
-"""RemoteChatModel (models/remote.py) against a fake OpenAI-compatible server on loopback."""
+"""RemoteChatModel (models/serving/remote.py) against a fake OpenAI-compatible server."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from models.api import (
     ModelUnavailable,
     complete,
 )
-from models.remote import RemoteChatModel, RemoteOptions
+from models.serving.remote import RemoteChatModel, RemoteOptions
 from tests.processes import free_port
 
 PROMPT = [ChatMessage("system", "Be brief."), ChatMessage("user", "hello")]

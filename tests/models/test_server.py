@@ -1,4 +1,4 @@
-"""The model server (models/server.py): its OpenAI-compatible API over a real loopback server."""
+"""The model server (models/serving/model_server.py): its OpenAI-compatible API, on loopback."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from models.api import (
 from models.deferred import DeferredChatModel
 from models.fake import FakeChatModel
 from models.guard import GuardLimits
-from models.remote import RemoteChatModel, RemoteOptions
-from models.server import ServerOptions, create_model_server, run_model_server
+from models.serving.model_server import ServerOptions, create_model_server, run_model_server
+from models.serving.remote import RemoteChatModel, RemoteOptions
 from tests.processes import free_port
 
 HELLO = [{"role": "user", "content": "hello there"}]

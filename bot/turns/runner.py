@@ -24,7 +24,7 @@ class RunnerBusy(Exception):
 
 
 class EntryTurns(Protocol):
-    """How an inbox entry becomes a turn (bot/inbox_turns.py)."""
+    """How an inbox entry becomes a turn (bot/turns/inbox_entries.py)."""
 
     async def run(self, entry: InboxEntry) -> None:
         """The entry's turn."""

@@ -1,13 +1,12 @@
-"""The local Direct Line service: Web Chat on one side, this bot on the other.
+"""The local Direct Line service, Web Chat's side: the Direct Line 3.0 API, and the bot's user.
 
 Web Chat side (Direct Line 3.0, under /v3/directline): start a conversation, reconnect, refresh
 the token, post an activity, get activities after a watermark (polling), or receive them on the
 conversation's websocket (`streamUrl`). Each conversation has its own token; any bearer token
 starts a conversation (this is a local development tool).
 
-Bot side (the Bot Connector API, under /v3/conversations, loopback callers only): the bot's
-replies, streaming updates included, and updates of sent activities. User activities reach the
-bot the way a channel's do: POSTed to this app's own /api/messages on loopback, with channelId
+The bot replies through the Bot Connector API beside it (connector_api.py). User activities reach
+the bot the way a channel's do: POSTed to this app's own /api/messages on loopback, with channelId
 "directline" and this app as serviceUrl, one at a time per conversation.
 
 Like Teams' Stop button, a user message "stop" while a reply streams is not forwarded: the next
@@ -25,8 +24,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.directline.store import BOT_ACCOUNT, Activity, Conversation, ConversationStore
-from bot.service_urls import is_loopback_host
+from bot.channels.directline.connector_api import read_activity_object
+from bot.channels.directline.store import BOT_ACCOUNT, Activity, Conversation, ConversationStore
+from bot.http.service_urls import is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class LocalDirectLine:
 
     async def post_activity(self, request: web.Request) -> web.Response:
         conversation = self._authorized(request)
-        activity = await _read_object(request)
+        activity = await read_activity_object(request)
         sender = activity.get("from")
         sender = sender if isinstance(sender, dict) else {}
         activity["from"] = {**sender, "id": str(sender.get("id") or "user"), "role": "user"}
@@ -144,34 +144,6 @@ class LocalDirectLine:
             reader.cancel()
             await socket.close()
         return socket
-
-    # Bot side (the Bot Connector API) --------------------------------------------------------
-
-    async def bot_sends(self, request: web.Request) -> web.Response:
-        """POST /v3/conversations/{id}/activities[/{replyTo}]: a reply or a streaming update."""
-        conversation = self._for_bot(request)
-        activity = await _read_object(request)
-        if conversation.refuses(activity):
-            return _connector_error(403, "ContentStreamNotAllowed", "Content stream is not allowed")
-        activity.setdefault("from", dict(BOT_ACCOUNT))
-        if "reply_to" in request.match_info:
-            activity.setdefault("replyToId", request.match_info["reply_to"])
-        activity.pop("timestamp", None)
-        conversation.add(activity)
-        conversation.track_stream(activity)
-        return web.json_response({"id": activity["id"]})
-
-    async def bot_updates(self, request: web.Request) -> web.Response:
-        """PUT /v3/conversations/{id}/activities/{activityId}: replaces a sent activity."""
-        conversation = self._for_bot(request)
-        activity = await _read_object(request)
-        activity["id"] = request.match_info["activity"]
-        activity.setdefault("from", dict(BOT_ACCOUNT))
-        activity.pop("timestamp", None)
-        conversation.add(activity, keep_id=True)
-        return web.json_response({"id": activity["id"]})
-
-    # -----------------------------------------------------------------------------------------
 
     def _forward(
         self,
@@ -256,19 +228,6 @@ class LocalDirectLine:
             raise web.HTTPForbidden(text="token does not match the conversation")
         return conversation
 
-    def _for_bot(self, request: web.Request) -> Conversation:
-        if request.remote is None or not is_loopback_host(request.remote):
-            raise web.HTTPForbidden(
-                text="the local Direct Line accepts bot activities from loopback only"
-            )
-        conversation = self.store.get(request.match_info["conversation"])
-        if conversation is None:
-            raise web.HTTPNotFound(
-                text='{"error": {"code": "BadArgument", "message": "unknown conversation"}}',
-                content_type="application/json",
-            )
-        return conversation
-
 
 async def _user_of(request: web.Request) -> dict[str, Any] | None:
     """The user named in a start-conversation body, if any."""
@@ -318,21 +277,6 @@ def _loopback_base(request: web.Request) -> str:
     if not is_loopback_host(host):
         host = "127.0.0.1"
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-async def _read_object(request: web.Request) -> Activity:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text="body must be a JSON activity") from None
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str) or not data["type"]:
-        raise web.HTTPBadRequest(text="body must be a JSON activity with a type")
-    return data
-
-
-def _connector_error(status: int, code: str, message: str) -> web.Response:
-    """An error as the Bot Connector API words it."""
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 async def _read_until_closed(socket: web.WebSocketResponse) -> None:

@@ -33,7 +33,7 @@ from models.api import (
     ModelUnavailable,
     PromptTooLong,
 )
-from models.openai_api import model_error_from, request_body
+from models.serving.openai_wire import model_error_from, request_body
 
 logger = logging.getLogger(__name__)
 

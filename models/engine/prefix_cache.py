@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.engine_kv import LayerKV
+from models.engine.kv import LayerKV
 
 
 @dataclass(eq=False)

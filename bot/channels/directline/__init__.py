@@ -1,5 +1,5 @@
 """A local Direct Line 3.0 service and chat page, so Web Chat can talk to this bot in a browser
-without Azure or the Emulator (see service.py)."""
+without Azure or the Emulator: webchat_api.py is Web Chat's side, connector_api.py the bot's."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.directline.service import LocalDirectLine
-from bot.directline.store import ConversationStore
-from bot.webchat.page import BUNDLE, ChatPage
+from bot.channels.directline.connector_api import BotConnectorApi
+from bot.channels.directline.store import ConversationStore
+from bot.channels.directline.webchat_api import LocalDirectLine
+from bot.channels.webchat.page import BUNDLE, ChatPage
 
 DIRECTLINE = web.AppKey("directline", LocalDirectLine)
 
@@ -40,6 +41,7 @@ def add_directline_routes(
     app[DIRECTLINE] = service
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_close_sockets)
+    connector = BotConnectorApi(service.store)
     add = app.router
     add.add_post("/v3/directline/conversations", service.start_conversation)
     add.add_get("/v3/directline/conversations/{conversation}", service.reconnect)
@@ -47,9 +49,9 @@ def add_directline_routes(
     add.add_post("/v3/directline/conversations/{conversation}/activities", service.post_activity)
     add.add_get("/v3/directline/conversations/{conversation}/activities", service.get_activities)
     add.add_get("/v3/directline/conversations/{conversation}/stream", service.stream)
-    add.add_post("/v3/conversations/{conversation}/activities", service.bot_sends)
-    add.add_post("/v3/conversations/{conversation}/activities/{reply_to}", service.bot_sends)
-    add.add_put("/v3/conversations/{conversation}/activities/{activity}", service.bot_updates)
+    add.add_post("/v3/conversations/{conversation}/activities", connector.bot_sends)
+    add.add_post("/v3/conversations/{conversation}/activities/{reply_to}", connector.bot_sends)
+    add.add_put("/v3/conversations/{conversation}/activities/{activity}", connector.bot_updates)
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from botbuilder.schema import (
 )
 
 from bot.app import Runtime
-from bot.errors import on_turn_error
+from bot.turns.error_handler import on_turn_error
 
 CHANNEL_ID = "console"
 TYPING = "bot is typing…"

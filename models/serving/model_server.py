@@ -1,6 +1,6 @@
 """`botloom model-server`: one ChatModel served over an OpenAI-compatible HTTP API.
 
-Several bot replicas can share one GPU host this way (the bots use models.remote). Routes:
+Several bot replicas can share one GPU host this way (the bots use models.serving.remote). Routes:
 
 - ``POST /v1/chat/completions``: with ``"stream": true``, server-sent events
   (``data: {chunk}`` lines whose ``choices[0].delta.content`` carry the reply, then
@@ -46,7 +46,7 @@ from models.api import (
     PromptTooLong,
 )
 from models.guard import GuardedChatModel, GuardLimits
-from models.openai_api import (
+from models.serving.openai_wire import (
     BadRequest,
     ChatRequest,
     chunk,

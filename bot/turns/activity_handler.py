@@ -8,7 +8,7 @@ from botbuilder.core import ActivityHandler, ConversationState, TurnContext, Use
 from botbuilder.dialogs import Dialog, DialogExtensions
 from botbuilder.schema import Activity, ChannelAccount
 
-from bot.typing_indicator import TypingIndicator
+from bot.turns.typing_indicator import TypingIndicator
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
 from models.api import GenerationParams, ModelError, ModelUnavailable
-from models.engine import EngineConfig
-from models.engine_request import EngineRequest, EngineStats
+from models.engine.config import EngineConfig
+from models.engine.request import EngineRequest, EngineStats
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ Requests are admitted up to `max_batch` generating plus `max_waiting` waiting; b
 caller gets ModelOverloaded at once instead of a queue that grows without bound. A batcher runs
 the model in its own thread, never on the event loop:
 
-- DynamicBatcher (models/engine_dynamic.py), the CPU backend: continuous batching by a decode
+- DynamicBatcher (models/engine/dynamic.py), the CPU backend: continuous batching by a decode
   loop written here, and reuse of each conversation's KV cache across turns (PrefixCache).
-- PagedBatcher (models/engine_paged.py), the CUDA backend: transformers' ContinuousBatchingManager
+- PagedBatcher (models/engine/paged.py), the CUDA backend: transformers' ContinuousBatchingManager
   (paged KV cache with prefix sharing, CUDA graphs where transformers enables them).
 
 Tokens become text in the batcher's thread (ReplyText) and each piece is handed to the event loop
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -32,63 +30,12 @@ from models.api import (
     ModelUnavailable,
     PromptTooLong,
 )
-from models.engine_request import EngineRequest, EngineStats
-from models.hf import (
-    ChatTemplate,
-    ReplyText,
-    context_window_of,
-    eos_token_ids,
-    load_chat_model,
-    load_model,
-)
-
-Backend = Literal["auto", "dynamic", "paged"]
-ENGINES = ("auto", "batched", "serial")
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """How the engine admits and batches requests.
-
-    `max_batch`: replies generated together; `max_waiting`: admitted requests waiting for one of
-    those places; the next caller gets ModelOverloaded(retry_after=`retry_after_s`).
-    `backend`: "paged" on CUDA, "dynamic" elsewhere when "auto".
-    `prefix_cache_tokens` (dynamic): KV cache of recent conversations kept for reuse, in tokens
-    (about 46 kB each for the embedded default in float32). `pack_weights` (dynamic, float32 on the
-    CPU): run on a copy of the model whose linear layers are pre-packed for oneDNN
-    (models/engine_linear.py; a second copy of those weights while the caller keeps the model).
-    `block_size` (paged): tokens per KV-cache block; only whole blocks are shared between prompts,
-    so short chat turns want small blocks. `kv_cache_blocks` and `max_batch_tokens` (tokens in
-    one forward pass; long prompts are split) (paged): None sizes them from free GPU memory
-    (`gpu_memory_fraction` of it, None: transformers' default). `cuda_graphs` and
-    `async_batching` (paged; double-buffered steps that hide CPU overhead): None lets transformers
-    decide (both on with flash attention, off with SDPA).
-    """
-
-    backend: Backend = "auto"
-    max_batch: int = 16
-    max_waiting: int = 64
-    retry_after_s: float = 2.0
-    prefix_cache_tokens: int = 16384
-    pack_weights: bool = True
-    block_size: int = 16
-    kv_cache_blocks: int | None = None
-    max_batch_tokens: int | None = None
-    gpu_memory_fraction: float | None = None
-    cuda_graphs: bool | None = None
-    async_batching: bool | None = None
-
-
-class Batcher(Protocol):
-    """What BatchedChatModel needs from a backend (see DynamicBatcher, PagedBatcher)."""
-
-    stats: EngineStats
-
-    def submit(self, request: EngineRequest) -> None: ...
-
-    def cancel(self, request: EngineRequest) -> None: ...
-
-    def close(self) -> None: ...
+from models.chat_template import ChatTemplate
+from models.decoding import ReplyText
+from models.engine.config import ENGINES, Batcher, EngineConfig
+from models.engine.request import EngineRequest, EngineStats
+from models.hf import load_chat_model, load_model
+from models.loading import context_window_of, eos_token_ids
 
 
 def create_batcher(
@@ -104,10 +51,10 @@ def create_batcher(
     if backend == "auto":
         backend = "paged" if model.device.type == "cuda" else "dynamic"
     if backend == "paged":
-        from models.engine_paged import PagedBatcher
+        from models.engine.paged import PagedBatcher
 
         return PagedBatcher(model, config, default_params=default_params)
-    from models.engine_dynamic import DynamicBatcher
+    from models.engine.dynamic import DynamicBatcher
 
     return DynamicBatcher(
         model,
@@ -268,7 +215,7 @@ def load_engine_model(
     model, tokenizer, name = load_model(spec, cache_dir=cache_dir, device=device, dtype=dtype)
     config = config or EngineConfig()
     if engine == "auto" and model.device.type != "cuda" and config.backend != "paged":
-        from models.engine_dynamic import supports_dynamic_batching
+        from models.engine.dynamic import supports_dynamic_batching
         from models.hf import HuggingFaceChatModel
 
         if not supports_dynamic_batching(model):

@@ -1,7 +1,7 @@
 """EngineRequest: one reply in the batching engine, between the event loop and a scheduler thread.
 
-The event loop creates a request and submits it to a batcher (models/engine_dynamic.py or
-models/engine_paged.py). From then on only the batcher's thread calls `push` (one generated token)
+The event loop creates a request and submits it to a batcher (models/engine/dynamic.py or
+models/engine/paged.py). From then on only the batcher's thread calls `push` (one generated token)
 and `finish` (exactly once); text goes back to the event loop through the `emit` and `done`
 callbacks, which the engine makes thread-safe with `loop.call_soon_threadsafe`.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from models.api import GenerationParams
-from models.hf import ReplyText
+from models.decoding import ReplyText
 
 
 @dataclass

@@ -11,7 +11,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from botframework.connector.auth import BotFrameworkAuthentication, ClaimsIdentity
 from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
 
-from bot.outbound import RetryingCloudAdapter
+from bot.channels.connector_client import RetryingCloudAdapter
 from bot.storage import InboxEntry
 
 ONE_MOMENT = "One moment, please: I'm still answering your previous message. This one is next."

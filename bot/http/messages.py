@@ -11,14 +11,14 @@ from botbuilder.core import Bot, InvokeResponse, serializer_helper
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
 from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
 
-from bot.auth import AuthUnavailable, Unauthorized, authenticate
-from bot.inbound import read_activity
-from bot.inbox_turns import entry_body
-from bot.outbound import RetryingCloudAdapter
-from bot.service_urls import service_url_allowed
+from bot.channels.connector_client import RetryingCloudAdapter
+from bot.http.auth import AuthUnavailable, Unauthorized, authenticate
+from bot.http.request_parsing import read_activity
+from bot.http.service_urls import service_url_allowed
 from bot.settings import Settings
 from bot.storage import StorageUnavailable
-from bot.turn_runner import RunnerBusy, TurnRunner
+from bot.turns.inbox_entries import entry_body
+from bot.turns.runner import RunnerBusy, TurnRunner
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ BUNDLE = HERE / "node_modules" / "botframework-webchat" / "dist" / "webchat.js"
 
 MISSING_BUNDLE = (
     "The chat page needs the Web Chat UI, which is installed with npm. Run <code>make setup</code> "
-    "(it installs it when npm is present) or <code>npm ci --prefix bot/webchat</code>, then reload."
+    "(it installs it when npm is present) or <code>npm ci --prefix bot/channels/webchat</code>, "
+    "then reload."
 )
 NOT_ANONYMOUS = (
     "The local chat page works in anonymous mode only (no MicrosoftAppId): it reaches the bot "

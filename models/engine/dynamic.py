@@ -8,7 +8,7 @@ A decode step then advances every row by one token in a single forward pass: inp
 against the rows' KV caches left-padded to a common width in preallocated slots (BatchKV), with
 per-row position ids. A row leaves as soon as its reply ends; its KV cache goes to the
 PrefixCache, where the conversation's next turn finds it. In float32 on the CPU the batcher runs a
-copy of the model whose linear layers are pre-packed for oneDNN (models/engine_linear.py).
+copy of the model whose linear layers are pre-packed for oneDNN (models/engine/packed_linear.py).
 
 Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
 nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU
@@ -31,11 +31,12 @@ from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
 from models.api import ModelError, ModelUnavailable
-from models.engine_kv import BatchKV, LayerKV, fill_cache, layer_kv
-from models.engine_linear import packed_copy
-from models.engine_prefix import PrefixCache
-from models.engine_request import EngineRequest, EngineStats
-from models.engine_sampling import choose_tokens
+from models.engine.kv import BatchKV, LayerKV, fill_cache, layer_kv
+from models.engine.packed_linear import packed_copy
+from models.engine.prefill import Prefill, next_prefill_group, padded_pasts, prefill_inputs, row_kv
+from models.engine.prefix_cache import PrefixCache
+from models.engine.request import EngineRequest, EngineStats
+from models.engine.sampling import choose_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ class DynamicBatcher:
                 pending.append(request)
         joined: list[tuple[_Row, LayerKV, torch.Tensor]] = []
         while pending:
-            group, pending = self._next_group(pending)
+            group, pending = next_prefill_group(pending, self.prefixes)
             try:
                 joined.extend(self._prefill(group))
             except Exception as error:
@@ -183,40 +184,7 @@ class DynamicBatcher:
             self._seen = torch.cat([self._seen, seen]) if self._rows else seen
             self._rows.extend(row for row, _, _ in joined)
 
-    def _next_group(
-        self, requests: list[EngineRequest]
-    ) -> tuple[list[_Prefill], list[EngineRequest]]:
-        """The requests to prefill together in one forward pass, and those left for later.
-
-        A request that shares more of its prompt with an earlier one of these than the
-        PrefixCache holds waits for that one's KV cache (conversations starting together share
-        their system prompt). Suffixes are padded to the longest of the group: requests whose
-        suffix would be mostly padding wait for a group of their own.
-        """
-        candidates: list[_Prefill] = []
-        later: list[EngineRequest] = []
-        for request in requests:
-            reused, past = self.prefixes.match(request.prompt_ids)
-            if any(
-                _shared(request.prompt_ids, other.request.prompt_ids) >= reused + _SHARED_ENOUGH
-                for other in candidates
-            ):
-                later.append(request)
-                continue
-            candidates.append(_Prefill(request, reused, past))
-        candidates.sort(key=lambda p: p.suffix)
-        group = candidates[:1]
-        tokens = group[0].suffix
-        for index, prefill in enumerate(candidates[1:], start=1):
-            tokens += prefill.suffix
-            padded = (len(group) + 1) * prefill.suffix
-            if padded > _PAD_RATIO * tokens + _PAD_SLACK or padded > _GROUP_TOKENS:
-                later = [p.request for p in candidates[index:]] + later
-                break
-            group.append(prefill)
-        return group, later
-
-    def _prefill(self, group: list[_Prefill]) -> list[tuple[_Row, LayerKV, torch.Tensor]]:
+    def _prefill(self, group: list[Prefill]) -> list[tuple[_Row, LayerKV, torch.Tensor]]:
         """Run the prompts of `group` (what the PrefixCache lacks of each) in one forward pass
         and choose their first tokens.
 
@@ -230,18 +198,10 @@ class DynamicBatcher:
         """
         rows, past, suffix = len(group), max(p.reused for p in group), max(p.suffix for p in group)
         device = self._device
-        input_ids = torch.zeros(rows, suffix, dtype=torch.long)
-        positions = torch.zeros(rows, suffix, dtype=torch.long)
-        mask = torch.zeros(rows, past + suffix, dtype=torch.long)
-        for i, p in enumerate(group):
-            ids = p.request.prompt_ids
-            input_ids[i, suffix - p.suffix :] = torch.tensor(ids[p.reused :])
-            positions[i] = torch.arange(p.reused - suffix + p.suffix, len(ids)).clamp(min=0)
-            mask[i, past - p.reused : past] = 1
-            mask[i, past + suffix - p.suffix :] = 1
+        input_ids, positions, mask = prefill_inputs(group, past, suffix)
         cache = DynamicCache(config=self._model.config)
         if past:
-            fill_cache(cache, _padded_pasts(group, past) if rows > 1 else group[0].past or [])
+            fill_cache(cache, padded_pasts(group, past) if rows > 1 else group[0].past or [])
         out = self._model(
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
@@ -260,17 +220,8 @@ class DynamicBatcher:
         started = []
         for i, (p, token) in enumerate(zip(group, tokens, strict=True)):
             request, ids = p.request, p.request.prompt_ids
-            if rows == 1:
-                kv = layers  # exactly this prompt: [1, heads, len(ids), dim]
-            else:
-                real = (slice(past - p.reused, past), slice(past + suffix - p.suffix, None))
-                kv = [
-                    (
-                        torch.cat([k[i : i + 1, :, r] for r in real], dim=2),
-                        torch.cat([v[i : i + 1, :, r] for r in real], dim=2),
-                    )
-                    for k, v in layers
-                ]
+            # exactly this prompt's KV cache: [1, heads, len(ids), dim] per layer
+            kv = layers if rows == 1 else row_kv(layers, i, p, past, suffix)
             request.reused_tokens = p.reused
             self.stats.requests += 1
             self.stats.prompt_tokens += len(ids)
@@ -345,51 +296,6 @@ class DynamicBatcher:
                 self._waiting.clear()
         for request in failed:
             request.finish(error)
-
-
-# Batched prefill: a request waits for an earlier one of the same admission whose prompt shares
-# this many tokens more than the PrefixCache holds; a group's padded suffixes may total at most
-# _PAD_RATIO x its real ones + _PAD_SLACK tokens, and _GROUP_TOKENS in all.
-_SHARED_ENOUGH = 16
-_PAD_RATIO = 1.25
-_PAD_SLACK = 16
-_GROUP_TOKENS = 4096
-
-
-@dataclass(eq=False)
-class _Prefill:
-    request: EngineRequest
-    reused: int  # prompt tokens whose KV cache the PrefixCache holds
-    past: LayerKV | None  # that KV cache
-
-    @property
-    def suffix(self) -> int:
-        return len(self.request.prompt_ids) - self.reused
-
-
-def _shared(a: list[int], b: list[int]) -> int:
-    """The length of the common prefix of two prompts."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _padded_pasts(group: list[_Prefill], width: int) -> LayerKV:
-    """The group's reused KV caches as one batch, left-padded with zeros to `width` tokens."""
-    example = next(p.past for p in group if p.past is not None)
-    padded: LayerKV = []
-    for layer, (keys, values) in enumerate(example):
-        k = keys.new_zeros(len(group), keys.shape[1], width, keys.shape[3])
-        v = values.new_zeros(len(group), values.shape[1], width, values.shape[3])
-        for i, p in enumerate(group):
-            if p.past is not None and p.reused:
-                k[i, :, width - p.reused :] = p.past[layer][0][0]
-                v[i, :, width - p.reused :] = p.past[layer][1][0]
-        padded.append((k, v))
-    return padded
 
 
 def _generation_error(error: Exception) -> ModelError:

@@ -1,0 +1,124 @@
+"""Batched prefill: which waiting requests run their prompts together, and the batch they make.
+
+Several prompts run as one forward pass: the reused prefixes (what the PrefixCache holds)
+left-padded to the longest, then the new tokens left-padded to the longest suffix, so that every
+row's last token is in the last column; the attention mask hides both paddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from models.engine.kv import LayerKV
+from models.engine.prefix_cache import PrefixCache
+from models.engine.request import EngineRequest
+
+# Batched prefill: a request waits for an earlier one of the same admission whose prompt shares
+# this many tokens more than the PrefixCache holds; a group's padded suffixes may total at most
+# _PAD_RATIO x its real ones + _PAD_SLACK tokens, and _GROUP_TOKENS in all.
+_SHARED_ENOUGH = 16
+_PAD_RATIO = 1.25
+_PAD_SLACK = 16
+_GROUP_TOKENS = 4096
+
+
+@dataclass(eq=False)
+class Prefill:
+    request: EngineRequest
+    reused: int  # prompt tokens whose KV cache the PrefixCache holds
+    past: LayerKV | None  # that KV cache
+
+    @property
+    def suffix(self) -> int:
+        return len(self.request.prompt_ids) - self.reused
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    """The length of the common prefix of two prompts."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def padded_pasts(group: list[Prefill], width: int) -> LayerKV:
+    """The group's reused KV caches as one batch, left-padded with zeros to `width` tokens."""
+    example = next(p.past for p in group if p.past is not None)
+    padded: LayerKV = []
+    for layer, (keys, values) in enumerate(example):
+        k = keys.new_zeros(len(group), keys.shape[1], width, keys.shape[3])
+        v = values.new_zeros(len(group), values.shape[1], width, values.shape[3])
+        for i, p in enumerate(group):
+            if p.past is not None and p.reused:
+                k[i, :, width - p.reused :] = p.past[layer][0][0]
+                v[i, :, width - p.reused :] = p.past[layer][1][0]
+        padded.append((k, v))
+    return padded
+
+
+def prefill_inputs(
+    group: list[Prefill], past: int, suffix: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input ids and position ids [rows, suffix] and the attention mask [rows, past + suffix] of
+    the group's prompts, `past` being the longest reused prefix and `suffix` the longest rest."""
+    rows = len(group)
+    input_ids = torch.zeros(rows, suffix, dtype=torch.long)
+    positions = torch.zeros(rows, suffix, dtype=torch.long)
+    mask = torch.zeros(rows, past + suffix, dtype=torch.long)
+    for i, p in enumerate(group):
+        ids = p.request.prompt_ids
+        input_ids[i, suffix - p.suffix :] = torch.tensor(ids[p.reused :])
+        positions[i] = torch.arange(p.reused - suffix + p.suffix, len(ids)).clamp(min=0)
+        mask[i, past - p.reused : past] = 1
+        mask[i, past + suffix - p.suffix :] = 1
+    return input_ids, positions, mask
+
+
+def row_kv(layers: LayerKV, i: int, p: Prefill, past: int, suffix: int) -> LayerKV:
+    """Row i's own KV cache out of a batched prefill's, paddings dropped: [1, heads, len, dim]."""
+    real = (slice(past - p.reused, past), slice(past + suffix - p.suffix, None))
+    return [
+        (
+            torch.cat([k[i : i + 1, :, r] for r in real], dim=2),
+            torch.cat([v[i : i + 1, :, r] for r in real], dim=2),
+        )
+        for k, v in layers
+    ]
+
+
+def next_prefill_group(
+    requests: list[EngineRequest], prefixes: PrefixCache
+) -> tuple[list[Prefill], list[EngineRequest]]:
+    """The requests to prefill together in one forward pass, and those left for later.
+
+    A request that shares more of its prompt with an earlier one of these than the
+    PrefixCache holds waits for that one's KV cache (conversations starting together share
+    their system prompt). Suffixes are padded to the longest of the group: requests whose
+    suffix would be mostly padding wait for a group of their own.
+    """
+    candidates: list[Prefill] = []
+    later: list[EngineRequest] = []
+    for request in requests:
+        reused, past = prefixes.match(request.prompt_ids)
+        if any(
+            shared_prefix(request.prompt_ids, other.request.prompt_ids) >= reused + _SHARED_ENOUGH
+            for other in candidates
+        ):
+            later.append(request)
+            continue
+        candidates.append(Prefill(request, reused, past))
+    candidates.sort(key=lambda p: p.suffix)
+    group = candidates[:1]
+    tokens = group[0].suffix
+    for index, prefill in enumerate(candidates[1:], start=1):
+        tokens += prefill.suffix
+        padded = (len(group) + 1) * prefill.suffix
+        if padded > _PAD_RATIO * tokens + _PAD_SLACK or padded > _GROUP_TOKENS:
+            later = [p.request for p in candidates[index:]] + later
+            break
+        group.append(prefill)
+    return group, later
