@@ -307,7 +307,9 @@ async def kill_one_replica_mid_turn(cluster: Cluster) -> None:
                 answered_at[f"fake: {s.text}"] - killed_at for s in sent if s.replica != victim
             ]
             resumed_after.append(min(t for t in times if t > 0))
-            assert resumed_after[-1] < LEASE_S + 2, f"{conversation}: blocked past the lease"
+            # Far from a lease that never lapses (the conversation would wait for ever); a busy
+            # 2-core machine stalled a resumption to 5.2 s here.
+            assert resumed_after[-1] < 3 * LEASE_S, f"{conversation}: blocked past the lease"
     # Each conversation the victim held had one turn in progress: at most that one runs again.
     assert twice <= len(held), f"{twice} replies sent twice"
     print(
