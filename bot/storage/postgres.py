@@ -10,15 +10,14 @@ from typing import Any
 
 import asyncpg
 from asyncpg import exceptions as pg_errors
-from botbuilder.core import Storage
 
-from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
+from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
 from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.postgres_inbox import PostgresInbox
 from bot.storage.postgres_locks import PostgresLocks
-from bot.storage.urls import check_namespace, scrub, where
-from bot.storage.values import loads, rows_to_write, set_etag
+from bot.storage.server_storage import ServerStorage
+from bot.storage.values import loads, rows_to_write, set_etags
 
 # What "the database cannot be reached" looks like from asyncpg: refused or dropped sockets,
 # timeouts, a server shutting down or starting, a bad login or database name, too many clients.
@@ -61,7 +60,7 @@ def migrations(ns: str) -> list[list[str]]:
     ]
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(ServerStorage):
     """A botbuilder `Storage` in one PostgreSQL table, `<namespace>_items`, shared by replicas.
 
     Values and etags behave exactly as in `SqliteStorage` (bot/storage/values.py): `read` returns
@@ -79,6 +78,9 @@ class PostgresStorage(Storage):
     RuntimeError.
     """
 
+    server = "PostgreSQL"
+    default_port = 5432
+
     def __init__(
         self,
         url: str,
@@ -87,18 +89,11 @@ class PostgresStorage(Storage):
         max_connections: int = 10,
         timeout_s: float = 5.0,
     ) -> None:
-        self._url = url
-        self.where = where(url, 5432)
-        self.namespace = check_namespace(namespace)
+        super().__init__(url, namespace=namespace, timeout_s=timeout_s)
         self.table = f"{namespace}_items"
         self._max_connections = max_connections
-        self._timeout_s = timeout_s
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"PostgresStorage({self.where!r}, namespace={self.namespace!r})"
 
     async def open(self) -> None:
         """Connect and create or migrate the schema. Raises StorageUnavailable."""
@@ -138,10 +133,6 @@ class PostgresStorage(Storage):
                     for statement in statements:
                         await conn.execute(statement)
                     await conn.execute(f"INSERT INTO {ns}_schema (version) VALUES ($1)", number)
-
-    def unavailable(self, error: BaseException) -> StorageUnavailable:
-        reason = scrub(str(error) or type(error).__name__, self._url)
-        return StorageUnavailable(f"cannot reach PostgreSQL at {self.where}: {reason}")
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -184,8 +175,7 @@ class PostgresStorage(Storage):
                 await self._check_fence(conn, fence.key, fence.token)
             for (key, expected, text), etag in zip(rows, etags, strict=True):
                 await self._write_row(conn, key, expected, etag, text)
-        for value, etag in zip(changes.values(), etags, strict=True):
-            set_etag(value, etag)
+        set_etags(changes, etags)
 
     async def _check_fence(self, conn: asyncpg.Connection, key: str, token: int) -> None:
         # FOR SHARE: a takeover of the lock waits until this write has committed.

@@ -26,18 +26,17 @@ from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
-from botbuilder.core import Storage
 from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
+from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
 from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.redis_inbox import RedisInbox
 from bot.storage.redis_locks import RedisLocks
-from bot.storage.urls import check_namespace, scrub, where
-from bot.storage.values import loads, rows_to_write, set_etag
+from bot.storage.server_storage import ServerStorage
+from bot.storage.values import loads, rows_to_write, set_etags
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ return {0}
 """
 
 
-class RedisStorage(Storage):
+class RedisStorage(ServerStorage):
     """A botbuilder `Storage` in Redis hashes, shared by replicas.
 
     Values and etags behave exactly as in `SqliteStorage` (bot/storage/values.py): `read` returns
@@ -94,6 +93,9 @@ class RedisStorage(Storage):
     password.
     """
 
+    server = "Redis"
+    default_port = 6379
+
     def __init__(
         self,
         url: str,
@@ -102,11 +104,8 @@ class RedisStorage(Storage):
         max_connections: int = 20,
         timeout_s: float = 5.0,
     ) -> None:
-        self._url = url
-        self.where = where(url, 6379)
-        self.namespace = check_namespace(namespace)
+        super().__init__(url, namespace=namespace, timeout_s=timeout_s)
         self._prefix = f"{namespace}:item:"
-        self._timeout_s = timeout_s
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -122,18 +121,10 @@ class RedisStorage(Storage):
         self.client = aioredis.Redis(connection_pool=pool)
         self._write_script = self.client.register_script(_WRITE)
         self._opened = False
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"RedisStorage({self.where!r}, namespace={self.namespace!r})"
 
     def key(self, kind: str, key: str) -> str:
         """The Redis key of a state item ("item"), a lock ("lock") or another record."""
         return f"{self.namespace}:{kind}:{key}"
-
-    def unavailable(self, error: BaseException) -> StorageUnavailable:
-        reason = scrub(str(error) or type(error).__name__, self._url)
-        return StorageUnavailable(f"cannot reach Redis at {self.where}: {reason}")
 
     async def call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         """Run a Redis operation (for this storage's locks too); errors reaching the server
@@ -205,8 +196,7 @@ class RedisStorage(Storage):
             key, expected, _ = rows[int(result[0]) - 1]
             assert expected is not None
             raise StorageConflictError(key, expected, result[1] or None)
-        for value, etag in zip(changes.values(), etags, strict=True):
-            set_etag(value, etag)
+        set_etags(changes, etags)
 
     async def delete(self, keys: list[str]) -> None:
         if keys:

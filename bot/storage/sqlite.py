@@ -12,7 +12,7 @@ from botbuilder.core import Storage
 
 from bot.storage.errors import StorageConflictError
 from bot.storage.sqlite_worker import SqliteWorker, immediate
-from bot.storage.values import loads, rows_to_write, set_etag
+from bot.storage.values import loads, rows_to_write, set_etags
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS items "
@@ -56,8 +56,7 @@ class SqliteStorage(Storage):
         if not rows:
             return
         etags = await self._worker.run(self._write_rows, rows)
-        for value, etag in zip(changes.values(), etags, strict=True):
-            set_etag(value, etag)
+        set_etags(changes, etags)
 
     async def delete(self, keys: list[str]) -> None:
         if keys:

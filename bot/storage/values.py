@@ -53,3 +53,9 @@ def set_etag(value: Any, etag: str) -> None:
         value["e_tag"] = etag
     elif hasattr(value, "__dict__"):
         value.e_tag = etag
+
+
+def set_etags(changes: dict[str, Any], etags: list[str]) -> None:
+    """`set_etag` on each written value, in the order of `changes`."""
+    for value, etag in zip(changes.values(), etags, strict=True):
+        set_etag(value, etag)
