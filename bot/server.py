@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 from aiohttp import web
 
 from bot.app import create_app, drain
 from bot.settings import Settings
+from models.serving.signals import stop_signal
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +28,7 @@ async def run_server(settings: Settings) -> None:
             flush=True,
         )
         print(f"Ready when {url}/readyz says so (the model loads first).", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_signal()
         logger.info("stop signal received: draining")
         await drain(app)
     finally:

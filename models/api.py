@@ -89,3 +89,22 @@ async def complete(
 ) -> str:
     """Collect a whole reply from `model.stream`."""
     return "".join([piece async for piece in model.stream(messages, params)])
+
+
+class WrappedChatModel:
+    """A ChatModel around `inner` whose name, context window and token counts are the inner
+    model's; subclasses add behaviour around `stream` (admission control, recording)."""
+
+    def __init__(self, inner: ChatModel) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def context_window(self) -> int:
+        return self.inner.context_window
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return self.inner.count_tokens(messages)

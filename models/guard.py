@@ -15,6 +15,7 @@ from models.api import (
     ModelOverloaded,
     ModelShuttingDown,
     ModelTimeout,
+    WrappedChatModel,
 )
 
 
@@ -29,7 +30,7 @@ class GuardLimits:
     retry_after_s: float = 5.0
 
 
-class GuardedChatModel:
+class GuardedChatModel(WrappedChatModel):
     """Wraps a ChatModel so that no caller waits without bound and memory stays bounded.
 
     Raises ModelOverloaded when `max_pending` requests are already admitted, ModelTimeout when a
@@ -39,25 +40,14 @@ class GuardedChatModel:
     """
 
     def __init__(self, inner: ChatModel, limits: GuardLimits) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.limits = limits
         self.pending = 0
         self._aborted = asyncio.Event()
 
     @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def context_window(self) -> int:
-        return self.inner.context_window
-
-    @property
     def ready(self) -> bool:
         return bool(getattr(self.inner, "ready", True))
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return self.inner.count_tokens(messages)
 
     def abort_all(self) -> None:
         """Make every admitted and future request fail with ModelShuttingDown."""

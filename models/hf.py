@@ -32,10 +32,10 @@ from models.api import (
     ModelUnavailable,
     PromptTooLong,
 )
-from models.chat_template import ChatTemplate
 from models.decoding import ReplyText
 from models.embedded import EMBEDDED_DEFAULT, EMBEDDED_NAME, ensure_embedded_default
-from models.loading import context_window_of, eos_token_ids, load_pretrained
+from models.loaded import LoadedChatModel
+from models.loading import load_pretrained
 
 
 class _ReplyStreamer(BaseStreamer):
@@ -144,7 +144,7 @@ def generate_reply(
         )
 
 
-class HuggingFaceChatModel:
+class HuggingFaceChatModel(LoadedChatModel):
     """A ChatModel around a loaded transformers causal LM and its (chat-templated) tokenizer.
 
     One generation runs at a time, in a dedicated worker thread; further requests wait their
@@ -162,30 +162,18 @@ class HuggingFaceChatModel:
         context_window: int | None = None,
         stop_token_ids: Sequence[int] | None = None,
     ) -> None:
-        self._model = model
-        self._tokenizer = tokenizer
-        self._name = name
-        self._context_window = context_window_of(model, context_window)
-        self.stop_token_ids = (
-            tuple(stop_token_ids) if stop_token_ids is not None else eos_token_ids(model, tokenizer)
+        super().__init__(
+            model,
+            tokenizer,
+            name=name,
+            context_window=context_window,
+            stop_token_ids=stop_token_ids,
         )
+        self._model = model
         self.tokens_generated = 0
-        self._template = ChatTemplate(tokenizer, name)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botloom-generate")
         self._running: set[threading.Event] = set()
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def context_window(self) -> int:
-        return self._context_window
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """Prompt length in tokens; ModelError if the chat template rejects the messages."""
-        return len(self._prompt_ids(messages))
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams

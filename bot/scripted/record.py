@@ -22,6 +22,7 @@ from bot.scripted.replies import replies_path, write_replies
 from bot.scripted.transcript import activity_json, write_transcript
 from bot.settings import Settings
 from models import ChatMessage, ChatModel, GenerationParams
+from models.api import WrappedChatModel
 
 
 class ConversationRecorder:
@@ -43,23 +44,12 @@ class ConversationRecorder:
         write_replies(self.replies_file, self.replies, comment=comment)
 
 
-class RecordingChatModel:
+class RecordingChatModel(WrappedChatModel):
     """A ChatModel that passes everything to `inner` and reports each whole reply."""
 
     def __init__(self, inner: ChatModel, on_reply: Callable[[str], None]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._on_reply = on_reply
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def context_window(self) -> int:
-        return self.inner.context_window
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return self.inner.count_tokens(messages)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams

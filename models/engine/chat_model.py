@@ -30,12 +30,11 @@ from models.api import (
     ModelUnavailable,
     PromptTooLong,
 )
-from models.chat_template import ChatTemplate
 from models.decoding import ReplyText
 from models.engine.config import ENGINES, Batcher, EngineConfig
 from models.engine.request import EngineRequest, EngineStats
 from models.hf import load_chat_model, load_model
-from models.loading import context_window_of, eos_token_ids
+from models.loaded import LoadedChatModel
 
 
 def create_batcher(
@@ -64,7 +63,7 @@ def create_batcher(
     )
 
 
-class BatchedChatModel:
+class BatchedChatModel(LoadedChatModel):
     """A ChatModel that batches the requests of concurrent conversations (see the module doc).
 
     `context_window` defaults to the model's `max_position_embeddings`; `stop_token_ids` default to
@@ -84,25 +83,17 @@ class BatchedChatModel:
         default_params: GenerationParams | None = None,
         batcher: Batcher | None = None,
     ) -> None:
-        self._tokenizer = tokenizer
-        self._name = name
-        self.config = config or EngineConfig()
-        self._context_window = context_window_of(model, context_window)
-        self.stop_token_ids = (
-            tuple(stop_token_ids) if stop_token_ids is not None else eos_token_ids(model, tokenizer)
+        super().__init__(
+            model,
+            tokenizer,
+            name=name,
+            context_window=context_window,
+            stop_token_ids=stop_token_ids,
         )
-        self._template = ChatTemplate(tokenizer, name)
+        self.config = config or EngineConfig()
         self._batcher = batcher or create_batcher(model, self.config, default_params)
         self._admitted = 0
         self._closed = False
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def context_window(self) -> int:
-        return self._context_window
 
     @property
     def stats(self) -> EngineStats:
@@ -116,10 +107,6 @@ class BatchedChatModel:
     def admitted(self) -> int:
         """Requests generating or waiting now."""
         return self._admitted
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """Prompt length in tokens; ModelError if the chat template rejects the messages."""
-        return len(self._template.encode(messages))
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams

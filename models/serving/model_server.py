@@ -25,7 +25,6 @@ import hmac
 import json
 import logging
 import math
-import signal
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
@@ -57,6 +56,7 @@ from models.serving.openai_wire import (
     parse_chat_request,
     usage,
 )
+from models.serving.signals import stop_signal
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +122,7 @@ async def run_model_server(
     try:
         await web.TCPSite(runner, host, port).start()
         logger.info("model server listening on http://%s:%d/v1 (model %s)", host, port, model.name)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_signal()
         logger.info("stop signal received: draining")
     finally:
         await runner.cleanup()
