@@ -21,7 +21,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from types import TracebackType
 
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
@@ -113,12 +112,7 @@ class StreamingReply:
         self._sender = asyncio.create_task(self._send_updates())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
             if self._streaming and not self._finished:
                 with suppress(Exception):

@@ -80,18 +80,10 @@ class PostgresStorage(ServerStorage):
 
     server = "PostgreSQL"
     default_port = 5432
+    default_max_connections = 10
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        namespace: str = "botloom",
-        max_connections: int = 10,
-        timeout_s: float = 5.0,
-    ) -> None:
-        super().__init__(url, namespace=namespace, timeout_s=timeout_s)
-        self.table = f"{namespace}_items"
-        self._max_connections = max_connections
+    def _prepare(self) -> None:
+        self.table = f"{self.namespace}_items"
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 

@@ -95,22 +95,15 @@ class RedisStorage(ServerStorage):
 
     server = "Redis"
     default_port = 6379
+    default_max_connections = 20
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        namespace: str = "botloom",
-        max_connections: int = 20,
-        timeout_s: float = 5.0,
-    ) -> None:
-        super().__init__(url, namespace=namespace, timeout_s=timeout_s)
-        self._prefix = f"{namespace}:item:"
+    def _prepare(self) -> None:
+        self._prefix = f"{self.namespace}:item:"
         pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,  # to wait for a free connection
-            socket_connect_timeout=timeout_s,
+            self._url,
+            max_connections=self._max_connections,
+            timeout=self._timeout_s,  # to wait for a free connection
+            socket_connect_timeout=self._timeout_s,
             # No socket_timeout: with one, redis-py writes through asyncio.wait_for, which on
             # Python 3.11 can swallow a cancellation (CPython gh-86296) and leave a cancelled
             # turn or heartbeat running. `call` bounds each operation with asyncio.timeout.

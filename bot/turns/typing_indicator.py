@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from types import TracebackType
 
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes, ResourceResponse
@@ -36,12 +35,7 @@ class TypingIndicator:
             self._task = asyncio.create_task(self._loop())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._stop()
 
     async def _loop(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Coroutine
 from contextlib import suppress
 from typing import Any
 
@@ -72,7 +73,7 @@ class LocalDirectLine:
         conversation = self.store.by_token(_bearer(request)) or self.store.create()
         user = await _user_of(request)
         if user is not None:
-            self._forward(conversation, user, _loopback_base(request), None)
+            self._forward(self._deliver(conversation, user, _loopback_base(request), None))
         return web.json_response(self._conversation_info(request, conversation, -1), status=201)
 
     async def reconnect(self, request: web.Request) -> web.Response:
@@ -108,7 +109,8 @@ class LocalDirectLine:
             conversation.stopped_streams |= streaming
             logger.info("user stopped the stream conversation=%s", conversation.id)
         elif activity["type"] != "typing":
-            self._forward(conversation, activity["from"], activity["serviceUrl"], activity)
+            sender, base = activity["from"], activity["serviceUrl"]
+            self._forward(self._deliver(conversation, sender, base, activity))
         return web.json_response({"id": activity["id"]})
 
     async def get_activities(self, request: web.Request) -> web.Response:
@@ -145,14 +147,9 @@ class LocalDirectLine:
             await socket.close()
         return socket
 
-    def _forward(
-        self,
-        conversation: Conversation,
-        user: dict[str, Any],
-        service_url: str,
-        activity: Activity | None,
-    ) -> None:
-        task = asyncio.create_task(self._deliver(conversation, user, service_url, activity))
+    def _forward(self, delivery: Coroutine[Any, Any, None]) -> None:
+        """Run a `_deliver` in the background (closed with the service)."""
+        task = asyncio.create_task(delivery)
         self._forwards.add(task)
         task.add_done_callback(self._forwards.discard)
 
