@@ -13,7 +13,6 @@ from asyncpg import exceptions as pg_errors
 
 from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
-from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.postgres_inbox import PostgresInbox
 from bot.storage.postgres_locks import PostgresLocks
 from bot.storage.server_storage import ServerStorage
@@ -80,6 +79,8 @@ class PostgresStorage(ServerStorage):
 
     server = "PostgreSQL"
     default_port = 5432
+    locks_type = PostgresLocks
+    inbox_type = PostgresInbox
     default_max_connections = 10
 
     def _prepare(self) -> None:
@@ -138,14 +139,6 @@ class PostgresStorage(ServerStorage):
                 yield conn
         except _UNREACHABLE as error:
             raise self.unavailable(error) from error
-
-    def conversation_locks(self, *, lease_s: float = DEFAULT_LEASE_S) -> PostgresLocks:
-        """Per-conversation leases in this database (see `PostgresLocks`)."""
-        return PostgresLocks(self, lease_s=lease_s)
-
-    def inbox(self) -> PostgresInbox:
-        """Acknowledged activities waiting for their turn, in this database."""
-        return PostgresInbox(self)
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
         if not keys:

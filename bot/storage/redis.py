@@ -32,7 +32,6 @@ from redis.backoff import ExponentialBackoff
 
 from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
-from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.redis_inbox import RedisInbox
 from bot.storage.redis_locks import RedisLocks
 from bot.storage.server_storage import ServerStorage
@@ -95,6 +94,8 @@ class RedisStorage(ServerStorage):
 
     server = "Redis"
     default_port = 6379
+    locks_type = RedisLocks
+    inbox_type = RedisInbox
     default_max_connections = 20
 
     def _prepare(self) -> None:
@@ -148,14 +149,6 @@ class RedisStorage(ServerStorage):
                 "Redis layout version %d is newer than this release's %d", stored, SCHEMA_VERSION
             )
         self._opened = True
-
-    def conversation_locks(self, *, lease_s: float = DEFAULT_LEASE_S) -> RedisLocks:
-        """Per-conversation leases in this database (see `RedisLocks`)."""
-        return RedisLocks(self, lease_s=lease_s)
-
-    def inbox(self) -> RedisInbox:
-        """Acknowledged activities waiting for their turn, in this database."""
-        return RedisInbox(self)
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
         if not keys:

@@ -3,11 +3,14 @@ namespace, a timeout, and how "cannot reach it" is worded (never with the passwo
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from botbuilder.core import Storage
 
 from bot.storage.errors import StorageUnavailable
+from bot.storage.inbox import Inbox
+from bot.storage.leases import DEFAULT_LEASE_S, LeaseLocks
 from bot.storage.urls import check_namespace, scrub, where
 
 
@@ -19,6 +22,8 @@ class ServerStorage(Storage):
     server: ClassVar[str]  # "PostgreSQL", "Redis"
     default_port: ClassVar[int]
     default_max_connections: ClassVar[int]
+    locks_type: ClassVar[type[LeaseLocks]]  # leases kept in this server
+    inbox_type: ClassVar[Callable[[Any], Inbox]]
 
     def __init__(
         self,
@@ -42,6 +47,14 @@ class ServerStorage(Storage):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.where!r}, namespace={self.namespace!r})"
+
+    def conversation_locks(self, *, lease_s: float = DEFAULT_LEASE_S) -> LeaseLocks:
+        """Per-conversation leases in this database (see `locks_type`)."""
+        return self.locks_type(self, lease_s=lease_s)
+
+    def inbox(self) -> Inbox:
+        """Acknowledged activities waiting for their turn, in this database."""
+        return self.inbox_type(self)
 
     def unavailable(self, error: BaseException) -> StorageUnavailable:
         """The error for an unreachable server, its reason scrubbed of the URL's secrets."""
