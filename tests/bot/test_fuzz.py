@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from tests.activities import message
-from tests.bot.test_inbound import bad_bodies
+from tests.bot.http.test_request_parsing import bad_bodies
 from tests.connector import FakeConnector
 
 SEED = 20261127

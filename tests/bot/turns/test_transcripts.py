@@ -17,7 +17,7 @@ from bot.storage import SqliteStorage
 from bot.turns.transcripts import PAGE_SIZE, append_activities, export_transcript, transcript_key
 from models.fake import FakeChatModel
 from tests.activities import message
-from tests.bot.test_storage import STORAGES, Opener
+from tests.bot.storage.test_storage import STORAGES, Opener
 from tests.connector import FakeConnector
 
 
