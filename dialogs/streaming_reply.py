@@ -1,32 +1,37 @@
 """One streamed reply: feeds the model's text to the channel at the channel's pace, and stops the
-model as soon as the channel refuses the stream (the user pressed Stop), the stream reaches its
-time limit, or the turn is cancelled.
+model as soon as the channel refuses the stream (the user pressed Stop, the channel ended it), the
+stream reaches its time limit, or the turn is cancelled.
 
     async with StreamingReply(turn_context, policy) as stream:   # sends the informative update
         result = await stream.pump(lambda: model.stream(prompt, params))
         await stream.finish(final_text_for(result))                # the final message
 
+At most one update is in flight, the next goes out only `interval_s` after the previous one
+returned, and a throttled update (429, 412, 502, 504, no answer in time) makes the stream back off
+(Retry-After honoured) and skip the updates in between; the final message always goes out.
 Leaving the block without `finish` (an exception, a cancelled turn) still closes the stream with
 what was produced and a short note, so no stream is ever left open. When the channel refuses the
-very first send, the reply falls back to one plain message.
+very first send, the reply falls back to one plain message. A reply longer than the channel's
+message size goes out in parts split at paragraph boundaries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from types import TracebackType
 
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
+from dialogs.message_parts import split_message
+from dialogs.stream_result import INTERRUPTED_NOTE, StreamOutcome, StreamResult, with_note
 from dialogs.streaming import (
+    Refusal,
     SendRefusal,
     StreamPolicy,
     classify_send_error,
@@ -36,31 +41,12 @@ from dialogs.streaming import (
 )
 from models import ModelError
 
+__all__ = ["INTERRUPTED_NOTE", "StreamOutcome", "StreamResult", "StreamingReply", "with_note"]
+
 logger = logging.getLogger(__name__)
 
-INTERRUPTED_NOTE = "(Sorry, my reply was interrupted.)"
 CLOSE_TIMEOUT_S = 5.0  # how long closing an interrupted stream may take
-
-
-class StreamOutcome(enum.Enum):
-    COMPLETED = "completed"  # the model finished its reply
-    MODEL_FAILED = "model failed"  # the model raised a ModelError (see StreamResult.error)
-    USER_STOPPED = "user stopped"  # the channel refused an update: the user pressed Stop
-    TIME_LIMIT = "time limit"  # the stream reached the channel's time limit
-    SEND_FAILED = "send failed"  # an update could not be delivered (connector down, 5xx)
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    text: str  # everything the model produced, unstripped
-    outcome: StreamOutcome
-    error: ModelError | None = None
-
-
-def with_note(text: str, note: str) -> str:
-    """What was produced, then a short note on its own paragraph (the note alone if nothing was)."""
-    text = text.strip()
-    return f"{text}\n\n{note}" if text else note
+MAX_BACK_OFF_S = 30.0  # the longest pause after a throttled update (a connector's Retry-After)
 
 
 class StreamingReply:
@@ -82,7 +68,9 @@ class StreamingReply:
         self._stream_id: str | None = None
         self._streaming = False  # the channel accepted the informative update
         self._opened_at = 0.0
-        self._last_send = float("-inf")
+        self._next_send_at = float("-inf")  # the interval after the last send, or a back-off
+        self._throttled = 0  # throttled updates in a row
+        self._too_large = False  # the channel refused the stream's size: the rest follows apart
         self._wake = asyncio.Event()  # new text, or the stream is finishing
         self._refused = asyncio.Event()
         self._refusal: SendRefusal | None = None
@@ -152,42 +140,67 @@ class StreamingReply:
             return StreamResult(self._text, StreamOutcome.TIME_LIMIT)
         if refusal.user_stopped:
             return StreamResult(self._text, StreamOutcome.USER_STOPPED)
+        if refusal.kind is Refusal.ENDED:
+            return StreamResult(self._text, StreamOutcome.STREAM_ENDED)
         return StreamResult(self._text, StreamOutcome.SEND_FAILED)
 
-    async def finish(self, text: str) -> None:
-        """Send the final message: the end of the stream, or the one plain message."""
+    async def finish(
+        self, text: str, *, decorate: Callable[[Activity], None] | None = None
+    ) -> None:
+        """Send the final message (the end of the stream, or the one plain message), then the
+        rest of a reply too long for one message. `decorate` adds to each message of the reply
+        (the AI label, feedback buttons)."""
         if self._finished:
             return
         self._finished = True
         if not self._streaming:
-            await self._context.send_activity(MessageFactory.text(text))
+            for part in split_message(text, self._policy.max_message_bytes):
+                await self._context.send_activity(_decorated(MessageFactory.text(part), decorate))
             return
         self._finishing = True
         self._wake.set()
         if self._sender is not None:
             await asyncio.wait({self._sender})  # a send in flight completes; then it stops
+        first, *rest = self._final_parts(text)
         await self._pace()
         try:
-            await self._send(final_message(text, self._stream_id))
+            await self._send(_decorated(final_message(first, self._stream_id), decorate))
         except Exception as error:
-            await self._final_refused(text, error)
+            await self._final_refused(first, error, decorate)
+        for part in rest:
+            await self._context.send_activity(_decorated(MessageFactory.text(part), decorate))
 
-    async def _final_refused(self, text: str, error: Exception) -> None:
+    def _final_parts(self, text: str) -> list[str]:
+        """The final message and the messages after it. After a size refusal the final holds
+        what the stream showed, and the rest follows."""
+        if self._too_large and self._sent_text and text.startswith(self._sent_text.rstrip()):
+            head = self._sent_text.rstrip()
+            rest = text[len(head) :].strip()
+            return [head, *(split_message(rest, self._policy.max_message_bytes) if rest else [])]
+        return split_message(text, self._policy.max_message_bytes)
+
+    async def _final_refused(
+        self, text: str, error: Exception, decorate: Callable[[Activity], None] | None
+    ) -> None:
         refusal = self._refusal or classify_send_error(error)
         if refusal.time_limit and self._stream_id is not None:
-            # Teams closed the stream itself: put the text into the streamed message.
+            # Teams closed the stream itself: the text goes into the streamed message (or, if
+            # that fails too, into a new one).
             update = Activity(type=ActivityTypes.message, id=self._stream_id, text=text)
-            with suppress(Exception):
-                await self._context.update_activity(update)
-            return
-        if self._refusal is not None:  # the user stopped the stream; the channel closed it
+            try:
+                await self._context.update_activity(_decorated(update, decorate))
+                return
+            except Exception:
+                logger.info("streamed message not updated conversation=%s", self._conversation_id)
+        elif self._refusal is not None:  # the user stopped the stream; the channel closed it
             logger.info("final message refused after stop conversation=%s", self._conversation_id)
             return
-        logger.warning(
-            "final message of a stream failed conversation=%s; sending a plain message",
-            self._conversation_id,
-        )
-        await self._context.send_activity(MessageFactory.text(text))
+        else:
+            logger.warning(
+                "final message of a stream failed conversation=%s; sending a plain message",
+                self._conversation_id,
+            )
+        await self._context.send_activity(_decorated(MessageFactory.text(text), decorate))
 
     async def _consume(self, open_pieces: Callable[[], AsyncIterator[str]]) -> None:
         pieces = open_pieces()
@@ -201,8 +214,11 @@ class StreamingReply:
                 await aclose()
 
     async def _send_updates(self) -> None:
-        """The one task that sends streaming updates: at most one per interval, each with the
-        whole text so far; it stops at the first refusal or when the stream finishes."""
+        """The one task that sends streaming updates: at most one in flight, each with the whole
+        text so far, the next `interval_s` after the previous returned. A throttled update makes
+        it back off (the text grows meanwhile: the updates in between are skipped); a size
+        refusal ends the updates, and any other refusal ends the stream."""
+        limit = self._policy.max_message_bytes
         while True:
             await self._wake.wait()
             await self._pace()
@@ -212,30 +228,52 @@ class StreamingReply:
             text = self._text.lstrip()
             if not text.strip() or text == self._sent_text:
                 continue
-            self._sequence += 1
-            try:
-                await self._send(streaming_update(text, self._sequence, self._stream_id))
-            except Exception as error:
-                self._refusal = classify_send_error(error)
-                logger.info(
-                    "stream refused conversation=%s status=%s: %s",
-                    self._conversation_id,
-                    self._refusal.status,
-                    self._refusal.detail,
-                )
-                self._refused.set()
+            if limit is not None and len(text.encode()) > limit:
+                self._too_large = True  # the final and the next messages carry the rest
                 return
+            try:
+                await self._send(streaming_update(text, self._sequence + 1, self._stream_id))
+            except Exception as error:
+                if not self._refused_update(classify_send_error(error)):
+                    return
+                continue
+            self._sequence += 1
             self._sent_text = text
+
+    def _refused_update(self, refusal: SendRefusal) -> bool:
+        """Note a refused update; True when the stream goes on."""
+        logger.info(
+            "stream update refused conversation=%s status=%s kind=%s: %s",
+            self._conversation_id,
+            refusal.status,
+            refusal.kind.value,
+            refusal.detail,
+        )
+        if refusal.kind is Refusal.THROTTLED:
+            self._throttled += 1
+            back_off = self._policy.interval_s * 2**self._throttled
+            if refusal.retry_after_s is not None:
+                back_off = max(back_off / 2, refusal.retry_after_s)
+            self._next_send_at = self._clock() + min(back_off, MAX_BACK_OFF_S)
+            self._wake.set()  # try again (with the text by then) once the back-off is over
+            return True
+        if refusal.kind is Refusal.TOO_LARGE:
+            self._too_large = True
+            return False
+        self._refusal = refusal
+        self._refused.set()
+        return False
 
     async def _send(self, activity: Activity) -> None:
         response = await self._context.send_activity(activity)
-        self._last_send = self._clock()
+        self._throttled = 0
+        self._next_send_at = self._clock() + self._policy.interval_s
         if self._stream_id is None:
             # The first send's id names the stream (Teams and Web Chat both work this way).
             self._stream_id = (response.id if response is not None else None) or str(uuid.uuid4())
 
     async def _pace(self) -> None:
-        delay = self._last_send + self._policy.interval_s - self._clock()
+        delay = self._next_send_at - self._clock()
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -248,6 +286,12 @@ class StreamingReply:
     def _conversation_id(self) -> str | None:
         conversation = self._context.activity.conversation
         return conversation.id if conversation is not None else None
+
+
+def _decorated(activity: Activity, decorate: Callable[[Activity], None] | None) -> Activity:
+    if decorate is not None:
+        decorate(activity)
+    return activity
 
 
 async def _cancel(*tasks: asyncio.Task[object] | None) -> None:
