@@ -74,6 +74,7 @@ async def notify(
         )
 
     async def send(turn_context: TurnContext) -> None:
+        turn_context.activity.id = None  # a new message, not a reply to the continuation event
         await turn_context.send_activity(MessageFactory.text(text))
 
     try:

@@ -70,7 +70,7 @@ class StreamingReply:
         self._opened_at = 0.0
         self._next_send_at = float("-inf")  # the interval after the last send, or a back-off
         self._throttled = 0  # throttled updates in a row
-        self._too_large = False  # the channel refused the stream's size: the rest follows apart
+        self._size_refused = False  # the channel refused the stream's size: the rest follows
         self._wake = asyncio.Event()  # new text, or the stream is finishing
         self._refused = asyncio.Event()
         self._refusal: SendRefusal | None = None
@@ -171,13 +171,17 @@ class StreamingReply:
             await self._context.send_activity(_decorated(MessageFactory.text(part), decorate))
 
     def _final_parts(self, text: str) -> list[str]:
-        """The final message and the messages after it. After a size refusal the final holds
-        what the stream showed, and the rest follows."""
-        if self._too_large and self._sent_text and text.startswith(self._sent_text.rstrip()):
-            head = self._sent_text.rstrip()
-            rest = text[len(head) :].strip()
-            return [head, *(split_message(rest, self._policy.max_message_bytes) if rest else [])]
-        return split_message(text, self._policy.max_message_bytes)
+        """The final message and the messages after it, split at paragraphs. The final holds at
+        least what the stream showed (Teams requires it); after a size refusal, exactly that."""
+        limit = self._policy.max_message_bytes
+        parts = split_message(text, limit)
+        shown = self._sent_text.rstrip()
+        if not shown or not text.startswith(shown):
+            return parts
+        if not self._size_refused and parts[0].startswith(shown):
+            return parts
+        rest = text[len(shown) :].strip()
+        return [shown, *(split_message(rest, limit) if rest else [])]
 
     async def _final_refused(
         self, text: str, error: Exception, decorate: Callable[[Activity], None] | None
@@ -229,8 +233,7 @@ class StreamingReply:
             if not text.strip() or text == self._sent_text:
                 continue
             if limit is not None and len(text.encode()) > limit:
-                self._too_large = True  # the final and the next messages carry the rest
-                return
+                return  # too long for one message: the final and the next ones carry the rest
             try:
                 await self._send(streaming_update(text, self._sequence + 1, self._stream_id))
             except Exception as error:
@@ -258,7 +261,7 @@ class StreamingReply:
             self._wake.set()  # try again (with the text by then) once the back-off is over
             return True
         if refusal.kind is Refusal.TOO_LARGE:
-            self._too_large = True
+            self._size_refused = True
             return False
         self._refusal = refusal
         self._refused.set()

@@ -233,3 +233,24 @@ async def test_group_chats_and_channels_answer_only_mentions_in_one_plain_thread
         assert path == f"/v3/conversations/{thread}/activities/{reply['replyToId']}"
         assert root_entities(reply) == [AI_ENTITY]
     assert len(model.prompts) == 2, "the unmentioned messages never reached the model"
+
+
+async def test_a_reply_longer_than_teams_message_size_is_split_at_paragraphs(
+    settings: Settings, connector: FakeConnector
+) -> None:
+    paragraphs = [" ".join(f"p{n}w{i}" for i in range(1500)) for n in range(3)]  # ~10 KB each
+    reply = "\n\n".join(paragraphs)
+    model = FakeChatModel(reply=lambda _: reply, delay=0, context_window=20_000)
+    client = await start(fast(settings, max_new_tokens=10_000, context_tokens=20_000), model)
+    try:
+        await client.post(
+            "/api/messages", json=message("long", service_url=connector.url, channel="msteams")
+        )
+        await connector.wait_for_messages(2, timeout=30)
+    finally:
+        await client.close()
+    final, rest = connector.messages()
+    assert stream_type(final) == "final" and stream_type(rest) is None
+    assert final["text"] == "\n\n".join(paragraphs[:2]) and rest["text"] == paragraphs[2]
+    assert all(len(m["text"].encode()) <= 24_000 for m in (final, rest))
+    assert root_entities(rest) == [AI_ENTITY], "the rest is the model's reply too"
