@@ -9,6 +9,7 @@ only where the bot is installed: in the user's personal scope, or in the team or
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from botbuilder.core import MessageFactory, Storage, TurnContext
@@ -17,6 +18,8 @@ from botbuilder.schema import ConversationReference
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class UnknownConversation(LookupError):
@@ -35,6 +38,13 @@ class ConversationReferences:
         self._known: dict[str, str] = {}  # conversation id -> service URL written (this process)
 
     async def remember(self, turn_context: TurnContext) -> None:
+        """Store the turn's conversation reference if it is new; a failure is logged only."""
+        try:
+            await self._remember(turn_context)
+        except Exception:
+            logger.warning("could not store the conversation reference", exc_info=True)
+
+    async def _remember(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
         if activity.conversation is None or not activity.service_url:
             return

@@ -144,9 +144,10 @@ class RetryingCloudAdapter(CloudAdapter):
                 logger.info("connector unreachable: %s", type(error).__name__)
             transient = status is None or status == 429 or status >= 500
             if not transient or attempt == attempts:
+                kind = getattr(activity.type, "value", activity.type)
                 raise ConnectorError(
                     status,
-                    f"connector answered {status} to {activity.type}: {detail}",
+                    f"connector answered {status} to {kind}: {detail}",
                     retry_after_s=_seconds(retry_after),
                 )
             delay = _delay(attempt, retry_after, policy)
