@@ -13,7 +13,7 @@ def split_message(text: str, max_bytes: int | None) -> list[str]:
     rest = text
     while len(rest.encode()) > max_bytes:
         window = rest.encode()[:max_bytes].decode(errors="ignore")
-        cut = _boundary(window)
+        cut = _boundary(rest, len(window))
         parts.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if rest:
@@ -21,10 +21,11 @@ def split_message(text: str, max_bytes: int | None) -> list[str]:
     return [part for part in parts if part] or [text[:max_bytes]]
 
 
-def _boundary(window: str) -> int:
-    """Where to end a part that must fit in `window`: after the last paragraph, line or word."""
+def _boundary(rest: str, fits: int) -> int:
+    """Where to end a part of `rest` whose first `fits` characters fit: before the last paragraph
+    break, line end or space that starts within them (the separator itself may not fit)."""
     for separator in ("\n\n", "\n", " "):
-        at = window.rfind(separator)
-        if at > 0:
+        at = rest.rfind(separator, 0, fits + len(separator))
+        if 0 < at <= fits:
             return at + len(separator)
-    return len(window)
+    return fits
