@@ -145,7 +145,7 @@ class StreamingReply:
         return StreamResult(self._text, StreamOutcome.SEND_FAILED)
 
     async def finish(
-        self, text: str, *, decorate: Callable[[Activity], None] | None = None
+        self, text: str, *, decorate: Callable[[Activity], object] | None = None
     ) -> None:
         """Send the final message (the end of the stream, or the one plain message), then the
         rest of a reply too long for one message. `decorate` adds to each message of the reply
@@ -184,7 +184,7 @@ class StreamingReply:
         return [shown, *(split_message(rest, limit) if rest else [])]
 
     async def _final_refused(
-        self, text: str, error: Exception, decorate: Callable[[Activity], None] | None
+        self, text: str, error: Exception, decorate: Callable[[Activity], object] | None
     ) -> None:
         refusal = self._refusal or classify_send_error(error)
         if refusal.time_limit and self._stream_id is not None:
@@ -291,7 +291,7 @@ class StreamingReply:
         return conversation.id if conversation is not None else None
 
 
-def _decorated(activity: Activity, decorate: Callable[[Activity], None] | None) -> Activity:
+def _decorated(activity: Activity, decorate: Callable[[Activity], object] | None) -> Activity:
     if decorate is not None:
         decorate(activity)
     return activity
