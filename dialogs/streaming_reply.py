@@ -90,13 +90,21 @@ class StreamingReply:
     async def __aenter__(self) -> StreamingReply:
         self._opened_at = self._clock()
         self._sequence = 1
-        try:
-            await self._send(informative_update(self._policy.informative_text, self._sequence))
-        except Exception as error:  # e.g. "streaming api is not enabled": one message instead
-            logger.info(
-                "channel refused to stream conversation=%s: %s", self._conversation_id, error
-            )
-            return self
+        informative = informative_update(self._policy.informative_text, self._sequence)
+        for attempt in (1, 2):
+            try:
+                await self._send(informative)
+                break
+            except Exception as error:  # e.g. "streaming api is not enabled": one message instead
+                refusal = classify_send_error(error)
+                if attempt == 1 and refusal.kind is Refusal.THROTTLED and refusal.status:
+                    # Throttled (the typing indicator just went out): once more, after a pause.
+                    await asyncio.sleep(min(refusal.retry_after_s or 1.0, MAX_BACK_OFF_S))
+                    continue
+                logger.info(
+                    "channel refused to stream conversation=%s: %s", self._conversation_id, error
+                )
+                return self
         self._streaming = True
         self._sender = asyncio.create_task(self._send_updates())
         return self

@@ -238,3 +238,25 @@ async def test_blackholed_stream_updates_do_not_stall_the_stream(
     assert stream_info(final)["streamType"] == "final" and final["text"] == reply
     assert took < 30, f"the stream waited {took:.1f} s on unanswered updates"
     print(f"\n[figure] blackholed updates: final after {took:.1f} s")
+
+
+async def test_a_throttled_informative_update_is_tried_again_and_the_reply_still_streams(
+    settings: Settings, connector: FakeConnector
+) -> None:
+    connector.refuse_when(
+        lambda a: (stream_info(a) or {}).get("streamType") == "informative",
+        status=429,
+        code="Throttled",
+        message="Too many requests",
+        headers={"Retry-After": "1"},
+        times=1,
+    )
+    reply = " ".join(WORDS[:30])
+    client = await start(teams(settings), FakeChatModel(reply=lambda _: reply, delay=0.05))
+    try:
+        await run_teams_turn(client, connector)
+    finally:
+        await client.close()
+    informative, *updates, final = stream_of(connector.activities)
+    assert stream_info(informative)["streamType"] == "informative" and updates
+    assert stream_info(final)["streamType"] == "final" and final["text"] == reply
