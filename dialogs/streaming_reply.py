@@ -29,6 +29,7 @@ from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
 from dialogs.message_parts import split_message
+from dialogs.stream_pacing import MAX_BACK_OFF_S, StreamPacer
 from dialogs.stream_result import INTERRUPTED_NOTE, StreamOutcome, StreamResult, with_note
 from dialogs.streaming import (
     Refusal,
@@ -46,7 +47,6 @@ __all__ = ["INTERRUPTED_NOTE", "StreamOutcome", "StreamResult", "StreamingReply"
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0  # how long closing an interrupted stream may take
-MAX_BACK_OFF_S = 30.0  # the longest pause after a throttled update (a connector's Retry-After)
 
 
 class StreamingReply:
@@ -68,8 +68,7 @@ class StreamingReply:
         self._stream_id: str | None = None
         self._streaming = False  # the channel accepted the informative update
         self._opened_at = 0.0
-        self._next_send_at = float("-inf")  # the interval after the last send, or a back-off
-        self._throttled = 0  # throttled updates in a row
+        self._pacer = StreamPacer(policy.interval_s, clock)
         self._size_refused = False  # the channel refused the stream's size: the rest follows
         self._wake = asyncio.Event()  # new text, or the stream is finishing
         self._refused = asyncio.Event()
@@ -170,7 +169,7 @@ class StreamingReply:
         if self._sender is not None:
             await asyncio.wait({self._sender})  # a send in flight completes; then it stops
         first, *rest = self._final_parts(text)
-        await self._pace()
+        await self._pacer.wait()
         try:
             await self._send(_decorated(final_message(first, self._stream_id), decorate))
         except Exception as error:
@@ -233,7 +232,7 @@ class StreamingReply:
         limit = self._policy.max_message_bytes
         while True:
             await self._wake.wait()
-            await self._pace()
+            await self._pacer.wait()
             self._wake.clear()
             if self._finishing:
                 return
@@ -261,11 +260,7 @@ class StreamingReply:
             refusal.detail,
         )
         if refusal.kind is Refusal.THROTTLED:
-            self._throttled += 1
-            back_off = self._policy.interval_s * 2**self._throttled
-            if refusal.retry_after_s is not None:
-                back_off = max(back_off / 2, refusal.retry_after_s)
-            self._next_send_at = self._clock() + min(back_off, MAX_BACK_OFF_S)
+            self._pacer.throttled(refusal.retry_after_s)
             self._wake.set()  # try again (with the text by then) once the back-off is over
             return True
         if refusal.kind is Refusal.TOO_LARGE:
@@ -277,16 +272,10 @@ class StreamingReply:
 
     async def _send(self, activity: Activity) -> None:
         response = await self._context.send_activity(activity)
-        self._throttled = 0
-        self._next_send_at = self._clock() + self._policy.interval_s
+        self._pacer.sent()
         if self._stream_id is None:
             # The first send's id names the stream (Teams and Web Chat both work this way).
             self._stream_id = (response.id if response is not None else None) or str(uuid.uuid4())
-
-    async def _pace(self) -> None:
-        delay = self._next_send_at - self._clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
 
     def _time_left(self) -> float | None:
         if not self._streaming or self._policy.limit_s is None:
