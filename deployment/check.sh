@@ -127,7 +127,9 @@ check_teams() {
     check-jsonschema --schemafile "$TOOLS/teams-schemas/v$version/MicrosoftTeams.schema.json" \
         "$WORK/teams/manifest.json"
     policy teams "$WORK/teams/manifest.json"
-    echo "teams manifest v$version: valid, with $(grep -c '"description"' "$WORK/teams/manifest.json") commands and prompt starters"
+    echo "teams manifest v$version: valid; personal commands: $("$TOOLS/venv/bin/python" -c \
+        'import json, sys; print(len(json.load(open(sys.argv[1]))["bots"][0]["commandLists"][0]["commands"]))' \
+        "$WORK/teams/manifest.json") (2 prompt starters first)"
 }
 
 check_bicep() {
