@@ -18,7 +18,7 @@ from botbuilder.schema import Activity, ChannelAccount, MessageReaction
 from bot.feedback import FeedbackStore
 from bot.proactive import ConversationReferences
 from bot.turns.prompt_starters import PromptStarter, welcome_with_starters
-from bot.turns.teams_rules import feedback_click, is_group_conversation, mentions_bot
+from bot.turns.teams_rules import addressed_to_bot, feedback_click, is_group_conversation
 from bot.turns.typing_indicator import TypingIndicator
 
 logger = logging.getLogger(__name__)
@@ -87,8 +87,8 @@ class AssistantBot(ActivityHandler):
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
-        if is_group_conversation(activity) and not mentions_bot(activity):
-            return  # Teams delivers every message with resource-specific consent
+        if not addressed_to_bot(activity):
+            return  # Teams delivers every group message with resource-specific consent
         strip_bot_mention(activity)
         async with TypingIndicator(turn_context, self._typing_interval):
             await DialogExtensions.run_dialog(self._dialog, turn_context, self._dialog_state)

@@ -31,6 +31,12 @@ def mentions_bot(activity: Activity) -> bool:
     return False
 
 
+def addressed_to_bot(activity: Activity) -> bool:
+    """False for a group chat or channel message that does not @mention the bot: it gets no
+    answer of any kind (not even a rate-limit notice)."""
+    return not is_group_conversation(activity) or mentions_bot(activity)
+
+
 @dataclass(frozen=True)
 class FeedbackClick:
     """A click on Teams' thumbs up / down (and the text typed in its form)."""

@@ -254,3 +254,23 @@ async def test_a_reply_longer_than_teams_message_size_is_split_at_paragraphs(
     assert final["text"] == "\n\n".join(paragraphs[:2]) and rest["text"] == paragraphs[2]
     assert all(len(m["text"].encode()) <= 24_000 for m in (final, rest))
     assert root_entities(rest) == [AI_ENTITY], "the rest is the model's reply too"
+
+
+async def test_group_messages_for_others_never_count_towards_the_rate_limit(
+    settings: Settings, connector: FakeConnector
+) -> None:
+    """With resource-specific consent Teams delivers a busy group's every message; a user who
+    talks a lot to colleagues must not get "you're sending messages faster than I can answer"."""
+    client = await start(fast(settings, rate_limit_per_minute=1), FakeChatModel())
+    try:
+        for index in range(3):
+            await client.post(
+                "/api/messages",
+                json=group_message(f"chat {index}", connector.url, mention=False, kind="groupChat"),
+            )
+        mentioned = group_message("question", connector.url, mention=True, kind="groupChat")
+        await client.post("/api/messages", json=mentioned)
+        await connector.wait_for_messages(1)
+    finally:
+        await client.close()
+    assert [m["text"] for m in connector.messages()] == ["fake: question"]
