@@ -237,10 +237,14 @@ class StreamingReply:
             if self._finishing:
                 return
             text = self._text.lstrip()
-            if not text.strip() or text == self._sent_text:
-                continue
             if limit is not None and len(text.encode()) > limit:
                 return  # too long for one message: the final and the next ones carry the rest
+            if limit is not None and len(text.encode()) > limit // 2 and "\n\n" in text:
+                # A reply that may need splitting shows whole paragraphs only, so the final
+                # message (split at a paragraph) holds everything the stream showed.
+                text = text[: text.rfind("\n\n")]
+            if not text.strip() or not text.startswith(self._sent_text) or text == self._sent_text:
+                continue  # nothing new (an update must hold everything shown before)
             try:
                 await self._send(streaming_update(text, self._sequence + 1, self._stream_id))
             except Exception as error:

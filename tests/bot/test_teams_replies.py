@@ -16,6 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import ENDPOINT, create_app
 from bot.channels.connector_client import RetryPolicy
 from bot.settings import Settings
+from bot.storage import create_storage, open_storage
+from bot.turns.transcripts import export_transcript
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
@@ -261,7 +263,8 @@ async def test_group_messages_for_others_never_count_towards_the_rate_limit(
 ) -> None:
     """With resource-specific consent Teams delivers a busy group's every message; a user who
     talks a lot to colleagues must not get "you're sending messages faster than I can answer"."""
-    client = await start(fast(settings, rate_limit_per_minute=1), FakeChatModel())
+    settings = fast(settings, rate_limit_per_minute=1, transcripts="full")
+    client = await start(settings, FakeChatModel())
     try:
         for index in range(3):
             await client.post(
@@ -274,3 +277,10 @@ async def test_group_messages_for_others_never_count_towards_the_rate_limit(
     finally:
         await client.close()
     assert [m["text"] for m in connector.messages()] == ["fake: question"]
+    storage = create_storage(settings.storage)
+    await open_storage(storage)
+    kept = await export_transcript(storage, "msteams", "19:abc@thread.tacv2;messageid=1700")
+    await storage.close()
+    assert [a.get("text") for a in kept] == ["<at>botloom</at> question", "fake: question"], (
+        "the colleagues' messages are not kept in the transcript"
+    )
