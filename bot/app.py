@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 from aiohttp import web
@@ -14,18 +14,21 @@ from botframework.connector.auth import ServiceClientCredentialsFactory
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.channels.directline import add_directline_routes
+from bot.feedback import FeedbackStore
 from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.http.health import Health
 from bot.http.messages import MessagesEndpoint
 from bot.http.plain_errors import plain_errors
 from bot.http.service_urls import is_loopback_host
 from bot.model_setup import build_model, guard_limits, reply_params
+from bot.proactive import ConversationReferences
 from bot.settings import Settings, SettingsError
 from bot.storage import create_inbox, create_locks, create_storage, open_storage
 from bot.turns.activity_handler import AssistantBot
 from bot.turns.error_handler import on_turn_error
 from bot.turns.inbox_entries import InboxTurns
 from bot.turns.middleware import RateLimitMiddleware, TurnLogMiddleware
+from bot.turns.prompt_starters import parse_prompt_starters
 from bot.turns.runner import RunnerLimits, TurnRunner
 from bot.turns.transcripts import TranscriptMiddleware, check_mode
 from dialogs.chat_dialog import ChatDialog, ChatOptions
@@ -86,10 +89,18 @@ def build_runtime(
         settings.stream_limit_teams_s,
     )
     options = ChatOptions(settings.system_prompt, settings.context_tokens, params, stream)
+    options = replace(options, feedback_buttons=settings.feedback_buttons)  # issue 15
+    feedback = FeedbackStore(storage, transcripts=settings.transcripts)
     chat = ChatDialog(model, memory, options)
-    root = MainDialog(chat, FeedbackDialog(user_state), memory)
+    root = MainDialog(chat, FeedbackDialog(user_state, feedback.record_rating), memory)
     bot = AssistantBot(
-        root, conversation_state, user_state, typing_interval=settings.typing_interval_s
+        root,
+        conversation_state,
+        user_state,
+        typing_interval=settings.typing_interval_s,
+        feedback=feedback,
+        starters=parse_prompt_starters(settings.prompt_starters),
+        references=ConversationReferences(storage),
     )
     return Runtime(settings=settings, storage=storage, model=model, bot=bot)
 

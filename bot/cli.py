@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "script; real: the configured model (BOTLOOM_MODEL)",
     )
     test.add_argument("--junit-xml", type=Path, metavar="FILE", help="also write a JUnit report")
+    add_teams_commands(commands)  # issue 15: feedback export, notify
     args = parser.parse_args(argv)
 
     try:
@@ -67,12 +68,27 @@ def main(argv: list[str] | None = None) -> int:
         address = (("model_server_host", args.host), ("model_server_port", args.port))
         overrides = {k: v for k, v in address if v is not None}
         return serve_model(dataclasses.replace(settings, **overrides))
+    if args.command in ("feedback", "notify"):
+        from bot.ops_commands import run_ops_command
+
+        return asyncio.run(run_ops_command(settings, args))
     if args.command == "test":
         from bot.scripted.command import run_tests
 
         report = args.junit_xml
         return asyncio.run(run_tests(settings, args.paths, model=args.model, junit_xml=report))
     return asyncio.run(chat(settings, record=args.record))
+
+
+def add_teams_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    feedback = commands.add_parser("feedback", help="the feedback users gave on replies")
+    feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
+    export = feedback_commands.add_parser("export", help="write the feedback as JSON Lines")
+    export.add_argument("--since", help="only feedback at or after this ISO 8601 date or time")
+    export.add_argument("--out", type=Path, help="write to this file (default: standard output)")
+    notify = commands.add_parser("notify", help="send a message into a conversation the bot saw")
+    notify.add_argument("--conversation", required=True, metavar="ID", help="its conversation id")
+    notify.add_argument("text", help="the message")
 
 
 def serve_forever(settings: Settings) -> int:

@@ -104,6 +104,10 @@ class Settings:
     drain_s: float = 20.0  # on SIGTERM: how long turns in flight may take to finish
     log_level: str = "INFO"
     log_messages: bool = False  # put message text and user names in the turn log
+    # Teams-grade AI replies (issue 15): Teams' thumbs up / down under model replies, and the
+    # prompt starters ("title|text;title|text", at most 10) for the welcome and the Teams app.
+    feedback_buttons: bool = True
+    prompt_starters: str = ""
 
     @property
     def anonymous(self) -> bool:

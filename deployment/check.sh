@@ -119,11 +119,17 @@ check_teams() {
     local d="$1" version
     version="$("$TOOLS/venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifestVersion"])' \
         "$d/azure/teams/manifest.template.json")"
+    # With prompt starters (the bot's BOTLOOM_PROMPT_STARTERS), as a deployment would set them.
+    export BOTLOOM_PROMPT_STARTERS="Explain|Explain how a transformer works in three sentences;Haiku|Write a haiku about the sea"
     TEAMS_APP_ID=11111111-2222-4333-8444-555555555555 \
         MicrosoftAppId=66666666-7777-4888-9999-000000000000 BOT_DOMAIN=bot.example.com \
         "$TOOLS/venv/bin/python" "$d/azure/teams/package.py" --out "$WORK/teams"
     check-jsonschema --schemafile "$TOOLS/teams-schemas/v$version/MicrosoftTeams.schema.json" \
         "$WORK/teams/manifest.json"
+    policy teams "$WORK/teams/manifest.json"
+    echo "teams manifest v$version: valid; personal commands: $("$TOOLS/venv/bin/python" -c \
+        'import json, sys; print(len(json.load(open(sys.argv[1]))["bots"][0]["commandLists"][0]["commands"]))' \
+        "$WORK/teams/manifest.json") (2 prompt starters first)"
 }
 
 check_bicep() {
@@ -164,7 +170,7 @@ report() {  # report CHECK WHAT
     attempt "$1" "$DEPLOY_COPY"
     if [[ $RC -eq 0 ]]; then
         printf 'ok    %-11s %s\n' "${1#check_}" "$2"
-        grep -E '^(bicep build skipped|compose |base|overlays/)' "$LOG" | sed 's/^/        /' || true
+        grep -E '^(bicep build skipped|compose |base|overlays/|teams manifest)' "$LOG" | sed 's/^/        /' || true
     else
         printf 'FAIL  %-11s %s\n' "${1#check_}" "$2"
         sed 's/^/        /' "$LOG"
@@ -236,6 +242,8 @@ main() {
             "nvidia.com/gpus: 1" "requests no nvidia.com/gpu"
         self_test check_teams azure/teams/manifest.template.json '"accentColor"' '"accentColour"' \
             accentColour
+        self_test check_teams azure/teams/package.py 'STARTER_SCOPE = "personal"' \
+            'STARTER_SCOPE = "personnel"' personnel
         self_test check_bicep azure/main.bicep "resource bot 'Microsoft.BotService/botServices@2022-09-15' = {" \
             "resource bot 'Microsoft.BotService/botServices@2022-09-15' {" "Unexpected token"
         self_test check_bicep azure/main.bicep "  'UserAssignedMSI'" "  'MultiTenant'" \

@@ -5,6 +5,7 @@
     check_policy.py compose CONFIG.json      # `docker compose config --format json` output
     check_policy.py bicep main.bicep         # parsed with pycep-parser (the compiler is not here)
     check_policy.py pins Dockerfile Makefile # the image installs what the Makefile installs
+    check_policy.py teams manifest.json      # BOTLOOM_PROMPT_STARTERS are the personal commands
 
 Prints one line per problem and exits 1 if there is any. Run by deployment/check.sh with its tool
 environment (PyYAML, pycep-parser).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -176,7 +178,22 @@ def pins(dockerfile: Path, makefile: Path) -> Iterator[str]:
             )
 
 
-CHECKS = {"k8s": k8s, "compose": compose, "bicep": bicep, "pins": pins}
+def teams(manifest: Path) -> Iterator[str]:
+    """The prompt starters in BOTLOOM_PROMPT_STARTERS are the personal scope's first commands."""
+    expected = [
+        (item.partition("|")[2].strip() or item.partition("|")[0].strip())
+        for item in os.environ.get("BOTLOOM_PROMPT_STARTERS", "").split(";")
+        if item.strip()
+    ]
+    lists = [b.get("commandLists") or [] for b in json.loads(manifest.read_text()).get("bots", [])]
+    for command_lists in lists:
+        personal = [c for c in command_lists if "personal" in c.get("scopes", [])]
+        titles = [c["title"] for c in personal[0]["commands"]] if personal else []
+        if titles[: len(expected)] != expected:
+            yield f"the prompt starters {expected} are not the personal commands {titles}"
+
+
+CHECKS = {"k8s": k8s, "compose": compose, "bicep": bicep, "pins": pins, "teams": teams}
 
 
 def main(argv: list[str]) -> int:

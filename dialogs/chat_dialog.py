@@ -6,13 +6,17 @@ import logging
 from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import partial
 
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
+from botbuilder.schema import Activity
 
+from dialogs.ai_content import mark_ai_reply
 from dialogs.memory import ConversationMemory
+from dialogs.message_parts import split_message
 from dialogs.prompt import build_prompt
-from dialogs.streaming import StreamOptions, StreamPolicy, stream_policy
+from dialogs.streaming import TEAMS, StreamOptions, StreamPolicy, stream_policy
 from dialogs.streaming_reply import StreamingReply, StreamOutcome, StreamResult, with_note
 from models import (
     ChatMessage,
@@ -34,6 +38,7 @@ EMPTY_REPLY = "I don't have an answer to that. Could you rephrase it?"
 TOO_LONG = "That message is too long for me. Could you shorten it?"
 NOT_TEXT = "I can only read text messages for now."
 STOPPED_TEXT = "Stopped."
+INCOMPLETE_MARK = " … (incomplete: the user stopped this reply)"  # kept in the history
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class ChatOptions:
     context_tokens: int = 2048
     params: GenerationParams = field(default_factory=GenerationParams)
     stream: StreamOptions = field(default_factory=StreamOptions)
+    feedback_buttons: bool = True  # Teams' thumbs up / down under each model reply
 
 
 class ChatDialog(Dialog):
@@ -85,7 +91,11 @@ class ChatDialog(Dialog):
             turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
             await turn_context.send_activity(apology_for(error))
             return
-        policy = stream_policy(turn_context.activity.channel_id, self._options.stream)
+        activity = turn_context.activity
+        conversation_type = (
+            activity.conversation.conversation_type if activity.conversation else None
+        )
+        policy = stream_policy(activity.channel_id, self._options.stream, conversation_type)
         if policy is None:
             await self._reply_in_one_message(turn_context, text, prompt)
         else:
@@ -107,7 +117,13 @@ class ChatDialog(Dialog):
             return
         reply = reply.strip()
         await self._remember(turn_context, text, reply)
-        await turn_context.send_activity(MessageFactory.text(reply or EMPTY_REPLY))
+        if not reply:
+            await turn_context.send_activity(MessageFactory.text(EMPTY_REPLY))
+            return
+        channel = turn_context.activity.channel_id
+        limit = self._options.stream.teams_max_message_bytes if channel == TEAMS else None
+        for part in split_message(reply, limit):
+            await turn_context.send_activity(self._mark(turn_context, MessageFactory.text(part)))
 
     async def _reply_streamed(
         self,
@@ -123,8 +139,20 @@ class ChatDialog(Dialog):
                 self._log_model_error(turn_context, result.error)
                 turn_context.turn_state[OUTCOME_KEY] = outcome_of(result.error)
             reply = result.text.strip()
-            await self._remember(turn_context, text, reply)
-            await stream.finish(final_text(result))
+            if reply and result.outcome is StreamOutcome.USER_STOPPED:
+                await self._remember(turn_context, text, reply + INCOMPLETE_MARK)
+            else:
+                await self._remember(turn_context, text, reply)
+            decorate = partial(self._mark, turn_context) if reply else None
+            await stream.finish(final_text(result), decorate=decorate)
+
+    def _mark(self, turn_context: TurnContext, activity: Activity) -> Activity:
+        """The AI label (and, in Teams, the feedback buttons) on a message of a model reply."""
+        return mark_ai_reply(
+            activity,
+            channel_id=turn_context.activity.channel_id,
+            feedback=self._options.feedback_buttons,
+        )
 
     async def _remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         await self._memory.append(
@@ -160,7 +188,7 @@ def final_text(result: StreamResult) -> str:
     reply = result.text.strip()
     if result.error is not None:
         return with_note(reply, apology_for(result.error))
-    if result.outcome is StreamOutcome.USER_STOPPED:
+    if result.outcome in (StreamOutcome.USER_STOPPED, StreamOutcome.STREAM_ENDED):
         return reply or STOPPED_TEXT
     if result.outcome is StreamOutcome.SEND_FAILED:
         return with_note(reply, apology_for(ModelError()))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from botbuilder.core import MessageFactory, UserState
+from botbuilder.core import MessageFactory, TurnContext, UserState
 from botbuilder.dialogs import (
     ComponentDialog,
     DialogTurnResult,
@@ -20,9 +21,15 @@ RATINGS = ("Great", "OK", "Poor")
 class FeedbackDialog(ComponentDialog):
     """Asks for a rating (choice), a comment (text) and a confirmation; saves to user state."""
 
-    def __init__(self, user_state: UserState) -> None:
+    def __init__(
+        self,
+        user_state: UserState,
+        on_saved: Callable[[TurnContext, dict[str, str]], Awaitable[object]] | None = None,
+    ) -> None:
+        """`on_saved` also receives each saved entry (the bot's feedback store)."""
         super().__init__(FeedbackDialog.__name__)
         self._feedback = user_state.create_property("feedback")
+        self._on_saved = on_saved
         self.add_dialog(ChoicePrompt("rating"))
         self.add_dialog(TextPrompt("comment"))
         self.add_dialog(ConfirmPrompt("confirm"))
@@ -66,5 +73,7 @@ class FeedbackDialog(ComponentDialog):
         }
         entries.append(entry)
         await self._feedback.set(step.context, entries)
+        if self._on_saved is not None:
+            await self._on_saved(step.context, entry)
         await step.context.send_activity("Thank you! Your feedback is saved.")
         return await step.end_dialog(entry)

@@ -18,6 +18,7 @@ Every other channel gets one plain message. Only botbuilder-core is used here.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +38,8 @@ class StreamOptions:
     # Teams ends a stream after about two minutes; finish before it does.
     teams_limit_s: float = 110.0
     informative_text: str = "Thinking…"
+    # Teams refuses a message over about 28 KB (the whole activity): longer replies are split.
+    teams_max_message_bytes: int = 24_000
 
 
 @dataclass(frozen=True)
@@ -47,17 +50,27 @@ class StreamPolicy:
     interval_s: float
     limit_s: float | None = None
     informative_text: str = StreamOptions.informative_text
+    max_message_bytes: int | None = None  # longer replies are split at paragraph boundaries
 
 
-def stream_policy(channel_id: str | None, options: StreamOptions) -> StreamPolicy | None:
+def stream_policy(
+    channel_id: str | None, options: StreamOptions, conversation_type: str | None = None
+) -> StreamPolicy | None:
     """The streaming policy for a channel, or None when the channel gets one plain message.
 
-    Teams, Direct Line and Web Chat stream; every other channel (the Emulator included) does not.
+    Teams (one-to-one chats only: a stream in a group chat or channel fails with "Method Not
+    Allowed"), Direct Line and Web Chat stream; every other channel (the Emulator included) does
+    not.
     """
     channel = (channel_id or "").lower()
     if channel == TEAMS:
+        if conversation_type not in (None, "", "personal"):
+            return None
         return StreamPolicy(
-            options.teams_interval_s, options.teams_limit_s, options.informative_text
+            options.teams_interval_s,
+            options.teams_limit_s,
+            options.informative_text,
+            options.teams_max_message_bytes,
         )
     if channel in DIRECT_LINE_CHANNELS:
         return StreamPolicy(options.directline_interval_s, None, options.informative_text)
@@ -129,31 +142,64 @@ def is_stream_activity(activity: Activity) -> bool:
     return isinstance(channel_data, dict) and "streamType" in channel_data
 
 
+class Refusal(enum.Enum):
+    """What a failed send of a stream means (Teams' streaming error codes)."""
+
+    THROTTLED = "throttled"  # 429, 412, 502, 504, no answer: back off, skip updates, go on
+    USER_CANCELLED = "user cancelled"  # 403 "... canceled by user": the Stop button
+    TIME_LIMIT = "time limit"  # 403 "... exceeded streaming time": Teams closed the stream
+    TOO_LARGE = "too large"  # the message-size error: finish the stream, the rest follows
+    ENDED = "ended"  # any other 4xx: the channel ended the stream
+    FAILED = "failed"  # anything else (a 5xx after retries): a failure, not a user action
+
+
+BACK_OFF_STATUSES = (429, 412, 502, 504)
+
+
 @dataclass(frozen=True)
 class SendRefusal:
     """Why the channel refused a send of the stream."""
 
-    user_stopped: bool  # Teams' Stop button (403 ContentStreamNotAllowed) or any other 4xx
-    time_limit: bool  # Teams' two-minute limit ("exceeded streaming time")
+    kind: Refusal
     status: int | None
     detail: str
+    retry_after_s: float | None = None
+
+    @property
+    def user_stopped(self) -> bool:
+        return self.kind is Refusal.USER_CANCELLED
+
+    @property
+    def time_limit(self) -> bool:
+        return self.kind is Refusal.TIME_LIMIT
 
 
 def classify_send_error(error: BaseException) -> SendRefusal:
     """Read a failed send. The adapter's error has the HTTP status as ``status`` (botloom's
-    sender) or ``response.status_code`` (botbuilder's ``ErrorResponseException``, whose message
-    reads ``(Code) message``). A 4xx means the channel refused the stream (Teams answers 403
-    ContentStreamNotAllowed after the user pressed Stop); anything else (a connection refused,
-    a 5xx after retries) is a failure, not a user action."""
+    sender, whose message carries the connector's error code and message, and ``retry_after_s``)
+    or ``response.status_code`` (botbuilder's ``ErrorResponseException``, whose message reads
+    ``(Code) message``). 403s are told apart by their message, as Teams documents them."""
     status = getattr(error, "status", None)
     if not isinstance(status, int):
         status = getattr(getattr(error, "response", None), "status_code", None)
+    status = status if isinstance(status, int) else None
+    retry_after = getattr(error, "retry_after_s", None)
     detail = str(error)
     lowered = detail.lower()
-    time_limit = "contentstreamnotallowed" in lowered and "exceeded streaming time" in lowered
-    user_stopped = not time_limit and (
-        "contentstreamnotallowed" in lowered or (isinstance(status, int) and 400 <= status < 500)
-    )
+    if "exceeded streaming time" in lowered:
+        kind = Refusal.TIME_LIMIT
+    elif "cancel" in lowered and "by user" in lowered:
+        kind = Refusal.USER_CANCELLED
+    elif status == 413 or any(word in lowered for word in ("too large", "size", "too big")):
+        kind = Refusal.TOO_LARGE
+    elif status in BACK_OFF_STATUSES:
+        kind = Refusal.THROTTLED
+    elif "contentstreamnotallowed" in lowered or (status is not None and 400 <= status < 500):
+        kind = Refusal.ENDED
+    elif status is None:  # no answer in time, a connection refused
+        kind = Refusal.THROTTLED
+    else:
+        kind = Refusal.FAILED
     return SendRefusal(
-        user_stopped, time_limit, status if isinstance(status, int) else None, detail
+        kind, status, detail, retry_after if isinstance(retry_after, float) else None
     )

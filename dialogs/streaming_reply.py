@@ -1,31 +1,37 @@
 """One streamed reply: feeds the model's text to the channel at the channel's pace, and stops the
-model as soon as the channel refuses the stream (the user pressed Stop), the stream reaches its
-time limit, or the turn is cancelled.
+model as soon as the channel refuses the stream (the user pressed Stop, the channel ended it), the
+stream reaches its time limit, or the turn is cancelled.
 
     async with StreamingReply(turn_context, policy) as stream:   # sends the informative update
         result = await stream.pump(lambda: model.stream(prompt, params))
         await stream.finish(final_text_for(result))                # the final message
 
+At most one update is in flight, the next goes out only `interval_s` after the previous one
+returned, and a throttled update (429, 412, 502, 504, no answer in time) makes the stream back off
+(Retry-After honoured) and skip the updates in between; the final message always goes out.
 Leaving the block without `finish` (an exception, a cancelled turn) still closes the stream with
 what was produced and a short note, so no stream is ever left open. When the channel refuses the
-very first send, the reply falls back to one plain message.
+very first send, the reply falls back to one plain message. A reply longer than the channel's
+message size goes out in parts split at paragraph boundaries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from dataclasses import dataclass
 
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
+from dialogs.message_parts import split_message
+from dialogs.stream_pacing import MAX_BACK_OFF_S, StreamPacer
+from dialogs.stream_result import INTERRUPTED_NOTE, StreamOutcome, StreamResult, with_note
 from dialogs.streaming import (
+    Refusal,
     SendRefusal,
     StreamPolicy,
     classify_send_error,
@@ -35,31 +41,11 @@ from dialogs.streaming import (
 )
 from models import ModelError
 
+__all__ = ["INTERRUPTED_NOTE", "StreamOutcome", "StreamResult", "StreamingReply", "with_note"]
+
 logger = logging.getLogger(__name__)
 
-INTERRUPTED_NOTE = "(Sorry, my reply was interrupted.)"
 CLOSE_TIMEOUT_S = 5.0  # how long closing an interrupted stream may take
-
-
-class StreamOutcome(enum.Enum):
-    COMPLETED = "completed"  # the model finished its reply
-    MODEL_FAILED = "model failed"  # the model raised a ModelError (see StreamResult.error)
-    USER_STOPPED = "user stopped"  # the channel refused an update: the user pressed Stop
-    TIME_LIMIT = "time limit"  # the stream reached the channel's time limit
-    SEND_FAILED = "send failed"  # an update could not be delivered (connector down, 5xx)
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    text: str  # everything the model produced, unstripped
-    outcome: StreamOutcome
-    error: ModelError | None = None
-
-
-def with_note(text: str, note: str) -> str:
-    """What was produced, then a short note on its own paragraph (the note alone if nothing was)."""
-    text = text.strip()
-    return f"{text}\n\n{note}" if text else note
 
 
 class StreamingReply:
@@ -81,7 +67,8 @@ class StreamingReply:
         self._stream_id: str | None = None
         self._streaming = False  # the channel accepted the informative update
         self._opened_at = 0.0
-        self._last_send = float("-inf")
+        self._pacer = StreamPacer(policy.interval_s, clock)
+        self._size_refused = False  # the channel refused the stream's size: the rest follows
         self._wake = asyncio.Event()  # new text, or the stream is finishing
         self._refused = asyncio.Event()
         self._refusal: SendRefusal | None = None
@@ -101,13 +88,21 @@ class StreamingReply:
     async def __aenter__(self) -> StreamingReply:
         self._opened_at = self._clock()
         self._sequence = 1
-        try:
-            await self._send(informative_update(self._policy.informative_text, self._sequence))
-        except Exception as error:  # e.g. "streaming api is not enabled": one message instead
-            logger.info(
-                "channel refused to stream conversation=%s: %s", self._conversation_id, error
-            )
-            return self
+        informative = informative_update(self._policy.informative_text, self._sequence)
+        for attempt in (1, 2):
+            try:
+                await self._send(informative)
+                break
+            except Exception as error:  # e.g. "streaming api is not enabled": one message instead
+                refusal = classify_send_error(error)
+                if attempt == 1 and refusal.kind is Refusal.THROTTLED and refusal.status:
+                    # Throttled (the typing indicator just went out): once more, after a pause.
+                    await asyncio.sleep(min(refusal.retry_after_s or 1.0, MAX_BACK_OFF_S))
+                    continue
+                logger.info(
+                    "channel refused to stream conversation=%s: %s", self._conversation_id, error
+                )
+                return self
         self._streaming = True
         self._sender = asyncio.create_task(self._send_updates())
         return self
@@ -146,42 +141,71 @@ class StreamingReply:
             return StreamResult(self._text, StreamOutcome.TIME_LIMIT)
         if refusal.user_stopped:
             return StreamResult(self._text, StreamOutcome.USER_STOPPED)
+        if refusal.kind is Refusal.ENDED:
+            return StreamResult(self._text, StreamOutcome.STREAM_ENDED)
         return StreamResult(self._text, StreamOutcome.SEND_FAILED)
 
-    async def finish(self, text: str) -> None:
-        """Send the final message: the end of the stream, or the one plain message."""
+    async def finish(
+        self, text: str, *, decorate: Callable[[Activity], object] | None = None
+    ) -> None:
+        """Send the final message (the end of the stream, or the one plain message), then the
+        rest of a reply too long for one message. `decorate` adds to each message of the reply
+        (the AI label, feedback buttons)."""
         if self._finished:
             return
         self._finished = True
         if not self._streaming:
-            await self._context.send_activity(MessageFactory.text(text))
+            for part in split_message(text, self._policy.max_message_bytes):
+                await self._context.send_activity(_decorated(MessageFactory.text(part), decorate))
             return
         self._finishing = True
         self._wake.set()
         if self._sender is not None:
             await asyncio.wait({self._sender})  # a send in flight completes; then it stops
-        await self._pace()
+        first, *rest = self._final_parts(text)
+        await self._pacer.wait()
         try:
-            await self._send(final_message(text, self._stream_id))
+            await self._send(_decorated(final_message(first, self._stream_id), decorate))
         except Exception as error:
-            await self._final_refused(text, error)
+            await self._final_refused(first, error, decorate)
+        for part in rest:
+            await self._context.send_activity(_decorated(MessageFactory.text(part), decorate))
 
-    async def _final_refused(self, text: str, error: Exception) -> None:
+    def _final_parts(self, text: str) -> list[str]:
+        """The final message and the messages after it, split at paragraphs. The final holds at
+        least what the stream showed (Teams requires it); after a size refusal, exactly that."""
+        limit = self._policy.max_message_bytes
+        parts = split_message(text, limit)
+        shown = self._sent_text.rstrip()
+        if not shown or not text.startswith(shown):
+            return parts
+        if not self._size_refused and parts[0].startswith(shown):
+            return parts
+        rest = text[len(shown) :].strip()
+        return [shown, *(split_message(rest, limit) if rest else [])]
+
+    async def _final_refused(
+        self, text: str, error: Exception, decorate: Callable[[Activity], object] | None
+    ) -> None:
         refusal = self._refusal or classify_send_error(error)
         if refusal.time_limit and self._stream_id is not None:
-            # Teams closed the stream itself: put the text into the streamed message.
+            # Teams closed the stream itself: the text goes into the streamed message (or, if
+            # that fails too, into a new one).
             update = Activity(type=ActivityTypes.message, id=self._stream_id, text=text)
-            with suppress(Exception):
-                await self._context.update_activity(update)
-            return
-        if self._refusal is not None:  # the user stopped the stream; the channel closed it
+            try:
+                await self._context.update_activity(_decorated(update, decorate))
+                return
+            except Exception:
+                logger.info("streamed message not updated conversation=%s", self._conversation_id)
+        elif self._refusal is not None:  # the user stopped the stream; the channel closed it
             logger.info("final message refused after stop conversation=%s", self._conversation_id)
             return
-        logger.warning(
-            "final message of a stream failed conversation=%s; sending a plain message",
-            self._conversation_id,
-        )
-        await self._context.send_activity(MessageFactory.text(text))
+        else:
+            logger.warning(
+                "final message of a stream failed conversation=%s; sending a plain message",
+                self._conversation_id,
+            )
+        await self._context.send_activity(_decorated(MessageFactory.text(text), decorate))
 
     async def _consume(self, open_pieces: Callable[[], AsyncIterator[str]]) -> None:
         pieces = open_pieces()
@@ -195,43 +219,61 @@ class StreamingReply:
                 await aclose()
 
     async def _send_updates(self) -> None:
-        """The one task that sends streaming updates: at most one per interval, each with the
-        whole text so far; it stops at the first refusal or when the stream finishes."""
+        """The one task that sends streaming updates: at most one in flight, each with the whole
+        text so far, the next `interval_s` after the previous returned. A throttled update makes
+        it back off (the text grows meanwhile: the updates in between are skipped); a size
+        refusal ends the updates, and any other refusal ends the stream."""
+        limit = self._policy.max_message_bytes
         while True:
             await self._wake.wait()
-            await self._pace()
+            await self._pacer.wait()
             self._wake.clear()
             if self._finishing:
                 return
             text = self._text.lstrip()
-            if not text.strip() or text == self._sent_text:
+            if limit is not None and len(text.encode()) > limit:
+                return  # too long for one message: the final and the next ones carry the rest
+            if limit is not None and len(text.encode()) > limit // 2 and "\n\n" in text:
+                # A reply that may need splitting shows whole paragraphs only, so the final
+                # message (split at a paragraph) holds everything the stream showed.
+                text = text[: text.rfind("\n\n")]
+            if not text.strip() or not text.startswith(self._sent_text) or text == self._sent_text:
+                continue  # nothing new (an update must hold everything shown before)
+            try:
+                await self._send(streaming_update(text, self._sequence + 1, self._stream_id))
+            except Exception as error:
+                if not self._refused_update(classify_send_error(error)):
+                    return
                 continue
             self._sequence += 1
-            try:
-                await self._send(streaming_update(text, self._sequence, self._stream_id))
-            except Exception as error:
-                self._refusal = classify_send_error(error)
-                logger.info(
-                    "stream refused conversation=%s status=%s: %s",
-                    self._conversation_id,
-                    self._refusal.status,
-                    self._refusal.detail,
-                )
-                self._refused.set()
-                return
             self._sent_text = text
+
+    def _refused_update(self, refusal: SendRefusal) -> bool:
+        """Note a refused update; True when the stream goes on."""
+        logger.info(
+            "stream update refused conversation=%s status=%s kind=%s: %s",
+            self._conversation_id,
+            refusal.status,
+            refusal.kind.value,
+            refusal.detail,
+        )
+        if refusal.kind is Refusal.THROTTLED:
+            self._pacer.throttled(refusal.retry_after_s)
+            self._wake.set()  # try again (with the text by then) once the back-off is over
+            return True
+        if refusal.kind is Refusal.TOO_LARGE:
+            self._size_refused = True
+            return False
+        self._refusal = refusal
+        self._refused.set()
+        return False
 
     async def _send(self, activity: Activity) -> None:
         response = await self._context.send_activity(activity)
-        self._last_send = self._clock()
+        self._pacer.sent()
         if self._stream_id is None:
             # The first send's id names the stream (Teams and Web Chat both work this way).
             self._stream_id = (response.id if response is not None else None) or str(uuid.uuid4())
-
-    async def _pace(self) -> None:
-        delay = self._last_send + self._policy.interval_s - self._clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
 
     def _time_left(self) -> float | None:
         if not self._streaming or self._policy.limit_s is None:
@@ -242,6 +284,12 @@ class StreamingReply:
     def _conversation_id(self) -> str | None:
         conversation = self._context.activity.conversation
         return conversation.id if conversation is not None else None
+
+
+def _decorated(activity: Activity, decorate: Callable[[Activity], object] | None) -> Activity:
+    if decorate is not None:
+        decorate(activity)
+    return activity
 
 
 async def _cancel(*tasks: asyncio.Task[object] | None) -> None:

@@ -6,12 +6,22 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 Activity = dict[str, Any]
+
+
+@dataclass
+class _Refusal:
+    predicate: Callable[[Activity], bool]
+    status: int
+    error: dict[str, Any]
+    headers: dict[str, str]
+    times: int | None  # None: every match
 
 
 class FakeConnector:
@@ -31,7 +41,10 @@ class FakeConnector:
         self._failures: list[int] = []
         self.times: list[float] = []
         self.refused: list[tuple[float, Activity]] = []
-        self._refusals: list[tuple[Callable[[Activity], bool], int, dict[str, Any]]] = []
+        self._refusals: list[_Refusal] = []
+        self._blackholes: list[Callable[[Activity], bool]] = []
+        self.blackholed: list[Activity] = []
+        self._never = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v3/conversations/{conversation}/activities", self._receive)
         app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self._receive)
@@ -42,6 +55,7 @@ class FakeConnector:
         await self._server.start_server()
 
     async def close(self) -> None:
+        self._never.set()
         await self._server.close()
 
     @property
@@ -57,20 +71,37 @@ class FakeConnector:
         status: int = 403,
         code: str = "ContentStreamNotAllowed",
         message: str = "Content stream is not allowed",
+        *,
+        headers: dict[str, str] | None = None,
+        times: int | None = None,
     ) -> None:
-        """Answer every later activity that matches `predicate` with `status` and an error body."""
-        self._refusals.append((predicate, status, {"error": {"code": code, "message": message}}))
+        """Answer the later activities that match `predicate` (all, or the first `times`) with
+        `status`, an error body and `headers` (e.g. Retry-After)."""
+        error = {"error": {"code": code, "message": message}}
+        self._refusals.append(_Refusal(predicate, status, error, headers or {}, times))
+
+    def blackhole_when(self, predicate: Callable[[Activity], bool]) -> None:
+        """Never answer the activities that match `predicate` (the connection stays open)."""
+        self._blackholes.append(predicate)
 
     async def _receive(self, request: web.Request) -> web.Response:
         if self._failures:
             return web.json_response({"error": {"code": "fake"}}, status=self._failures.pop(0))
         body = await request.json()
-        for predicate, status, error in self._refusals:
-            if predicate(body):
+        if any(predicate(body) for predicate in self._blackholes):
+            self.blackholed.append(body)
+            await self._never.wait()  # until close(): the caller has given up long before
+            return web.json_response({"error": {"code": "late"}}, status=504)
+        for refusal in self._refusals:
+            if refusal.predicate(body) and refusal.times != 0:
+                if refusal.times is not None:
+                    refusal.times -= 1
                 async with self._arrived:
                     self.refused.append((time.monotonic(), body))
                     self._arrived.notify_all()
-                return web.json_response(error, status=status)
+                return web.json_response(
+                    refusal.error, status=refusal.status, headers=refusal.headers
+                )
         async with self._arrived:
             self.times.append(time.monotonic())
             self.activities.append(body)

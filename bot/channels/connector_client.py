@@ -1,5 +1,10 @@
 """Sending replies to the channel's connector: pooled async HTTP, retried on 429 and 5xx.
 
+Only messages (a stream's final message included) get the full retry. A typing indicator is
+best-effort: one try with a short timeout. A stream update gets one try with a short deadline too;
+the stream itself backs off (dialogs/streaming_reply.py), since Teams answers 429 to more than
+about one update a second.
+
 botbuilder 4.17.1 sends each activity with `requests` on the event loop's default thread pool
 (a handful of threads on a small machine), and urllib3's own retries stall a turn for seconds
 when a connector is down. botloom posts with one shared aiohttp session instead.
@@ -20,23 +25,41 @@ from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 from botframework.connector import Channels
 from botframework.connector.auth import AuthenticationConstants
 
+from dialogs.streaming import is_stream_activity
+
 logger = logging.getLogger(__name__)
 
 
 class ConnectorError(Exception):
-    """The connector refused an activity (after retries, for transient errors)."""
+    """The connector refused an activity (after retries, for transient errors). The message
+    carries the connector's error code and message (Teams tells its 403s apart by them);
+    `retry_after_s` is the connector's Retry-After, where it sent one."""
 
-    def __init__(self, status: int | None, message: str) -> None:
+    def __init__(
+        self, status: int | None, message: str, *, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 4  # tries per activity, the first included
+    attempts: int = 4  # tries per message, the first included
     base_delay_s: float = 0.5  # doubled after each failure, with jitter
     max_delay_s: float = 8.0  # also caps a connector's Retry-After
     timeout_s: float = 15.0  # per try
+    typing_timeout_s: float = 3.0  # a typing indicator: one try, best-effort
+    update_timeout_s: float = 5.0  # a stream update: one try; the stream backs off itself
+
+
+def tries_of(activity: Activity, policy: RetryPolicy) -> tuple[int, float]:
+    """How many tries an activity gets, and the timeout of each."""
+    if activity.type == ActivityTypes.typing:
+        if is_stream_activity(activity):
+            return 1, policy.update_timeout_s
+        return 1, policy.typing_timeout_s
+    return policy.attempts, policy.timeout_s
 
 
 class RetryingCloudAdapter(CloudAdapter):
@@ -95,15 +118,16 @@ class RetryingCloudAdapter(CloudAdapter):
         if self._session is None:
             self._session = aiohttp.ClientSession()
         policy = self.retry
-        attempts = attempts or policy.attempts
+        tries, timeout_s = tries_of(activity, policy)
+        attempts = attempts or tries
         for attempt in range(1, attempts + 1):
-            status, retry_after = None, None
+            status, retry_after, detail = None, None, "no answer"
             try:
                 async with self._session.post(
                     url,
                     json=body,
                     headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
+                    timeout=aiohttp.ClientTimeout(total=timeout_s),
                 ) as response:
                     if response.status < 300:
                         data = (
@@ -115,11 +139,17 @@ class RetryingCloudAdapter(CloudAdapter):
                             id=(data or {}).get("id", "") if isinstance(data, dict) else ""
                         )
                     status, retry_after = response.status, response.headers.get("Retry-After")
+                    detail = await _error_detail(response)
             except (aiohttp.ClientError, TimeoutError) as error:
                 logger.info("connector unreachable: %s", type(error).__name__)
             transient = status is None or status == 429 or status >= 500
             if not transient or attempt == attempts:
-                raise ConnectorError(status, f"connector answered {status} to {activity.type}")
+                kind = getattr(activity.type, "value", activity.type)
+                raise ConnectorError(
+                    status,
+                    f"connector answered {status} to {kind}: {detail}",
+                    retry_after_s=_seconds(retry_after),
+                )
             delay = _delay(attempt, retry_after, policy)
             logger.info(
                 "connector send failed, retrying in %.1f s conversation=%s status=%s",
@@ -147,8 +177,27 @@ async def _auth_headers(credentials: object) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _delay(attempt: int, retry_after: str | None, policy: RetryPolicy) -> float:
+async def _error_detail(response: aiohttp.ClientResponse) -> str:
+    """The connector's error code and message (`{"error": {"code", "message"}}`), shortened."""
+    try:
+        data = await response.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    return f"{error.get('code', '')}: {error.get('message', '')}"[:300]
+
+
+def _seconds(retry_after: str | None) -> float | None:
     if retry_after and retry_after.strip().isdigit():
-        return min(float(retry_after), policy.max_delay_s)
+        return float(retry_after)
+    return None
+
+
+def _delay(attempt: int, retry_after: str | None, policy: RetryPolicy) -> float:
+    seconds = _seconds(retry_after)
+    if seconds is not None:
+        return min(seconds, policy.max_delay_s)
     backoff = policy.base_delay_s * 2 ** (attempt - 1)
     return min(backoff * random.uniform(0.8, 1.2), policy.max_delay_s)

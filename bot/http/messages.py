@@ -98,8 +98,8 @@ class MessagesEndpoint:
 
 
 def invoke_http_response(response: InvokeResponse | None) -> web.Response:
-    if response is None:
-        return web.Response(status=200)
+    if response is None or response.body is None:  # an empty body (Teams' feedback invoke)
+        return web.Response(status=response.status or 200 if response else 200)
     body: Any = response.body
     if body is not None and not isinstance(body, (dict, list, str, int, float, bool)):
         body = serializer_helper(body)

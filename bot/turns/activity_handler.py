@@ -1,13 +1,24 @@
-"""The activity handler: welcomes, typing, Teams @mentions, the dialogs, state saved each turn."""
+"""The activity handler: welcomes (with prompt starters), typing, Teams @mentions and group chats,
+feedback (Teams' buttons, reactions), the dialogs, state saved each turn."""
 
 from __future__ import annotations
 
 import logging
 
-from botbuilder.core import ActivityHandler, ConversationState, TurnContext, UserState
+from botbuilder.core import (
+    ActivityHandler,
+    ConversationState,
+    InvokeResponse,
+    TurnContext,
+    UserState,
+)
 from botbuilder.dialogs import Dialog, DialogExtensions
-from botbuilder.schema import Activity, ChannelAccount
+from botbuilder.schema import Activity, ChannelAccount, MessageReaction
 
+from bot.feedback import FeedbackStore
+from bot.proactive import ConversationReferences
+from bot.turns.prompt_starters import PromptStarter, welcome_with_starters
+from bot.turns.teams_rules import addressed_to_bot, feedback_click, is_group_conversation
 from bot.turns.typing_indicator import TypingIndicator
 
 logger = logging.getLogger(__name__)
@@ -33,6 +44,9 @@ class AssistantBot(ActivityHandler):
         user_state: UserState,
         *,
         typing_interval: float = 3.0,
+        feedback: FeedbackStore | None = None,
+        starters: tuple[PromptStarter, ...] = (),
+        references: ConversationReferences | None = None,
     ) -> None:
         self._dialog = dialog
         self._conversation_state = conversation_state
@@ -40,6 +54,9 @@ class AssistantBot(ActivityHandler):
         self._dialog_state = conversation_state.create_property("DialogState")
         self._answered_ids = conversation_state.create_property("AnsweredActivityIds")
         self._typing_interval = typing_interval
+        self._feedback = feedback
+        self._starters = starters
+        self._references = references
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         activity_id = turn_context.activity.id
@@ -48,6 +65,8 @@ class AssistantBot(ActivityHandler):
             logger.info("activity %s was answered before; skipped", activity_id)
             return
         await super().on_turn(turn_context)
+        if self._references is not None:
+            await self._references.remember(turn_context)
         if activity_id:
             await self._answered_ids.set(turn_context, [*answered, activity_id][-ANSWERED_IDS:])
         await self._conversation_state.save_changes(turn_context)
@@ -59,12 +78,54 @@ class AssistantBot(ActivityHandler):
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
         for member in members_added:
             if member.id != bot_id:
-                await turn_context.send_activity(WELCOME_TEXT)
+                await turn_context.send_activity(self._welcome(turn_context.activity))
+
+    def _welcome(self, activity: Activity) -> Activity:
+        if is_group_conversation(activity):  # starters are for one-to-one chats
+            return welcome_with_starters(WELCOME_TEXT, (), activity.channel_id)
+        return welcome_with_starters(WELCOME_TEXT, self._starters, activity.channel_id)
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
-        strip_bot_mention(turn_context.activity)
+        activity = turn_context.activity
+        if not addressed_to_bot(activity):
+            return  # Teams delivers every group message with resource-specific consent
+        strip_bot_mention(activity)
         async with TypingIndicator(turn_context, self._typing_interval):
             await DialogExtensions.run_dialog(self._dialog, turn_context, self._dialog_state)
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        """A click on Teams' feedback buttons is stored and answered 200 with an empty body
+        (Teams shows an error for anything else); other invokes go to botbuilder's handling."""
+        activity = turn_context.activity
+        click = feedback_click(activity)
+        if click is None:
+            return await super().on_invoke_activity(turn_context)
+        if self._feedback is not None:
+            await self._feedback.record(
+                source="teams-button",
+                channel=activity.channel_id,
+                conversation=activity.conversation.id if activity.conversation else None,
+                reply_id=activity.reply_to_id,
+                reaction=click.reaction,
+                text=click.text,
+            )
+        return InvokeResponse(status=200)
+
+    async def on_reactions_added(
+        self, message_reactions: list[MessageReaction], turn_context: TurnContext
+    ) -> None:
+        """A reaction on one of the bot's replies counts as feedback (Teams' like is "like")."""
+        activity = turn_context.activity
+        if self._feedback is None or not activity.reply_to_id:
+            return
+        for reaction in message_reactions:
+            await self._feedback.record(
+                source="reaction",
+                channel=activity.channel_id,
+                conversation=activity.conversation.id if activity.conversation else None,
+                reply_id=activity.reply_to_id,
+                reaction=str(reaction.type or ""),
+            )
 
 
 def strip_bot_mention(activity: Activity) -> None:

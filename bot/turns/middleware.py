@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from botbuilder.core import Middleware, TurnContext
 from botbuilder.schema import ActivityTypes
 
+from bot.turns.teams_rules import addressed_to_bot
 from dialogs.chat_dialog import OUTCOME_KEY
 
 turn_logger = logging.getLogger("botloom.turn")
@@ -69,7 +70,11 @@ class RateLimitMiddleware(Middleware):
 
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable]) -> None:
         activity = context.activity
-        if self._per_minute <= 0 or activity.type != ActivityTypes.message:
+        if (
+            self._per_minute <= 0
+            or activity.type != ActivityTypes.message
+            or not addressed_to_bot(activity)  # a group message for others: not answered at all
+        ):
             await logic()
             return
         user = (

@@ -25,6 +25,7 @@ from botbuilder.schema import Activity, ActivityTypes
 
 from bot.settings import SettingsError
 from bot.storage import StorageConflictError
+from bot.turns.teams_rules import addressed_to_bot
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ class TranscriptMiddleware(Middleware):
         self._redacted = mode == "redacted"
 
     async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable]) -> None:
+        if context.activity.type == ActivityTypes.message and not addressed_to_bot(
+            context.activity
+        ):
+            await logic()  # a group message for others (Teams delivers them all): not kept
+            return
         recorded = [self._record(context.activity)]
 
         async def record_sent(

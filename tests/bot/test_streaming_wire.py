@@ -131,9 +131,8 @@ async def test_streaming_channels_get_informative_then_growing_updates_then_fina
         }
     for activity in stream:
         info = {k: v for k, v in stream_info(activity).items() if k != "type"}
-        assert activity["channelData"] == info, (
-            "Web Chat 4.18 reads the same metadata from channelData"
-        )
+        stream_data = {k: v for k, v in activity["channelData"].items() if k.startswith("stream")}
+        assert stream_data == info, "Web Chat 4.18 reads the same metadata from channelData"
     texts = [u["text"] for u in updates]
     assert all(a != b and b.startswith(a) for a, b in itertools.pairwise(texts)), "text grows"
     assert final["type"] == "message"
@@ -193,7 +192,10 @@ async def test_stop_on_teams_halts_generation_within_a_second(
 ) -> None:
     """Teams answers 403 ContentStreamNotAllowed once the user pressed Stop."""
     model = CountingModel(WORDS, delay=0.02)  # 8 s if nobody stops it
-    connector.refuse_when(lambda a: (stream_info(a) or {}).get("streamSequence") == 4)
+    connector.refuse_when(
+        lambda a: (stream_info(a) or {}).get("streamSequence") == 4,
+        message="Content stream was cancelled by user.",
+    )
     client = await start(fast, model)
     try:
         await client.post(

@@ -5,6 +5,7 @@
 //   config.expectText: the reply is complete when a bot bubble shows it; otherwise when the Direct
 //   Line delivers the stream's final activity (window.botloomDirectLine, set by the page)
 //   config.stopText: sent while the reply grows (to stop it)
+//   config.clickSuggestion: instead of typing config.message, click the suggested action so named
 //   config.screenshots: {dir, prefix}; config.timeoutMs
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -84,8 +85,16 @@ try {
   result.baseline = await page.evaluate(() => window.__probe.samples.at(-1)?.texts.length ?? 0);
   result.screenshots.push(await shot(page, '1-before'));
 
-  await input.fill(config.message);
-  await input.press('Enter');
+  if (config.clickSuggestion) {
+    const button = page.getByRole('toolbar', { name: 'Suggested actions' })
+      .getByRole('button', { name: config.clickSuggestion, exact: true });
+    await button.waitFor({ timeout: config.timeoutMs });
+    await page.evaluate(() => { window.__probe.sentAt = performance.now(); });
+    await button.click();
+  } else {
+    await input.fill(config.message);
+    await input.press('Enter');
+  }
 
   // A screenshot while the reply grows (new text shown, reply not complete), if it ever does.
   const moment = await page.waitForFunction(

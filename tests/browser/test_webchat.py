@@ -75,6 +75,34 @@ async def test_chat_page_shows_the_reply_growing_then_final(
     )
 
 
+class TestPromptStarters:
+    """BOTLOOM_PROMPT_STARTERS: the welcome's suggested actions; a click asks the model."""
+
+    @pytest.fixture
+    def bot_settings(self, tmp_path: Path) -> Settings:
+        return Settings(
+            storage=f"sqlite:///{tmp_path}/state.db",
+            prompt_starters="Explain|Explain how a transformer works;Haiku|Write a haiku",
+        )
+
+    async def test_clicking_a_prompt_starter_gets_an_answer(
+        self, browser: Browser, bot_server: TestServer
+    ) -> None:
+        result = await browser.drive(
+            {
+                "url": str(bot_server.make_url("/chat")),
+                "clickSuggestion": "Explain",
+                "welcomeBubbles": 1,
+                "expectText": "fake: Explain how a transformer works",
+                "screenshots": {"dir": str(browser.screenshots), "prefix": "prompt-starter"},
+            }
+        )
+        assert "error" not in result, result.get("error")
+        assert result["userTexts"] == ["Explain how a transformer works"]
+        assert reply_texts(result)[-1][1] == "fake: Explain how a transformer works"
+        print(f"\n[figure] prompt starter clicked; screenshots {result['screenshots']}")
+
+
 class TestStop:
     """Typing "stop" while a reply streams stops it, as Teams' Stop button does."""
 

@@ -6,6 +6,7 @@ from botbuilder.schema import Activity, Entity
 
 from bot.channels.connector_client import ConnectorError
 from dialogs.streaming import (
+    Refusal,
     StreamOptions,
     StreamPolicy,
     classify_send_error,
@@ -19,7 +20,10 @@ from dialogs.streaming import (
 
 def test_teams_direct_line_and_web_chat_stream_other_channels_do_not() -> None:
     options = StreamOptions(teams_interval_s=1.0, directline_interval_s=0.5, teams_limit_s=110)
-    assert stream_policy("msteams", options) == StreamPolicy(1.0, 110, "Thinking…")
+    assert stream_policy("msteams", options) == StreamPolicy(1.0, 110, "Thinking…", 24_000)
+    assert stream_policy("msteams", options, "personal") == stream_policy("msteams", options)
+    for group in ("groupChat", "channel"):
+        assert stream_policy("msteams", options, group) is None, "Teams streams only 1:1"
     assert stream_policy("directline", options) == StreamPolicy(0.5, None, "Thinking…")
     assert stream_policy("webchat", options) == StreamPolicy(0.5, None, "Thinking…")
     for channel in ("emulator", "console", "slack", "telegram", "test", "", None):
@@ -61,19 +65,43 @@ def test_stream_activities_are_recognised() -> None:
     assert not is_stream_activity(Activity(type="message", entities=[Entity(type="mention")]))
 
 
-def test_send_errors_are_read_as_stop_time_limit_or_failure() -> None:
-    stopped = classify_send_error(ConnectorError(403, "connector answered 403 to typing"))
-    assert stopped.user_stopped and not stopped.time_limit and stopped.status == 403
+def test_send_errors_are_told_apart_as_teams_documents_them() -> None:
+    def kind(error: BaseException) -> Refusal:
+        return classify_send_error(error).kind
+
+    assert (
+        kind(
+            ConnectorError(
+                403, "403 to typing: ContentStreamNotAllowed: Content stream was cancelled by user."
+            )
+        )
+        is Refusal.USER_CANCELLED
+    )
+    assert kind(Exception("(ContentStreamNotAllowed) Content stream was canceled by user")) is (
+        Refusal.USER_CANCELLED
+    )
     timed_out = classify_send_error(
         Exception(
             "(ContentStreamNotAllowed) Content stream finished due to exceeded streaming time."
         )
     )
     assert timed_out.time_limit and not timed_out.user_stopped
-    for failure in (
-        ConnectorError(502, "connector answered 502"),
-        ConnectorError(None, "unreachable"),
-        OSError(),
-    ):
-        refusal = classify_send_error(failure)
-        assert not refusal.user_stopped and not refusal.time_limit, failure
+    assert kind(ConnectorError(403, "403 to typing: BadArgument: Message size too large")) is (
+        Refusal.TOO_LARGE
+    )
+    assert kind(ConnectorError(413, "413 to typing: ")) is Refusal.TOO_LARGE
+    assert (
+        kind(
+            ConnectorError(
+                403, "403 to typing: ContentStreamNotAllowed: Content stream is not allowed"
+            )
+        )
+        is Refusal.ENDED
+    )
+    assert kind(ConnectorError(400, "400 to typing: BadArgument: ...")) is Refusal.ENDED
+    throttled = classify_send_error(ConnectorError(429, "429 to typing", retry_after_s=2.0))
+    assert throttled.kind is Refusal.THROTTLED and throttled.retry_after_s == 2.0
+    for status in (412, 502, 504, None):
+        assert kind(ConnectorError(status, "x")) is Refusal.THROTTLED, status
+    assert kind(OSError()) is Refusal.THROTTLED, "no answer: back off"
+    assert kind(ConnectorError(500, "500 to typing")) is Refusal.FAILED

@@ -89,7 +89,7 @@ async def test_a_refused_first_send_falls_back_to_one_plain_message() -> None:
 
 async def test_final_refused_after_stop_sends_nothing_more() -> None:
     adapter = RecordingAdapter()
-    stop = ConnectorError(403, "ContentStreamNotAllowed")
+    stop = ConnectorError(403, "ContentStreamNotAllowed: Content stream was cancelled by user")
     adapter.refusals.update({3: stop, 4: stop})  # Teams refuses everything after Stop
     async with StreamingReply(turn(adapter), POLICY) as stream:
         result = await stream.pump(lambda: words(500))

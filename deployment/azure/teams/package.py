@@ -6,7 +6,10 @@
 
 writes deployment/azure/teams/build/manifest.json and build/botloom-teams.zip (upload the zip in
 Teams: Apps > Manage your apps > Upload an app). DEVELOPER_NAME and DEVELOPER_URL are optional
-(default: "botloom" and https://BOT_DOMAIN). Standard library only. Exits with status 2, naming the
+(default: "botloom" and https://BOT_DOMAIN). BOTLOOM_PROMPT_STARTERS (the bot's setting,
+"title|text;title|text", at most 10) become the prompt starters of the personal scope: Teams puts
+a command's title in the compose box, so each starter's text is the title and its title the
+description. Standard library only. Exits with status 2, naming the
 problem, when a value is missing or an icon has the wrong size (Teams wants 192x192 colour and
 32x32 outline PNGs); the manifest's schema is checked by deployment/check.sh.
 """
@@ -27,6 +30,45 @@ ICON_SIZES = {"color.png": 192, "outline.png": 32}
 REQUIRED = ("TEAMS_APP_ID", "MicrosoftAppId", "BOT_DOMAIN")
 # ${NAME} is replaced; a bare $ (as in "$schema") stays.
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+STARTER_SCOPE = "personal"  # Teams shows prompt starters in one-to-one chats only
+MAX_STARTERS = 10  # bot/turns/prompt_starters.py allows as many
+MAX_COMMANDS = 12  # per command list (the manifest schema)
+MAX_TITLE = 128
+
+
+def prompt_starters(raw: str) -> list[dict[str, str]]:
+    """BOTLOOM_PROMPT_STARTERS as manifest commands (the same rules as the bot's parser)."""
+    commands = []
+    for item in raw.replace("\n", ";").split(";"):
+        if not item.strip():
+            continue
+        title, _, text = item.partition("|")
+        title, text = title.strip(), (text.strip() or title.strip())
+        if not title or len(text) > MAX_TITLE or len(title) > MAX_TITLE:
+            raise ValueError(f"BOTLOOM_PROMPT_STARTERS: {item.strip()[:40]!r} is malformed")
+        commands.append({"title": text, "description": title})
+    if len(commands) > MAX_STARTERS:
+        raise ValueError(f"BOTLOOM_PROMPT_STARTERS holds at most {MAX_STARTERS} starters")
+    return commands
+
+
+def with_prompt_starters(manifest: str, raw: str) -> str:
+    """The manifest with the starters first in a command list of their own scope (the bot's
+    commands follow, as many as fit); other scopes keep the template's list."""
+    starters = prompt_starters(raw)
+    if not starters:
+        return manifest
+    data = json.loads(manifest)
+    for bot in data.get("bots", []):
+        lists = bot.get("commandLists") or [{"scopes": [], "commands": []}]
+        commands = lists[0]["commands"]
+        others = [s for s in lists[0]["scopes"] if s != STARTER_SCOPE]
+        personal = {"scopes": [STARTER_SCOPE], "commands": (starters + commands)[:MAX_COMMANDS]}
+        bot["commandLists"] = [
+            personal,
+            *([{"scopes": others, "commands": commands}] if others else []),
+        ]
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -61,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = render(dict(os.environ))
+        manifest = with_prompt_starters(manifest, os.environ.get("BOTLOOM_PROMPT_STARTERS", ""))
         for name, side in ICON_SIZES.items():
             if png_size(HERE / name) != (side, side):
                 raise ValueError(f"{name} must be {side}x{side} pixels")
