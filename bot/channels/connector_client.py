@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -26,6 +25,7 @@ from botframework.connector import Channels
 from botframework.connector.auth import AuthenticationConstants
 
 from dialogs.streaming import is_stream_activity
+from models.backoff import backoff_s, retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class RetryingCloudAdapter(CloudAdapter):
                 raise ConnectorError(
                     status,
                     f"connector answered {status} to {kind}: {detail}",
-                    retry_after_s=_seconds(retry_after),
+                    retry_after_s=retry_after_s(retry_after),
                 )
             delay = _delay(attempt, retry_after, policy)
             logger.info(
@@ -189,15 +189,8 @@ async def _error_detail(response: aiohttp.ClientResponse) -> str:
     return f"{error.get('code', '')}: {error.get('message', '')}"[:300]
 
 
-def _seconds(retry_after: str | None) -> float | None:
-    if retry_after and retry_after.strip().isdigit():
-        return float(retry_after)
-    return None
-
-
 def _delay(attempt: int, retry_after: str | None, policy: RetryPolicy) -> float:
-    seconds = _seconds(retry_after)
+    seconds = retry_after_s(retry_after)
     if seconds is not None:
         return min(seconds, policy.max_delay_s)
-    backoff = policy.base_delay_s * 2 ** (attempt - 1)
-    return min(backoff * random.uniform(0.8, 1.2), policy.max_delay_s)
+    return backoff_s(attempt, policy.base_delay_s, policy.max_delay_s)

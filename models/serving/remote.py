@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import math
-import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +32,7 @@ from models.api import (
     ModelUnavailable,
     PromptTooLong,
 )
+from models.backoff import backoff_s, retry_after_s
 from models.serving.openai_wire import model_error_from, request_body
 
 logger = logging.getLogger(__name__)
@@ -176,8 +176,7 @@ class RemoteChatModel:
         """Seconds before the next try; None when the server asks for longer than we wait."""
         if retry_after is not None:
             return retry_after if retry_after <= self.options.max_retry_wait_s else None
-        backoff: float = self.options.retry_base_s * 2.0**attempt * random.uniform(0.8, 1.2)
-        return min(backoff, self.options.max_retry_wait_s)
+        return backoff_s(attempt + 1, self.options.retry_base_s, self.options.max_retry_wait_s)
 
     async def _discover_model(self) -> str:
         """The first model the server lists (vLLM and Ollama need a name; ours takes any)."""
@@ -207,7 +206,7 @@ async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, 
             body: object = await response.json(content_type=None)
         except (ValueError, aiohttp.ClientError):
             body = None
-    retry_after = _seconds(response.headers.get("Retry-After"))
+    retry_after = retry_after_s(response.headers.get("Retry-After"))
     status = response.status
     if status == 429:
         error = model_error_from(body, ModelOverloaded)
@@ -226,14 +225,6 @@ async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, 
     if isinstance(error, PromptTooLong):  # ours, and OpenAI-compatible servers that use the code
         return error, False, None
     return ModelError(f"the model server rejected the request ({status}): {error}"), False, None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:  # an HTTP date: rare from model servers, treated as absent
-        return None
-    return seconds if seconds is not None and seconds >= 0 else None
 
 
 async def _reply_pieces(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
