@@ -17,6 +17,7 @@ from bot.storage.fencing import current_fence
 from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.postgres_inbox import PostgresInbox
 from bot.storage.postgres_locks import PostgresLocks
+from bot.storage.rate_counts import PostgresRateCounts
 from bot.storage.urls import check_namespace, scrub, where
 from bot.storage.values import loads, rows_to_write, set_etag
 
@@ -163,6 +164,10 @@ class PostgresStorage(Storage):
     def inbox(self) -> PostgresInbox:
         """Acknowledged activities waiting for their turn, in this database."""
         return PostgresInbox(self)
+
+    def rate_counts(self) -> PostgresRateCounts:
+        """Per-user message counts for the rate limit, shared by the replicas (rate_counts.py)."""
+        return PostgresRateCounts(self)
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
         if not keys:

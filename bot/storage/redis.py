@@ -34,6 +34,7 @@ from redis.backoff import ExponentialBackoff
 from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
 from bot.storage.fencing import current_fence
 from bot.storage.leases import DEFAULT_LEASE_S
+from bot.storage.rate_counts import RedisRateCounts
 from bot.storage.redis_inbox import RedisInbox
 from bot.storage.redis_locks import RedisLocks
 from bot.storage.urls import check_namespace, scrub, where
@@ -172,6 +173,10 @@ class RedisStorage(Storage):
     def inbox(self) -> RedisInbox:
         """Acknowledged activities waiting for their turn, in this database."""
         return RedisInbox(self)
+
+    def rate_counts(self) -> RedisRateCounts:
+        """Per-user message counts for the rate limit, shared by the replicas (rate_counts.py)."""
+        return RedisRateCounts(self)
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
         if not keys:

@@ -128,6 +128,9 @@ class ConversationStore:
             self._conversations.popitem(last=False)
         return conversation
 
+    def __len__(self) -> int:
+        return len(self._conversations)
+
     def get(self, conversation_id: str) -> Conversation | None:
         return self._conversations.get(conversation_id)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import weakref
 from contextlib import suppress
 from typing import Any
@@ -224,7 +225,7 @@ class LocalDirectLine:
         if conversation is None:
             raise web.HTTPNotFound(text="unknown conversation")
         given = token if token is not None else _bearer(request)
-        if given != conversation.token:
+        if not secrets.compare_digest(given.encode(), conversation.token.encode()):
             raise web.HTTPForbidden(text="token does not match the conversation")
         return conversation
 
