@@ -136,6 +136,11 @@ class ConversationStore:
 
     def by_token(self, token: str) -> Conversation | None:
         return next(
-            (c for c in self._conversations.values() if secrets.compare_digest(c.token, token)),
+            (c for c in self._conversations.values() if _same_token(c.token, token)),
             None,
         )
+
+
+def _same_token(expected: str, given: str) -> bool:
+    """Constant-time comparison (bytes: a header may carry any character)."""
+    return secrets.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))

@@ -225,7 +225,9 @@ class LocalDirectLine:
         if conversation is None:
             raise web.HTTPNotFound(text="unknown conversation")
         given = token if token is not None else _bearer(request)
-        if not secrets.compare_digest(given.encode(), conversation.token.encode()):
+        if not secrets.compare_digest(
+            given.encode("utf-8", "surrogateescape"), conversation.token.encode()
+        ):
             raise web.HTTPForbidden(text="token does not match the conversation")
         return conversation
 
