@@ -18,20 +18,23 @@ DL = "/v3/directline"
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
-def paths(conversation: str) -> list[str]:
+def routes(conversation: str) -> list[tuple[str, str]]:
+    """(method, path): the routes as Web Chat and the bot use them, and some that do not exist."""
     return [
-        f"{DL}/conversations",
-        f"{DL}/conversations/{conversation}",
-        f"{DL}/conversations/unknown",
-        f"{DL}/conversations/{conversation}/activities",
-        f"{DL}/conversations/unknown/activities",
-        f"{DL}/conversations/{conversation}/stream",
-        f"{DL}/tokens/refresh",
-        f"/v3/conversations/{conversation}/activities",
-        f"/v3/conversations/{conversation}/activities/reply-1",
-        "/v3/conversations/unknown/activities/x",
-        f"{DL}/conversations/%00/activities",
-        f"{DL}/conversations/{'x' * 300}",
+        ("POST", f"{DL}/conversations"),
+        ("GET", f"{DL}/conversations/{conversation}"),
+        ("GET", f"{DL}/conversations/unknown"),
+        ("POST", f"{DL}/conversations/{conversation}/activities"),
+        ("GET", f"{DL}/conversations/{conversation}/activities"),
+        ("POST", f"{DL}/conversations/unknown/activities"),
+        ("GET", f"{DL}/conversations/{conversation}/stream"),
+        ("POST", f"{DL}/tokens/refresh"),
+        ("POST", f"/v3/conversations/{conversation}/activities"),
+        ("POST", f"/v3/conversations/{conversation}/activities/reply-1"),
+        ("PUT", f"/v3/conversations/{conversation}/activities/reply-1"),
+        ("PUT", "/v3/conversations/unknown/activities/x"),
+        ("POST", f"{DL}/conversations/%00/activities"),
+        ("GET", f"{DL}/conversations/{'x' * 300}"),
     ]
 
 
@@ -94,8 +97,9 @@ async def test_fuzzed_direct_line_requests_never_get_a_5xx(bot_client: TestClien
     port = bot_client.server.port
     statuses: Counter[int] = Counter()
     for _ in range(1200):
-        method = rng.choice(METHODS)
-        path = rng.choice(paths(conversation)) + query(rng, token)
+        method, path = rng.choice(routes(conversation))
+        method = method if rng.random() < 0.9 else rng.choice(METHODS)
+        path += query(rng, token)
         data, content_type = body(rng)
         sent = headers(rng, token, port)
         if content_type and method != "GET":

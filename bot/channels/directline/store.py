@@ -28,10 +28,13 @@ def now_iso() -> str:
 
 
 def stream_info(activity: Activity) -> dict[str, Any] | None:
-    """The activity's ``streaminfo`` entity, if it has one."""
-    for entity in activity.get("entities") or []:
+    """The activity's ``streaminfo`` entity, if it has a well-formed one (entities a list, the
+    stream id a string: a malformed activity is an ordinary one, never an error)."""
+    entities = activity.get("entities")
+    for entity in entities if isinstance(entities, list) else []:
         if isinstance(entity, dict) and str(entity.get("type", "")).lower() == STREAMINFO:
-            return entity
+            stream_id = entity.get("streamId")
+            return entity if stream_id is None or isinstance(stream_id, str) else None
     return None
 
 
