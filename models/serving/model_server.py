@@ -154,7 +154,7 @@ async def _start_draining(app: web.Application) -> None:
 async def _require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[OPTIONS].api_key
     if key and request.path.startswith("/v1/"):
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, f"Bearer {key}".encode()):
             body = error_body("invalid or missing API key", code="invalid_api_key")
             return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})

@@ -129,3 +129,20 @@ async def test_fuzzed_direct_line_requests_never_get_a_5xx(bot_client: TestClien
         await asyncio.sleep(0.05)
     assert "fake: after the storm" in texts
     assert (await bot_client.get("/healthz")).status == 200
+
+
+async def test_header_bytes_that_are_not_utf8_are_refused_not_a_500(bot_client: TestClient) -> None:
+    started = await (await bot_client.post(f"{DL}/conversations")).json()
+    for path, header in [
+        (f"{DL}/tokens/refresh", b"Authorization: Bearer \xff\xfe"),
+        (f"{DL}/conversations/{started['conversationId']}/activities", b"Authorization: \xff"),
+    ]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bot_client.server.port)
+        writer.write(
+            b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        )
+        await writer.drain()
+        status_line = (await reader.read()).split(b"\r\n", 1)[0]
+        writer.close()
+        assert status_line.split()[1] in (b"400", b"403"), (path, status_line)

@@ -3,6 +3,7 @@ traceback, the server stays up, and a normal completion is answered afterwards."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections import Counter
@@ -74,7 +75,8 @@ def mutated(rng: random.Random) -> dict[str, Any]:
 
 
 def case(rng: random.Random) -> tuple[str, str, bytes, dict[str, str]]:
-    headers = {"Authorization": rng.choice([f"Bearer {KEY}"] * 4 + ["Bearer nope", "", "x"])}
+    tokens = [f"Bearer {KEY}"] * 4 + ["Bearer nope", "", "x", "Bearer \u00e9\u00e8"]
+    headers = {"Authorization": rng.choice(tokens)}
     path = rng.choice(
         ["/v1/chat/completions"] * 8 + ["/v1/models", "/health", "/v1/x", "/v1/chat/completions/"]
     )
@@ -120,3 +122,20 @@ async def test_fuzzed_model_server_requests_never_get_a_5xx() -> None:
         assert (await client.get("/health")).status == 200
     finally:
         await client.close()
+
+
+async def test_header_bytes_that_are_not_utf8_get_a_401_not_a_500() -> None:
+    server = TestServer(create_model_server(FakeChatModel(), ServerOptions(api_key=KEY)))
+    await server.start_server()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = (await reader.read()).split(b"\r\n", 1)[0]
+        writer.close()
+    finally:
+        await server.close()
+    assert status_line == b"HTTP/1.1 401 Unauthorized"
