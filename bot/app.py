@@ -178,9 +178,8 @@ def create_app(
     health = Health(runtime.model, runtime.storage, runner, probe)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
-    add_directline_routes(
-        app, anonymous=settings.anonymous, guard=guard
-    )  # /chat and its local Direct Line
+    # /chat and its local Direct Line
+    add_directline_routes(app, anonymous=settings.anonymous, guard=guard)
     return app
 
 
