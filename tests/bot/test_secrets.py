@@ -99,3 +99,10 @@ async def test_traceback_only_for_a_loopback_emulator(service_url: str, traced: 
     traces = [a for a in sent if a.type == ActivityTypes.trace]
     assert bool(traces) is traced
     assert all("RuntimeError: boom" in a.value for a in traces)
+
+
+def test_remote_model_options_repr_masks_the_url_password_and_the_key() -> None:
+    from models.serving.remote import RemoteOptions
+
+    shown = repr(RemoteOptions(url="https://u:url-s3cret@models.example/v1", api_key="k3y-s3cret"))
+    assert "s3cret" not in shown and "https://u:***@models.example/v1" in shown
