@@ -18,16 +18,25 @@ from bot.feedback import FeedbackStore
 from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.http.health import Health
 from bot.http.messages import MessagesEndpoint
+from bot.http.model_health import ModelServerProbe
+from bot.http.origin_guard import OriginGuard
 from bot.http.plain_errors import plain_errors
+from bot.http.rate_limit import UserRateLimit
 from bot.http.service_urls import is_loopback_host
 from bot.model_setup import build_model, guard_limits, reply_params
 from bot.proactive import ConversationReferences
 from bot.settings import Settings, SettingsError
-from bot.storage import create_inbox, create_locks, create_storage, open_storage
+from bot.storage import (
+    create_inbox,
+    create_locks,
+    create_rate_counts,
+    create_storage,
+    open_storage,
+)
 from bot.turns.activity_handler import AssistantBot
 from bot.turns.error_handler import on_turn_error
 from bot.turns.inbox_entries import InboxTurns
-from bot.turns.middleware import RateLimitMiddleware, TurnLogMiddleware
+from bot.turns.middleware import TurnLogMiddleware
 from bot.turns.prompt_starters import parse_prompt_starters
 from bot.turns.runner import RunnerLimits, TurnRunner
 from bot.turns.transcripts import TranscriptMiddleware, check_mode
@@ -63,6 +72,7 @@ class Runtime:
 
 RUNTIME = web.AppKey("runtime", Runtime)
 ENDPOINT = web.AppKey("endpoint", MessagesEndpoint)
+MODEL_PROBE = web.AppKey("model_probe", ModelServerProbe)
 
 
 def build_runtime(
@@ -138,7 +148,6 @@ def create_app(
     adapter.use(TurnLogMiddleware(log_messages=settings.log_messages))
     if check_mode(settings.transcripts) != "off":
         adapter.use(TranscriptMiddleware(runtime.storage, settings.transcripts))
-    adapter.use(RateLimitMiddleware(settings.rate_limit_per_minute))
     limits = RunnerLimits(
         max_queued=settings.max_queued_turns,
         turn_timeout_s=settings.turn_timeout_s,
@@ -153,13 +162,35 @@ def create_app(
         limits,
     )
     app[RUNTIME] = runtime
-    app[ENDPOINT] = MessagesEndpoint(settings, adapter, runtime.bot, runner)
+    # Issue 12: the rate limit before the inbox write, shared through the store; Host, Origin and
+    # JSON checks where no token protects the server (the local Direct Line, anonymous mode).
+    guard = OriginGuard(settings.allowed_hosts, settings.allowed_origins)
+    rate_limit = UserRateLimit(create_rate_counts(runtime.storage), settings.rate_limit_per_minute)
+    app[ENDPOINT] = MessagesEndpoint(
+        settings,
+        adapter,
+        runtime.bot,
+        runner,
+        rate_limit=rate_limit,
+        guard=guard if settings.anonymous else None,
+    )
     app.cleanup_ctx.append(lifespan)
     app.router.add_post("/api/messages", app[ENDPOINT].handle)
-    health = Health(runtime.model, runtime.storage, runner)
+    # Issue 12: a remote model server's state on /healthz (it never makes /readyz fail).
+    probe = None
+    if settings.model_url and model is None:
+        probe = ModelServerProbe(
+            settings.model_url,
+            api_key=settings.model_api_key,
+            interval_s=settings.model_probe_interval_s,
+            timeout_s=settings.model_connect_timeout_s + settings.model_read_timeout_s,
+        )
+        app[MODEL_PROBE] = probe
+    health = Health(runtime.model, runtime.storage, runner, probe)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
-    add_directline_routes(app, anonymous=settings.anonymous)  # /chat and its local Direct Line
+    # /chat and its local Direct Line
+    add_directline_routes(app, anonymous=settings.anonymous, guard=guard)
     return app
 
 
@@ -181,9 +212,16 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
         # Turns acknowledged but never run (a dead replica, a crash) are taken up once loaded.
         wait_ready = getattr(runtime.model.inner, "wait_ready", None)
         endpoint.runner.start(after=wait_ready() if wait_ready is not None else None)
+        probe = app.get(MODEL_PROBE)
+        if probe is not None:
+            probe.start(session)
         yield
+        if probe is not None:
+            await probe.stop()
         await drain(app)  # a no-op when `botloom serve` has drained already
         await endpoint.runner.close()
+        if endpoint.rate_limit is not None:
+            await endpoint.rate_limit.close()
         await endpoint.adapter.close()
         await runtime.aclose()
 

@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bot.redaction import install_secrets_filter
 from bot.settings import Settings, SettingsError
 
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    install_secrets_filter(settings)  # no credential in any log line
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         return serve_forever(dataclasses.replace(settings, **overrides))

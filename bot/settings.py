@@ -108,6 +108,23 @@ class Settings:
     # prompt starters ("title|text;title|text", at most 10) for the welcome and the Teams app.
     feedback_buttons: bool = True
     prompt_starters: str = ""
+    # Hardening (issue 12). Host names (besides loopback and this server's own addresses) and
+    # page origins the local Direct Line and anonymous /api/messages accept: for a reverse proxy.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    # How often the bot checks its remote model server (BOTLOOM_MODEL_URL) for /healthz.
+    model_probe_interval_s: float = 15.0
+
+    def __repr__(self) -> str:
+        """The settings, with passwords inside URLs masked and secret fields left out."""
+        from bot.redaction import mask_url
+
+        shown = []
+        for f in fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                shown.append(f"{f.name}={mask_url(value) if isinstance(value, str) else value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def anonymous(self) -> bool:
@@ -148,6 +165,12 @@ def env_name(field_name: str) -> str:
     return _ENV_NAMES.get(field_name, "BOTLOOM_" + field_name.upper())
 
 
+def known_env_names() -> frozenset[str]:
+    """Every environment variable botloom reads (deploy-check refuses any other BOTLOOM_ or
+    Microsoft name in the deployment files)."""
+    return frozenset(env_name(f.name) for f in fields(Settings))
+
+
 def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for f in fields(Settings):
@@ -180,22 +203,16 @@ def _convert(name: str, raw: str, annotation: Any) -> Any:
         if kind == "Path":
             return Path(raw).expanduser()
         if kind.startswith("tuple"):
-            return tuple(part for part in raw.split(",") if part)
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
     return raw
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines; blank lines and # comments are ignored, quotes are stripped."""
-    values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+    """Parse a .env file with python-dotenv's rules: `export` prefixes, single quotes (literal),
+    double quotes (escapes such as \\n, and values over several lines), `#` comments (after a
+    value, only when a space precedes them), and ${VAR} expansion. Keys without `=` are ignored."""
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}

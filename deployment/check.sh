@@ -95,6 +95,7 @@ check_compose() {
         # shellcheck disable=SC2086  # the variant is several words on purpose
         (cd "$d" && docker-compose -f compose.yaml $variant config --format json) >"$WORK/compose.json"
         policy compose "$WORK/compose.json"
+        policy names "$WORK/compose.json"
         echo "compose -f compose.yaml ${variant:+$variant }config: valid"
     done
 }
@@ -111,8 +112,17 @@ check_kubernetes() {
             kubernetes-validate --strict --quiet --kubernetes-version "$version" "$rendered"
         done
         policy k8s "$rendered"
+        policy names "$rendered"
         echo "$overlay: $(grep -c '^kind:' "$rendered") resources valid for Kubernetes ${K8S_VERSIONS[*]}"
     done
+}
+
+check_names() {
+    # Every env file (the examples too) and the image's ENV: only settings botloom reads.
+    local d="$1" files
+    mapfile -t files < <(find "$d" -name '*.env*' -type f | sort)
+    policy names "${files[@]}" "$d/docker/Dockerfile"
+    echo "names: ${#files[@]} env files and the Dockerfile set only settings botloom reads"
 }
 
 check_teams() {
@@ -170,7 +180,7 @@ report() {  # report CHECK WHAT
     attempt "$1" "$DEPLOY_COPY"
     if [[ $RC -eq 0 ]]; then
         printf 'ok    %-11s %s\n' "${1#check_}" "$2"
-        grep -E '^(bicep build skipped|compose |base|overlays/|teams manifest)' "$LOG" | sed 's/^/        /' || true
+        grep -E '^(bicep build skipped|compose |base|overlays/|teams manifest|names: )' "$LOG" | sed 's/^/        /' || true
     else
         printf 'FAIL  %-11s %s\n' "${1#check_}" "$2"
         sed 's/^/        /' "$LOG"
@@ -221,6 +231,7 @@ main() {
     report check_pins "docker/Dockerfile installs the Makefile's torch and embedded-model pins"
     report check_compose "compose.yaml, compose.gpu.yaml"
     report check_kubernetes "kubernetes/ (kustomize build, schemas, policy)"
+    report check_names "settings names in env files, the Dockerfile, compose and Kubernetes"
     report check_teams "azure/teams/manifest.template.json"
     report check_bicep "azure/main.bicep"
 
@@ -240,6 +251,14 @@ main() {
             "terminationGracePeriodSeconds: 20" terminationGracePeriodSeconds=20
         self_test check_kubernetes kubernetes/base/model-server.yaml "nvidia.com/gpu: 1" \
             "nvidia.com/gpus: 1" "requests no nvidia.com/gpu"
+        self_test check_kubernetes kubernetes/base/model-server.env \
+            "BOTLOOM_MODEL_SERVER_HOST=0.0.0.0" "BOTLOOM_HOST=0.0.0.0" "not 0.0.0.0"
+        self_test check_compose compose.yaml 'BOTLOOM_DRAIN_S: "20"' \
+            'BOTLOOM_DRAIN_SECONDS: "20"' "BOTLOOM_DRAIN_SECONDS is not a setting"
+        self_test check_kubernetes kubernetes/base/settings.env "BOTLOOM_DRAIN_S=20" \
+            "BOTLOOM_DRAIN_SECONDS=20" "BOTLOOM_DRAIN_SECONDS is not a setting"
+        self_test check_names kubernetes/overlays/production/credentials.env.example \
+            "MicrosoftAppTenantId=" "MicrosoftAppTenantID=" "MicrosoftAppTenantID is not a setting"
         self_test check_teams azure/teams/manifest.template.json '"accentColor"' '"accentColour"' \
             accentColour
         self_test check_teams azure/teams/package.py 'STARTER_SCOPE = "personal"' \

@@ -6,6 +6,7 @@
     check_policy.py bicep main.bicep         # parsed with pycep-parser (the compiler is not here)
     check_policy.py pins Dockerfile Makefile # the image installs what the Makefile installs
     check_policy.py teams manifest.json      # BOTLOOM_PROMPT_STARTERS are the personal commands
+    check_policy.py names FILE...            # every BOTLOOM_ / Microsoft name is one botloom reads
 
 Prints one line per problem and exits 1 if there is any. Run by deployment/check.sh with its tool
 environment (PyYAML, pycep-parser).
@@ -52,6 +53,8 @@ def k8s(path: Path) -> Iterator[str]:
             if (container.get("args") or [None])[0] == "serve":
                 bots += 1
                 yield from _bot(name, deployment, pod, container, config_maps, by_kind)
+            if (container.get("args") or [None])[0] == "model-server":
+                yield from _model_server_host(f"Deployment {name}", _env_of(container, config_maps))
         component = deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component")
         if component == "model":
             gpus = sum(
@@ -80,10 +83,7 @@ def _bot(
         got = container.get(probe, {}).get("httpGet", {}).get("path")
         if got != path:
             yield f"{where}: {probe} must GET {path}, not {got}"
-    settings: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        settings.update(config_maps.get(source.get("configMapRef", {}).get("name"), {}))
-    settings.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+    settings = _env_of(container, config_maps)
     if settings.get("BOTLOOM_HOST") != "0.0.0.0":
         yield f"{where}: BOTLOOM_HOST must be 0.0.0.0 in a container"
     anonymous = settings.get("BOTLOOM_ALLOW_PUBLIC_ANONYMOUS", "false")
@@ -108,9 +108,27 @@ def _bot(
         yield f"{where}: no HorizontalPodAutoscaler"
 
 
+def _env_of(container: dict[str, Any], config_maps: dict[str, dict[str, str]]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        settings.update(config_maps.get(source.get("configMapRef", {}).get("name"), {}))
+    settings.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+    return settings
+
+
+def _model_server_host(where: str, settings: dict[str, str]) -> Iterator[str]:
+    """`botloom model-server` listens on BOTLOOM_MODEL_SERVER_HOST (default 127.0.0.1): in a
+    container that must be every interface, or no bot reaches it."""
+    host = settings.get("BOTLOOM_MODEL_SERVER_HOST", "127.0.0.1")
+    if host not in ("0.0.0.0", "::"):
+        yield f"{where}: the model server listens on BOTLOOM_MODEL_SERVER_HOST={host}, not 0.0.0.0"
+
+
 def compose(path: Path) -> Iterator[str]:
     project = json.loads(path.read_text())
     for name, service in project["services"].items():
+        if (service.get("command") or [None])[0] == "model-server":
+            yield from _model_server_host(f"service {name}", service.get("environment") or {})
         if (service.get("command") or [None])[0] != "serve":
             continue
         environment = service.get("environment", {})
@@ -193,14 +211,79 @@ def teams(manifest: Path) -> Iterator[str]:
             yield f"the prompt starters {expected} are not the personal commands {titles}"
 
 
-CHECKS = {"k8s": k8s, "compose": compose, "bicep": bicep, "pins": pins, "teams": teams}
+
+# Settings names: botloom's own and the Bot Framework's. The names botloom knows come from
+# bot/settings.py itself (it needs only the standard library), never from a list kept here.
+OWN_PREFIXES = ("BOTLOOM_", "Microsoft")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def known_names() -> frozenset[str]:
+    sys.path.insert(0, str(ROOT))
+    from bot.settings import known_env_names
+
+    return known_env_names()
+
+
+def read_env_lines(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file (kustomize's and compose's format)."""
+    pairs = (line.partition("=") for line in path.read_text().splitlines())
+    return {
+        k.strip().removeprefix("export ").strip(): v
+        for k, sep, v in pairs
+        if sep and not k.lstrip().startswith("#")
+    }
+
+
+def _names_in(path: Path) -> Iterator[str]:
+    """The environment variable names a deployment file sets."""
+    if path.suffix == ".json":  # `docker compose config --format json`
+        for service in json.loads(path.read_text())["services"].values():
+            yield from (service.get("environment") or {})
+    elif path.suffix in (".yaml", ".yml"):  # rendered Kubernetes manifests
+        import yaml
+
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            if doc.get("kind") in ("ConfigMap", "Secret"):
+                yield from doc.get("data") or {}
+                yield from doc.get("stringData") or {}
+            pod = (doc.get("spec") or {}).get("template", {}).get("spec", {})
+            for container in pod.get("containers", []) + pod.get("initContainers", []):
+                yield from (e["name"] for e in container.get("env", []))
+    elif path.name.startswith("Dockerfile"):
+        text = path.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            if line.startswith("ENV "):
+                yield from (pair.partition("=")[0] for pair in line[4:].split())
+    else:  # an env file
+        yield from read_env_lines(path)
+
+
+def names(*paths: Path) -> Iterator[str]:
+    known = known_names()
+    for path in paths:
+        for name in sorted(set(_names_in(path))):
+            if name.startswith(OWN_PREFIXES) and name not in known:
+                yield f"{path.name}: {name} is not a setting botloom reads (see bot/settings.py)"
+
+
+CHECKS = {
+    "k8s": k8s,
+    "compose": compose,
+    "bicep": bicep,
+    "pins": pins,
+    "names": names,
+    "teams": teams,
+}
 
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[0] not in CHECKS:
         print(__doc__, file=sys.stderr)
         return 2
-    problems = list(CHECKS[argv[0]](*map(Path, argv[1:])))
+    problems = list(CHECKS[argv[0]](*map(Path, argv[1:])))  # type: ignore[operator]
     for problem in problems:
         print(f"policy: {problem}")
     return 1 if problems else 0

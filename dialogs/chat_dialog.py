@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import aclosing
@@ -77,7 +78,9 @@ class ChatDialog(Dialog):
         budget = min(self._options.context_tokens, self._model.context_window)
         history = await self._memory.history(turn_context)
         try:
-            prompt = build_prompt(
+            # Tokenising (several times) is CPU work: off the event loop.
+            prompt = await asyncio.to_thread(
+                build_prompt,
                 self._model,
                 self._options.system_prompt,
                 history,

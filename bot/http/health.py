@@ -1,4 +1,5 @@
-"""`/healthz` (the process is up) and `/readyz` (model loaded, storage reachable, not draining)."""
+"""`/healthz` (the process is up, and the remote model server's state) and `/readyz` (model
+loaded, storage reachable, not draining; independent of a remote model server)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from aiohttp import web
 from botbuilder.core import Storage
 
+from bot.http.model_health import ModelServerProbe
 from bot.turns.runner import TurnRunner
 from models.guard import GuardedChatModel
 
@@ -16,13 +18,25 @@ logger = logging.getLogger(__name__)
 class Health:
     """The health routes of one app, over its model, storage and turn runner."""
 
-    def __init__(self, model: GuardedChatModel, storage: Storage, runner: TurnRunner) -> None:
+    def __init__(
+        self,
+        model: GuardedChatModel,
+        storage: Storage,
+        runner: TurnRunner,
+        probe: ModelServerProbe | None = None,
+    ) -> None:
         self._model = model
         self._storage = storage
         self._runner = runner
+        self._probe = probe
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        """200 while the process is up; with a remote model, the model server's state too
+        (reachable, last_error, latency_ms: see bot/http/model_health.py)."""
+        body: dict[str, object] = {"status": "ok"}
+        if self._probe is not None:
+            body["model_server"] = self._probe.state()
+        return web.json_response(body)
 
     async def readyz(self, request: web.Request) -> web.Response:
         """200 once the model is loaded and storage answers; 503 while loading or draining."""

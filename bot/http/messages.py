@@ -9,10 +9,13 @@ from typing import Any
 from aiohttp import web
 from botbuilder.core import Bot, InvokeResponse, serializer_helper
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
+from botframework.connector.auth import AuthenticationConstants
 from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.http.auth import AuthUnavailable, Unauthorized, authenticate
+from bot.http.origin_guard import OriginGuard
+from bot.http.rate_limit import UserRateLimit
 from bot.http.request_parsing import read_activity
 from bot.http.service_urls import service_url_allowed
 from bot.settings import Settings
@@ -40,16 +43,27 @@ class MessagesEndpoint:
     """The channel-facing handler. Every client mistake is a 4xx; nothing here returns a 500."""
 
     def __init__(
-        self, settings: Settings, adapter: RetryingCloudAdapter, bot: Bot, runner: TurnRunner
+        self,
+        settings: Settings,
+        adapter: RetryingCloudAdapter,
+        bot: Bot,
+        runner: TurnRunner,
+        *,
+        rate_limit: UserRateLimit | None = None,
+        guard: OriginGuard | None = None,
     ) -> None:
         self._settings = settings
         self.adapter = adapter
         self._bot = bot
         self.runner = runner
+        self.rate_limit = rate_limit
+        self._guard = guard
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.runner.draining:
             raise web.HTTPServiceUnavailable(text="shutting down", headers={"Retry-After": "5"})
+        if self._guard is not None:  # anonymous: no token, so no foreign page (DNS rebinding)
+            self._guard.check(request)
         activity, data = await read_activity(request)
         if self._settings.anonymous and not service_url_allowed(
             activity.service_url, self._settings.allowed_service_urls
@@ -69,7 +83,32 @@ class MessagesEndpoint:
             raise web.HTTPServiceUnavailable(
                 text="cannot verify tokens right now", headers={"Retry-After": "5"}
             ) from None
+        if not self._settings.anonymous and not _bound_to_service_url(
+            auth, activity, self._settings
+        ):
+            raise web.HTTPForbidden(text="serviceUrl not allowed for this token")
+        await self._check_rate(activity, auth)
         return await self._enqueue(activity, data, auth)
+
+    async def _check_rate(self, activity: Activity, auth: AuthenticateRequestResult) -> None:
+        """429 with Retry-After for a user over the limit, before anything is stored."""
+        if self.rate_limit is None:
+            return
+        try:
+            decision = await self.rate_limit.check(activity)
+        except StorageUnavailable:
+            logger.warning("cannot count the message: state store unreachable")
+            raise web.HTTPServiceUnavailable(
+                text="cannot store the message right now", headers={"Retry-After": "5"}
+            ) from None
+        if decision.allowed:
+            return
+        if decision.tell_user:
+            self.rate_limit.tell_user(self.adapter, auth, activity, decision.retry_after_s)
+        raise web.HTTPTooManyRequests(
+            text="too many messages from this user",
+            headers={"Retry-After": str(decision.retry_after_s)},
+        )
 
     async def _enqueue(
         self, activity: Activity, data: dict[str, Any], auth: AuthenticateRequestResult
@@ -95,6 +134,18 @@ class MessagesEndpoint:
                 text="cannot store the message right now", headers={"Retry-After": "5"}
             ) from None
         return web.Response(status=202)
+
+
+def _bound_to_service_url(
+    auth: AuthenticateRequestResult, activity: Activity, settings: Settings
+) -> bool:
+    """A channel's token names its service URL (botbuilder checked it matches); an Emulator
+    token does not, so its activity must name an allowed one (loopback unless configured)."""
+    identity = auth.claims_identity
+    claims = (identity.claims if identity is not None else None) or {}
+    if claims.get(AuthenticationConstants.SERVICE_URL_CLAIM):
+        return True
+    return service_url_allowed(activity.service_url, settings.allowed_service_urls)
 
 
 def invoke_http_response(response: InvokeResponse | None) -> web.Response:

@@ -8,6 +8,7 @@ from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailabl
 from bot.storage.inbox import Inbox, InboxEntry, MemoryInbox, SqliteInbox
 from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.locks import ConversationLocks, LocalLocks, LockTimeout, SqliteLocks
+from bot.storage.rate_counts import MemoryRateCounts, RateCounts, SqliteRateCounts
 from bot.storage.sqlite import SqliteStorage
 
 __all__ = [
@@ -16,11 +17,13 @@ __all__ = [
     "InboxEntry",
     "LockLost",
     "LockTimeout",
+    "RateCounts",
     "SqliteStorage",
     "StorageConflictError",
     "StorageUnavailable",
     "create_inbox",
     "create_locks",
+    "create_rate_counts",
     "create_storage",
     "open_storage",
 ]
@@ -94,3 +97,15 @@ def create_inbox(storage: Storage) -> Inbox:
         inbox: Inbox = shared_inbox()
         return inbox
     return MemoryInbox()
+
+
+def create_rate_counts(storage: Storage) -> RateCounts:
+    """Per-user message counts for the rate limit, beside the state: shared by the replicas that
+    share it (SQLite file, PostgreSQL, Redis); in memory for memory://."""
+    if isinstance(storage, SqliteStorage):
+        return SqliteRateCounts(storage.path)
+    shared_counts = getattr(storage, "rate_counts", None)  # PostgreSQL, Redis
+    if shared_counts is not None:
+        counts: RateCounts = shared_counts()
+        return counts
+    return MemoryRateCounts()

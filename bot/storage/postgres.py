@@ -15,6 +15,7 @@ from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
 from bot.storage.postgres_inbox import PostgresInbox
 from bot.storage.postgres_locks import PostgresLocks
+from bot.storage.rate_counts import PostgresRateCounts
 from bot.storage.server_storage import ServerStorage
 from bot.storage.values import loads, rows_to_write, set_etags
 
@@ -80,6 +81,7 @@ class PostgresStorage(ServerStorage):
     server = "PostgreSQL"
     default_port = 5432
     locks_type = PostgresLocks
+    rate_counts_type = PostgresRateCounts
     inbox_type = PostgresInbox
     default_max_connections = 10
 

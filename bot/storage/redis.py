@@ -32,6 +32,7 @@ from redis.backoff import ExponentialBackoff
 
 from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
+from bot.storage.rate_counts import RedisRateCounts
 from bot.storage.redis_inbox import RedisInbox
 from bot.storage.redis_locks import RedisLocks
 from bot.storage.server_storage import ServerStorage
@@ -95,6 +96,7 @@ class RedisStorage(ServerStorage):
     server = "Redis"
     default_port = 6379
     locks_type = RedisLocks
+    rate_counts_type = RedisRateCounts
     inbox_type = RedisInbox
     default_max_connections = 20
 

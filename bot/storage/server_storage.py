@@ -11,6 +11,7 @@ from botbuilder.core import Storage
 from bot.storage.errors import StorageUnavailable
 from bot.storage.inbox import Inbox
 from bot.storage.leases import DEFAULT_LEASE_S, LeaseLocks
+from bot.storage.rate_counts import RateCounts
 from bot.storage.urls import check_namespace, scrub, where
 
 
@@ -24,6 +25,7 @@ class ServerStorage(Storage):
     default_max_connections: ClassVar[int]
     locks_type: ClassVar[type[LeaseLocks]]  # leases kept in this server
     inbox_type: ClassVar[Callable[[Any], Inbox]]
+    rate_counts_type: ClassVar[Callable[[Any], RateCounts]]
 
     def __init__(
         self,
@@ -55,6 +57,10 @@ class ServerStorage(Storage):
     def inbox(self) -> Inbox:
         """Acknowledged activities waiting for their turn, in this database."""
         return self.inbox_type(self)
+
+    def rate_counts(self) -> RateCounts:
+        """Per-user message counts for the rate limit, shared by the replicas (rate_counts.py)."""
+        return self.rate_counts_type(self)
 
     def unavailable(self, error: BaseException) -> StorageUnavailable:
         """The error for an unreachable server, its reason scrubbed of the URL's secrets."""

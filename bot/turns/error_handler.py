@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import traceback
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ActivityTypes
+
+from bot.http.service_urls import is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
     )
     try:
         await turn_context.send_activity(SORRY_TEXT)
-        if activity.channel_id == "emulator":
+        if _is_local_emulator(activity):
             await turn_context.send_activity(
                 Activity(
                     type=ActivityTypes.trace,
@@ -39,3 +42,13 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
             )
     except Exception:
         logger.exception("could not tell the user about the error conversation=%s", conversation_id)
+
+
+def _is_local_emulator(activity: Activity) -> bool:
+    """Tracebacks go to an Emulator on this machine only: anyone may claim channelId emulator,
+    but only a local client is answered on a loopback serviceUrl."""
+    try:
+        host = urlsplit(activity.service_url or "").hostname
+    except ValueError:
+        return False
+    return activity.channel_id == "emulator" and host is not None and is_loopback_host(host)

@@ -13,6 +13,7 @@ from botframework.connector.auth.authenticate_request_result import Authenticate
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.storage import InboxEntry
+from bot.turns.transcripts import NOTICE_ONLY
 
 ONE_MOMENT = "One moment, please: I'm still answering your previous message. This one is next."
 
@@ -63,8 +64,10 @@ class InboxTurns:
     async def say_one_moment(self, entry: InboxEntry) -> None:
         activity, auth = restore(entry.body, self._adapter.bot_framework_authentication)
         if activity.type == ActivityTypes.message:
-            await self._adapter.process_activity(auth, activity, _say_one_moment)
+            await self._adapter.process_activity(auth, activity, tell_one_moment)
 
 
-async def _say_one_moment(turn_context: TurnContext) -> None:
+async def tell_one_moment(turn_context: TurnContext) -> None:
+    """A notice over a waiting message: the message itself is recorded by its own turn."""
+    turn_context.turn_state[NOTICE_ONLY] = True
     await turn_context.send_activity(ONE_MOMENT)

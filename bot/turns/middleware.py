@@ -1,17 +1,16 @@
-"""Middleware around every turn: one structured log line, and a per-user rate limit."""
+"""Middleware around every turn: one structured log line (the per-user rate limit is checked
+before a turn is stored: bot/http/rate_limit.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from botbuilder.core import Middleware, TurnContext
 from botbuilder.schema import ActivityTypes
 
-from bot.turns.teams_rules import addressed_to_bot
 from dialogs.chat_dialog import OUTCOME_KEY
 
 turn_logger = logging.getLogger("botloom.turn")
@@ -57,46 +56,3 @@ class TurnLogMiddleware(Middleware):
                 line["text"] = activity.text
                 line["user"] = activity.from_property.name if activity.from_property else None
             turn_logger.info(json.dumps(line))
-
-
-class RateLimitMiddleware(Middleware):
-    """At most `per_minute` messages per user (channel + user id) in any 60 s; the rest get a
-    polite answer instead of reaching the dialogs. 0 turns the limit off."""
-
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._per_minute = per_minute
-        self._clock = clock
-        self._recent: dict[str, deque[float]] = {}
-
-    async def on_turn(self, context: TurnContext, logic: Callable[[], Awaitable]) -> None:
-        activity = context.activity
-        if (
-            self._per_minute <= 0
-            or activity.type != ActivityTypes.message
-            or not addressed_to_bot(activity)  # a group message for others: not answered at all
-        ):
-            await logic()
-            return
-        user = (
-            f"{activity.channel_id}/{activity.from_property.id if activity.from_property else ''}"
-        )
-        now = self._clock()
-        stamps = self._recent.setdefault(user, deque())
-        while stamps and now - stamps[0] >= 60:
-            stamps.popleft()
-        if len(stamps) >= self._per_minute:
-            wait = max(1, round(60 - (now - stamps[0])))
-            context.turn_state[OUTCOME_KEY] = "rate_limited"
-            await context.send_activity(
-                f"You're sending messages faster than I can answer. Please wait {wait} s."
-            )
-            return
-        stamps.append(now)
-        self._forget_idle(now)
-        await logic()
-
-    def _forget_idle(self, now: float) -> None:
-        """Keep memory bounded: drop users whose last message is over a minute old."""
-        if len(self._recent) > 10_000:
-            for user in [u for u, s in self._recent.items() if not s or now - s[-1] >= 60]:
-                del self._recent[user]

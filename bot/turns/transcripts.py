@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 MODES = ("off", "redacted", "full")
 PAGE_SIZE = 50
 _LEFT_OUT = (ActivityTypes.typing, ActivityTypes.trace)  # progress and debugging, not the talk
+# turn_state key: this turn only sends a notice about its activity, which its own turn records.
+NOTICE_ONLY = "botloom.notice_only"
 _KEPT = ("type", "id", "timestamp", "channelId", "replyToId", "locale", "textFormat", "name")
 
 
@@ -94,6 +96,8 @@ class TranscriptMiddleware(Middleware):
             await logic()
         finally:
             activity = context.activity
+            if context.turn_state.get(NOTICE_ONLY):
+                recorded = recorded[1:]
             if activity.conversation is not None and activity.channel_id:
                 await self._append(activity.channel_id, activity.conversation.id, recorded)
 

@@ -120,7 +120,7 @@ class BatchedChatModel(LoadedChatModel):
         """
         if self._closed:
             raise ModelUnavailable(f"the model {self._name} is closed")
-        prompt_ids = self._template.encode(messages)
+        prompt_ids = await asyncio.to_thread(self._template.encode, messages)  # off the loop
         room = self._context_window - len(prompt_ids)
         if room <= 0:
             raise PromptTooLong(

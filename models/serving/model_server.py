@@ -150,7 +150,7 @@ async def _start_draining(app: web.Application) -> None:
 async def _require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[OPTIONS].api_key
     if key and request.path.startswith("/v1/"):
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, f"Bearer {key}".encode()):
             body = error_body("invalid or missing API key", code="invalid_api_key")
             return web.json_response(body, status=401, headers={"WWW-Authenticate": "Bearer"})
@@ -187,7 +187,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             first = await anext(pieces, None)  # statuses are possible until the first piece
             if not chat.stream:
                 text = "".join([first or "", *[piece async for piece in pieces]])
-                finish, counts = _finish(model, chat, text)
+                finish, counts = await asyncio.to_thread(_finish, model, chat, text)
                 return web.json_response(completion(model.name, text, finish, counts))
         except ModelError as error:
             return _model_error_response(error)
@@ -218,7 +218,7 @@ async def _stream(
             logger.warning("generation failed mid-stream: %s", type(error).__name__)
             await _event(response, model_error_body(error))
             return response
-        finish, counts = _finish(model, chat, text)
+        finish, counts = await asyncio.to_thread(_finish, model, chat, text)
         await _event(response, chunk(ident, name, created, {}, finish))
         if chat.include_usage:
             last = chunk(ident, name, created, {})
@@ -243,7 +243,8 @@ async def _read_json(request: web.Request) -> object:
 
 def _finish(model: ChatModel, chat: ChatRequest, text: str) -> tuple[str, dict[str, int]]:
     """finish_reason and token usage of a finished reply. The reply's tokens are counted by
-    re-tokenising its text (the model's pieces are not tokens), so both are close estimates."""
+    re-tokenising its text (the model's pieces are not tokens), so both are close estimates.
+    CPU work (three chat templates and tokenisations): callers run it off the event loop."""
     prompt_tokens = _count(model, chat.messages)
     reply_tokens = _count(model, [ChatMessage("assistant", text)]) - _count(
         model, [ChatMessage("assistant", "")]

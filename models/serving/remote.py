@@ -20,6 +20,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -71,6 +72,16 @@ class RemoteOptions:
     max_retries: int = 2
     retry_base_s: float = 0.25
     max_retry_wait_s: float = 5.0
+
+    def __repr__(self) -> str:
+        """Without the API key, and with a password inside the URL masked."""
+        parts = urlsplit(self.url)
+        url = self.url
+        if parts.password:
+            url = parts._replace(
+                netloc=parts.netloc.replace(f":{parts.password}@", ":***@")
+            ).geturl()
+        return f"RemoteOptions(url={url!r}, model={self.model!r})"
 
 
 class RemoteChatModel:

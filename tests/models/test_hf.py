@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,11 +98,8 @@ def test_count_tokens_applies_the_chat_template(
     assert two > one
 
 
-def test_control_tokens_typed_by_a_user_stay_text(
-    chat_model: HuggingFaceChatModel, loaded: Loaded
-) -> None:
-    if "sanitize_control_tokens" not in inspect.signature(loaded[1].apply_chat_template).parameters:
-        pytest.skip("this transformers version cannot sanitise control tokens (5.17 cannot)")
+def test_control_tokens_typed_by_a_user_stay_text(chat_model: HuggingFaceChatModel) -> None:
+    # On every transformers version (tests/models/test_chat_template.py has the details).
     empty = chat_model.count_tokens([ChatMessage("user", "")])
     forged = chat_model.count_tokens([ChatMessage("user", "<|im_end|>")])
     assert forged > empty + 1  # several text tokens, not the one control token

@@ -12,6 +12,7 @@ from bot.channels.directline.connector_api import BotConnectorApi
 from bot.channels.directline.store import ConversationStore
 from bot.channels.directline.webchat_api import LocalDirectLine
 from bot.channels.webchat.page import BUNDLE, ChatPage
+from bot.http.origin_guard import OriginGuard
 
 DIRECTLINE = web.AppKey("directline", LocalDirectLine)
 
@@ -25,12 +26,14 @@ def add_directline_routes(
     messages_path: str = "/api/messages",
     webchat_bundle: Path = BUNDLE,
     store: ConversationStore | None = None,
+    guard: OriginGuard | None = None,
 ) -> None:
     """Serve the chat page on GET /chat and, in anonymous mode only, the Direct Line that it
     uses (/v3/directline/...) and the connector routes the bot replies to (/v3/conversations/...).
 
     With an app id the bot only accepts channel tokens, which a local Direct Line cannot issue,
-    so /chat then explains that instead.
+    so /chat then explains that instead. Every Direct Line and connector route goes through
+    `guard` (JSON bodies, this server's Host, the page's own Origin: bot/http/origin_guard.py).
     """
     page = ChatPage(webchat_bundle, enabled=anonymous)
     app.router.add_get("/chat", page.page)
@@ -42,16 +45,20 @@ def add_directline_routes(
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_close_sockets)
     connector = BotConnectorApi(service.store)
-    add = app.router
-    add.add_post("/v3/directline/conversations", service.start_conversation)
-    add.add_get("/v3/directline/conversations/{conversation}", service.reconnect)
-    add.add_post("/v3/directline/tokens/refresh", service.refresh_token)
-    add.add_post("/v3/directline/conversations/{conversation}/activities", service.post_activity)
-    add.add_get("/v3/directline/conversations/{conversation}/activities", service.get_activities)
-    add.add_get("/v3/directline/conversations/{conversation}/stream", service.stream)
-    add.add_post("/v3/conversations/{conversation}/activities", connector.bot_sends)
-    add.add_post("/v3/conversations/{conversation}/activities/{reply_to}", connector.bot_sends)
-    add.add_put("/v3/conversations/{conversation}/activities/{activity}", connector.bot_updates)
+    wrap = (guard or OriginGuard()).wrap
+    routes = [
+        ("POST", "/v3/directline/conversations", service.start_conversation),
+        ("GET", "/v3/directline/conversations/{conversation}", service.reconnect),
+        ("POST", "/v3/directline/tokens/refresh", service.refresh_token),
+        ("POST", "/v3/directline/conversations/{conversation}/activities", service.post_activity),
+        ("GET", "/v3/directline/conversations/{conversation}/activities", service.get_activities),
+        ("GET", "/v3/directline/conversations/{conversation}/stream", service.stream),
+        ("POST", "/v3/conversations/{conversation}/activities", connector.bot_sends),
+        ("POST", "/v3/conversations/{conversation}/activities/{reply_to}", connector.bot_sends),
+        ("PUT", "/v3/conversations/{conversation}/activities/{activity}", connector.bot_updates),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, wrap(handler))
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -28,10 +28,13 @@ def now_iso() -> str:
 
 
 def stream_info(activity: Activity) -> dict[str, Any] | None:
-    """The activity's ``streaminfo`` entity, if it has one."""
-    for entity in activity.get("entities") or []:
+    """The activity's ``streaminfo`` entity, if it has a well-formed one (entities a list, the
+    stream id a string: a malformed activity is an ordinary one, never an error)."""
+    entities = activity.get("entities")
+    for entity in entities if isinstance(entities, list) else []:
         if isinstance(entity, dict) and str(entity.get("type", "")).lower() == STREAMINFO:
-            return entity
+            stream_id = entity.get("streamId")
+            return entity if stream_id is None or isinstance(stream_id, str) else None
     return None
 
 
@@ -128,11 +131,19 @@ class ConversationStore:
             self._conversations.popitem(last=False)
         return conversation
 
+    def __len__(self) -> int:
+        return len(self._conversations)
+
     def get(self, conversation_id: str) -> Conversation | None:
         return self._conversations.get(conversation_id)
 
     def by_token(self, token: str) -> Conversation | None:
         return next(
-            (c for c in self._conversations.values() if secrets.compare_digest(c.token, token)),
+            (c for c in self._conversations.values() if _same_token(c.token, token)),
             None,
         )
+
+
+def _same_token(expected: str, given: str) -> bool:
+    """Constant-time comparison (bytes: a header may carry any character)."""
+    return secrets.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))

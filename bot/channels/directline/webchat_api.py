@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import weakref
 from collections.abc import Coroutine
 from contextlib import suppress
@@ -221,7 +222,9 @@ class LocalDirectLine:
         if conversation is None:
             raise web.HTTPNotFound(text="unknown conversation")
         given = token if token is not None else _bearer(request)
-        if given != conversation.token:
+        if not secrets.compare_digest(
+            given.encode("utf-8", "surrogateescape"), conversation.token.encode()
+        ):
             raise web.HTTPForbidden(text="token does not match the conversation")
         return conversation
 

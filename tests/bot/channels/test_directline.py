@@ -200,8 +200,11 @@ async def test_conversations_need_their_own_token(fast: Settings) -> None:
             headers=first.headers,
         )
         assert (await reconnect.json())["streamUrl"].endswith("&watermark=3")
-        bad = await client.post(url, data="not json", headers=first.headers)
+        json_headers = {**first.headers, "Content-Type": "application/json"}
+        bad = await client.post(url, data="not json", headers=json_headers)
         assert bad.status == 400
+        not_json = await client.post(url, data="not json", headers=first.headers)  # text/plain
+        assert not_json.status == 415
         unknown = await client.post("/v3/conversations/nope/activities", json={"type": "message"})
         assert unknown.status == 404
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from botbuilder.core import MemoryStorage, Storage
+from botbuilder.core import MemoryStorage, Storage, TurnContext
 
 from bot.app import create_app
 from bot.settings import Settings, SettingsError
@@ -138,3 +138,28 @@ async def test_long_transcripts_are_paged_in_every_storage(storage: Storage) -> 
         transcript_key("msteams", "19:x", "index")
     ]
     assert (index["count"], index["pages"]) == (120, -(-120 // PAGE_SIZE))
+
+
+async def test_a_one_moment_notice_does_not_record_the_users_message_again() -> None:
+    """The notice runs in a turn of its own over the waiting message (issue 12, item 11): the
+    transcript gets the notice, and the message once, from its real turn."""
+    from botbuilder.core.adapters import TestAdapter
+    from botbuilder.schema import Activity, ActivityTypes
+
+    from bot.turns.inbox_entries import ONE_MOMENT, tell_one_moment
+    from bot.turns.transcripts import TranscriptMiddleware, export_transcript
+
+    storage = MemoryStorage()
+    adapter = TestAdapter()
+    adapter.use(TranscriptMiddleware(storage, "full"))
+
+    async def answer(turn_context: TurnContext) -> None:
+        await turn_context.send_activity("the answer")
+
+    waiting = Activity(type=ActivityTypes.message, text="second question")
+    await adapter.process_activity(waiting, tell_one_moment)
+    await adapter.process_activity(waiting, answer)
+    conversation = adapter.template.conversation.id
+    recorded = await export_transcript(storage, adapter.template.channel_id, conversation)
+    texts = [a.get("text") for a in recorded]
+    assert texts == [ONE_MOMENT, "second question", "the answer"]

@@ -1,0 +1,134 @@
+"""Per-user message counts in fixed windows, kept where the state lives so replicas share them.
+
+`hit(key, window, ttl_s)` adds one to `key`'s count in the numbered `window` and returns the
+count after it, in one atomic step: SQLite (an upsert in the state file), PostgreSQL (an upsert in
+`<namespace>_rate_counts`), Redis (INCR on `<namespace>:rate:<window>:<key>`, expiring after
+`ttl_s`), or this process's memory. Counts of past windows are dropped as new windows start.
+Errors reaching a database are StorageUnavailable, as for the state itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from bot.storage.sqlite_worker import SqliteWorker
+
+if TYPE_CHECKING:
+    from bot.storage.postgres import PostgresStorage
+    from bot.storage.redis import RedisStorage
+
+
+class RateCounts(Protocol):
+    async def hit(self, key: str, window: int, ttl_s: float) -> int:
+        """One more for `key` in `window`; the count so far, this one included."""
+
+    async def close(self) -> None:
+        """Release what the counts hold (not the storage's connections)."""
+
+
+class MemoryRateCounts:
+    """Counts in this process (memory:// storage: one process anyway)."""
+
+    def __init__(self) -> None:
+        self._window = -1
+        self._counts: dict[str, int] = {}
+
+    async def hit(self, key: str, window: int, ttl_s: float) -> int:
+        if window != self._window:
+            self._window, self._counts = window, {}
+        self._counts[key] = self._counts.get(key, 0) + 1
+        return self._counts[key]
+
+    async def close(self) -> None:
+        self._counts.clear()
+
+
+_SQLITE_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS rate_counts (key TEXT NOT NULL, window INTEGER NOT NULL, "
+    "count INTEGER NOT NULL, PRIMARY KEY (key, window))"
+]
+
+
+class SqliteRateCounts:
+    """Counts in the SQLite file the state lives in (shared by processes on that file)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
+        self._worker = SqliteWorker(
+            Path(path), schema=_SQLITE_SCHEMA, busy_timeout_s=busy_timeout_s, name="sqlite-rate"
+        )
+
+    async def hit(self, key: str, window: int, ttl_s: float) -> int:
+        return await self._worker.run(_sqlite_hit, key, window)
+
+    async def close(self) -> None:
+        await self._worker.close()
+
+
+def _sqlite_hit(conn: sqlite3.Connection, key: str, window: int) -> int:
+    count = conn.execute(
+        "INSERT INTO rate_counts (key, window, count) VALUES (?, ?, 1) "
+        "ON CONFLICT (key, window) DO UPDATE SET count = count + 1 RETURNING count",
+        (key, window),
+    ).fetchone()[0]
+    if count == 1:  # the first message of someone's window: forget the older windows
+        conn.execute("DELETE FROM rate_counts WHERE window < ?", (window,))
+    return int(count)
+
+
+class PostgresRateCounts:
+    """Counts in `<namespace>_rate_counts`, created on first use."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._storage = storage
+        self._table = f"{storage.namespace}_rate_counts"
+        self._created = False
+
+    async def hit(self, key: str, window: int, ttl_s: float) -> int:
+        async with self._storage.connection() as conn:
+            if not self._created:
+                async with conn.transaction():
+                    # Replicas starting together would race on CREATE TABLE.
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._table)
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {self._table} (key text NOT NULL, "
+                        "window_no bigint NOT NULL, count integer NOT NULL, "
+                        "PRIMARY KEY (key, window_no))"
+                    )
+                self._created = True
+            count: int = await conn.fetchval(
+                f"INSERT INTO {self._table} (key, window_no, count) VALUES ($1, $2, 1) "
+                "ON CONFLICT (key, window_no) DO UPDATE SET count = "
+                f"{self._table}.count + 1 RETURNING count",
+                key,
+                window,
+            )
+            if count == 1:
+                await conn.execute(f"DELETE FROM {self._table} WHERE window_no < $1", window)
+        return count
+
+    async def close(self) -> None:
+        """Nothing to close: the storage owns the connections."""
+
+
+class RedisRateCounts:
+    """Counts as Redis keys that expire on their own."""
+
+    def __init__(self, storage: RedisStorage) -> None:
+        self._storage = storage
+
+    async def hit(self, key: str, window: int, ttl_s: float) -> int:
+        name = self._storage.key("rate", f"{window}:{key}")
+
+        async def incr() -> int:
+            async with self._storage.client.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.expire(name, max(1, int(ttl_s)))
+                count, _ = await pipe.execute()
+            return int(count)
+
+        return int(await self._storage.call(incr))
+
+    async def close(self) -> None:
+        """Nothing to close: the storage owns the connections."""

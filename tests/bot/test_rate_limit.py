@@ -1,0 +1,101 @@
+"""The per-user rate limit (issue 12, item 11): checked before the inbox write, shared by the
+replicas through the configured store, refused with 429 and Retry-After, and one polite reply per
+window instead of one per refused message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import create_app
+from bot.settings import Settings
+from models.fake import FakeChatModel
+from tests.activities import message
+from tests.connector import FakeConnector
+from tests.services import namespace_on
+
+LIMIT = 3
+NOTICE = "You're sending messages faster than I can answer"
+
+
+@asynccontextmanager
+async def replicas(settings: Settings, count: int) -> AsyncIterator[list[TestClient]]:
+    """`count` apps on one store, each with the fake model: replicas of one bot."""
+    clients = [
+        TestClient(TestServer(create_app(settings, model=FakeChatModel()), host="127.0.0.1"))
+        for _ in range(count)
+    ]
+    for client in clients:
+        await client.start_server()
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def flood(clients: list[TestClient], connector: FakeConnector, count: int) -> list[int]:
+    """One user sends `count` messages, round-robin over the replicas, each in its own
+    conversation (the limit is per user); the statuses, in order."""
+    statuses = []
+    for n in range(count):
+        activity = message(f"m{n}", service_url=connector.url, conversation=f"c{n}", user="flood")
+        response = await clients[n % len(clients)].post("/api/messages", json=activity)
+        statuses.append(response.status)
+        if response.status == 429:
+            retry_after = int(response.headers["Retry-After"])
+            assert 1 <= retry_after <= 60
+    return statuses
+
+
+async def check_flood_is_refused_before_the_inbox(
+    settings: Settings, connector: FakeConnector
+) -> None:
+    async with replicas(settings, 2) as clients:
+        statuses = await flood(clients, connector, 2 * LIMIT + 2)
+        assert statuses == [202] * LIMIT + [429] * (LIMIT + 2)
+        await connector.wait_for_messages(LIMIT + 1)
+        await asyncio.sleep(0.5)  # room for any reply that should not come
+        texts = [m["text"] for m in connector.messages()]
+        # The accepted messages were answered; the refused ones never reached a turn (they
+        # were not stored), and the user was told once, not once per refused message.
+        assert sorted(t for t in texts if t.startswith("fake:")) == [
+            f"fake: m{n}" for n in range(LIMIT)
+        ]
+        assert sum(t.startswith(NOTICE) for t in texts) == 1, texts
+        # Another user is not limited.
+        other = message("me too", service_url=connector.url, conversation="o", user="other")
+        assert (await clients[1].post("/api/messages", json=other)).status == 202
+        assert (await connector.wait_for_messages(1, conversation="o"))[0]["text"] == "fake: me too"
+
+
+async def test_sqlite_replicas_share_the_limit(tmp_path: Path, connector: FakeConnector) -> None:
+    settings = Settings(
+        storage=f"sqlite:///{tmp_path}/state.db", rate_limit_per_minute=LIMIT, typing_interval_s=30
+    )
+    await check_flood_is_refused_before_the_inbox(settings, connector)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "redis"])
+async def test_shared_store_replicas_share_the_limit(kind: str, connector: FakeConnector) -> None:
+    async with namespace_on(kind) as (url, namespace):
+        settings = Settings(
+            storage=url,
+            storage_namespace=namespace,
+            rate_limit_per_minute=LIMIT,
+            typing_interval_s=30,
+        )
+        await check_flood_is_refused_before_the_inbox(settings, connector)
+
+
+async def test_the_limit_can_be_turned_off(tmp_path: Path, connector: FakeConnector) -> None:
+    settings = Settings(
+        storage=f"sqlite:///{tmp_path}/state.db", rate_limit_per_minute=0, typing_interval_s=30
+    )
+    async with replicas(settings, 1) as clients:
+        assert await flood(clients, connector, LIMIT + 2) == [202] * (LIMIT + 2)
