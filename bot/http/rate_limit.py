@@ -5,7 +5,8 @@ windows, counted in the configured store, so every replica sees the same counts)
 the limit is answered 429 with Retry-After (the seconds left in the window) and never reaches the
 inbox or the dialogs; the first one of a window also gets one polite reply, sent at once outside
 the turn order, so a flood costs one outbound message per window, not one per message. Only
-messages count: conversation updates, invokes and the bot's own notices do not.
+messages to the bot count: conversation updates, invokes, the bot's own notices and group
+messages that do not @mention it do not.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from botframework.connector.auth.authenticate_request_result import Authenticate
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.storage import RateCounts
+from bot.turns.teams_rules import addressed_to_bot
 from dialogs.chat_dialog import OUTCOME_KEY
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,11 @@ class UserRateLimit:
 
     async def check(self, activity: Activity) -> RateDecision:
         """Count `activity` if it is a message; StorageUnavailable if the store cannot count."""
-        if self._per_minute <= 0 or activity.type != ActivityTypes.message:
+        if (
+            self._per_minute <= 0
+            or activity.type != ActivityTypes.message
+            or not addressed_to_bot(activity)  # a group message for others: never answered
+        ):
             return RateDecision(True)
         user = activity.from_property.id if activity.from_property else ""
         now = self._clock()

@@ -18,6 +18,7 @@ from models.fake import FakeChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
 from tests.processes import BotProcess
+from tests.rate_windows import start_of_a_window
 
 DEADLINE_S = 1.0
 
@@ -106,6 +107,7 @@ async def test_rate_limit_is_polite(tmp_path: Path, connector: FakeConnector) ->
     client = TestClient(TestServer(create_app(settings, model=FakeChatModel()), host="127.0.0.1"))
     await client.start_server()
     try:
+        await start_of_a_window()
         texts = [(await ask(client, connector, f"m{i}"))[0] for i in range(4)]
         other_user = await client.post(
             "/api/messages",

@@ -17,6 +17,7 @@ from bot.settings import Settings
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
+from tests.rate_windows import start_of_a_window
 from tests.services import namespace_on
 
 LIMIT = 3
@@ -57,6 +58,7 @@ async def check_flood_is_refused_before_the_inbox(
     settings: Settings, connector: FakeConnector
 ) -> None:
     async with replicas(settings, 2) as clients:
+        await start_of_a_window()
         statuses = await flood(clients, connector, 2 * LIMIT + 2)
         assert statuses == [202] * LIMIT + [429] * (LIMIT + 2)
         await connector.wait_for_messages(LIMIT + 1)

@@ -21,6 +21,7 @@ from bot.turns.transcripts import export_transcript
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
+from tests.rate_windows import start_of_a_window
 
 Activity = dict[str, Any]
 AI_ENTITY = {
@@ -266,6 +267,7 @@ async def test_group_messages_for_others_never_count_towards_the_rate_limit(
     settings = fast(settings, rate_limit_per_minute=1, transcripts="full")
     client = await start(settings, FakeChatModel())
     try:
+        await start_of_a_window()
         for index in range(3):
             await client.post(
                 "/api/messages",
