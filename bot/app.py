@@ -19,6 +19,7 @@ from bot.http.health import Health
 from bot.http.messages import MessagesEndpoint
 from bot.http.plain_errors import plain_errors
 from bot.http.service_urls import is_loopback_host
+from bot.knowledge.setup import Knowledge, build_knowledge, indexing_at_start
 from bot.model_setup import build_model, guard_limits, reply_params
 from bot.settings import Settings, SettingsError
 from bot.storage import create_inbox, create_locks, create_storage, open_storage
@@ -34,6 +35,7 @@ from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from dialogs.streaming import StreamOptions
 from models import ChatModel
+from models.embeddings import EmbeddingModel
 from models.guard import GuardedChatModel
 
 logger = logging.getLogger(__name__)
@@ -47,10 +49,11 @@ class Runtime:
     storage: Storage
     model: GuardedChatModel
     bot: AssistantBot
+    knowledge: Knowledge | None = None
 
     async def aclose(self) -> None:
-        """Close the model (its worker) and the storage (its connections)."""
-        for resource in (self.model.inner, self.storage):
+        """Close the model (its worker), the storage and the knowledge index (connections)."""
+        for resource in (self.model.inner, self.storage, self.knowledge):
             close = getattr(resource, "close", None)
             if close is not None:
                 result = close()
@@ -63,7 +66,11 @@ ENDPOINT = web.AppKey("endpoint", MessagesEndpoint)
 
 
 def build_runtime(
-    settings: Settings, *, model: ChatModel | None = None, storage: Storage | None = None
+    settings: Settings,
+    *,
+    model: ChatModel | None = None,
+    storage: Storage | None = None,
+    embedding_model: EmbeddingModel | None = None,
 ) -> Runtime:
     """Storage, state, model, dialogs and the activity handler: shared by `serve` and `chat`."""
     if storage is None:
@@ -85,13 +92,16 @@ def build_runtime(
         settings.stream_interval_directline_s,
         settings.stream_limit_teams_s,
     )
-    options = ChatOptions(settings.system_prompt, settings.context_tokens, params, stream)
-    chat = ChatDialog(model, memory, options)
+    knowledge = build_knowledge(settings, embedding_model=embedding_model)
+    options = ChatOptions(
+        settings.system_prompt, settings.context_tokens, params, stream, knowledge.prompt
+    )
+    chat = ChatDialog(model, memory, options, knowledge.retriever)
     root = MainDialog(chat, FeedbackDialog(user_state), memory)
     bot = AssistantBot(
         root, conversation_state, user_state, typing_interval=settings.typing_interval_s
     )
-    return Runtime(settings=settings, storage=storage, model=model, bot=bot)
+    return Runtime(settings=settings, storage=storage, model=model, bot=bot, knowledge=knowledge)
 
 
 def create_app(
@@ -100,10 +110,12 @@ def create_app(
     model: ChatModel | None = None,
     storage: Storage | None = None,
     credentials_factory: ServiceClientCredentialsFactory | None = None,
+    embedding_model: EmbeddingModel | None = None,
 ) -> web.Application:
     """The aiohttp app: /api/messages, /healthz, /readyz. Raises SettingsError for unsafe settings.
 
-    `model`, `storage` and `credentials_factory` replace what the settings would build (tests).
+    `model`, `storage`, `credentials_factory` and `embedding_model` replace what the settings
+    would build (tests).
     """
     if (
         settings.anonymous
@@ -115,7 +127,7 @@ def create_app(
             "loopback address; set an app id, or BOTLOOM_ALLOW_PUBLIC_ANONYMOUS=true if you must"
         )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
-    runtime = build_runtime(settings, model=model, storage=storage)
+    runtime = build_runtime(settings, model=model, storage=storage, embedding_model=embedding_model)
     adapter = RetryingCloudAdapter(
         CachingBotFrameworkAuthentication(
             ConfigurationBotFrameworkAuthentication(
@@ -144,6 +156,8 @@ def create_app(
     app[RUNTIME] = runtime
     app[ENDPOINT] = MessagesEndpoint(settings, adapter, runtime.bot, runner)
     app.cleanup_ctx.append(lifespan)
+    if runtime.knowledge is not None:  # BOTLOOM_KNOWLEDGE, indexed while the bot serves
+        app.cleanup_ctx.append(indexing_at_start(runtime.knowledge, settings.knowledge))
     app.router.add_post("/api/messages", app[ENDPOINT].handle)
     health = Health(runtime.model, runtime.storage, runner)
     app.router.add_get("/healthz", health.healthz)

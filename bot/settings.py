@@ -104,6 +104,18 @@ class Settings:
     drain_s: float = 20.0  # on SIGTERM: how long turns in flight may take to finish
     log_level: str = "INFO"
     log_messages: bool = False  # put message text and user names in the turn log
+    # Knowledge (issue 13): answers from the user's documents, with citations. BOTLOOM_KNOWLEDGE
+    # lists files and folders indexed at start (incrementally); `botloom knowledge add` adds more.
+    # The index lives in knowledge_store (sqlite:///… or postgresql://…); empty: beside the state
+    # (the same SQLite file or PostgreSQL database; with Redis or memory state, data/knowledge.db).
+    knowledge: tuple[str, ...] = ()
+    knowledge_store: str = ""
+    embedding_model: str = "embedded"  # all-MiniLM-L6-v2 from its wheel; or a hub id / folder
+    knowledge_min_score: float = 0.27  # cosine similarity a passage needs (calibrated: README)
+    knowledge_lexical_min_score: float = 0.23  # ... when the words search found it too
+    knowledge_passages: int = 3  # at most this many passages in a prompt
+    knowledge_tokens: int = 600  # and at most this many prompt tokens for them
+    knowledge_max_file_mb: float = 50.0  # larger files are skipped
 
     @property
     def anonymous(self) -> bool:

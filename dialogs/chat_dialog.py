@@ -10,6 +10,16 @@ from dataclasses import dataclass, field
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
 
+from dialogs.citations import cite, cited_message
+from dialogs.knowledge import (
+    KnowledgeOptions,
+    Passage,
+    Retriever,
+    choose_passages,
+    grounded_prompt,
+    grounding_tokens,
+    knowledge_query,
+)
 from dialogs.memory import ConversationMemory
 from dialogs.prompt import build_prompt
 from dialogs.streaming import StreamOptions, StreamPolicy, stream_policy
@@ -45,16 +55,27 @@ class ChatOptions:
     context_tokens: int = 2048
     params: GenerationParams = field(default_factory=GenerationParams)
     stream: StreamOptions = field(default_factory=StreamOptions)
+    knowledge: KnowledgeOptions = field(default_factory=KnowledgeOptions)
 
 
 class ChatDialog(Dialog):
-    """One model reply per turn: prompt from history that fits the budget, reply, remember both."""
+    """One model reply per turn: prompt from history that fits the budget, reply, remember both.
 
-    def __init__(self, model: ChatModel, memory: ConversationMemory, options: ChatOptions) -> None:
+    With a `retriever`, the best passages of the user's documents go into the prompt and the
+    reply carries citations of the ones it used (dialogs/citations.py)."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        memory: ConversationMemory,
+        options: ChatOptions,
+        retriever: Retriever | None = None,
+    ) -> None:
         super().__init__(ChatDialog.__name__)
         self._model = model
         self._memory = memory
         self._options = options
+        self._retriever = retriever
 
     async def begin_dialog(
         self, dialog_context: DialogContext, options: object = None
@@ -69,15 +90,26 @@ class ChatDialog(Dialog):
 
     async def _answer(self, turn_context: TurnContext, text: str) -> None:
         budget = min(self._options.context_tokens, self._model.context_window)
+        budget -= self._options.params.max_new_tokens
         history = await self._memory.history(turn_context)
+        passages = await self._passages(turn_context, history, text)
         try:
-            prompt = build_prompt(
-                self._model,
-                self._options.system_prompt,
-                history,
-                text,
-                budget_tokens=budget - self._options.params.max_new_tokens,
-            )
+            try:
+                prompt = build_prompt(
+                    self._model,
+                    self._options.system_prompt,
+                    history,
+                    text,
+                    budget_tokens=budget - grounding_tokens(self._model, passages),
+                )
+            except PromptTooLong:
+                if not passages:
+                    raise
+                passages = []  # the message alone fills the budget: answer without sources
+                prompt = build_prompt(
+                    self._model, self._options.system_prompt, history, text, budget_tokens=budget
+                )
+            prompt = grounded_prompt(prompt, passages)
         except PromptTooLong:
             await turn_context.send_activity(TOO_LONG)
             return
@@ -87,12 +119,32 @@ class ChatDialog(Dialog):
             return
         policy = stream_policy(turn_context.activity.channel_id, self._options.stream)
         if policy is None:
-            await self._reply_in_one_message(turn_context, text, prompt)
+            await self._reply_in_one_message(turn_context, text, prompt, passages)
         else:
-            await self._reply_streamed(turn_context, text, prompt, policy)
+            await self._reply_streamed(turn_context, text, prompt, policy, passages)
+
+    async def _passages(
+        self, turn_context: TurnContext, history: Sequence[ChatMessage], text: str
+    ) -> list[Passage]:
+        """The passages for this turn; [] without a retriever or when it fails (logged)."""
+        if self._retriever is None:
+            return []
+        options = self._options.knowledge
+        try:
+            found = await self._retriever.search(knowledge_query(history, text), options.passages)
+        except Exception:
+            logger.exception(
+                "knowledge retrieval failed conversation=%s", turn_context.activity.conversation.id
+            )
+            return []
+        return choose_passages(self._model, found, options)
 
     async def _reply_in_one_message(
-        self, turn_context: TurnContext, text: str, prompt: Sequence[ChatMessage]
+        self,
+        turn_context: TurnContext,
+        text: str,
+        prompt: Sequence[ChatMessage],
+        passages: Sequence[Passage] = (),
     ) -> None:
         reply = ""
         try:
@@ -107,7 +159,10 @@ class ChatDialog(Dialog):
             return
         reply = reply.strip()
         await self._remember(turn_context, text, reply)
-        await turn_context.send_activity(MessageFactory.text(reply or EMPTY_REPLY))
+        final, entities = cited_message(turn_context.activity.channel_id, cite(reply, passages))
+        activity = MessageFactory.text(final or EMPTY_REPLY)
+        activity.entities = entities or None
+        await turn_context.send_activity(activity)
 
     async def _reply_streamed(
         self,
@@ -115,8 +170,10 @@ class ChatDialog(Dialog):
         text: str,
         prompt: Sequence[ChatMessage],
         policy: StreamPolicy,
+        passages: Sequence[Passage] = (),
     ) -> None:
-        """Stream the reply (Teams, Web Chat); the history keeps what the user was shown."""
+        """Stream the reply (Teams, Web Chat); the history keeps what the user was shown. A
+        completed reply's final message carries its citations."""
         async with StreamingReply(turn_context, policy) as stream:
             result = await stream.pump(lambda: self._model.stream(prompt, self._options.params))
             if result.error is not None:
@@ -124,7 +181,12 @@ class ChatDialog(Dialog):
                 turn_context.turn_state[OUTCOME_KEY] = outcome_of(result.error)
             reply = result.text.strip()
             await self._remember(turn_context, text, reply)
-            await stream.finish(final_text(result))
+            if result.outcome is StreamOutcome.COMPLETED and reply:
+                cited = cite(reply, passages)
+                final, entities = cited_message(turn_context.activity.channel_id, cited)
+                await stream.finish(final, entities)
+            else:
+                await stream.finish(final_text(result))
 
     async def _remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         await self._memory.append(

@@ -18,13 +18,13 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
 
 from botbuilder.core import MessageFactory, TurnContext
-from botbuilder.schema import Activity, ActivityTypes
+from botbuilder.schema import Activity, ActivityTypes, Entity
 
 from dialogs.streaming import (
     SendRefusal,
@@ -154,13 +154,14 @@ class StreamingReply:
             return StreamResult(self._text, StreamOutcome.USER_STOPPED)
         return StreamResult(self._text, StreamOutcome.SEND_FAILED)
 
-    async def finish(self, text: str) -> None:
-        """Send the final message: the end of the stream, or the one plain message."""
+    async def finish(self, text: str, entities: Sequence[Entity] = ()) -> None:
+        """Send the final message: the end of the stream, or the one plain message; `entities`
+        (citations, the AI label) go on it."""
         if self._finished:
             return
         self._finished = True
         if not self._streaming:
-            await self._context.send_activity(MessageFactory.text(text))
+            await self._context.send_activity(_with_entities(MessageFactory.text(text), entities))
             return
         self._finishing = True
         self._wake.set()
@@ -168,11 +169,13 @@ class StreamingReply:
             await asyncio.wait({self._sender})  # a send in flight completes; then it stops
         await self._pace()
         try:
-            await self._send(final_message(text, self._stream_id))
+            await self._send(_with_entities(final_message(text, self._stream_id), entities))
         except Exception as error:
-            await self._final_refused(text, error)
+            await self._final_refused(text, error, entities)
 
-    async def _final_refused(self, text: str, error: Exception) -> None:
+    async def _final_refused(
+        self, text: str, error: Exception, entities: Sequence[Entity] = ()
+    ) -> None:
         refusal = self._refusal or classify_send_error(error)
         if refusal.time_limit and self._stream_id is not None:
             # Teams closed the stream itself: put the text into the streamed message.
@@ -187,7 +190,7 @@ class StreamingReply:
             "final message of a stream failed conversation=%s; sending a plain message",
             self._conversation_id,
         )
-        await self._context.send_activity(MessageFactory.text(text))
+        await self._context.send_activity(_with_entities(MessageFactory.text(text), entities))
 
     async def _consume(self, open_pieces: Callable[[], AsyncIterator[str]]) -> None:
         pieces = open_pieces()
@@ -248,6 +251,12 @@ class StreamingReply:
     def _conversation_id(self) -> str | None:
         conversation = self._context.activity.conversation
         return conversation.id if conversation is not None else None
+
+
+def _with_entities(activity: Activity, entities: Sequence[Entity]) -> Activity:
+    if entities:
+        activity.entities = [*(activity.entities or []), *entities]
+    return activity
 
 
 async def _cancel(*tasks: asyncio.Task[object] | None) -> None:
