@@ -1,4 +1,4 @@
-"""The `botloom` command: serve, chat, test, model-server."""
+"""The `botloom` command: serve, chat, test, model-server, knowledge."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         "script; real: the configured model (BOTLOOM_MODEL)",
     )
     test.add_argument("--junit-xml", type=Path, metavar="FILE", help="also write a JUnit report")
+    from bot.knowledge.command import add_knowledge_parser
+
+    add_knowledge_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         address = (("model_server_host", args.host), ("model_server_port", args.port))
         overrides = {k: v for k, v in address if v is not None}
         return serve_model(dataclasses.replace(settings, **overrides))
+    if args.command == "knowledge":
+        from bot.knowledge.command import run_knowledge
+
+        return asyncio.run(run_knowledge(settings, args))
     if args.command == "test":
         from bot.scripted.command import run_tests
 

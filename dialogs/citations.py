@@ -23,6 +23,7 @@ from dialogs.streaming import DIRECT_LINE_CHANNELS, TEAMS
 MARKER = re.compile(r"\s?\[(\d{1,2})\]")
 ABSTRACT_CHARS = 160  # Teams shows at most this much of a citation's abstract
 NAME_CHARS = 80
+MIN_OVERLAP = 0.2  # a reply repeating less of a passage's words than this did not use it
 _WORD = re.compile(r"[a-z0-9]+(?:[-.,:][a-z0-9]+)*")
 _COMMON = frozenset(
     "the and for are was with that this from have has you your our its can will not but they "
@@ -40,8 +41,8 @@ def cite(reply: str, passages: Sequence[Passage]) -> CitedReply:
     """Keep the model's markers that name a passage the reply agrees with (it repeats at least
     half as many of that passage's words as of the best one's), renumbered 1..n by first
     appearance; other markers are dropped. Where none is left, cite the passages whose words the
-    reply repeats most, with a marker at the end of the reply; a reply that repeats none of
-    their words cites nothing (it did not use them)."""
+    reply repeats most, with a marker at the end of the reply. A reply that repeats less than
+    MIN_OVERLAP of its words from every passage cites nothing (it did not use them)."""
     reply = reply.strip()
     if not passages or not reply:
         return CitedReply(reply, [])
@@ -50,7 +51,9 @@ def cite(reply: str, passages: Sequence[Passage]) -> CitedReply:
     order: list[int] = []
     for match in MARKER.finditer(reply):
         index = int(match.group(1)) - 1
-        if 0 <= index < len(passages) and index not in order and overlaps[index] >= best * 0.5:
+        if not 0 <= index < len(passages) or index in order or best < MIN_OVERLAP:
+            continue
+        if overlaps[index] >= best * 0.5:
             order.append(index)
 
     def renumber(match: re.Match[str]) -> str:
@@ -60,7 +63,7 @@ def cite(reply: str, passages: Sequence[Passage]) -> CitedReply:
     text = MARKER.sub(renumber, reply).strip()
     if order:
         return CitedReply(text, [passages[i] for i in order])
-    if best < 0.2:
+    if best < MIN_OVERLAP:
         return CitedReply(text, [])
     used = [p for p, o in zip(passages, overlaps, strict=True) if o >= best * 0.8][:3]
     markers = "".join(f"[{n}]" for n in range(1, len(used) + 1))

@@ -25,6 +25,7 @@ from models.embeddings import EmbeddingWorker
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class Ingestion:
         size = path.stat().st_size
         if size > self._limits.max_file_bytes:
             raise UnreadableDocument(
-                f"{size / 1e6:.0f} MB is over the {self._limits.max_file_bytes / 1e6:.0f} MB "
+                f"{size / MB:.0f} MB is over the {self._limits.max_file_bytes / MB:.0f} MB "
                 "limit (BOTLOOM_KNOWLEDGE_MAX_FILE_MB)"
             )
         if size == 0:

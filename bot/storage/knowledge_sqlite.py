@@ -23,6 +23,9 @@ from bot.storage.knowledge import (
 from bot.storage.sqlite_worker import SqliteWorker, immediate
 
 _SCHEMA = (
+    # WAL with NORMAL sync: a crash never leaves a half-written document; a power cut may lose
+    # the last few documents written (the next ingestion writes them again).
+    "PRAGMA synchronous = NORMAL",
     "CREATE TABLE IF NOT EXISTS knowledge_documents (id TEXT PRIMARY KEY, source TEXT NOT NULL "
     "UNIQUE, title TEXT NOT NULL, url TEXT NOT NULL, sha256 TEXT NOT NULL, model TEXT NOT NULL, "
     "chunks INTEGER NOT NULL, indexed_at REAL NOT NULL)",
