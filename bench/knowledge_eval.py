@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -54,7 +55,7 @@ class Collect:
 
 async def ask(runtime: Runtime, question: str, conversation: str) -> str:
     collect = Collect()
-    adapter = ConsoleAdapter(open(os.devnull, "w"), "eval", conversation, recorder=collect)
+    adapter = ConsoleAdapter(io.StringIO(), "eval", conversation, recorder=collect)
     await adapter.process(
         adapter.activity(ActivityTypes.message, text=question), runtime.bot.on_turn
     )
@@ -136,7 +137,7 @@ async def main() -> None:
         json.dumps(
             {"summary": summary, "with": grounded["rows"], "without": plain["rows"]}, indent=1
         )
-        + "\n"  # fmt: skip
+        + "\n"
     )
 
 

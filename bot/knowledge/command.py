@@ -58,8 +58,7 @@ async def _run(knowledge: Knowledge, args: argparse.Namespace) -> int:
     if args.verb == "remove":
         status = 0
         for target in args.targets:
-            path = Path(target).expanduser()
-            ids = {target, document_id(str(path.resolve()))}
+            ids = {target, document_id(_resolved(target))}
             removed = [i for i in ids if await store.remove(i)]
             print(f"removed {target}" if removed else f"not in the index: {target}")
             status = status if removed else 1
@@ -73,3 +72,7 @@ async def _run(knowledge: Knowledge, args: argparse.Namespace) -> int:
         print(f"{rank}. {passage.score:.3f} {passage.title}{where_in} ({passage.source}){mark}")
         print(f"   {' '.join(passage.text.split())[:300]}")
     return 0
+
+
+def _resolved(target: str) -> str:
+    return str(Path(target).expanduser().resolve())

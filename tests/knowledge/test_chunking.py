@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from bot.knowledge.chunking import approx_tokens, chunk_sections
 from bot.knowledge.readers import Section
 
@@ -23,7 +25,7 @@ def test_long_sections_are_cut_within_the_bound_with_overlap() -> None:
     assert all(c.heading == "Weights" for c in chunks)
     for sentence in sentences:  # every fact is whole in some chunk
         assert any(sentence in c.text for c in chunks), sentence
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         tail = before.text.split()[-3:]
         assert " ".join(tail) in after.text, "each chunk starts with the end of the one before"
 
