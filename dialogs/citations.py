@@ -84,14 +84,15 @@ def _overlaps(reply: str, passages: Sequence[Passage]) -> list[float]:
     return [len(words & f) / len(words) for f in found]
 
 
-def citation_claims(cited: Sequence[Passage]) -> list[dict[str, Any]]:
-    """The schema.org ``Claim`` citations of a reply, positions 1..n (Teams and Web Chat)."""
+def citation_claims(cited: Sequence[Passage], reply: str = "") -> list[dict[str, Any]]:
+    """The schema.org ``Claim`` citations of a reply, positions 1..n (Teams and Web Chat). The
+    abstract starts at the passage's sentence that shares most words with `reply`."""
     claims = []
     for position, passage in enumerate(cited, 1):
         appearance: dict[str, Any] = {
             "@type": "DigitalDocument",
             "name": _shorten(passage.title, NAME_CHARS),
-            "abstract": _shorten(passage.text, ABSTRACT_CHARS),
+            "abstract": _shorten(_from_best_sentence(passage.text, reply), ABSTRACT_CHARS),
         }
         if passage.url:
             appearance["url"] = passage.url
@@ -148,11 +149,21 @@ def cited_message(channel_id: str | None, reply: CitedReply) -> tuple[str, list[
         return reply.text, []
     channel = (channel_id or "").lower()
     if channel == TEAMS:
-        return reply.text, [MessageEntity(citation=citation_claims(reply.cited))]
+        return reply.text, [MessageEntity(citation=citation_claims(reply.cited, reply.text))]
     if channel in DIRECT_LINE_CHANNELS:
         text = f"{reply.text}\n\n{webchat_references(reply.cited)}"
-        return text, [MessageEntity(citation=citation_claims(reply.cited))]
+        return text, [MessageEntity(citation=citation_claims(reply.cited, reply.text))]
     return f"{reply.text}\n\n{sources_line(reply.cited)}", []
+
+
+def _from_best_sentence(text: str, reply: str) -> str:
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(text.split()))
+    words = set(_WORD.findall(reply.lower())) - _COMMON
+    if not words or len(sentences) < 2:
+        return " ".join(sentences)
+    scores = [len(words & set(_WORD.findall(s.lower()))) for s in sentences]
+    best = scores.index(max(scores))
+    return " ".join(sentences[best:])
 
 
 def _shorten(text: str, limit: int) -> str:

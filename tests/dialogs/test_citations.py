@@ -94,3 +94,11 @@ def test_other_channels_get_a_sources_line() -> None:
 
 def test_no_citations_means_the_reply_unchanged() -> None:
     assert cited_message("msteams", cite("Hello!", [])) == ("Hello!", [])
+
+
+def test_the_abstract_starts_at_the_sentence_the_reply_used() -> None:
+    passage = Passage(
+        "It is blue. It weighs 3 kg. Its warranty is seven years.", "Sheet", "/s", "s"
+    )
+    [claim] = citation_claims([passage], "The warranty is seven years [1].")
+    assert claim["appearance"]["abstract"] == "Its warranty is seven years."
