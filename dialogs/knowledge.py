@@ -1,9 +1,9 @@
 """Grounding the reply in the user's documents: the retriever interface and the prompt step.
 
 bot/ implements `Retriever` (hybrid lexical + dense search over the knowledge index) and passes
-it to the chat dialog; dialogs never see how passages are found. The prompt step adds the best
-passages, numbered, to the system prompt, with a short worked example so that even the small
-embedded model answers from them and cites them as [1], [2]...
+it to the chat dialog; dialogs never see how passages are found. The prompt step puts the best
+passages before the user's question (numbered when there are several); which ones the reply
+used is worked out afterwards (dialogs/citations.py), since small models rarely cite.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Retriever(Protocol):
 
 @dataclass(frozen=True)
 class KnowledgeOptions:
-    passages: int = 3  # at most this many in the prompt
+    passages: int = 1  # at most this many in the prompt (the 135M default does best with one)
     tokens: int = 600  # and at most this many prompt tokens for them
 
 
@@ -57,27 +57,25 @@ def knowledge_query(history: Sequence[ChatMessage], text: str) -> str:
     return f"{previous}\n{text}" if previous else text
 
 
-INSTRUCTIONS = (
-    "When sources are given, answer only from them, in one or two sentences, and cite the "
-    "source you used like [1]. If they do not answer the question, say you don't know."
-)
-EXAMPLE = (  # a worked example: small models copy its shape (it names no real document)
-    ChatMessage(
-        "user",
-        "Sources:\n[1] Zeta lamp manual (Battery): The Zeta-9 lamp runs for 11 hours on a full "
-        "charge. It charges in 2 hours.\n[2] Zeta price list: The Zeta-9 costs 40 euros.\n\n"
-        "Question: How long does the Zeta-9 run on a full charge?",
-    ),
-    ChatMessage("assistant", "The Zeta-9 runs for 11 hours on a full charge [1]."),
+ONE_SOURCE = "Read this text and answer the question with the words of the text."
+SOURCES = (
+    "Read these texts and answer the question with their words; cite the text you used "
+    "like [1]."
 )
 
 
 def sources_block(passages: Sequence[Passage]) -> str:
+    """The passages as the prompt shows them: one plain text, or numbered texts with titles.
+    (The wording was chosen on tests/knowledge/eval: the embedded 135M model copies facts
+    from one plain "Text:" far more often than from numbered sources with a worked example.)"""
+    if len(passages) == 1:
+        return f"{ONE_SOURCE}\n\nText: {' '.join(passages[0].text.split())}"
     lines = []
     for number, passage in enumerate(passages, 1):
-        where = f" ({passage.location})" if passage.location else ""
-        lines.append(f"[{number}] {passage.title}{where}: {' '.join(passage.text.split())}")
-    return "Sources:\n" + "\n".join(lines)
+        where = f", {passage.location}" if passage.location else ""
+        text = " ".join(passage.text.split())
+        lines.append(f"Text [{number}] ({passage.title}{where}): {text}")
+    return SOURCES + "\n\n" + "\n\n".join(lines)
 
 
 def choose_passages(
@@ -97,22 +95,16 @@ def grounding_tokens(model: ChatModel, passages: Sequence[Passage]) -> int:
     """What grounding adds to a prompt: reserve it from the history's budget."""
     if not passages:
         return 0
-    added = [ChatMessage("user", f"{INSTRUCTIONS}\n{sources_block(passages)}\nQuestion:")]
-    return model.count_tokens([*EXAMPLE, *added])
+    return model.count_tokens([ChatMessage("user", f"{sources_block(passages)}\n\nQuestion:")])
 
 
 def grounded_prompt(
     prompt: Sequence[ChatMessage], passages: Sequence[Passage]
 ) -> list[ChatMessage]:
-    """`prompt` (system, history..., user) with the instructions added to the system message,
-    the worked example before the history, and the numbered passages before the user's
-    question. No passages: the prompt unchanged."""
+    """`prompt` (system, history..., user) with the passages put before the user's question,
+    in the same message. No passages: the prompt unchanged."""
     if not passages or not prompt or prompt[-1].role != "user":
         return list(prompt)
     question = prompt[-1].content
-    head = list(prompt[:-1])
-    system = [m for m in head[:1] if m.role == "system"]
-    history = head[len(system) :]
-    system_text = f"{system[0].content}\n\n{INSTRUCTIONS}" if system else INSTRUCTIONS
     user = ChatMessage("user", f"{sources_block(passages)}\n\nQuestion: {question}")
-    return [ChatMessage("system", system_text), *EXAMPLE, *history, user]
+    return [*prompt[:-1], user]

@@ -31,7 +31,7 @@ Activity = dict[str, Any]
 def answer_from_sources(prompt: Sequence[ChatMessage]) -> str:
     """A stand-in for a model that read its sources: it repeats the warranty sentence."""
     question = prompt[-1].content
-    if "Sources:" in question and "warranty of seven years" in question:
+    if "Question:" in question and "warranty of seven years" in question:
         return "The Aurora-3 comes with a warranty of seven years."
     return "I am not sure."
 
@@ -81,7 +81,8 @@ async def test_a_streamed_teams_reply_cites_the_right_document(
 ) -> None:
     final = await ask(client, connector, "How long is the warranty of the Aurora-3?", "msteams")
     prompt = model.prompts[-1]
-    assert "[1] Kestrelmoor product sheet (Aurora-3 harbour sensor):" in prompt[-1].content
+    assert prompt[-1].content.startswith("Read this text and answer the question")
+    assert "warranty of seven years" in prompt[-1].content
     assert final["text"] == "The Aurora-3 comes with a warranty of seven years [1]."
     info = next(e for e in final["entities"] if e["type"] == "streaminfo")
     assert info["streamType"] == "final", "the citations ride on the final message of the stream"
@@ -132,4 +133,4 @@ async def test_an_unrelated_question_gets_no_sources(
 ) -> None:
     final = await ask(client, connector, "Tell me a joke about zebras.", "emulator")
     assert final["text"] == "I am not sure."
-    assert "Sources:" not in model.prompts[-1][-1].content
+    assert model.prompts[-1][-1].content == "Tell me a joke about zebras."
