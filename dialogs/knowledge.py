@@ -59,8 +59,7 @@ def knowledge_query(history: Sequence[ChatMessage], text: str) -> str:
 
 ONE_SOURCE = "Read this text and answer the question with the words of the text."
 SOURCES = (
-    "Read these texts and answer the question with their words; cite the text you used "
-    "like [1]."
+    "Read these texts and answer the question with their words; cite the text you used like [1]."
 )
 
 
