@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from contextlib import aclosing
@@ -16,9 +17,9 @@ from dialogs.knowledge import (
     Passage,
     Retriever,
     choose_passages,
+    follow_up_query,
     grounded_prompt,
     grounding_tokens,
-    knowledge_query,
 )
 from dialogs.memory import ConversationMemory
 from dialogs.prompt import build_prompt
@@ -131,7 +132,10 @@ class ChatDialog(Dialog):
             return []
         options = self._options.knowledge
         try:
-            found = await self._retriever.search(knowledge_query(history, text), options.passages)
+            found = await self._retriever.search(text, options.passages)
+            follow_up = follow_up_query(history, text)
+            if not found and follow_up is not None:
+                found = await self._retriever.search(follow_up, options.passages)
         except Exception:
             logger.exception(
                 "knowledge retrieval failed conversation=%s", turn_context.activity.conversation.id
@@ -148,7 +152,8 @@ class ChatDialog(Dialog):
     ) -> None:
         reply = ""
         try:
-            async with aclosing(self._model.stream(prompt, self._options.params)) as pieces:
+            params = self._params(passages)
+            async with aclosing(self._model.stream(prompt, params)) as pieces:
                 async for piece in pieces:
                     reply += piece
         except ModelError as error:
@@ -175,7 +180,8 @@ class ChatDialog(Dialog):
         """Stream the reply (Teams, Web Chat); the history keeps what the user was shown. A
         completed reply's final message carries its citations."""
         async with StreamingReply(turn_context, policy) as stream:
-            result = await stream.pump(lambda: self._model.stream(prompt, self._options.params))
+            params = self._params(passages)
+            result = await stream.pump(lambda: self._model.stream(prompt, params))
             if result.error is not None:
                 self._log_model_error(turn_context, result.error)
                 turn_context.turn_state[OUTCOME_KEY] = outcome_of(result.error)
@@ -187,6 +193,12 @@ class ChatDialog(Dialog):
                 await stream.finish(final, entities)
             else:
                 await stream.finish(final_text(result))
+
+    def _params(self, passages: Sequence[Passage]) -> GenerationParams:
+        """A reply from passages is greedy: it should copy their facts, not vary them."""
+        if passages:
+            return dataclasses.replace(self._options.params, temperature=0.0)
+        return self._options.params
 
     async def _remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         await self._memory.append(

@@ -8,6 +8,7 @@ used is worked out afterwards (dialogs/citations.py), since small models rarely 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,11 +51,22 @@ class KnowledgeOptions:
     tokens: int = 600  # and at most this many prompt tokens for them
 
 
-def knowledge_query(history: Sequence[ChatMessage], text: str) -> str:
-    """The search query: the message, plus the previous user message when there is one, so a
-    follow-up ("and how long is its warranty?") finds the same document."""
+_REFERRING = frozenset(
+    "it its it's this that these those they them their theirs he him his she her same".split()
+)
+_FOLLOW_UP_STARTS = ("and ", "also ", "what about ", "how about ")
+
+
+def follow_up_query(history: Sequence[ChatMessage], text: str) -> str | None:
+    """For a message that refers back ("and how long is its warranty?"): the previous user
+    message and this one, so the search finds the same document; None for any other message
+    or when there is no previous message."""
+    lowered = text.lower().strip()
+    words = set(re.findall(r"[\w']+", lowered))
+    if not (_REFERRING & words) and not lowered.startswith(_FOLLOW_UP_STARTS):
+        return None
     previous = next((m.content for m in reversed(history) if m.role == "user"), "")
-    return f"{previous}\n{text}" if previous else text
+    return f"{previous}\n{text}" if previous else None
 
 
 ONE_SOURCE = "Read this text and answer the question with the words of the text."

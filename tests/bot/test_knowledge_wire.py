@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.knowledge.setup import build_knowledge
 from bot.settings import Settings
-from models import ChatMessage
+from models import ChatMessage, GenerationParams
 from models.embeddings import HashingEmbeddingModel
 from models.fake import FakeChatModel
 from tests.activities import message
@@ -53,9 +53,23 @@ async def indexed(settings: Settings) -> Settings:
     return settings
 
 
+class RecordingModel(FakeChatModel):
+    """The fake model, also recording the generation parameters of each reply."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.params: list[GenerationParams] = []
+
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        self.params.append(params)
+        return super().stream(messages, params)
+
+
 @pytest.fixture
-def model() -> FakeChatModel:
-    return FakeChatModel(reply=answer_from_sources, delay=0.01)
+def model() -> RecordingModel:
+    return RecordingModel(reply=answer_from_sources, delay=0.01)
 
 
 @pytest.fixture
@@ -134,3 +148,11 @@ async def test_an_unrelated_question_gets_no_sources(
     final = await ask(client, connector, "Tell me a joke about zebras.", "emulator")
     assert final["text"] == "I am not sure."
     assert model.prompts[-1][-1].content == "Tell me a joke about zebras."
+
+
+async def test_a_grounded_reply_is_greedy_and_others_keep_the_temperature(
+    client: TestClient, connector: FakeConnector, model: RecordingModel
+) -> None:
+    await ask(client, connector, "How long is the warranty of the Aurora-3?", "emulator")
+    await ask(client, connector, "Tell me a joke about zebras.", "emulator")
+    assert [p.temperature for p in model.params] == [0.0, 0.3]
