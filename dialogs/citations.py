@@ -41,8 +41,9 @@ def cite(reply: str, passages: Sequence[Passage]) -> CitedReply:
     """Keep the model's markers that name a passage the reply agrees with (it repeats at least
     half as many of that passage's words as of the best one's), renumbered 1..n by first
     appearance; other markers are dropped. Where none is left, cite the passages whose words the
-    reply repeats most, with a marker at the end of the reply. A reply that repeats less than
-    MIN_OVERLAP of its words from every passage cites nothing (it did not use them)."""
+    reply repeats most, with a marker at the end of the reply; when it repeats less than
+    MIN_OVERLAP of its words from any of them, the first (best) passage, which it was asked to
+    answer from: the user can check the answer against it."""
     reply = reply.strip()
     if not passages or not reply:
         return CitedReply(reply, [])
@@ -63,9 +64,10 @@ def cite(reply: str, passages: Sequence[Passage]) -> CitedReply:
     text = MARKER.sub(renumber, reply).strip()
     if order:
         return CitedReply(text, [passages[i] for i in order])
-    if best < MIN_OVERLAP:
-        return CitedReply(text, [])
-    used = [p for p, o in zip(passages, overlaps, strict=True) if o >= best * 0.8][:3]
+    if best < MIN_OVERLAP:  # the reply does not echo them: cite what it was given, best first
+        used = [passages[0]]
+    else:
+        used = [p for p, o in zip(passages, overlaps, strict=True) if o >= best * 0.8][:3]
     markers = "".join(f"[{n}]" for n in range(1, len(used) + 1))
     if text[-1] in ".!?":
         text = f"{text[:-1]} {markers}{text[-1]}"

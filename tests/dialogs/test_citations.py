@@ -46,9 +46,10 @@ def test_a_marker_naming_a_passage_the_reply_does_not_use_is_replaced() -> None:
     assert reply.text == "Employees get 27 days of paid holiday [1]."
 
 
-def test_a_reply_that_uses_no_passage_cites_nothing() -> None:
-    assert cite("Spiders have eight legs [1].", [HOLIDAYS]).cited == []
-    assert cite("Spiders have eight legs [1].", [HOLIDAYS]).text == "Spiders have eight legs."
+def test_a_reply_that_echoes_no_passage_cites_the_one_it_was_given_first() -> None:
+    reply = cite("Spiders have eight legs [2].", [HOLIDAYS, AURORA])
+    assert reply.cited == [HOLIDAYS]
+    assert reply.text == "Spiders have eight legs [1]."
 
 
 def test_claims_have_positions_names_short_abstracts_and_urls() -> None:
