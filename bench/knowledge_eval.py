@@ -39,7 +39,7 @@ from bot.settings import Settings
 
 EVAL = Path(__file__).resolve().parents[1] / "tests" / "knowledge" / "eval"
 RESULTS = Path(__file__).resolve().parent / "results" / "knowledge-eval.json"
-PARTIAL = Path(tempfile.gettempdir()) / "botloom-knowledge-eval-partial.json"
+PARTIAL_DIR = Path(tempfile.gettempdir())
 
 
 def load(name: str) -> list[dict]:
@@ -109,7 +109,8 @@ async def run(settings: Settings, questions: list[dict], label: str) -> dict:
             print(
                 f"[{label}] fact={row['fact']!s:5} hit={row['hit']!s:5} {reply[:90]!r}", flush=True
             )
-            PARTIAL.write_text(json.dumps({label: rows}, indent=1) + "\n")
+            partial = PARTIAL_DIR / f"botloom-knowledge-eval-{label.replace(' ', '-')}.json"
+            partial.write_text(json.dumps({label: rows}, indent=1) + "\n")
         seconds = time.monotonic() - started
     finally:
         await runtime.aclose()
@@ -124,6 +125,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--only", choices=("with", "without"), help="one half (two processes)")
     args = parser.parse_args()
     questions = load("questions.jsonl")[: args.limit or None]
     off_topic = load("off_topic.jsonl")
@@ -132,13 +134,23 @@ async def main() -> None:
         Settings.from_env(env_file=None),
         max_new_tokens=args.max_new_tokens,
         log_level="WARNING",
+        # Quality is measured here, not speed: a busy machine must not turn answers into apologies.
+        generation_timeout_s=900.0,
+        turn_timeout_s=1200.0,
     )
     with_settings = dataclasses.replace(base, storage=f"sqlite:///{folder}/with.db")
     without_settings = dataclasses.replace(base, storage=f"sqlite:///{folder}/without.db")
-    grounded = await run(with_settings, questions, "with knowledge")
-    noise = await off_topic_sources(with_settings, off_topic)
+    empty = {"rows": [], "seconds": 0.0}
+    grounded = (
+        await run(with_settings, questions, "with knowledge") if args.only != "without" else empty
+    )
+    noise = await off_topic_sources(with_settings, off_topic) if args.only != "without" else 0
     print(f"off-topic questions that found passages: {noise}/{len(off_topic)}", flush=True)
-    plain = await run(without_settings, questions, "without knowledge")
+    plain = (
+        await run(without_settings, questions, "without knowledge")
+        if args.only != "with"
+        else empty
+    )
     rows = grounded["rows"]
     summary = {
         "questions": len(questions),
