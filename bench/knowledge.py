@@ -57,7 +57,7 @@ async def ingestion(folder: Path, worker: EmbeddingWorker) -> dict[str, float]:
     for path in (ROOT / "tests" / "knowledge" / "eval" / "docs").iterdir():
         (docs / path.name).write_bytes(path.read_bytes())
     rng = random.Random(1)
-    for page in range(20):  # synthetic pages: 8 sections of 120 words each
+    for page in range(6):  # synthetic pages: 8 sections of 120 words each
         sections = [
             f"## Section {s}\n\n" + " ".join(rng.choice(WORDS) for _ in range(120))
             for s in range(8)
