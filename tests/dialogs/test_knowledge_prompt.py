@@ -56,3 +56,18 @@ def test_only_a_follow_up_brings_the_previous_message_into_the_query() -> None:
     )
     assert follow_up_query(history, "What is the capital of France?") is None
     assert follow_up_query([], "and its price?") is None
+
+
+def test_one_passage_is_focused_on_the_sentences_about_the_question() -> None:
+    passage = Passage(
+        "Laptops are grey. The Aurora-3 warranties last seven years. Holidays: 27 days. "
+        "Parking is free.",
+        "Sheet",
+        "/s",
+        "s",
+    )
+    content = grounded_prompt([ChatMessage("user", "What is the Aurora-3 warranty?")], [passage])
+    text = content[-1].content.split("Text: ")[1].split("\n\n")[0]
+    assert text == "The Aurora-3 warranties last seven years.", (
+        "sentences sharing no word are left out"
+    )
