@@ -76,7 +76,8 @@ async def off_topic_sources(settings: Settings, questions: list[dict]) -> int:
     try:
         assert runtime.knowledge is not None
         retriever = runtime.knowledge.retriever
-        return sum(1 for q in questions if await retriever.search(q["question"], 1))
+        found = [await retriever.search(q["question"], 1) for q in questions]
+        return sum(1 for passages in found if passages)
     finally:
         await runtime.aclose()
 
