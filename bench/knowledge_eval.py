@@ -165,12 +165,9 @@ async def main() -> None:
         "seconds": {"with": round(grounded["seconds"], 1), "without": round(plain["seconds"], 1)},
     }
     print(json.dumps(summary, indent=2))
-    RESULTS.write_text(
-        json.dumps(
-            {"summary": summary, "with": grounded["rows"], "without": plain["rows"]}, indent=1
-        )
-        + "\n"
-    )
+    rows_out = {"summary": summary, "with": grounded["rows"], "without": plain["rows"]}
+    results = RESULTS.with_name(f"knowledge-eval-{args.only}.json") if args.only else RESULTS
+    results.write_text(json.dumps(rows_out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
