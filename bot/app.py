@@ -23,6 +23,7 @@ from bot.http.origin_guard import OriginGuard
 from bot.http.plain_errors import plain_errors
 from bot.http.rate_limit import UserRateLimit
 from bot.http.service_urls import is_loopback_host
+from bot.knowledge.setup import Knowledge, build_knowledge, indexing_at_start
 from bot.model_setup import build_model, guard_limits, reply_params
 from bot.proactive import ConversationReferences
 from bot.settings import Settings, SettingsError
@@ -46,6 +47,7 @@ from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from dialogs.streaming import StreamOptions
 from models import ChatModel
+from models.embeddings import EmbeddingModel
 from models.guard import GuardedChatModel
 
 logger = logging.getLogger(__name__)
@@ -59,10 +61,11 @@ class Runtime:
     storage: Storage
     model: GuardedChatModel
     bot: AssistantBot
+    knowledge: Knowledge | None = None
 
     async def aclose(self) -> None:
-        """Close the model (its worker) and the storage (its connections)."""
-        for resource in (self.model.inner, self.storage):
+        """Close the model (its worker), the storage and the knowledge index (connections)."""
+        for resource in (self.model.inner, self.storage, self.knowledge):
             close = getattr(resource, "close", None)
             if close is not None:
                 result = close()
@@ -76,7 +79,11 @@ MODEL_PROBE = web.AppKey("model_probe", ModelServerProbe)
 
 
 def build_runtime(
-    settings: Settings, *, model: ChatModel | None = None, storage: Storage | None = None
+    settings: Settings,
+    *,
+    model: ChatModel | None = None,
+    storage: Storage | None = None,
+    embedding_model: EmbeddingModel | None = None,
 ) -> Runtime:
     """Storage, state, model, dialogs and the activity handler: shared by `serve` and `chat`."""
     if storage is None:
@@ -98,10 +105,13 @@ def build_runtime(
         settings.stream_interval_directline_s,
         settings.stream_limit_teams_s,
     )
-    options = ChatOptions(settings.system_prompt, settings.context_tokens, params, stream)
+    knowledge = build_knowledge(settings, embedding_model=embedding_model)
+    options = ChatOptions(
+        settings.system_prompt, settings.context_tokens, params, stream, knowledge.prompt
+    )
     options = replace(options, feedback_buttons=settings.feedback_buttons)  # issue 15
     feedback = FeedbackStore(storage, transcripts=settings.transcripts)
-    chat = ChatDialog(model, memory, options)
+    chat = ChatDialog(model, memory, options, knowledge.retriever)
     root = MainDialog(chat, FeedbackDialog(user_state, feedback.record_rating), memory)
     bot = AssistantBot(
         root,
@@ -112,7 +122,7 @@ def build_runtime(
         starters=parse_prompt_starters(settings.prompt_starters),
         references=ConversationReferences(storage),
     )
-    return Runtime(settings=settings, storage=storage, model=model, bot=bot)
+    return Runtime(settings=settings, storage=storage, model=model, bot=bot, knowledge=knowledge)
 
 
 def create_app(
@@ -121,10 +131,12 @@ def create_app(
     model: ChatModel | None = None,
     storage: Storage | None = None,
     credentials_factory: ServiceClientCredentialsFactory | None = None,
+    embedding_model: EmbeddingModel | None = None,
 ) -> web.Application:
     """The aiohttp app: /api/messages, /healthz, /readyz. Raises SettingsError for unsafe settings.
 
-    `model`, `storage` and `credentials_factory` replace what the settings would build (tests).
+    `model`, `storage`, `credentials_factory` and `embedding_model` replace what the settings
+    would build (tests).
     """
     if (
         settings.anonymous
@@ -136,7 +148,7 @@ def create_app(
             "loopback address; set an app id, or BOTLOOM_ALLOW_PUBLIC_ANONYMOUS=true if you must"
         )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
-    runtime = build_runtime(settings, model=model, storage=storage)
+    runtime = build_runtime(settings, model=model, storage=storage, embedding_model=embedding_model)
     adapter = RetryingCloudAdapter(
         CachingBotFrameworkAuthentication(
             ConfigurationBotFrameworkAuthentication(
@@ -175,6 +187,8 @@ def create_app(
         guard=guard if settings.anonymous else None,
     )
     app.cleanup_ctx.append(lifespan)
+    if runtime.knowledge is not None:  # BOTLOOM_KNOWLEDGE, indexed while the bot serves
+        app.cleanup_ctx.append(indexing_at_start(runtime.knowledge, settings.knowledge))
     app.router.add_post("/api/messages", app[ENDPOINT].handle)
     # Issue 12: a remote model server's state on /healthz (it never makes /readyz fail).
     probe = None

@@ -1,4 +1,4 @@
-"""The `botloom` command: serve, chat, test, model-server."""
+"""The `botloom` command: serve, chat, test, model-server, knowledge."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     test.add_argument("--junit-xml", type=Path, metavar="FILE", help="also write a JUnit report")
     add_teams_commands(commands)  # issue 15: feedback export, notify
+    from bot.knowledge.command import add_knowledge_parser
+
+    add_knowledge_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -74,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.ops_commands import run_ops_command
 
         return asyncio.run(run_ops_command(settings, args))
+    if args.command == "knowledge":
+        from bot.knowledge.command import run_knowledge
+
+        return asyncio.run(run_knowledge(settings, args))
     if args.command == "test":
         from bot.scripted.command import run_tests
 

@@ -115,6 +115,19 @@ class Settings:
     # How often the bot checks its remote model server (BOTLOOM_MODEL_URL) for /healthz.
     model_probe_interval_s: float = 15.0
 
+    # Knowledge (issue 13): answers from the user's documents, with citations. BOTLOOM_KNOWLEDGE
+    # lists files and folders indexed at start (incrementally); `botloom knowledge add` adds more.
+    # The index lives in knowledge_store (sqlite:///… or postgresql://…); empty: beside the state
+    # (the same SQLite file or PostgreSQL database; with Redis or memory state, data/knowledge.db).
+    knowledge: tuple[str, ...] = ()
+    knowledge_store: str = ""
+    embedding_model: str = "embedded"  # all-MiniLM-L6-v2 from its wheel; or a hub id / folder
+    knowledge_min_score: float = 0.27  # cosine similarity a passage needs (calibrated: README)
+    knowledge_lexical_min_score: float = 0.23  # ... when the words search found it too
+    knowledge_passages: int = 1  # passages in a prompt (the embedded model does best with one)
+    knowledge_tokens: int = 600  # and at most this many prompt tokens for them
+    knowledge_max_file_mb: float = 50.0  # larger files are skipped
+
     def __repr__(self) -> str:
         """The settings, with passwords inside URLs masked and secret fields left out."""
         from bot.redaction import mask_url

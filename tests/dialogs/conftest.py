@@ -8,6 +8,7 @@ from botbuilder.testing import DialogTestClient
 
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
+from dialogs.knowledge import Retriever
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from models import GenerationParams
@@ -38,13 +39,16 @@ class DialogHarness:
         return (await self.storage.read([key]))[key]["history"]
 
 
-def make_harness(model: FakeChatModel, options: ChatOptions | None = None) -> DialogHarness:
+def make_harness(
+    model: FakeChatModel, options: ChatOptions | None = None, retriever: Retriever | None = None
+) -> DialogHarness:
     storage = MemoryStorage()
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     memory = ConversationMemory(conversation_state)
     options = options or ChatOptions("You are a test.", 2048, GenerationParams(max_new_tokens=50))
-    root = MainDialog(ChatDialog(model, memory, options), FeedbackDialog(user_state), memory)
+    chat = ChatDialog(model, memory, options, retriever)
+    root = MainDialog(chat, FeedbackDialog(user_state), memory)
     client = DialogTestClient(
         "emulator",
         root,

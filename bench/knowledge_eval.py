@@ -1,0 +1,174 @@
+"""The knowledge evaluation: questions about an invented organisation, answered by the bot.
+
+    .venv/bin/python bench/knowledge_eval.py [--limit N] [--max-new-tokens 40]
+
+The documents and questions live in tests/knowledge/eval/ (the questions are data: no prompt
+or code names them). The documents are indexed with the default embedding model into a fresh
+SQLite file; every question is asked in a new conversation through the real bot (dialogs,
+the embedded default model, the console channel, whose replies end with a "Sources:" line).
+Printed, and saved to bench/results/knowledge-eval.json:
+
+- retrieval hit rate: the question's document is among the cited sources of the reply;
+- answers containing the fact (any of the question's accepted spellings, case-insensitive);
+- the same questions without knowledge (an empty index), for contrast;
+- the off-topic questions (tests/knowledge/eval/off_topic.jsonl): how many found passages
+  above the threshold (so would get sources).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from botbuilder.schema import Activity, ActivityTypes
+
+from bot.app import Runtime, build_runtime
+from bot.channels.console import ConsoleAdapter
+from bot.settings import Settings
+
+EVAL = Path(__file__).resolve().parents[1] / "tests" / "knowledge" / "eval"
+RESULTS = Path(__file__).resolve().parent / "results" / "knowledge-eval.json"
+PARTIAL_DIR = Path(tempfile.gettempdir())
+
+
+def load(name: str) -> list[dict]:
+    return [json.loads(line) for line in (EVAL / name).read_text().splitlines() if line.strip()]
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def __call__(self, activity: Activity) -> None:
+        if activity.type == ActivityTypes.message and activity.from_property.role == "bot":
+            self.messages.append(activity.text or "")
+
+
+async def ask(runtime: Runtime, question: str, conversation: str) -> str:
+    collect = Collect()
+    adapter = ConsoleAdapter(io.StringIO(), "eval", conversation, recorder=collect)
+    await adapter.process(
+        adapter.activity(ActivityTypes.message, text=question), runtime.bot.on_turn
+    )
+    return collect.messages[-1] if collect.messages else ""
+
+
+def split_sources(text: str) -> tuple[str, str]:
+    reply, _, sources = text.partition("\n\nSources: ")
+    return reply, sources
+
+
+async def off_topic_sources(settings: Settings, questions: list[dict]) -> int:
+    """How many off-topic questions the retriever finds passages for (no generation needed:
+    without passages the reply has no sources)."""
+    runtime = build_runtime(settings)
+    try:
+        assert runtime.knowledge is not None
+        retriever = runtime.knowledge.retriever
+        found = [await retriever.search(q["question"], 1) for q in questions]
+        return sum(1 for passages in found if passages)
+    finally:
+        await runtime.aclose()
+
+
+async def run(settings: Settings, questions: list[dict], label: str) -> dict:
+    runtime = build_runtime(settings)
+    try:
+        runtime.model.inner.start()
+        await runtime.model.inner.wait_ready()
+        knowledge = runtime.knowledge
+        assert knowledge is not None
+        if label == "with knowledge":
+            report = await knowledge.ingestion(progress=lambda line: None).add([EVAL / "docs"])
+            print(f"[{label}] indexed: {report.summary()}")
+        titles = {Path(d.source).name: d.title for d in await knowledge.store.documents()}
+        rows = []
+        started = time.monotonic()
+        for number, item in enumerate(questions):
+            text = await ask(runtime, item["question"], f"{label}-{number}")
+            reply, sources = split_sources(text)
+            facts = [f.lower() for f in item.get("facts", [])]
+            row = {
+                "question": item["question"],
+                "reply": reply,
+                "sources": sources,
+                "fact": any(f in reply.lower() for f in facts) if facts else None,
+                "hit": bool(item.get("document")) and titles.get(item["document"], "?") in sources,
+            }
+            rows.append(row)
+            print(
+                f"[{label}] fact={row['fact']!s:5} hit={row['hit']!s:5} {reply[:90]!r}", flush=True
+            )
+            partial = PARTIAL_DIR / f"botloom-knowledge-eval-{label.replace(' ', '-')}.json"
+            partial.write_text(json.dumps({label: rows}, indent=1) + "\n")
+        seconds = time.monotonic() - started
+    finally:
+        await runtime.aclose()
+    return {"rows": rows, "seconds": seconds}
+
+
+def rate(rows: list[dict], key: str) -> float:
+    return sum(1 for r in rows if r[key]) / len(rows) if rows else 0.0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--only", choices=("with", "without"), help="one half (two processes)")
+    args = parser.parse_args()
+    questions = load("questions.jsonl")[: args.limit or None]
+    off_topic = load("off_topic.jsonl")
+    folder = Path(tempfile.mkdtemp(prefix="botloom-eval-"))
+    base = dataclasses.replace(
+        Settings.from_env(env_file=None),
+        max_new_tokens=args.max_new_tokens,
+        log_level="WARNING",
+        # Quality is measured here, not speed: a busy machine must not turn answers into apologies.
+        generation_timeout_s=900.0,
+        turn_timeout_s=1200.0,
+    )
+    with_settings = dataclasses.replace(base, storage=f"sqlite:///{folder}/with.db")
+    without_settings = dataclasses.replace(base, storage=f"sqlite:///{folder}/without.db")
+    empty = {"rows": [], "seconds": 0.0}
+    grounded = (
+        await run(with_settings, questions, "with knowledge") if args.only != "without" else empty
+    )
+    noise = await off_topic_sources(with_settings, off_topic) if args.only != "without" else 0
+    print(f"off-topic questions that found passages: {noise}/{len(off_topic)}", flush=True)
+    plain = (
+        await run(without_settings, questions, "without knowledge")
+        if args.only != "with"
+        else empty
+    )
+    rows = grounded["rows"]
+    summary = {
+        "questions": len(questions),
+        "max_new_tokens": args.max_new_tokens,
+        "model": base.model,
+        "embedding_model": base.embedding_model,
+        "with_knowledge": {"hit_rate": rate(rows, "hit"), "fact_rate": rate(rows, "fact")},
+        "without_knowledge": {"fact_rate": rate(plain["rows"], "fact")},
+        "off_topic_with_passages": noise,
+        "off_topic": len(off_topic),
+        "seconds": {"with": round(grounded["seconds"], 1), "without": round(plain["seconds"], 1)},
+    }
+    print(json.dumps(summary, indent=2))
+    rows_out = {"summary": summary, "with": grounded["rows"], "without": plain["rows"]}
+    results = RESULTS.with_name(f"knowledge-eval-{args.only}.json") if args.only else RESULTS
+    results.write_text(json.dumps(rows_out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

