@@ -21,7 +21,13 @@ from bot.http.plain_errors import plain_errors
 from bot.http.service_urls import is_loopback_host
 from bot.model_setup import build_model, guard_limits, reply_params
 from bot.settings import Settings, SettingsError
-from bot.storage import create_inbox, create_locks, create_storage, open_storage
+from bot.storage import (
+    StorageConflictError,
+    create_inbox,
+    create_locks,
+    create_storage,
+    open_storage,
+)
 from bot.turns.activity_handler import AssistantBot
 from bot.turns.error_handler import on_turn_error
 from bot.turns.inbox_entries import InboxTurns
@@ -32,7 +38,9 @@ from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
+from dialogs.memory_commands import MemoryCommands
 from dialogs.streaming import StreamOptions
+from dialogs.user_memory import UserMemory
 from models import ChatModel
 from models.guard import GuardedChatModel
 
@@ -85,9 +93,14 @@ def build_runtime(
         settings.stream_interval_directline_s,
         settings.stream_limit_teams_s,
     )
-    options = ChatOptions(settings.system_prompt, settings.context_tokens, params, stream)
-    chat = ChatDialog(model, memory, options)
-    root = MainDialog(chat, FeedbackDialog(user_state), memory)
+    options = ChatOptions(
+        settings.system_prompt, settings.context_tokens, params, stream, settings.reply_grace_tokens
+    )
+    user_memory = (
+        UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
+    )
+    chat = ChatDialog(model, memory, options, user_memory)
+    root = MainDialog(chat, FeedbackDialog(user_state), memory, MemoryCommands(user_memory))
     bot = AssistantBot(
         root, conversation_state, user_state, typing_interval=settings.typing_interval_s
     )

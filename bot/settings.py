@@ -104,6 +104,10 @@ class Settings:
     drain_s: float = 20.0  # on SIGTERM: how long turns in flight may take to finish
     log_level: str = "INFO"
     log_messages: bool = False  # put message text and user names in the turn log
+    # User memory, summaries and reply endings (issue 14): facts users state about themselves are
+    # kept per user across their conversations (/memory, /forget, /remember); false keeps nothing.
+    memory: bool = True
+    reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
 
     @property
     def anonymous(self) -> bool:
