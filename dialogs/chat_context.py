@@ -57,14 +57,14 @@ class ChatContext:
         return request
 
     async def blocks(self, turn_context: TurnContext) -> list[str]:
-        """The context blocks of this turn's prompt: the user's facts, the summary."""
-        blocks = []
+        """The context blocks of this turn's prompt, least important first (build_prompt drops
+        from the front when space is short): the summary, then the user's facts."""
+        blocks = [summary_block(await self._memory.summary(turn_context))]
         if self._user_memory is not None:
             facts = turn_context.turn_state.get(_FACTS_KEY)
             if facts is None:
                 facts = await self._user_memory.facts(turn_context)
             blocks.append(memory_block(facts))
-        blocks.append(summary_block(await self._memory.summary(turn_context)))
         return [block for block in blocks if block]
 
     async def fold_if_needed(

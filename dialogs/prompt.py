@@ -35,15 +35,15 @@ def build_prompt(
     """Return [system, newest history that fits..., user], counted with the model's tokenizer.
 
     `budget_tokens` is what the prompt may use (the context window minus the reply's reserve);
-    `context` blocks join the system message (see `system_message`); when they leave no room
-    for the message, the last blocks are left out. The oldest messages are dropped first; a
+    `context` blocks join the system message (see `system_message`), least important first:
+    when they leave no room for the message, the first blocks are left out. The oldest messages are dropped first; a
     dropped window never starts with an assistant turn.
     """
     user = [ChatMessage("user", user_text)]
     blocks = list(context)
     system = system_message(system_prompt, blocks)
     while blocks and model.count_tokens([*system, *user]) > budget_tokens:
-        blocks.pop()
+        blocks.pop(0)
         system = system_message(system_prompt, blocks)
     if model.count_tokens([*system, *user]) > budget_tokens:
         raise PromptTooLong(f"the message needs more than {budget_tokens} tokens")

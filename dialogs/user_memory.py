@@ -107,9 +107,7 @@ class UserMemory:
             record = (await self._storage.read([key])).get(key)
             facts = _bounded(change(_facts_of(record)))
             value: dict[str, Any] = {"facts": facts}
-            etag = _etag_of(record)
-            if etag is not None:
-                value["e_tag"] = etag
+            value["e_tag"] = _etag_of(record) or "*"  # "*": a first write (see the docstring)
             try:
                 await self._storage.write({key: value})
             except self._conflicts:
