@@ -255,7 +255,10 @@ def remember_request(text: str) -> Fact | None:
     return remembered(match.group(1))
 
 
-_TEMPLATE_TOKEN = re.compile(r"<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<</?SYS>>", re.IGNORECASE)
+_TEMPLATE_TOKEN = re.compile(
+    r"<\|im_start\|>\s*(?:system|user|assistant)?|<\|[^|>]{0,40}\|>|</?s>|\[/?INST\]|<</?SYS>>",
+    re.IGNORECASE,
+)
 _MARKUP = re.compile(r"<[^<>]{0,200}>|```|[*_`#>\[\]{}|]")
 
 
