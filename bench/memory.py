@@ -35,11 +35,11 @@ from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import build_runtime  # noqa: E402
-from bot.model_setup import build_model  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from dialogs.reply_ending import ends_mid_sentence  # noqa: E402
-from models import ChatMessage, ChatModel, GenerationParams  # noqa: E402
+from bot.app import build_runtime
+from bot.model_setup import build_model
+from bot.settings import Settings
+from dialogs.reply_ending import ends_mid_sentence
+from models import ChatMessage, ChatModel, GenerationParams
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "memory_eval.json"
 OLD_SYSTEM_PROMPT = (
@@ -97,7 +97,9 @@ class Bot:
             self.adapters[(conversation, user)] = adapter
         adapter.activity_buffer.clear()
         started = time.perf_counter()
-        await adapter.process_activity(Activity(type="message", text=text), self.runtime.bot.on_turn)
+        await adapter.process_activity(
+            Activity(type="message", text=text), self.runtime.bot.on_turn
+        )
         self.latencies.append(time.perf_counter() - started)
         texts = [a.text or "" for a in adapter.activity_buffer if a.type == "message"]
         reply = "\n".join(texts)
@@ -173,6 +175,7 @@ async def main() -> None:
     parser.add_argument("--pairs", type=int, default=0, help="only the first N pairs (0: all)")
     parser.add_argument("--long-turns", type=int, default=40)
     parser.add_argument("--configs", default="before,prompt,memory")
+    parser.add_argument("--long-in", default="memory", help="configs that run the long chat")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     data = json.loads(DATA.read_text(encoding="utf-8"))
@@ -195,7 +198,7 @@ async def main() -> None:
         bot, calls_from = Bot(configs[name], model), len(model.prompt_tokens)
         result = await run_pairs(bot, pairs, data["filler"])
         result.update(summary(bot, model, calls_from))
-        if args.long_turns and name != "before":
+        if args.long_turns and name in args.long_in.split(","):
             result[f"turn_{args.long_turns}_recalls_turn_2"] = await run_long(
                 bot, data, args.long_turns
             )

@@ -36,8 +36,8 @@ def build_prompt(
 
     `budget_tokens` is what the prompt may use (the context window minus the reply's reserve);
     `context` blocks join the system message (see `system_message`), least important first:
-    when they leave no room for the message, the first blocks are left out. The oldest messages are dropped first; a
-    dropped window never starts with an assistant turn.
+    when they leave no room for the message, the first blocks are left out. The oldest messages
+    are dropped first; a dropped window never starts with an assistant turn.
     """
     user = [ChatMessage("user", user_text)]
     blocks = list(context)

@@ -3,6 +3,7 @@ reply is tried once more."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from dialogs.chat_dialog import EMPTY_REPLY, ChatOptions
@@ -20,7 +21,9 @@ SMALL = ChatOptions(
 )
 
 
-async def test_a_turn_2_statement_is_in_the_prompt_at_turn_40_and_old_turns_leave_in_chunks() -> None:
+async def test_a_turn_2_statement_is_in_the_prompt_at_turn_40_and_old_turns_leave_in_chunks() -> (
+    None
+):
     model = FakeChatModel(context_window=400)
     bot = MemoryBot(model, memory_on=False, options=SMALL)  # only the summary can carry it
     await bot.say("Hello!")
@@ -34,7 +37,7 @@ async def test_a_turn_2_statement_is_in_the_prompt_at_turn_40_and_old_turns_leav
     assert "The user said: The meeting room for the launch is 4B." in prompt[0].content
     assert "4B" not in " ".join(m.content for m in prompt[1:]), "the turn itself left the window"
     assert model.count_tokens(prompt) <= 400 - 40 - 10
-    changes = sum(1 for a, b in zip(starts, starts[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(starts) if a != b)
     assert 1 <= changes <= len(starts) // 3, "the window moves in chunks, not every turn"
 
 

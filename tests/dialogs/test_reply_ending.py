@@ -34,7 +34,9 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-async def collect(text: str, cap: int, grace: int, hold: int | None = None) -> tuple[list[str], Pieces]:
+async def collect(
+    text: str, cap: int, grace: int, hold: int | None = None
+) -> tuple[list[str], Pieces]:
     source = Pieces(text, cap + grace)
     stream = end_on_sentence(source.__aiter__(), words, cap=cap, grace=grace, hold=hold)
     return [piece async for piece in stream], source

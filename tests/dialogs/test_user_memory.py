@@ -46,9 +46,13 @@ async def test_teams_keys_memory_by_the_entra_object_id() -> None:
     model = FakeChatModel()
     bot = MemoryBot(model)
     await bot.say("Call me Sam.", channel="msteams", user="29:one", aad="aad-1", conversation="a")
-    replies = await bot.say("/memory", channel="msteams", user="29:two", aad="aad-1", conversation="b")
+    replies = await bot.say(
+        "/memory", channel="msteams", user="29:two", aad="aad-1", conversation="b"
+    )
     assert "Your name is Sam." in replies[0]
-    other = await bot.say("/memory", channel="msteams", user="29:one", aad="aad-2", conversation="a")
+    other = await bot.say(
+        "/memory", channel="msteams", user="29:one", aad="aad-2", conversation="a"
+    )
     assert other == [NOTHING_KEPT]
 
 
