@@ -3,8 +3,9 @@
 `end_on_sentence(pieces, count, cap=200, grace=48)` wraps a model's stream of pieces, generated
 with `max_new_tokens = cap + grace`:
 
-- up to `cap - hold` tokens, whole words pass through as they come (never half a word);
-- from there on, only complete sentences pass, so nothing streamed is ever taken back;
+- up to `cap - hold` tokens, text passes through as it comes;
+- from there on, only the word in progress and then complete sentences pass, so nothing streamed
+  is ever taken back and the reply can always end on a sentence or at least a whole word;
 - past `cap`, the reply ends at the first sentence end within the grace tokens (the model's stream
   is closed there, which stops generation);
 - when even the grace runs out without a sentence end, the reply ends where the text passed so far
@@ -76,13 +77,13 @@ async def end_on_sentence(
                 continue
             tokens = count_tokens(text)
             if tokens < cap - hold:
-                end = _last_word_end(text)
+                end = len(text)
             else:
                 ends = sentence_ends(text, passed)
                 if tokens >= cap and ends:
                     yield text[passed : ends[0]]
                     return
-                end = ends[-1] if ends else passed
+                end = ends[-1] if ends else _word_end(text, passed)
             if end > passed:
                 yield text[passed:end]
                 passed = end
@@ -98,10 +99,9 @@ async def end_on_sentence(
             await aclose()
 
 
-def _last_word_end(text: str) -> int:
-    """The offset after the last complete word (text up to the last whitespace)."""
-    stripped = text.rstrip()
-    if len(stripped) < len(text):
-        return len(stripped)
-    match = re.search(r"\s\S*$", text)
-    return match.start() if match else 0
+def _word_end(text: str, passed: int) -> int:
+    """Where the word that `text[:passed]` ends inside ends, once it has (else `passed`)."""
+    if passed == 0 or text[passed - 1].isspace() or passed >= len(text):
+        return passed
+    match = re.compile(r"\s").search(text, passed)
+    return match.start() if match else passed
