@@ -121,51 +121,83 @@ def role_slip(reply: str, expect: Sequence[str]) -> bool:
     )
 
 
-async def run_pairs(bot: Bot, pairs: list[dict[str, Any]], filler: list[str]) -> dict[str, Any]:
-    hits = {"same": 0, "new": 0}
-    counts = {"same": 0, "new": 0}
-    slips = 0
-    for index, pair in enumerate(pairs):
-        user = f"user-{index}"
+async def run_pair(bot: Bot, index: int, pair: dict[str, Any], limit: asyncio.Semaphore) -> dict:
+    """One statement and its follow-up: in the same conversation or a new one of the user."""
+    user = f"user-{index}"
+    async with limit:
         await bot.say(f"c{index}", user, pair["say"])
-        if pair["where"] == "same":
-            await bot.say(f"c{index}", user, filler[index % len(filler)])
-            reply = await bot.say(f"c{index}", user, pair["ask"])
-        else:
-            reply = await bot.say(f"c{index}-new", user, pair["ask"])
-        counts[pair["where"]] += 1
-        hits[pair["where"]] += recalled(reply, pair["expect"])
-        slips += role_slip(reply, pair["expect"])
-        print(f"  [{pair['where']}] {pair['ask']!r} -> {reply[:90]!r}", flush=True)
+        conversation = f"c{index}" if pair["where"] == "same" else f"c{index}-new"
+        reply = await bot.say(conversation, user, pair["ask"])
     return {
-        "recall_same": f"{hits['same']}/{counts['same']}",
-        "recall_new": f"{hits['new']}/{counts['new']}",
-        "recall": round((hits["same"] + hits["new"]) / max(1, len(pairs)), 3),
-        "role_slips": slips,
+        "where": pair["where"],
+        "hit": recalled(reply, pair["expect"]),
+        "slip": role_slip(reply, pair["expect"]),
+        "reply": reply,
     }
 
 
-async def run_long(bot: Bot, data: dict[str, Any], turns: int) -> bool:
+def recall_of(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    same = [o["hit"] for o in outcomes if o["where"] == "same"]
+    new = [o["hit"] for o in outcomes if o["where"] == "new"]
+    return {
+        "recall_same": f"{sum(same)}/{len(same)}",
+        "recall_new": f"{sum(new)}/{len(new)}",
+        "recall": round((sum(same) + sum(new)) / max(1, len(outcomes)), 3),
+        "role_slips": sum(o["slip"] for o in outcomes),
+    }
+
+
+async def run_long(bot: Bot, data: dict[str, Any], turns: int, limit: asyncio.Semaphore) -> bool:
+    """A conversation whose turn 2 states a fact that the last turn asks for."""
     fact, filler = data["long_fact"], data["filler"]
-    await bot.say("long", "long-user", "Hello!")
-    await bot.say("long", "long-user", fact["say"])
-    for turn in range(3, turns):
-        await bot.say("long", "long-user", filler[turn % len(filler)])
-    reply = await bot.say("long", "long-user", fact["ask"])
+    async with limit:
+        await bot.say("long", "long-user", "Hello!")
+        await bot.say("long", "long-user", fact["say"])
+        for turn in range(3, turns):
+            await bot.say("long", "long-user", filler[turn % len(filler)])
+        reply = await bot.say("long", "long-user", fact["ask"])
     print(f"  [turn {turns}] {fact['ask']!r} -> {reply[:90]!r}", flush=True)
     return recalled(reply, fact["expect"])
 
 
-def summary(bot: Bot, model: Recorder, calls_from: int) -> dict[str, Any]:
-    model_replies = [r for r in bot.replies if r and not r.startswith("Got it, I'll remember")]
-    tokens = model.prompt_tokens[calls_from:]
+async def run_endings(bot: Bot, prompts: list[str], limit: asyncio.Semaphore) -> None:
+    """Requests for long answers, which reach the cap."""
+
+    async def one(index: int, text: str) -> None:
+        async with limit:
+            await bot.say(f"end{index}", f"end-user-{index}", text)
+
+    await asyncio.gather(*(one(i, text) for i, text in enumerate(prompts)))
+
+
+async def cost(bots: dict[str, Bot], model: Recorder, turns: list[str]) -> dict[str, Any]:
+    """Memory on vs off, one turn at a time, alternating: prompt tokens and p50 latency."""
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"tokens": [], "seconds": []} for name in bots
+    }
+    for _index, text in enumerate(turns):
+        for name, bot in bots.items():
+            calls = len(model.prompt_tokens)
+            started = time.perf_counter()
+            await bot.say("cost", "cost-user", text)
+            figures[name]["seconds"].append(time.perf_counter() - started)
+            figures[name]["tokens"].extend(model.prompt_tokens[calls:])
     return {
-        "turns": len(bot.latencies),
-        "p50_turn_s": round(statistics.median(bot.latencies), 2),
-        "prompt_tokens_mean": round(statistics.mean(tokens), 1) if tokens else 0,
-        "replies_checked": len(model_replies),
-        "mid_sentence": sum(ends_mid_sentence(r) for r in model_replies),
-        "median_reply_words": statistics.median(len(r.split()) for r in model_replies),
+        name: {
+            "turns": len(f["seconds"]),
+            "prompt_tokens_mean": round(statistics.mean(f["tokens"]), 1) if f["tokens"] else 0,
+            "p50_turn_s": round(statistics.median(f["seconds"]), 2),
+        }
+        for name, f in figures.items()
+    }
+
+
+def endings_of(bot: Bot) -> dict[str, Any]:
+    replies = [r for r in bot.replies if r and not r.startswith("Got it, I'll remember")]
+    return {
+        "replies_checked": len(replies),
+        "mid_sentence": sum(ends_mid_sentence(r) for r in replies),
+        "median_reply_words": statistics.median(len(r.split()) for r in replies) if replies else 0,
     }
 
 
@@ -174,8 +206,8 @@ async def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--pairs", type=int, default=0, help="only the first N pairs (0: all)")
     parser.add_argument("--long-turns", type=int, default=40)
-    parser.add_argument("--configs", default="before,prompt,memory")
-    parser.add_argument("--long-in", default="memory", help="configs that run the long chat")
+    parser.add_argument("--cost-turns", type=int, default=6)
+    parser.add_argument("--concurrency", type=int, default=12, help="conversations at once")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     data = json.loads(DATA.read_text(encoding="utf-8"))
@@ -192,31 +224,38 @@ async def main() -> None:
         "prompt": replace(base, memory=False),
         "memory": base,
     }
+    bots = {name: Bot(settings, model) for name, settings in configs.items()}
+    limit = asyncio.Semaphore(args.concurrency)
+    began = time.perf_counter()
+    # Recall, the long conversation and the capped replies run concurrently (the engine batches
+    # them); latency is measured afterwards, one turn at a time.
+    jobs = {
+        name: asyncio.gather(*(run_pair(bot, i, p, limit) for i, p in enumerate(pairs)))
+        for name, bot in bots.items()
+    }
+    long_job = run_long(bots["memory"], data, args.long_turns, limit) if args.long_turns else None
+    endings_job = run_endings(bots["memory"], data["endings"], limit)
+    outcomes = await asyncio.gather(*jobs.values(), endings_job, *([long_job] if long_job else []))
     results: dict[str, Any] = {"model": model.name, "max_new_tokens": base.max_new_tokens}
-    for name in args.configs.split(","):
-        print(f"{name}:", flush=True)
-        bot, calls_from = Bot(configs[name], model), len(model.prompt_tokens)
-        result = await run_pairs(bot, pairs, data["filler"])
-        result.update(summary(bot, model, calls_from))
-        if args.long_turns and name in args.long_in.split(","):
-            result[f"turn_{args.long_turns}_recalls_turn_2"] = await run_long(
-                bot, data, args.long_turns
-            )
-            endings = summary(bot, model, calls_from)
-            result["mid_sentence"], result["replies_checked"] = (
-                endings["mid_sentence"],
-                endings["replies_checked"],
-            )
-        results[name] = result
-        print(f"  {json.dumps(result)}", flush=True)
+    for name, outcome in zip(jobs, outcomes, strict=False):
+        results[name] = {**recall_of(outcome), **endings_of(bots[name])}
+        for o in outcome:
+            print(f"  {name} [{o['where']}] hit={o['hit']} {o['reply'][:80]!r}", flush=True)
+    if long_job is not None:
+        results["memory"][f"turn_{args.long_turns}_recalls_turn_2"] = outcomes[-1]
+    results["recall_and_endings_s"] = round(time.perf_counter() - began, 1)
+    on_off = {"memory off": Bot(configs["prompt"], model), "memory on": Bot(base, model)}
+    await on_off["memory on"].say("cost", "cost-user", data["pairs"][0]["say"])
+    await on_off["memory off"].say("cost", "cost-user", data["pairs"][0]["say"])
+    results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     close = getattr(inner, "close", None)
     if close is not None:
-        result_close = close()
-        if hasattr(result_close, "__await__"):
-            await result_close
+        closing = close()
+        if hasattr(closing, "__await__"):
+            await closing
 
 
 if __name__ == "__main__":
