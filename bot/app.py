@@ -39,6 +39,7 @@ from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from dialogs.memory_commands import MemoryCommands
+from dialogs.model_facts import ModelFacts
 from dialogs.streaming import StreamOptions
 from dialogs.user_memory import UserMemory
 from models import ChatModel
@@ -99,7 +100,8 @@ def build_runtime(
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )
-    chat = ChatDialog(model, memory, options, user_memory)
+    model_facts = ModelFacts(model) if settings.memory_extraction == "model" else None
+    chat = ChatDialog(model, memory, options, user_memory, model_facts)
     root = MainDialog(chat, FeedbackDialog(user_state), memory, MemoryCommands(user_memory))
     bot = AssistantBot(
         root, conversation_state, user_state, typing_interval=settings.typing_interval_s

@@ -110,6 +110,7 @@ class Settings:
     # kept per user across their conversations (/memory, /forget, /remember); false keeps nothing.
     memory: bool = True
     reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
+    memory_extraction: str = "rules"  # "model": also the model's structured extraction (big models)
 
     @property
     def anonymous(self) -> bool:
@@ -163,6 +164,8 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     if canonical is None:
         raise SettingsError(f"MicrosoftAppType must be one of {', '.join(APP_TYPES)}")
     parsed["app_type"] = canonical
+    if parsed.get("memory_extraction", "rules") not in ("rules", "model"):
+        raise SettingsError("BOTLOOM_MEMORY_EXTRACTION must be rules or model")
     if parsed.get("engine", "auto") not in ENGINES:
         raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
     return parsed

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from botbuilder.core import TurnContext
 
 from dialogs.memory import ConversationMemory
+from dialogs.model_facts import ModelFacts
 from dialogs.prompt import first_that_fits
 from dialogs.summary import FOLD_ABOVE, FOLD_TO, PINNED, SUMMARY_SHARE, summary_block
 from dialogs.user_facts import Fact, extract_facts, remember_request
@@ -30,9 +31,15 @@ class ChatContext:
     group chat nothing said by one member is kept about another.
     """
 
-    def __init__(self, memory: ConversationMemory, user_memory: UserMemory | None) -> None:
+    def __init__(
+        self,
+        memory: ConversationMemory,
+        user_memory: UserMemory | None,
+        model_facts: ModelFacts | None = None,
+    ) -> None:
         self._memory = memory
         self._user_memory = user_memory
+        self._model_facts = model_facts
 
     async def learn(self, turn_context: TurnContext, text: str) -> Fact | None:
         """Keep the facts `text` states about its sender; return the fact when the message asks
@@ -55,6 +62,17 @@ class ChatContext:
             else:
                 turn_context.turn_state[_FACTS_KEY] = kept
         return request
+
+    async def learn_with_model(self, turn_context: TurnContext, text: str) -> None:
+        """After the reply: keep what the model's structured extraction finds (when configured)."""
+        if self._user_memory is None or self._model_facts is None:
+            return
+        facts = await self._model_facts.extract(text)
+        if facts:
+            try:
+                await self._user_memory.add(turn_context, facts)
+            except MemoryConflict:
+                logger.warning("user memory not updated from the model's extraction")
 
     async def blocks(self, turn_context: TurnContext) -> list[str]:
         """The context blocks of this turn's prompt, least important first (build_prompt drops

@@ -13,6 +13,7 @@ from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
 from dialogs.chat_context import ChatContext
 from dialogs.memory import ConversationMemory
 from dialogs.memory_commands import remember_reply
+from dialogs.model_facts import ModelFacts
 from dialogs.prompt import build_prompt, system_message
 from dialogs.reply_ending import DEFAULT_GRACE_TOKENS, end_on_sentence, is_empty_reply
 from dialogs.streaming import StreamOptions, StreamPolicy, stream_policy
@@ -66,12 +67,13 @@ class ChatDialog(Dialog):
         memory: ConversationMemory,
         options: ChatOptions,
         user_memory: UserMemory | None = None,
+        model_facts: ModelFacts | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._model = model
         self._memory = memory
         self._options = options
-        self._context = ChatContext(memory, user_memory)
+        self._context = ChatContext(memory, user_memory, model_facts)
 
     async def begin_dialog(
         self, dialog_context: DialogContext, options: object = None
@@ -116,8 +118,10 @@ class ChatDialog(Dialog):
             await self._reply_in_one_message(turn_context, text, prompt)
         else:
             await self._reply_streamed(turn_context, text, prompt, policy)
+        # After the reply is sent: nothing here is on the user's wait.
         system = system_message(self._options.system_prompt, context)
         await self._context.fold_if_needed(turn_context, self._model, system, budget)
+        await self._context.learn_with_model(turn_context, text)
 
     @property
     def _grace(self) -> int:

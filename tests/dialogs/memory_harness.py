@@ -17,6 +17,7 @@ from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
 from dialogs.memory_commands import MemoryCommands
+from dialogs.model_facts import ModelFacts
 from dialogs.streaming import StreamOptions
 from dialogs.user_memory import UserMemory
 from models import ChatModel, GenerationParams
@@ -40,13 +41,15 @@ class MemoryBot:
         memory_on: bool = True,
         options: ChatOptions = OPTIONS,
         storage: Storage | None = None,
+        model_facts: bool = False,
     ) -> None:
         self.storage = storage or MemoryStorage()
         self.conversation_state = ConversationState(self.storage)
         self.user_state = UserState(self.storage)
         memory = ConversationMemory(self.conversation_state)
         self.user_memory = UserMemory(self.storage) if memory_on else None
-        chat = ChatDialog(model, memory, options, self.user_memory)
+        extractor = ModelFacts(model) if model_facts else None
+        chat = ChatDialog(model, memory, options, self.user_memory, extractor)
         self.root = MainDialog(
             chat, FeedbackDialog(self.user_state), memory, MemoryCommands(self.user_memory)
         )
