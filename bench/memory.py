@@ -212,7 +212,9 @@ async def main() -> None:
     args = parser.parse_args()
     data = json.loads(DATA.read_text(encoding="utf-8"))
     pairs = data["pairs"][: args.pairs or None]
-    base = Settings.from_env({"BOTLOOM_MODEL": args.model}, env_file=None)
+    # A busy CPU with a dozen conversations at once is slow: no deadline cuts replies short.
+    environ = {"BOTLOOM_MODEL": args.model, "BOTLOOM_GENERATION_TIMEOUT_S": "1800"}
+    base = Settings.from_env(environ, env_file=None)
     inner = build_model(base)
     start = getattr(inner, "start", None)
     if start is not None:
@@ -248,7 +250,8 @@ async def main() -> None:
     await on_off["memory on"].say("cost", "cost-user", data["pairs"][0]["say"])
     await on_off["memory off"].say("cost", "cost-user", data["pairs"][0]["say"])
     results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
-    print(json.dumps(results, indent=2))
+    results["replies"] = {name: bot.replies for name, bot in bots.items()}
+    print(json.dumps({k: v for k, v in results.items() if k != "replies"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     close = getattr(inner, "close", None)

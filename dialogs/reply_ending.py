@@ -50,7 +50,7 @@ def sentence_ends(text: str, start: int = 0) -> list[int]:
 def ends_mid_sentence(text: str) -> bool:
     """True when `text` stops inside a sentence (no end punctuation, closing mark or "…")."""
     stripped = text.rstrip().rstrip("\"'”’)]*_`")
-    return bool(stripped) and stripped[-1] not in ".!?…:"
+    return bool(stripped) and stripped[-1] not in ".!?…"
 
 
 async def end_on_sentence(
