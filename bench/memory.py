@@ -5,9 +5,11 @@
 Runs the held-out set in tests/data/memory_eval.json (no prompt, rule or test uses it) through
 the whole bot (activity handler, dialogs, user memory, the engine), in one process, side by side:
 
-- before:  the old system prompt, memory off (the bot as it was before issue 14)
-- prompt:  the tuned system prompt, memory off
-- memory:  the tuned system prompt, memory on
+- before:  the default system prompt, memory off (the bot as it was before issue 14)
+- prompt:  a candidate system prompt (CANDIDATE_PROMPT), memory off
+- memory:  the default system prompt, memory on
+
+(bench/results/memory.json is a run in which `memory` still used the candidate prompt.)
 
 Each pair states a fact, then asks for it: in the same conversation (after one unrelated turn) or
 in a new conversation of the same user. A reply recalls the fact when it contains an expected
@@ -45,6 +47,11 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "memory_eval.jso
 OLD_SYSTEM_PROMPT = (
     "You are botloom, a friendly and concise assistant in a chat. "
     "Answer in the user's language, in a few sentences."
+)
+CANDIDATE_PROMPT = (  # the tuning candidate of issue 14 (lost: see bench/results/memory.json)
+    "You are botloom, an AI assistant chatting with a user. You are the assistant, not the user: "
+    "what the user tells you about themselves is about them, never about you. Answer the user's "
+    "latest message directly, in one to three sentences, unless they ask for more."
 )
 
 
@@ -208,6 +215,7 @@ async def main() -> None:
     parser.add_argument("--long-turns", type=int, default=40)
     parser.add_argument("--cost-turns", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=12, help="conversations at once")
+    parser.add_argument("--cost-only", action="store_true", help="only memory on vs off")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     data = json.loads(DATA.read_text(encoding="utf-8"))
@@ -223,7 +231,7 @@ async def main() -> None:
     model = Recorder(inner)
     configs = {
         "before": replace(base, system_prompt=OLD_SYSTEM_PROMPT, memory=False),
-        "prompt": replace(base, memory=False),
+        "prompt": replace(base, system_prompt=CANDIDATE_PROMPT, memory=False),
         "memory": base,
     }
     bots = {name: Bot(settings, model) for name, settings in configs.items()}
@@ -237,8 +245,10 @@ async def main() -> None:
     }
     long_job = run_long(bots["memory"], data, args.long_turns, limit) if args.long_turns else None
     endings_job = run_endings(bots["memory"], data["endings"], limit)
-    outcomes = await asyncio.gather(*jobs.values(), endings_job, *([long_job] if long_job else []))
     results: dict[str, Any] = {"model": model.name, "max_new_tokens": base.max_new_tokens}
+    if args.cost_only:
+        jobs, long_job, endings_job = {}, None, asyncio.sleep(0)
+    outcomes = await asyncio.gather(*jobs.values(), endings_job, *([long_job] if long_job else []))
     for name, outcome in zip(jobs, outcomes, strict=False):
         results[name] = {**recall_of(outcome), **endings_of(bots[name])}
         for o in outcome:

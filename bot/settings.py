@@ -16,11 +16,12 @@ from typing import Any
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
 
-# Tuned for small models on bench/memory.py's held-out set (issue 14): who is who, then brevity.
+# bench/memory.py compared a candidate ("You are botloom, an AI assistant chatting with a user.
+# You are the assistant, not the user: ...") on its held-out set: it recalled less and answered
+# longer, so this one stays.
 DEFAULT_SYSTEM_PROMPT = (
-    "You are botloom, an AI assistant chatting with a user. You are the assistant, not the user: "
-    "what the user tells you about themselves is about them, never about you. Answer the user's "
-    "latest message directly, in one to three sentences, unless they ask for more."
+    "You are botloom, a friendly and concise assistant in a chat. "
+    "Answer in the user's language, in a few sentences."
 )
 
 
