@@ -239,15 +239,18 @@ async def main() -> None:
     began = time.perf_counter()
     # Recall, the long conversation and the capped replies run concurrently (the engine batches
     # them); latency is measured afterwards, one turn at a time.
-    jobs = {
-        name: asyncio.gather(*(run_pair(bot, i, p, limit) for i, p in enumerate(pairs)))
-        for name, bot in bots.items()
-    }
-    long_job = run_long(bots["memory"], data, args.long_turns, limit) if args.long_turns else None
-    endings_job = run_endings(bots["memory"], data["endings"], limit)
+    jobs: dict[str, Any] = {}
+    long_job: Any = None
+    endings_job: Any = asyncio.sleep(0)
+    if not args.cost_only:
+        jobs = {
+            name: asyncio.gather(*(run_pair(bot, i, p, limit) for i, p in enumerate(pairs)))
+            for name, bot in bots.items()
+        }
+        if args.long_turns:
+            long_job = run_long(bots["memory"], data, args.long_turns, limit)
+        endings_job = run_endings(bots["memory"], data["endings"], limit)
     results: dict[str, Any] = {"model": model.name, "max_new_tokens": base.max_new_tokens}
-    if args.cost_only:
-        jobs, long_job, endings_job = {}, None, asyncio.sleep(0)
     outcomes = await asyncio.gather(*jobs.values(), endings_job, *([long_job] if long_job else []))
     for name, outcome in zip(jobs, outcomes, strict=False):
         results[name] = {**recall_of(outcome), **endings_of(bots[name])}
@@ -256,7 +259,7 @@ async def main() -> None:
     if long_job is not None:
         results["memory"][f"turn_{args.long_turns}_recalls_turn_2"] = outcomes[-1]
     results["recall_and_endings_s"] = round(time.perf_counter() - began, 1)
-    on_off = {"memory off": Bot(configs["prompt"], model), "memory on": Bot(base, model)}
+    on_off = {"memory off": Bot(configs["before"], model), "memory on": Bot(base, model)}
     await on_off["memory on"].say("cost", "cost-user", data["pairs"][0]["say"])
     await on_off["memory off"].say("cost", "cost-user", data["pairs"][0]["say"])
     results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
