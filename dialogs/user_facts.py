@@ -95,7 +95,7 @@ _RULES: list[tuple[str, str, str]] = [
     (r"\bmy favou?rite ([a-z ]{2,30}?) is\s+" + _VALUE + _END, "favourite:{n}",
      "The user's favourite {n} is {v}."),
     (r"\bmy ([a-z]+)'s name is\s+" + _ANY_NAME, "my:{n}", "The user's {n} is named {v}."),
-    (r"\bmy ((?:[a-z]+ ){0,2}[a-z]+) is(?: (?:named|called))?\s+" + _VALUE + _END,
+    (r"\bmy ((?:[a-z]+ ){0,4}[a-z]+) is(?: (?:named|called))?\s+" + _VALUE + _END,
      "my:{n}", "The user's {n} is {v}."),
 ]  # fmt: skip
 

@@ -39,6 +39,10 @@ from dialogs.user_facts import (
         ("I prefer short answers", {"prefers:short answers": "The user prefers short answers."}),
         ("I hate cilantro", {"likes:cilantro": "The user does not like cilantro."}),
         ("my cat is named Miso", {"my:cat": "The user's cat is Miso."}),
+        (
+            "My desk at the new office is B12.",
+            {"my:desk at the new office": "The user's desk at the new office is B12."},
+        ),
         ("My son's name is Leo", {"my:son": "The user's son is named Leo."}),
     ],
 )
