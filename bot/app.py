@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -28,6 +28,7 @@ from bot.model_setup import build_model, guard_limits, reply_params
 from bot.proactive import ConversationReferences
 from bot.settings import Settings, SettingsError
 from bot.storage import (
+    StorageConflictError,
     create_inbox,
     create_locks,
     create_rate_counts,
@@ -45,7 +46,10 @@ from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory import ConversationMemory
+from dialogs.memory_commands import MemoryCommands
+from dialogs.model_facts import ModelFacts
 from dialogs.streaming import StreamOptions
+from dialogs.user_memory import UserMemory
 from models import ChatModel
 from models.embeddings import EmbeddingModel
 from models.guard import GuardedChatModel
@@ -107,12 +111,28 @@ def build_runtime(
     )
     knowledge = build_knowledge(settings, embedding_model=embedding_model)
     options = ChatOptions(
-        settings.system_prompt, settings.context_tokens, params, stream, knowledge.prompt
+        settings.system_prompt,
+        settings.context_tokens,
+        params,
+        stream,
+        knowledge=knowledge.prompt,
+        grace_tokens=settings.reply_grace_tokens,
+        feedback_buttons=settings.feedback_buttons,
     )
-    options = replace(options, feedback_buttons=settings.feedback_buttons)  # issue 15
     feedback = FeedbackStore(storage, transcripts=settings.transcripts)
-    chat = ChatDialog(model, memory, options, knowledge.retriever)
-    root = MainDialog(chat, FeedbackDialog(user_state, feedback.record_rating), memory)
+    user_memory = (
+        UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
+    )
+    chat = ChatDialog(
+        model,
+        memory,
+        options,
+        retriever=knowledge.retriever,
+        user_memory=user_memory,
+        model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
+    )
+    feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
+    root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))
     bot = AssistantBot(
         root,
         conversation_state,

@@ -16,6 +16,9 @@ from typing import Any
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
 
+# bench/memory.py compared a candidate ("You are botloom, an AI assistant chatting with a user.
+# You are the assistant, not the user: ...") on its held-out set: it recalled less and answered
+# longer, so this one stays.
 DEFAULT_SYSTEM_PROMPT = (
     "You are botloom, a friendly and concise assistant in a chat. "
     "Answer in the user's language, in a few sentences."
@@ -128,6 +131,12 @@ class Settings:
     knowledge_tokens: int = 600  # and at most this many prompt tokens for them
     knowledge_max_file_mb: float = 50.0  # larger files are skipped
 
+    # User memory, summaries and reply endings (issue 14): facts users state about themselves are
+    # kept per user across their conversations (/memory, /forget, /remember); false keeps nothing.
+    memory: bool = True
+    reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
+    memory_extraction: str = "rules"  # "model": also the model's structured extraction (big models)
+
     def __repr__(self) -> str:
         """The settings, with passwords inside URLs masked and secret fields left out."""
         from bot.redaction import mask_url
@@ -197,6 +206,8 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     if canonical is None:
         raise SettingsError(f"MicrosoftAppType must be one of {', '.join(APP_TYPES)}")
     parsed["app_type"] = canonical
+    if parsed.get("memory_extraction", "rules") not in ("rules", "model"):
+        raise SettingsError("BOTLOOM_MEMORY_EXTRACTION must be rules or model")
     if parsed.get("engine", "auto") not in ENGINES:
         raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
     return parsed

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
 from botbuilder.schema import Activity
 
 from dialogs.ai_content import mark_ai_reply
+from dialogs.apologies import TOO_LONG, apology_for, outcome_of
+from dialogs.chat_context import ChatContext
 from dialogs.citations import cite, cited_message
 from dialogs.knowledge import (
     KnowledgeOptions,
@@ -26,64 +28,66 @@ from dialogs.knowledge import (
     grounding_tokens,
 )
 from dialogs.memory import ConversationMemory
+from dialogs.memory_commands import remember_reply
 from dialogs.message_parts import split_message
-from dialogs.prompt import build_prompt
+from dialogs.model_facts import ModelFacts
+from dialogs.prompt import build_prompt, system_message
+from dialogs.reply_ending import DEFAULT_GRACE_TOKENS, end_on_sentence, is_empty_reply
 from dialogs.streaming import TEAMS, StreamOptions, StreamPolicy, stream_policy
 from dialogs.streaming_reply import StreamingReply, StreamOutcome, StreamResult, with_note
-from models import (
-    ChatMessage,
-    ChatModel,
-    GenerationParams,
-    ModelError,
-    ModelOverloaded,
-    ModelShuttingDown,
-    ModelTimeout,
-    ModelUnavailable,
-    PromptTooLong,
-)
+from dialogs.user_memory import UserMemory
+from models import ChatMessage, ChatModel, GenerationParams, ModelError, PromptTooLong
+
+__all__ = ["OUTCOME_KEY", "TOO_LONG", "ChatDialog", "ChatOptions", "apology_for", "outcome_of"]
 
 logger = logging.getLogger(__name__)
 
 OUTCOME_KEY = "botloom.outcome"  # turn_state key: how the turn ended, for the turn log
 
 EMPTY_REPLY = "I don't have an answer to that. Could you rephrase it?"
-TOO_LONG = "That message is too long for me. Could you shorten it?"
 NOT_TEXT = "I can only read text messages for now."
 STOPPED_TEXT = "Stopped."
 INCOMPLETE_MARK = " … (incomplete: the user stopped this reply)"  # kept in the history
+RETRY_TEMPERATURE = 0.8  # a retried empty reply samples more freely
 
 
 @dataclass(frozen=True)
 class ChatOptions:
-    """What the chat dialog needs besides the model: the persona, the token budget, and how
-    replies stream on channels that support it."""
+    """What the chat dialog needs besides the model: the persona, the token budget, how replies
+    stream, how passages from the knowledge index are used, the tokens past max_new_tokens a
+    reply may use to end its sentence (dialogs/reply_ending.py), and Teams' feedback buttons."""
 
     system_prompt: str
     context_tokens: int = 2048
     params: GenerationParams = field(default_factory=GenerationParams)
     stream: StreamOptions = field(default_factory=StreamOptions)
     knowledge: KnowledgeOptions = field(default_factory=KnowledgeOptions)
+    grace_tokens: int = DEFAULT_GRACE_TOKENS
     feedback_buttons: bool = True  # Teams' thumbs up / down under each model reply
 
 
 class ChatDialog(Dialog):
-    """One model reply per turn: prompt from history that fits the budget, reply, remember both.
-
-    With a `retriever`, the best passages of the user's documents go into the prompt and the
-    reply carries citations of the ones it used (dialogs/citations.py)."""
+    """One model reply per turn. The prompt: what is known about the user (`user_memory`; None
+    turns it off), the summary of older turns, the history that fits the budget, and the best
+    passages of the knowledge index (`retriever`). The reply ends on a sentence and carries the
+    AI label, its citations and, in Teams, feedback buttons; both are remembered."""
 
     def __init__(
         self,
         model: ChatModel,
         memory: ConversationMemory,
         options: ChatOptions,
+        *,
         retriever: Retriever | None = None,
+        user_memory: UserMemory | None = None,
+        model_facts: ModelFacts | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._model = model
         self._memory = memory
         self._options = options
         self._retriever = retriever
+        self._context = ChatContext(memory, user_memory, model_facts)
 
     async def begin_dialog(
         self, dialog_context: DialogContext, options: object = None
@@ -98,19 +102,25 @@ class ChatDialog(Dialog):
 
     async def _answer(self, turn_context: TurnContext, text: str) -> None:
         budget = min(self._options.context_tokens, self._model.context_window)
-        budget -= self._options.params.max_new_tokens
-        history = await self._memory.history(turn_context)
+        budget -= self._options.params.max_new_tokens + self._grace
+        remembered = await self._context.learn(turn_context, text)
+        if remembered is not None:
+            confirmation = remember_reply(remembered.text)
+            await self._remember(turn_context, text, confirmation)
+            await turn_context.send_activity(confirmation)
+            return
+        context = await self._context.blocks(turn_context)
+        history = await self._memory.recent(turn_context)
         passages = await self._passages(turn_context, history, text)
         try:
             try:
-                prompt = await self._prompt(
-                    history, text, budget - grounding_tokens(self._model, passages)
-                )
+                grounding = grounding_tokens(self._model, passages)
+                prompt = await self._prompt(history, text, budget - grounding, context)
             except PromptTooLong:
                 if not passages:
                     raise
                 passages = []  # the message alone fills the budget: answer without sources
-                prompt = await self._prompt(history, text, budget)
+                prompt = await self._prompt(history, text, budget, context)
             prompt = grounded_prompt(prompt, passages)
         except PromptTooLong:
             await turn_context.send_activity(TOO_LONG)
@@ -128,6 +138,10 @@ class ChatDialog(Dialog):
             await self._reply_in_one_message(turn_context, text, prompt, passages)
         else:
             await self._reply_streamed(turn_context, text, prompt, policy, passages)
+        # After the reply is sent: nothing here is on the user's wait.
+        system = system_message(self._options.system_prompt, context)
+        await self._context.fold_if_needed(turn_context, self._model, system, budget)
+        await self._context.learn_with_model(turn_context, text)
 
     async def _passages(
         self, turn_context: TurnContext, history: Sequence[ChatMessage], text: str
@@ -148,26 +162,72 @@ class ChatDialog(Dialog):
             return []
         return choose_passages(self._model, found, options)
 
+    async def _prompt(
+        self,
+        history: Sequence[ChatMessage],
+        text: str,
+        budget_tokens: int,
+        context: Sequence[str],
+    ) -> list[ChatMessage]:
+        """The prompt within `budget_tokens`; tokenising (several times) is CPU work, so it runs
+        off the event loop. PromptTooLong when the message alone does not fit."""
+        return await asyncio.to_thread(
+            partial(
+                build_prompt,
+                self._model,
+                self._options.system_prompt,
+                history,
+                text,
+                budget_tokens=budget_tokens,
+                context=context,
+            )
+        )
+
+    @property
+    def _grace(self) -> int:
+        """The grace tokens, at most a quarter of the cap (small windows keep their prompt)."""
+        return min(self._options.grace_tokens, self._options.params.max_new_tokens // 4)
+
+    def _pieces(
+        self, prompt: Sequence[ChatMessage], attempt: int, passages: Sequence[Passage]
+    ) -> AsyncIterator[str]:
+        """The model's reply, ending on a sentence. A reply from passages is greedy (it should
+        copy their facts, not vary them); a retry of an empty reply samples more freely."""
+        cap, grace = self._options.params.max_new_tokens, self._grace
+        params = replace(self._options.params, max_new_tokens=cap + grace)
+        if passages:
+            params = replace(params, temperature=0.0)
+        if attempt:
+            params = replace(params, temperature=max(params.temperature, RETRY_TEMPERATURE))
+        base = self._model.count_tokens([ChatMessage("assistant", "")])
+
+        def count(text: str) -> int:
+            return self._model.count_tokens([ChatMessage("assistant", text)]) - base
+
+        return end_on_sentence(self._model.stream(prompt, params), count, cap=cap, grace=grace)
+
     async def _reply_in_one_message(
         self,
         turn_context: TurnContext,
         text: str,
         prompt: Sequence[ChatMessage],
-        passages: Sequence[Passage] = (),
+        passages: Sequence[Passage],
     ) -> None:
         reply = ""
         try:
-            params = self._params(passages)
-            async with aclosing(self._model.stream(prompt, params)) as pieces:
-                async for piece in pieces:
-                    reply += piece
+            for attempt in range(2):  # an empty reply is tried once more
+                async with aclosing(self._pieces(prompt, attempt, passages)) as pieces:
+                    async for piece in pieces:
+                        reply += piece
+                if not is_empty_reply(reply):
+                    break
         except ModelError as error:
             self._log_model_error(turn_context, error)
             turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
             await self._remember(turn_context, text, "")
             await turn_context.send_activity(apology_for(error))
             return
-        reply = reply.strip()
+        reply = "" if is_empty_reply(reply) else reply.strip()
         await self._remember(turn_context, text, reply)
         if not reply:
             await turn_context.send_activity(MessageFactory.text(EMPTY_REPLY))
@@ -185,13 +245,15 @@ class ChatDialog(Dialog):
         text: str,
         prompt: Sequence[ChatMessage],
         policy: StreamPolicy,
-        passages: Sequence[Passage] = (),
+        passages: Sequence[Passage],
     ) -> None:
-        """Stream the reply (Teams, Web Chat); the history keeps what the user was shown. A
-        completed reply's final message carries its citations."""
+        """Stream the reply (Teams, Web Chat); the history keeps what the user was shown. The
+        final message of a completed reply carries its citations."""
         async with StreamingReply(turn_context, policy) as stream:
-            params = self._params(passages)
-            result = await stream.pump(lambda: self._model.stream(prompt, params))
+            result = await stream.pump(lambda: self._pieces(prompt, 0, passages))
+            if result.outcome is StreamOutcome.COMPLETED and is_empty_reply(result.text):
+                # nothing was streamed (end_on_sentence holds back text without content)
+                result = await stream.pump(lambda: self._pieces(prompt, 1, passages))
             if result.error is not None:
                 self._log_model_error(turn_context, result.error)
                 turn_context.turn_state[OUTCOME_KEY] = outcome_of(result.error)
@@ -200,34 +262,22 @@ class ChatDialog(Dialog):
                 await self._remember(turn_context, text, reply + INCOMPLETE_MARK)
             else:
                 await self._remember(turn_context, text, reply)
-            if not reply:
+            channel = turn_context.activity.channel_id
+            if is_empty_reply(reply):
                 await stream.finish(final_text(result))
             elif result.outcome is StreamOutcome.COMPLETED:
-                final, claims = cited_message(
-                    turn_context.activity.channel_id, cite(reply, passages)
-                )
+                final, claims = cited_message(channel, cite(reply, passages))
                 await stream.finish(
                     final, decorate=partial(self._mark, turn_context, claims=claims)
                 )
             else:
                 await stream.finish(final_text(result), decorate=partial(self._mark, turn_context))
 
-    async def _prompt(
-        self, history: Sequence[ChatMessage], text: str, budget_tokens: int
-    ) -> list[ChatMessage]:
-        """The prompt within `budget_tokens`; tokenising (several times) is CPU work, so it runs
-        off the event loop. PromptTooLong when the message alone does not fit."""
-        return await asyncio.to_thread(
-            build_prompt,
-            self._model,
-            self._options.system_prompt,
-            history,
-            text,
-            budget_tokens=budget_tokens,
-        )
-
     def _mark(
-        self, turn_context: TurnContext, activity: Activity, claims: list[dict] | None = None
+        self,
+        turn_context: TurnContext,
+        activity: Activity,
+        claims: list[dict[str, Any]] | None = None,
     ) -> Activity:
         """The AI label (with the reply's citation claims, where it has them) and, in Teams, the
         feedback buttons on a message of a model reply."""
@@ -237,12 +287,6 @@ class ChatDialog(Dialog):
             feedback=self._options.feedback_buttons,
             citations=claims,
         )
-
-    def _params(self, passages: Sequence[Passage]) -> GenerationParams:
-        """A reply from passages is greedy: it should copy their facts, not vary them."""
-        if passages:
-            return dataclasses.replace(self._options.params, temperature=0.0)
-        return self._options.params
 
     async def _remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         await self._memory.append(
@@ -260,19 +304,6 @@ class ChatDialog(Dialog):
         )
 
 
-def outcome_of(error: ModelError) -> str:
-    """The turn log's name for a model failure."""
-    if isinstance(error, ModelOverloaded):
-        return "overloaded"
-    if isinstance(error, ModelTimeout):
-        return "timeout"
-    if isinstance(error, ModelShuttingDown):
-        return "shutdown"
-    if isinstance(error, ModelUnavailable):
-        return "unavailable"
-    return "model_error"
-
-
 def final_text(result: StreamResult) -> str:
     """The final message of a stream: the reply, or what was produced plus a short note."""
     reply = result.text.strip()
@@ -282,19 +313,4 @@ def final_text(result: StreamResult) -> str:
         return reply or STOPPED_TEXT
     if result.outcome is StreamOutcome.SEND_FAILED:
         return with_note(reply, apology_for(ModelError()))
-    return reply or EMPTY_REPLY
-
-
-def apology_for(error: ModelError) -> str:
-    """A short message for the user that says what went wrong, without internals."""
-    if isinstance(error, PromptTooLong):  # a model server with a smaller window than configured
-        return TOO_LONG
-    if isinstance(error, ModelOverloaded):
-        return f"I'm busy right now. Please try again in {max(1, round(error.retry_after))} s."
-    if isinstance(error, ModelTimeout):
-        return "Sorry, that took me too long. Please try again."
-    if isinstance(error, ModelShuttingDown):
-        return "Sorry, I'm restarting right now. Please send that again in a minute."
-    if isinstance(error, ModelUnavailable):
-        return "Sorry, my language model isn't available right now. Please try again shortly."
-    return "Sorry, something went wrong while I was answering. Please try again."
+    return EMPTY_REPLY if is_empty_reply(reply) else reply

@@ -15,6 +15,7 @@ from botbuilder.dialogs import (
 from dialogs.chat_dialog import ChatDialog
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.memory import ConversationMemory
+from dialogs.memory_commands import MemoryCommands
 
 HELP_TEXT = (
     "Here is what I understand:\n\n"
@@ -22,6 +23,7 @@ HELP_TEXT = (
     "- /help: this list\n"
     "- /reset: forget our conversation so far\n"
     "- /feedback: tell us how I'm doing\n"
+    "- /memory: what I keep about you; /forget clears it; /remember <something> adds to it\n"
     "- help or cancel: at any time, even in the middle of /feedback"
 )
 RESET_TEXT = "Done: I've forgotten our conversation. What shall we talk about?"
@@ -41,10 +43,15 @@ class MainDialog(ComponentDialog):
     """Routes each message: a /command, an interruption, or the chat dialog."""
 
     def __init__(
-        self, chat: ChatDialog, feedback: FeedbackDialog, memory: ConversationMemory
+        self,
+        chat: ChatDialog,
+        feedback: FeedbackDialog,
+        memory: ConversationMemory,
+        memory_commands: MemoryCommands | None = None,
     ) -> None:
         super().__init__(MainDialog.__name__)
         self._memory = memory
+        self._memory_commands = memory_commands or MemoryCommands(None)
         self._chat_id = chat.id
         self._feedback_id = feedback.id
         self.add_dialog(chat)
@@ -68,6 +75,9 @@ class MainDialog(ComponentDialog):
         if command in ("cancel", "/cancel", "quit", "stop"):
             await inner_dc.context.send_activity(CANCELLED_TEXT)
             return await inner_dc.cancel_all_dialogs()
+        if await self._memory_commands.run(inner_dc.context, command):  # the flow goes on
+            await inner_dc.reprompt_dialog()
+            return DialogTurnResult(DialogTurnStatus.Waiting)
         return None
 
     async def _route(self, step: WaterfallStepContext) -> DialogTurnResult:
@@ -84,6 +94,8 @@ class MainDialog(ComponentDialog):
             return await step.end_dialog()
         if command == "/feedback":
             return await step.replace_dialog(self._feedback_id)
+        if await self._memory_commands.run(step.context, command):
+            return await step.end_dialog()
         if command.startswith("/"):
             await step.context.send_activity(f"I don't know the command {command}. Try /help.")
             return await step.end_dialog()

@@ -47,7 +47,7 @@ def make_harness(
     user_state = UserState(storage)
     memory = ConversationMemory(conversation_state)
     options = options or ChatOptions("You are a test.", 2048, GenerationParams(max_new_tokens=50))
-    chat = ChatDialog(model, memory, options, retriever)
+    chat = ChatDialog(model, memory, options, retriever=retriever)
     root = MainDialog(chat, FeedbackDialog(user_state), memory)
     client = DialogTestClient(
         "emulator",

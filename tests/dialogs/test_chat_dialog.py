@@ -15,7 +15,7 @@ async def test_history_is_trimmed_to_the_token_budget() -> None:
         await harness.say(f"message number {i}")
     prompt = model.prompts[-1]
     assert model.count_tokens(prompt) <= 60 - 20
-    assert prompt[0].content == "sys"
+    assert prompt[0].content.startswith("sys")
     assert prompt[-1].content == "message number 9"
     assert prompt[1].role == "user", "a trimmed window starts with a user turn"
     assert 3 <= len(prompt) < 20, "older turns were dropped, recent ones kept"

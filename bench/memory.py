@@ -1,0 +1,278 @@
+"""User memory on the embedded default: recall, a long conversation, reply endings, and the cost.
+
+    .venv/bin/python bench/memory.py [--model embedded] [--pairs 22] [--long-turns 40] [--json F]
+
+Runs the held-out set in tests/data/memory_eval.json (no prompt, rule or test uses it) through
+the whole bot (activity handler, dialogs, user memory, the engine), in one process, side by side:
+
+- before:  the default system prompt, memory off (the bot as it was before issue 14)
+- prompt:  a candidate system prompt (CANDIDATE_PROMPT), memory off
+- memory:  the default system prompt, memory on
+
+(bench/results/memory.json is a run in which `memory` still used the candidate prompt.)
+
+Each pair states a fact, then asks for it: in the same conversation (after one unrelated turn) or
+in a new conversation of the same user. A reply recalls the fact when it contains an expected
+word. Also: a long conversation whose turn 2 states a fact asked for at the last turn (memory on,
+and memory off where only the rolling summary can carry it); replies that end mid-sentence; prompt
+tokens per model call and the p50 turn latency. Not a test: figures vary with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from botbuilder.core import MemoryStorage
+from botbuilder.core.adapters import TestAdapter
+from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.app import build_runtime
+from bot.model_setup import build_model
+from bot.settings import Settings
+from dialogs.reply_ending import ends_mid_sentence
+from models import ChatMessage, ChatModel, GenerationParams
+
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "memory_eval.json"
+OLD_SYSTEM_PROMPT = (
+    "You are botloom, a friendly and concise assistant in a chat. "
+    "Answer in the user's language, in a few sentences."
+)
+CANDIDATE_PROMPT = (  # the tuning candidate of issue 14 (lost: see bench/results/memory.json)
+    "You are botloom, an AI assistant chatting with a user. You are the assistant, not the user: "
+    "what the user tells you about themselves is about them, never about you. Answer the user's "
+    "latest message directly, in one to three sentences, unless they ask for more."
+)
+
+
+class Recorder:
+    """A ChatModel that passes everything to `inner` and records each call's prompt tokens."""
+
+    def __init__(self, inner: ChatModel) -> None:
+        self.inner = inner
+        self.prompt_tokens: list[int] = []
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def context_window(self) -> int:
+        return self.inner.context_window
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return self.inner.count_tokens(messages)
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        self.prompt_tokens.append(self.inner.count_tokens(messages))
+        async for piece in self.inner.stream(messages, params):
+            yield piece
+
+
+class Bot:
+    """One configuration of the bot, with its own state; `say` runs one turn."""
+
+    def __init__(self, settings: Settings, model: Recorder) -> None:
+        self.runtime = build_runtime(settings, model=model, storage=MemoryStorage())
+        self.adapters: dict[tuple[str, str], TestAdapter] = {}
+        self.latencies: list[float] = []
+        self.replies: list[str] = []  # the model's replies (not commands)
+
+    async def say(self, conversation: str, user: str, text: str) -> str:
+        adapter = self.adapters.get((conversation, user))
+        if adapter is None:
+            template = Activity(
+                channel_id="emulator",
+                service_url="http://127.0.0.1:9/",
+                conversation=ConversationAccount(id=conversation),
+                from_property=ChannelAccount(id=user, name=user),
+                recipient=ChannelAccount(id="bot", name="botloom"),
+            )
+            adapter = TestAdapter(template_or_conversation=template)
+            self.adapters[(conversation, user)] = adapter
+        adapter.activity_buffer.clear()
+        started = time.perf_counter()
+        await adapter.process_activity(
+            Activity(type="message", text=text), self.runtime.bot.on_turn
+        )
+        self.latencies.append(time.perf_counter() - started)
+        texts = [a.text or "" for a in adapter.activity_buffer if a.type == "message"]
+        reply = "\n".join(texts)
+        self.replies.append(reply)
+        return reply
+
+
+def recalled(reply: str, expect: Sequence[str]) -> bool:
+    return any(word.lower() in reply.lower() for word in expect)
+
+
+def role_slip(reply: str, expect: Sequence[str]) -> bool:
+    """The bot claims the user's fact as its own ("My name is Priya", "I live in Lisbon")."""
+    lowered = reply.lower()
+    return any(
+        f"{lead} {word.lower()}" in lowered
+        for word in expect
+        for lead in ("my name is", "i am", "i'm", "i live in", "i work at", "i work for")
+    )
+
+
+async def run_pair(bot: Bot, index: int, pair: dict[str, Any], limit: asyncio.Semaphore) -> dict:
+    """One statement and its follow-up: in the same conversation or a new one of the user."""
+    user = f"user-{index}"
+    async with limit:
+        await bot.say(f"c{index}", user, pair["say"])
+        conversation = f"c{index}" if pair["where"] == "same" else f"c{index}-new"
+        reply = await bot.say(conversation, user, pair["ask"])
+    return {
+        "where": pair["where"],
+        "hit": recalled(reply, pair["expect"]),
+        "slip": role_slip(reply, pair["expect"]),
+        "reply": reply,
+    }
+
+
+def recall_of(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
+    same = [o["hit"] for o in outcomes if o["where"] == "same"]
+    new = [o["hit"] for o in outcomes if o["where"] == "new"]
+    return {
+        "recall_same": f"{sum(same)}/{len(same)}",
+        "recall_new": f"{sum(new)}/{len(new)}",
+        "recall": round((sum(same) + sum(new)) / max(1, len(outcomes)), 3),
+        "role_slips": sum(o["slip"] for o in outcomes),
+    }
+
+
+async def run_long(bot: Bot, data: dict[str, Any], turns: int, limit: asyncio.Semaphore) -> bool:
+    """A conversation whose turn 2 states a fact that the last turn asks for."""
+    fact, filler = data["long_fact"], data["filler"]
+    async with limit:
+        await bot.say("long", "long-user", "Hello!")
+        await bot.say("long", "long-user", fact["say"])
+        for turn in range(3, turns):
+            await bot.say("long", "long-user", filler[turn % len(filler)])
+        reply = await bot.say("long", "long-user", fact["ask"])
+    print(f"  [turn {turns}] {fact['ask']!r} -> {reply[:90]!r}", flush=True)
+    return recalled(reply, fact["expect"])
+
+
+async def run_endings(bot: Bot, prompts: list[str], limit: asyncio.Semaphore) -> None:
+    """Requests for long answers, which reach the cap."""
+
+    async def one(index: int, text: str) -> None:
+        async with limit:
+            await bot.say(f"end{index}", f"end-user-{index}", text)
+
+    await asyncio.gather(*(one(i, text) for i, text in enumerate(prompts)))
+
+
+async def cost(bots: dict[str, Bot], model: Recorder, turns: list[str]) -> dict[str, Any]:
+    """Memory on vs off, one turn at a time, alternating: prompt tokens and p50 latency."""
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"tokens": [], "seconds": []} for name in bots
+    }
+    for _index, text in enumerate(turns):
+        for name, bot in bots.items():
+            calls = len(model.prompt_tokens)
+            started = time.perf_counter()
+            await bot.say("cost", "cost-user", text)
+            figures[name]["seconds"].append(time.perf_counter() - started)
+            figures[name]["tokens"].extend(model.prompt_tokens[calls:])
+    return {
+        name: {
+            "turns": len(f["seconds"]),
+            "prompt_tokens_mean": round(statistics.mean(f["tokens"]), 1) if f["tokens"] else 0,
+            "p50_turn_s": round(statistics.median(f["seconds"]), 2),
+        }
+        for name, f in figures.items()
+    }
+
+
+def endings_of(bot: Bot) -> dict[str, Any]:
+    replies = [r for r in bot.replies if r and not r.startswith("Got it, I'll remember")]
+    return {
+        "replies_checked": len(replies),
+        "mid_sentence": sum(ends_mid_sentence(r) for r in replies),
+        "median_reply_words": statistics.median(len(r.split()) for r in replies) if replies else 0,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--pairs", type=int, default=0, help="only the first N pairs (0: all)")
+    parser.add_argument("--long-turns", type=int, default=40)
+    parser.add_argument("--cost-turns", type=int, default=6)
+    parser.add_argument("--concurrency", type=int, default=12, help="conversations at once")
+    parser.add_argument("--cost-only", action="store_true", help="only memory on vs off")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    data = json.loads(DATA.read_text(encoding="utf-8"))
+    pairs = data["pairs"][: args.pairs or None]
+    # A busy CPU with a dozen conversations at once is slow: no deadline cuts replies short.
+    environ = {"BOTLOOM_MODEL": args.model, "BOTLOOM_GENERATION_TIMEOUT_S": "1800"}
+    base = Settings.from_env(environ, env_file=None)
+    inner = build_model(base)
+    start = getattr(inner, "start", None)
+    if start is not None:
+        start()
+        await inner.wait_ready()  # type: ignore[attr-defined]
+    model = Recorder(inner)
+    configs = {
+        "before": replace(base, system_prompt=OLD_SYSTEM_PROMPT, memory=False),
+        "prompt": replace(base, system_prompt=CANDIDATE_PROMPT, memory=False),
+        "memory": base,
+    }
+    bots = {name: Bot(settings, model) for name, settings in configs.items()}
+    limit = asyncio.Semaphore(args.concurrency)
+    began = time.perf_counter()
+    # Recall, the long conversation and the capped replies run concurrently (the engine batches
+    # them); latency is measured afterwards, one turn at a time.
+    jobs: dict[str, Any] = {}
+    long_job: Any = None
+    endings_job: Any = asyncio.sleep(0)
+    if not args.cost_only:
+        jobs = {
+            name: asyncio.gather(*(run_pair(bot, i, p, limit) for i, p in enumerate(pairs)))
+            for name, bot in bots.items()
+        }
+        if args.long_turns:
+            long_job = run_long(bots["memory"], data, args.long_turns, limit)
+        endings_job = run_endings(bots["memory"], data["endings"], limit)
+    results: dict[str, Any] = {"model": model.name, "max_new_tokens": base.max_new_tokens}
+    outcomes = await asyncio.gather(*jobs.values(), endings_job, *([long_job] if long_job else []))
+    for name, outcome in zip(jobs, outcomes, strict=False):
+        results[name] = {**recall_of(outcome), **endings_of(bots[name])}
+        for o in outcome:
+            print(f"  {name} [{o['where']}] hit={o['hit']} {o['reply'][:80]!r}", flush=True)
+    if long_job is not None:
+        results["memory"][f"turn_{args.long_turns}_recalls_turn_2"] = outcomes[-1]
+    results["recall_and_endings_s"] = round(time.perf_counter() - began, 1)
+    on_off = {"memory off": Bot(configs["before"], model), "memory on": Bot(base, model)}
+    await on_off["memory on"].say("cost", "cost-user", data["pairs"][0]["say"])
+    await on_off["memory off"].say("cost", "cost-user", data["pairs"][0]["say"])
+    results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
+    results["replies"] = {name: bot.replies for name, bot in bots.items()}
+    print(json.dumps({k: v for k, v in results.items() if k != "replies"}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    close = getattr(inner, "close", None)
+    if close is not None:
+        closing = close()
+        if hasattr(closing, "__await__"):
+            await closing
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,87 @@
+"""A bot of dialogs with user memory on one MemoryStorage, spoken to by several users in several
+conversations (DialogTestClient has one of each)."""
+
+from __future__ import annotations
+
+from botbuilder.core import ConversationState, MemoryStorage, Storage, UserState
+from botbuilder.core.adapters import TestAdapter
+from botbuilder.dialogs import DialogExtensions
+from botbuilder.schema import (
+    Activity,
+    ChannelAccount,
+    ConversationAccount,
+)
+
+from dialogs.chat_dialog import ChatDialog, ChatOptions
+from dialogs.feedback_dialog import FeedbackDialog
+from dialogs.main_dialog import MainDialog
+from dialogs.memory import ConversationMemory
+from dialogs.memory_commands import MemoryCommands
+from dialogs.model_facts import ModelFacts
+from dialogs.streaming import StreamOptions
+from dialogs.user_memory import UserMemory
+from models import ChatModel, GenerationParams
+
+OPTIONS = ChatOptions(
+    "You are a test.",
+    2048,
+    GenerationParams(max_new_tokens=50),
+    StreamOptions(teams_interval_s=0.01, directline_interval_s=0.01),
+)
+
+
+class MemoryBot:
+    """`say` runs one turn as `user` in `conversation`; returns the texts of the replies (and
+    keeps every activity sent in `sent`)."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        memory_on: bool = True,
+        options: ChatOptions = OPTIONS,
+        storage: Storage | None = None,
+        model_facts: bool = False,
+    ) -> None:
+        self.storage = storage or MemoryStorage()
+        self.conversation_state = ConversationState(self.storage)
+        self.user_state = UserState(self.storage)
+        memory = ConversationMemory(self.conversation_state)
+        self.user_memory = UserMemory(self.storage) if memory_on else None
+        extractor = ModelFacts(model) if model_facts else None
+        chat = ChatDialog(
+            model, memory, options, user_memory=self.user_memory, model_facts=extractor
+        )
+        self.root = MainDialog(
+            chat, FeedbackDialog(self.user_state), memory, MemoryCommands(self.user_memory)
+        )
+        self.dialog_state = self.conversation_state.create_property("DialogState")
+        self.sent: list[Activity] = []
+
+    async def say(
+        self,
+        text: str,
+        *,
+        user: str = "u1",
+        conversation: str = "c1",
+        channel: str = "emulator",
+        aad: str | None = None,
+        conversation_type: str | None = None,
+    ) -> list[str]:
+        template = Activity(  # (TestAdapter takes only the channel from a ConversationReference)
+            channel_id=channel,
+            service_url="http://127.0.0.1:9/",
+            conversation=ConversationAccount(id=conversation, conversation_type=conversation_type),
+            from_property=ChannelAccount(id=user, name=user, aad_object_id=aad),
+            recipient=ChannelAccount(id="bot", name="bot"),
+        )
+        adapter = TestAdapter(template_or_conversation=template)
+
+        async def logic(turn_context: object) -> None:
+            await DialogExtensions.run_dialog(self.root, turn_context, self.dialog_state)
+            await self.conversation_state.save_changes(turn_context)
+            await self.user_state.save_changes(turn_context)
+
+        await adapter.process_activity(Activity(type="message", text=text), logic)
+        self.sent.extend(adapter.activity_buffer)
+        return [a.text for a in adapter.activity_buffer if a.type == "message"]
