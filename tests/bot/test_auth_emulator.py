@@ -16,7 +16,7 @@ from bot.app import create_app
 from bot.settings import Settings
 from models.fake import FakeChatModel
 from tests.activities import message
-from tests.bot.test_auth import (
+from tests.bot.http.test_auth import (
     APP_ID,
     CHANNEL,
     FakeKeyServer,

@@ -20,7 +20,7 @@ from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 from bot.storage import StorageConflictError
 from dialogs.user_facts import remembered
 from dialogs.user_memory import UserMemory
-from tests.bot.test_storage import STORAGES, Opener, close
+from tests.bot.storage.test_storage import STORAGES, Opener, close
 
 
 class Gate:
