@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
 from botbuilder.core import MemoryStorage, Storage
 
 from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
@@ -9,6 +13,7 @@ from bot.storage.inbox import Inbox, InboxEntry, MemoryInbox, SqliteInbox
 from bot.storage.leases import DEFAULT_LEASE_S
 from bot.storage.locks import ConversationLocks, LocalLocks, LockTimeout, SqliteLocks
 from bot.storage.rate_counts import MemoryRateCounts, RateCounts, SqliteRateCounts
+from bot.storage.server_storage import ServerStorage
 from bot.storage.sqlite import SqliteStorage
 
 __all__ = [
@@ -27,6 +32,8 @@ __all__ = [
     "create_storage",
     "open_storage",
 ]
+
+T = TypeVar("T")
 
 SUPPORTED_URLS = (
     "memory://, sqlite:///relative/path.db or sqlite:////absolute/path.db, "
@@ -78,34 +85,35 @@ def create_locks(storage: Storage, *, lease_s: float = DEFAULT_LEASE_S) -> Conve
     On SQLite, PostgreSQL and Redis they are leases of `lease_s`, renewed while a turn runs: a
     process that dies frees its conversations within `lease_s`.
     """
-    if isinstance(storage, SqliteStorage):
-        return SqliteLocks(storage.path, lease_s=lease_s)
-    shared_locks = getattr(storage, "conversation_locks", None)  # PostgreSQL, Redis
-    if shared_locks is not None:
-        locks: ConversationLocks = shared_locks(lease_s=lease_s)
-        return locks
-    return LocalLocks()
+    return _beside(
+        storage,
+        lambda path: SqliteLocks(path, lease_s=lease_s),
+        lambda server: server.conversation_locks(lease_s=lease_s),
+        LocalLocks,
+    )
 
 
 def create_inbox(storage: Storage) -> Inbox:
     """Where acknowledged activities wait for their turn: beside the state, so they are shared
     by the replicas that share it and survive a restart where the state does."""
-    if isinstance(storage, SqliteStorage):
-        return SqliteInbox(storage.path)
-    shared_inbox = getattr(storage, "inbox", None)  # PostgreSQL, Redis
-    if shared_inbox is not None:
-        inbox: Inbox = shared_inbox()
-        return inbox
-    return MemoryInbox()
+    return _beside(storage, SqliteInbox, lambda server: server.inbox(), MemoryInbox)
 
 
 def create_rate_counts(storage: Storage) -> RateCounts:
     """Per-user message counts for the rate limit, beside the state: shared by the replicas that
     share it (SQLite file, PostgreSQL, Redis); in memory for memory://."""
+    return _beside(storage, SqliteRateCounts, lambda server: server.rate_counts(), MemoryRateCounts)
+
+
+def _beside(
+    storage: Storage,
+    sqlite: Callable[[Path], T],
+    server: Callable[[ServerStorage], T],
+    memory: Callable[[], T],
+) -> T:
+    """What lives beside `storage`: in its SQLite file, on its server, or in this process."""
     if isinstance(storage, SqliteStorage):
-        return SqliteRateCounts(storage.path)
-    shared_counts = getattr(storage, "rate_counts", None)  # PostgreSQL, Redis
-    if shared_counts is not None:
-        counts: RateCounts = shared_counts()
-        return counts
-    return MemoryRateCounts()
+        return sqlite(storage.path)
+    if isinstance(storage, ServerStorage):
+        return server(storage)
+    return memory()
