@@ -15,6 +15,7 @@ from typing import Any
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
+ENGINE_WEIGHTS = ("auto", "int8", "float32")  # EngineConfig.weights
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are botloom, a friendly and concise assistant in a chat. "
@@ -104,6 +105,12 @@ class Settings:
     drain_s: float = 20.0  # on SIGTERM: how long turns in flight may take to finish
     log_level: str = "INFO"
     log_messages: bool = False  # put message text and user names in the turn log
+    # CPU speed of the in-process engine (issue 16): weights "auto" (int8 for a float32 model on
+    # the CPU), "int8" or "float32"; the prefix cache's bound in MB (0: a quarter of the model's
+    # weights, at least 32 MiB); torch threads on the CPU (0: every core the process is given).
+    engine_weights: str = "auto"
+    prefix_cache_mb: int = 0
+    torch_threads: int = 0
 
     @property
     def anonymous(self) -> bool:
@@ -159,6 +166,12 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     parsed["app_type"] = canonical
     if parsed.get("engine", "auto") not in ENGINES:
         raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
+    # CPU speed of the engine (issue 16)
+    if parsed.get("engine_weights", "auto") not in ENGINE_WEIGHTS:
+        raise SettingsError(f"BOTLOOM_ENGINE_WEIGHTS must be one of {', '.join(ENGINE_WEIGHTS)}")
+    for name in ("prefix_cache_mb", "torch_threads"):
+        if parsed.get(name, 0) < 0:
+            raise SettingsError(f"{env_name(name)} must be 0 or more")
     return parsed
 
 

@@ -35,7 +35,8 @@ from models.decoding import ReplyText
 from models.engine.config import ENGINES, Batcher, EngineConfig
 from models.engine.request import EngineRequest, EngineStats
 from models.hf import load_chat_model, load_model
-from models.loading import context_window_of, eos_token_ids
+from models.engine.cpu_model import use_cpu_threads
+from models.loading import context_window_of, eos_token_ids, pick_device
 
 
 def create_batcher(
@@ -61,6 +62,8 @@ def create_batcher(
         max_batch=config.max_batch,
         prefix_cache_tokens=config.prefix_cache_tokens,
         pack_weights=config.pack_weights,
+        weights=config.weights,
+        prefix_cache_bytes=config.prefix_cache_bytes,
     )
 
 
@@ -208,14 +211,16 @@ def load_engine_model(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    config = config or EngineConfig()
+    if pick_device(device).type == "cpu":
+        use_cpu_threads(config.torch_threads)
     if engine == "serial":
         return load_chat_model(
             spec, cache_dir=cache_dir, device=device, dtype=dtype, context_window=context_window
         )
     model, tokenizer, name = load_model(spec, cache_dir=cache_dir, device=device, dtype=dtype)
-    config = config or EngineConfig()
     if engine == "auto" and model.device.type != "cuda" and config.backend != "paged":
-        from models.engine.dynamic import supports_dynamic_batching
+        from models.engine.cpu_model import supports_dynamic_batching
         from models.hf import HuggingFaceChatModel
 
         if not supports_dynamic_batching(model):
