@@ -38,7 +38,8 @@ class _Scratch(threading.local):
 
     def take(self, numel: int) -> torch.Tensor:
         if self.buffer is None or self.buffer.numel() < numel:
-            self.buffer = torch.empty(numel, dtype=torch.float32)
+            with torch.inference_mode(False):  # a normal tensor: writable in and out of it
+                self.buffer = torch.empty(numel, dtype=torch.float32)
         return self.buffer[:numel]
 
 
