@@ -29,6 +29,7 @@ from transformers import PreTrainedModel
 logger = logging.getLogger(__name__)
 
 SMALL_ROWS = 32  # up to this many rows go to the int8 kernel, more to dequantise + F.linear
+DENSE_ROWS = 4  # a layer that keeps a float32 weight (a tied output layer) uses it above this
 
 
 class _Scratch(threading.local):
@@ -50,8 +51,17 @@ class Int8Linear(nn.Module):
     """`nn.Linear` with an int8 weight [out, in] and float32 per-output-channel `scales`
     (weight ~ int8 x scale); float32 in and out; inference only, CPU only."""
 
-    def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        scales: torch.Tensor,
+        bias: torch.Tensor | None,
+        dense: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
+        # A float32 weight the model keeps anyway (the input embedding an output layer is tied
+        # to): products of more than DENSE_ROWS rows use it (faster there, and exact).
+        self.dense = dense
         self.out_features, self.in_features = weight.shape
         self.register_buffer("weight", weight, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
@@ -74,7 +84,9 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, self.in_features)
-        if flat.shape[0] <= SMALL_ROWS:
+        if self.dense is not None and flat.shape[0] > DENSE_ROWS:
+            out = F.linear(flat.float(), self.dense, self.bias)
+        elif flat.shape[0] <= SMALL_ROWS:
             out = torch._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight, self._ones)
             out = torch.mul(out, self.scales)  # float32
             if self.bias is not None:
@@ -151,6 +163,7 @@ def quantized_copy(model: PreTrainedModel) -> PreTrainedModel | None:
         return None
     try:
         quantized = copy.deepcopy(model, copy_memo(model))
+        embedding = quantized.get_input_embeddings().weight
         for parent in list(quantized.modules()):
             for key, names in FUSED.items():
                 fused = fuse_linears(parent, names)
@@ -158,7 +171,10 @@ def quantized_copy(model: PreTrainedModel) -> PreTrainedModel | None:
                     object.__setattr__(parent, f"botloom_{key}", fused)  # not a submodule
             for name, child in list(parent.named_children()):
                 if type(child) is nn.Linear:
-                    setattr(parent, name, Int8Linear.quantize(child.weight, child.bias))
+                    layer = Int8Linear.quantize(child.weight, child.bias)
+                    if child.weight is embedding:  # tied: keep using the float32 weight too
+                        layer.dense = embedding.detach()  # shared, not copied
+                    setattr(parent, name, layer)
         return quantized
     except Exception:  # an op missing from this PyTorch build: serve float32
         logger.warning("int8 weights are unavailable; the engine runs float32", exc_info=True)
