@@ -33,9 +33,9 @@ from models.api import (
 from models.chat_template import ChatTemplate
 from models.decoding import ReplyText
 from models.engine.config import ENGINES, Batcher, EngineConfig
+from models.engine.cpu_model import release_freed_memory, use_cpu_threads
 from models.engine.request import EngineRequest, EngineStats
 from models.hf import load_chat_model, load_model
-from models.engine.cpu_model import use_cpu_threads
 from models.loading import context_window_of, eos_token_ids, pick_device
 
 
@@ -225,7 +225,7 @@ def load_engine_model(
 
         if not supports_dynamic_batching(model):
             return HuggingFaceChatModel(model, tokenizer, name=name, context_window=context_window)
-    return BatchedChatModel(
+    batched = BatchedChatModel(
         model,
         tokenizer,
         name=name,
@@ -233,3 +233,7 @@ def load_engine_model(
         context_window=context_window,
         default_params=default_params,
     )
+    if model.device.type == "cpu":
+        del model  # the batcher runs its own copy: the loaded weights can go
+        release_freed_memory()
+    return batched

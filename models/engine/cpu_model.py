@@ -8,6 +8,9 @@ is one decode step of every row of the batch, through the compact step or transf
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import inspect
 import logging
 import os
@@ -108,6 +111,15 @@ def default_prefix_cache_bytes(model: PreTrainedModel) -> int:
     32 MiB (the embedded default: 135 MB, about 2,900 tokens of 46 kB in float32)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return max(MIN_PREFIX_CACHE_BYTES, weights // 4)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed since loading back to the OS (glibc keeps freed blocks otherwise: the
+    embedded default stays at 1.1 GB resident after its float32 weights are dropped, 0.63 GB
+    after this). Best-effort; nothing happens off glibc."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def cpu_threads(requested: int = 0) -> int:

@@ -189,7 +189,9 @@ class DynamicBatcher:
                     prefill.request.finish(generation_error(error))
         if joined:
             self._kv.add([kv for _, kv in joined], [row.length for row, _ in joined])
-            self._seen.add_rows([row.request.prompt_ids + row.request.generated for row, _ in joined])
+            self._seen.add_rows(
+                [row.request.prompt_ids + row.request.generated for row, _ in joined]
+            )
             self._rows.extend(row for row, _ in joined)
 
     def _prefill(self, group: list[Prefill]) -> list[tuple[_Row, LayerKV]]:

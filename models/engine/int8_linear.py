@@ -66,7 +66,9 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", weight, persistent=False)
         self.register_buffer("scales", scales, persistent=False)
         self.register_buffer("bias", bias, persistent=False)
-        self.register_buffer("_ones", torch.ones(self.out_features, dtype=torch.bfloat16), persistent=False)
+        self.register_buffer(
+            "_ones", torch.ones(self.out_features, dtype=torch.bfloat16), persistent=False
+        )
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Int8Linear:
@@ -122,10 +124,12 @@ def fuse_linears(parent: nn.Module, names: tuple[str, ...]) -> Int8Linear | None
     if all(b is None for b in biases):
         bias = None
     else:
-        bias = torch.cat([
-            b.detach() if b is not None else torch.zeros(layer.out_features)  # type: ignore[union-attr]
-            for b, layer in zip(biases, layers, strict=True)
-        ])
+        bias = torch.cat(
+            [
+                b.detach() if b is not None else torch.zeros(layer.out_features)  # type: ignore[union-attr]
+                for b, layer in zip(biases, layers, strict=True)
+            ]
+        )
     fused = Int8Linear.quantize(weights, bias)
     start = 0
     for name, layer in zip(names, layers, strict=True):

@@ -67,7 +67,9 @@ class SeenTokens:
         have_rows, have_columns = self._ids.shape
         if rows <= have_rows and columns <= have_columns:
             return
-        grown = torch.zeros(max(rows, 2 * have_rows), max(columns, 2 * have_columns, 64), dtype=torch.long)
+        grown = torch.zeros(
+            max(rows, 2 * have_rows), max(columns, 2 * have_columns, 64), dtype=torch.long
+        )
         grown[:have_rows, :have_columns] = self._ids
         for row, ids in enumerate(self._ids[: self.rows]):  # pad with the row's first token
             grown[row, have_columns:] = ids[0]

@@ -46,7 +46,9 @@ async def test_a_float32_llama_runs_int8_weights_and_the_compact_step_like_seria
     float32: Loaded,
 ) -> None:
     model, tokenizer = float32
-    engine = BatchedChatModel(model, tokenizer, name="tiny", stop_token_ids=(), config=EngineConfig(max_batch=4))
+    engine = BatchedChatModel(
+        model, tokenizer, name="tiny", stop_token_ids=(), config=EngineConfig(max_batch=4)
+    )
     try:
         runner = engine._batcher.runner  # type: ignore[attr-defined]
         assert (runner.weights, runner.compact) == ("int8", True)
@@ -142,7 +144,9 @@ async def test_non_finite_scores_fail_that_request_alone(loaded: Loaded) -> None
         return output
 
     handle = model.get_input_embeddings().register_forward_hook(nan_rows)
-    engine = BatchedChatModel(model, tokenizer, name="tiny", stop_token_ids=(), config=EngineConfig(max_batch=4))
+    engine = BatchedChatModel(
+        model, tokenizer, name="tiny", stop_token_ids=(), config=EngineConfig(max_batch=4)
+    )
     try:
         questions = [QUESTIONS[0], poison, QUESTIONS[2]]
         results = await asyncio.gather(
@@ -162,17 +166,17 @@ async def test_non_finite_scores_fail_that_request_alone(loaded: Loaded) -> None
 
 def test_the_prefix_cache_evicts_by_bytes_and_refuses_what_can_never_fit() -> None:
     def kv(tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(torch.zeros(1, 2, tokens, 4), torch.zeros(1, 2, tokens, 4))]  # 256 B a token
+        return [(torch.zeros(1, 2, tokens, 4), torch.zeros(1, 2, tokens, 4))]  # 64 B a token
 
-    cache = PrefixCache(max_tokens=10_000, max_bytes=256 * 10)
+    cache = PrefixCache(max_tokens=10_000, max_bytes=64 * 10)
     cache.store([1, 2, 3, 4], kv(4))
     cache.store([5, 6, 7, 8], kv(4))
     cache.store([9, 10, 11, 12], kv(4))  # 12 tokens > 10: the oldest goes
-    assert cache.bytes == 256 * 8 and cache.match([1, 2, 3, 4, 0])[0] == 0
+    assert cache.bytes == 64 * 8 and cache.match([1, 2, 3, 4, 0])[0] == 0
     assert cache.match([5, 6, 7, 8, 0])[0] == 4
     cache.store(list(range(100, 111)), kv(11))  # larger than the whole bound: not kept
-    assert cache.bytes == 256 * 8
-    assert not cache.fits(11, 256) and cache.fits(10, 256)
+    assert cache.bytes == 64 * 8
+    assert not cache.fits(11, 64) and cache.fits(10, 64)
 
 
 async def test_sixteen_long_conversations_keep_the_prefix_cache_under_its_bound(
@@ -193,7 +197,9 @@ async def test_sixteen_long_conversations_keep_the_prefix_cache_under_its_bound(
         nonlocal highest
         history = [ChatMessage("system", "You are a test bot. " * 8)]
         for turn in range(3):
-            history.append(ChatMessage("user", f"Conversation {n}, turn {turn}: tell me more. " * 3))
+            history.append(
+                ChatMessage("user", f"Conversation {n}, turn {turn}: tell me more. " * 3)
+            )
             reply = await complete(engine, history, params)
             history.append(ChatMessage("assistant", reply))
             highest = max(highest, batcher.prefixes.bytes)
