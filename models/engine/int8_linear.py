@@ -29,7 +29,7 @@ from transformers import PreTrainedModel
 logger = logging.getLogger(__name__)
 
 SMALL_ROWS = 32  # up to this many rows go to the int8 kernel, more to dequantise + F.linear
-DENSE_ROWS = 4  # a layer that keeps a float32 weight (a tied output layer) uses it above this
+DENSE_ROWS = 0  # a layer that keeps a float32 weight (a tied output layer) uses it above this
 
 
 class _Scratch(threading.local):
