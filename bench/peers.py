@@ -84,21 +84,24 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
     }  # fmt: skip
     notes = []
     llama = args.venvs / "llama" / "bin" / "python"
-    if llama.is_file():
+    usable = llama.is_file() and subprocess.run([str(llama), "-c", "import llama_cpp.server"],
+                                                capture_output=True).returncode == 0  # fmt: skip
+    if usable and (not args.only or "llama" in args.only):
         q4 = embedded_gguf_path()
         for name, ftype in (("Q4_1", None), ("F16", 1), ("F32", 0)):
             gguf = q4 if ftype is None else args.venvs / f"SmolLM2-135M-Instruct.{name}.gguf"
             if ftype is not None and not gguf.is_file():
-                subprocess.run(
-                    [str(llama), "-c", QUANTIZE, str(q4), str(gguf), str(ftype)], check=True
-                )
+                made = subprocess.run([str(llama), "-c", QUANTIZE, str(q4), str(gguf), str(ftype)])
+                if made.returncode != 0:
+                    notes.append(f"llama.cpp-{name}: llama_model_quantize failed")
+                    continue
             found[f"llama.cpp-{name}"] = {
                 "command": [str(llama), "-m", "llama_cpp.server", "--model", str(gguf),
                             "--n_threads", threads, "--n_ctx", "4096", "--port", str(port)],
                 "env": env, "extra": {"repeat_penalty": 1.1},
             }  # fmt: skip
     else:
-        notes.append(f"llama.cpp: not installed ({llama} missing)")
+        notes.append(f"llama.cpp: llama-cpp-python[server] not installed in {llama.parent.parent}")
     vllm = args.venvs / "vllm" / "bin" / "vllm"
     if vllm.is_file():
         folder = ensure_embedded_default(args.cache_dir)
