@@ -56,6 +56,9 @@ def build_local_model(settings: Settings) -> ChatModel:
         retry_after_s=settings.busy_retry_after_s,
         prefix_cache_tokens=settings.prefix_cache_tokens,
         block_size=settings.kv_block_size,
+        weights=settings.engine_weights,  # type: ignore[arg-type]  # checked by bot.settings
+        prefix_cache_bytes=settings.prefix_cache_mb << 20 or None,
+        torch_threads=settings.torch_threads,
     )
     loader = partial(
         load_engine_model,
@@ -65,6 +68,7 @@ def build_local_model(settings: Settings) -> ChatModel:
         config=engine,
         device=settings.model_device,
         dtype=settings.model_dtype,
+        context_window=settings.context_tokens,  # every request capped, the model server's too
         default_params=GenerationParams(temperature=settings.temperature, top_p=settings.top_p),
     )
     return DeferredChatModel(loader, name=settings.model)

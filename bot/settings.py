@@ -15,6 +15,7 @@ from typing import Any
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
+ENGINE_WEIGHTS = ("auto", "int8", "float32")  # EngineConfig.weights
 
 # bench/memory.py compared a candidate ("You are botloom, an AI assistant chatting with a user.
 # You are the assistant, not the user: ...") on its held-out set: it recalled less and answered
@@ -137,6 +138,13 @@ class Settings:
     reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
     memory_extraction: str = "rules"  # "model": also the model's structured extraction (big models)
 
+    # CPU speed of the in-process engine (issue 16): weights "auto" (int8 for a float32 model on
+    # the CPU), "int8" or "float32"; the prefix cache's bound in MB (0: a quarter of the model's
+    # weights, at least 32 MiB); torch threads on the CPU (0: every core the process is given).
+    engine_weights: str = "auto"
+    prefix_cache_mb: int = 0
+    torch_threads: int = 0
+
     def __repr__(self) -> str:
         """The settings, with passwords inside URLs masked and secret fields left out."""
         from bot.redaction import mask_url
@@ -210,6 +218,12 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
         raise SettingsError("BOTLOOM_MEMORY_EXTRACTION must be rules or model")
     if parsed.get("engine", "auto") not in ENGINES:
         raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
+    # CPU speed of the engine (issue 16)
+    if parsed.get("engine_weights", "auto") not in ENGINE_WEIGHTS:
+        raise SettingsError(f"BOTLOOM_ENGINE_WEIGHTS must be one of {', '.join(ENGINE_WEIGHTS)}")
+    for name in ("prefix_cache_mb", "torch_threads"):
+        if parsed.get(name, 0) < 0:
+            raise SettingsError(f"{env_name(name)} must be 0 or more")
     return parsed
 
 

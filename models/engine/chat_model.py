@@ -32,9 +32,11 @@ from models.api import (
 )
 from models.decoding import ReplyText
 from models.engine.config import ENGINES, Batcher, EngineConfig
+from models.engine.cpu_model import release_freed_memory, use_cpu_threads
 from models.engine.request import EngineRequest, EngineStats
 from models.hf import load_chat_model, load_model
 from models.loaded import LoadedChatModel
+from models.loading import pick_device
 
 
 def create_batcher(
@@ -60,6 +62,8 @@ def create_batcher(
         max_batch=config.max_batch,
         prefix_cache_tokens=config.prefix_cache_tokens,
         pack_weights=config.pack_weights,
+        weights=config.weights,
+        prefix_cache_bytes=config.prefix_cache_bytes,
     )
 
 
@@ -195,19 +199,21 @@ def load_engine_model(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    config = config or EngineConfig()
+    if pick_device(device).type == "cpu":
+        use_cpu_threads(config.torch_threads)
     if engine == "serial":
         return load_chat_model(
             spec, cache_dir=cache_dir, device=device, dtype=dtype, context_window=context_window
         )
     model, tokenizer, name = load_model(spec, cache_dir=cache_dir, device=device, dtype=dtype)
-    config = config or EngineConfig()
     if engine == "auto" and model.device.type != "cuda" and config.backend != "paged":
-        from models.engine.dynamic import supports_dynamic_batching
+        from models.engine.cpu_model import supports_dynamic_batching
         from models.hf import HuggingFaceChatModel
 
         if not supports_dynamic_batching(model):
             return HuggingFaceChatModel(model, tokenizer, name=name, context_window=context_window)
-    return BatchedChatModel(
+    batched = BatchedChatModel(
         model,
         tokenizer,
         name=name,
@@ -215,3 +221,7 @@ def load_engine_model(
         context_window=context_window,
         default_params=default_params,
     )
+    if model.device.type == "cpu":
+        del model  # the batcher runs its own copy: the loaded weights can go
+        release_freed_memory()
+    return batched

@@ -29,6 +29,12 @@ class EngineConfig:
     (`gpu_memory_fraction` of it, None: transformers' default). `cuda_graphs` and
     `async_batching` (paged; double-buffered steps that hide CPU overhead): None lets transformers
     decide (both on with flash attention, off with SDPA).
+
+    CPU speed (issue 16; dynamic backend): `weights` "auto" runs a float32 model on the CPU on
+    int8 weights with the compact decode step (models/engine/cpu_model.py), "float32" on its own
+    (oneDNN-packed) weights. `prefix_cache_bytes` bounds the PrefixCache in bytes as well (None:
+    a quarter of the model's weights, at least 32 MiB). `torch_threads`: torch's intra-op
+    threads on the CPU (0: the cores the process may run on).
     """
 
     backend: Backend = "auto"
@@ -43,6 +49,10 @@ class EngineConfig:
     gpu_memory_fraction: float | None = None
     cuda_graphs: bool | None = None
     async_batching: bool | None = None
+    # CPU speed (issue 16)
+    weights: Literal["auto", "int8", "float32"] = "auto"
+    prefix_cache_bytes: int | None = None
+    torch_threads: int = 0
 
 
 class Batcher(Protocol):

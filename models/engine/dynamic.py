@@ -20,7 +20,6 @@ from serial `generate`'s; this backend's are the same.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from collections import deque
@@ -28,29 +27,29 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
-from transformers.cache_utils import DynamicLayer
 
 from models.api import ModelError, ModelUnavailable
+from models.engine.cpu_model import (
+    Weights,
+    default_prefix_cache_bytes,
+    kv_bytes_per_token,
+    prepare_model,
+    supports_dynamic_batching,
+)
 from models.engine.kv import BatchKV, LayerKV, fill_cache, layer_kv
-from models.engine.packed_linear import packed_copy
 from models.engine.prefill import Prefill, next_prefill_group, padded_pasts, prefill_inputs, row_kv
 from models.engine.prefix_cache import PrefixCache
-from models.engine.request import EngineRequest, EngineStats
-from models.engine.sampling import choose_tokens
+from models.engine.request import (
+    NOT_FINITE,
+    EngineRequest,
+    EngineStats,
+    finish_quietly,
+    generation_error,
+    push_or_error,
+)
+from models.engine.sampling import SeenTokens, choose_tokens, finite_rows
 
 logger = logging.getLogger(__name__)
-
-
-def supports_dynamic_batching(model: PreTrainedModel) -> bool:
-    """True for decoder-only models whose every layer keeps a plain growing KV cache (Llama,
-    Qwen2, Phi-3, ...); sliding-window and recurrent layers would need their own padding rules."""
-    if getattr(model.config, "is_encoder_decoder", False):
-        return False
-    try:
-        cache = DynamicCache(config=model.config)
-    except Exception:  # an architecture whose cache cannot be built from its config
-        return False
-    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 @dataclass(eq=False)
@@ -62,10 +61,15 @@ class _Row:
 
 class DynamicBatcher:
     """Generates up to `max_batch` replies at once in one scheduler thread; more wait in FIFO
-    order. `prefix_cache_tokens` bounds the PrefixCache (0 turns prefix reuse off).
+    order. `prefix_cache_tokens` and `prefix_cache_bytes` (None: default_prefix_cache_bytes)
+    bound the PrefixCache (0 tokens turns prefix reuse off). `weights` and `pack_weights`: see
+    models/engine/cpu_model.prepare_model ("float32" here by default; EngineConfig's "auto" is
+    int8 on the CPU).
 
     `submit` and `cancel` may be called from any thread. A cancelled request leaves the batch
-    before the next decode step (a waiting one at once) and is finished without error.
+    before the next decode step (a waiting one at once) and is finished without error. A request
+    whose step fails on its own (its text, stop check or callback raises, or its logits are not
+    finite) is finished with ModelError and leaves; the other rows go on unchanged.
     """
 
     def __init__(
@@ -75,27 +79,32 @@ class DynamicBatcher:
         max_batch: int = 16,
         prefix_cache_tokens: int = 16384,
         pack_weights: bool = True,
+        weights: Weights = "float32",
+        prefix_cache_bytes: int | None = None,
     ) -> None:
         if not supports_dynamic_batching(model):
             raise ValueError(f"{type(model).__name__} cannot be batched by DynamicBatcher")
-        packed = packed_copy(model, max_batch) if pack_weights else None
-        self.packed = packed is not None
-        self._model = packed or model
+        self.runner = prepare_model(
+            model, weights=weights, pack_weights=pack_weights, max_batch=max_batch
+        )
+        self.packed = self.runner.weights == "packed"
+        self._model = self.runner.model
         self._device = model.device
-        # transformers 5.24 renamed the forward argument `past_key_values` (5.17) to `cache`.
-        forward = inspect.signature(model.forward).parameters
-        self._cache_argument = "cache" if "cache" in forward else "past_key_values"
+        self._cache_argument = self.runner.cache_argument
         self._max_batch = max_batch
-        self.prefixes = PrefixCache(prefix_cache_tokens)
+        self._token_bytes = kv_bytes_per_token(model)
+        if prefix_cache_bytes is None:
+            prefix_cache_bytes = default_prefix_cache_bytes(model)
+        self.prefixes = PrefixCache(prefix_cache_tokens, prefix_cache_bytes)
         self.stats = EngineStats()
         self._waiting: deque[EngineRequest] = deque()
         self._wake = threading.Condition()
         self._closed = False
-        # The batch: its rows, their KV cache, and seen [rows, vocab] (bool: tokens each row
-        # contains, for the repetition penalty).
+        # The batch: its rows, their KV cache, and the tokens each row contains (for the
+        # repetition penalty).
         self._rows: list[_Row] = []
         self._kv = BatchKV(model.config, self._device, max_rows=max_batch)
-        self._seen = torch.zeros(0, 0, dtype=torch.bool, device=self._device)
+        self._seen = SeenTokens()
         self._thread = threading.Thread(target=self._run, name="botloom-engine", daemon=True)
         self._thread.start()
 
@@ -150,8 +159,8 @@ class DynamicBatcher:
                 except Exception as error:  # a bug here must not leave callers waiting forever
                     logger.exception("the engine's scheduler failed")
                     for request in joining:  # finishing is idempotent: admitted ones are no-ops
-                        request.finish(_generation_error(error))
-                    self._fail_all(_generation_error(error), waiting=False)
+                        request.finish(generation_error(error))
+                    self._fail_all(generation_error(error), waiting=False)
         self._fail_all(ModelUnavailable("the model was closed during the reply"))
 
     def _step(self, joining: list[EngineRequest]) -> None:
@@ -169,7 +178,7 @@ class DynamicBatcher:
                 request.finish()
             else:
                 pending.append(request)
-        joined: list[tuple[_Row, LayerKV, torch.Tensor]] = []
+        joined: list[tuple[_Row, LayerKV]] = []
         while pending:
             group, pending = next_prefill_group(pending, self.prefixes)
             try:
@@ -177,19 +186,20 @@ class DynamicBatcher:
             except Exception as error:
                 logger.exception("prefill failed")
                 for prefill in group:
-                    prefill.request.finish(_generation_error(error))
+                    prefill.request.finish(generation_error(error))
         if joined:
-            self._kv.add([kv for _, kv, _ in joined], [row.length for row, _, _ in joined])
-            seen = torch.stack([s for _, _, s in joined])
-            self._seen = torch.cat([self._seen, seen]) if self._rows else seen
-            self._rows.extend(row for row, _, _ in joined)
+            self._kv.add([kv for _, kv in joined], [row.length for row, _ in joined])
+            self._seen.add_rows(
+                [row.request.prompt_ids + row.request.generated for row, _ in joined]
+            )
+            self._rows.extend(row for row, _ in joined)
 
-    def _prefill(self, group: list[Prefill]) -> list[tuple[_Row, LayerKV, torch.Tensor]]:
+    def _prefill(self, group: list[Prefill]) -> list[tuple[_Row, LayerKV]]:
         """Run the prompts of `group` (what the PrefixCache lacks of each) in one forward pass
         and choose their first tokens.
 
         Returns a new row for each reply that goes on, with its KV cache (per layer
-        [1, kv_heads, prompt, head_dim]) and its seen-token mask [vocab].
+        [1, kv_heads, prompt, head_dim]).
 
         Several prompts run as one batch: the reused prefixes left-padded to the longest, then the
         new tokens left-padded to the longest suffix, so that every row's last token is in the
@@ -212,10 +222,9 @@ class DynamicBatcher:
         )
         self.stats.prefill_passes += 1
         layers = [layer_kv(layer) for layer in cache.layers]
-        logits = out.logits[:, -1]  # [rows, vocab]
-        seen = torch.zeros(rows, logits.shape[-1], dtype=torch.bool, device=device)
-        for i, p in enumerate(group):
-            seen[i, torch.tensor(p.request.prompt_ids, device=device)] = True
+        logits, broken = finite_rows(out.logits[:, -1])  # [rows, vocab]
+        seen = SeenTokens()
+        seen.add_rows([p.request.prompt_ids for p in group])
         tokens = choose_tokens(logits, [p.request.params for p in group], seen)
         started = []
         for i, (p, token) in enumerate(zip(group, tokens, strict=True)):
@@ -228,11 +237,14 @@ class DynamicBatcher:
             self.stats.prefill_tokens += p.suffix
             self.stats.reused_tokens += p.reused
             self.prefixes.store(ids, kv)
-            seen[i, token] = True
             self.stats.tokens_generated += 1
             row = _Row(request, length=len(ids), next_token=token)
-            if request.push(token):
-                started.append((row, kv, seen[i]))
+            failure = NOT_FINITE if i in broken else None
+            go_on = failure is None and push_or_error(request, token)
+            if isinstance(go_on, ModelError) or failure is not None:
+                finish_quietly(request, failure or go_on)
+            elif go_on:
+                started.append((row, kv))
             else:
                 self._retire(row, kv)
         return started
@@ -240,42 +252,45 @@ class DynamicBatcher:
     def _decode_step(self) -> None:
         rows = self._rows
         try:
-            out = self._model(
-                input_ids=torch.tensor([[row.next_token] for row in rows], device=self._device),
-                attention_mask=self._kv.next_mask(),
-                position_ids=torch.tensor([[row.length] for row in rows], device=self._device),
-                use_cache=True,
-                logits_to_keep=1,
-                **{self._cache_argument: self._kv.cache},
+            logits = self.runner.decode(
+                self._kv, [row.next_token for row in rows], [row.length for row in rows]
             )
-            tokens = choose_tokens(
-                out.logits[:, -1], [row.request.params for row in rows], self._seen
-            )
-        except Exception as error:
+            logits, broken = finite_rows(logits)
+            tokens = choose_tokens(logits, [row.request.params for row in rows], self._seen)
+        except Exception as error:  # the whole batch's forward failed
             logger.exception("decode step failed")
-            self._fail_all(_generation_error(error), waiting=False)
+            self._fail_all(generation_error(error), waiting=False)
             return
-        self._seen[torch.arange(len(rows)), torch.tensor(tokens, device=self._device)] = True
+        self._seen.add(tokens)
         self.stats.count_step(len(rows))
         self.stats.tokens_generated += len(rows)
-        leaving = []
+        leaving: list[int] = []
+        failed: dict[int, ModelError] = {}
         for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             row.length += 1
             row.next_token = token
-            if not row.request.push(token):
+            go_on = NOT_FINITE if index in broken else push_or_error(row.request, token)
+            if isinstance(go_on, ModelError):
+                failed[index] = go_on
+            elif not go_on:
                 leaving.append(index)
-        self._leave(leaving)
+        self._leave(leaving, failed)
 
-    def _leave(self, indices: list[int]) -> None:
-        """Remove rows from the batch (their replies ended or were cancelled) and finish them."""
-        if not indices:
+    def _leave(self, indices: list[int], failed: dict[int, ModelError] | None = None) -> None:
+        """Remove rows from the batch (their replies ended, were cancelled, or `failed`) and
+        finish them."""
+        failed = failed or {}
+        if not indices and not failed:
             return
         for index in indices:
             row = self._rows[index]
-            self._retire(row, self._kv.row(index) if self.prefixes.max_tokens >= row.length else [])
-        order = self._kv.remove(indices)
+            fits = self.prefixes.fits(row.length, self._token_bytes)
+            self._retire(row, self._kv.row(index) if fits else [])
+        for index, error in failed.items():
+            finish_quietly(self._rows[index].request, error)
+        order = self._kv.remove([*indices, *failed])
         self._rows = [self._rows[i] for i in order]
-        self._seen = self._seen[torch.tensor(order, dtype=torch.long, device=self._device)]
+        self._seen.keep(order)
 
     def _retire(self, row: _Row, kv: LayerKV) -> None:
         request = row.request
@@ -283,22 +298,16 @@ class DynamicBatcher:
             self.prefixes.store((request.prompt_ids + request.generated)[: row.length], kv)
         if request.cancelled.is_set():
             self.stats.cancelled += 1
-        request.finish()
+        finish_quietly(request, None)
 
     def _fail_all(self, error: BaseException, *, waiting: bool = True) -> None:
         failed = [row.request for row in self._rows]
         self._rows = []
         self._kv.clear()
-        self._seen = self._seen[:0]
+        self._seen = SeenTokens()
         if waiting:
             with self._wake:
                 failed.extend(self._waiting)
                 self._waiting.clear()
         for request in failed:
-            request.finish(error)
-
-
-def _generation_error(error: Exception) -> ModelError:
-    failure = ModelError(f"generation failed: {error!r}")
-    failure.__cause__ = error
-    return failure
+            finish_quietly(request, error)

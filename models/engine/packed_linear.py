@@ -68,7 +68,7 @@ def packed_copy(model: PreTrainedModel, batch_size: int) -> PreTrainedModel | No
     if not can_pack(model):
         return None
     try:
-        packed = copy.deepcopy(model, _copy_memo(model))
+        packed = copy.deepcopy(model, copy_memo(model))
         replaced = 0
         for parent in list(packed.modules()):
             for name, child in list(parent.named_children()):
@@ -85,7 +85,7 @@ def packed_copy(model: PreTrainedModel, batch_size: int) -> PreTrainedModel | No
         return None
 
 
-def _copy_memo(model: nn.Module) -> dict[int, torch.Tensor]:
+def copy_memo(model: nn.Module) -> dict[int, torch.Tensor]:
     """deepcopy's memo for `packed_copy`: tensors that only linear layers use stay shared (those
     layers are replaced); the others (embeddings, norms, a tied output layer's weight) are
     cloned. Loaded weights are often views of one buffer, which a single view keeps alive whole:

@@ -19,24 +19,38 @@ from models.engine.kv import LayerKV
 class _Entry:
     ids: torch.Tensor  # [tokens] int64, on the CPU
     kv: LayerKV
+    nbytes: int  # of the tensors in kv
 
 
 class PrefixCache:
-    """Keeps the KV cache of up to `max_tokens` tokens of recent sequences, least recently used
-    evicted first. Stored tensors are never written in place (callers must not either), so a match
-    hands out views of them without copying. Not thread-safe: one scheduler thread owns it.
+    """Keeps the KV cache of up to `max_tokens` tokens and `max_bytes` bytes (of the stored
+    tensors; None: no byte bound) of recent sequences, least recently used evicted first. Stored
+    tensors are never written in place (callers must not either), so a match hands out views of
+    them without copying. Not thread-safe: one scheduler thread owns it.
     """
 
-    def __init__(self, max_tokens: int) -> None:
+    def __init__(self, max_tokens: int, max_bytes: int | None = None) -> None:
         self.max_tokens = max_tokens
+        self.max_bytes = max_bytes
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._tokens = 0
+        self._bytes = 0
         self._next_key = 0
 
     @property
     def tokens(self) -> int:
         """Tokens held in all."""
         return self._tokens
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the KV tensors held in all."""
+        return self._bytes
+
+    def fits(self, tokens: int, token_bytes: int) -> bool:
+        """Whether a sequence of `tokens` tokens of `token_bytes` each could be stored."""
+        limit = self.max_bytes
+        return 0 < tokens <= self.max_tokens and (limit is None or tokens * token_bytes <= limit)
 
     def match(self, ids: list[int]) -> tuple[int, LayerKV | None]:
         """(n, kv): the KV cache of `ids[:n]`, the longest stored prefix of `ids`, or (0, None).
@@ -64,7 +78,9 @@ class PrefixCache:
 
         Entries that are prefixes of `ids` are dropped: the new entry answers for them.
         """
-        if not ids or len(ids) > self.max_tokens:
+        size = _nbytes(kv)
+        too_big = self.max_bytes is not None and size > self.max_bytes
+        if not ids or len(ids) > self.max_tokens or too_big:
             return
         new_ids = torch.tensor(ids)
         for key, entry in list(self._entries.items()):
@@ -72,18 +88,28 @@ class PrefixCache:
                 entry.ids
             ):
                 self._remove(key)
-        self._entries[self._next_key] = _Entry(new_ids, kv)
+        self._entries[self._next_key] = _Entry(new_ids, kv, size)
         self._next_key += 1
         self._tokens += len(ids)
-        while self._tokens > self.max_tokens:
+        self._bytes += size
+        while self._tokens > self.max_tokens or not self._within_bytes(0):
             self._remove(next(iter(self._entries)))
 
     def clear(self) -> None:
         self._entries.clear()
-        self._tokens = 0
+        self._tokens = self._bytes = 0
+
+    def _within_bytes(self, more: int) -> bool:
+        return self.max_bytes is None or self._bytes + more <= self.max_bytes
 
     def _remove(self, key: int) -> None:
-        self._tokens -= len(self._entries.pop(key).ids)
+        entry = self._entries.pop(key)
+        self._tokens -= len(entry.ids)
+        self._bytes -= entry.nbytes
+
+
+def _nbytes(kv: LayerKV) -> int:
+    return sum(k.nbytes + v.nbytes for k, v in kv)
 
 
 def _common_prefix_length(a: torch.Tensor, b: torch.Tensor) -> int:

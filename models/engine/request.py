@@ -8,13 +8,16 @@ callbacks, which the engine makes thread-safe with `loop.call_soon_threadsafe`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from models.api import GenerationParams
+from models.api import GenerationParams, ModelError
 from models.decoding import ReplyText
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,7 +91,37 @@ class EngineRequest:
         if self.finished:
             return
         self.finished = True
-        self.error = error
         if error is None and not self.cancelled.is_set():
-            self.text.end()
+            try:
+                self.text.end()
+            except Exception as failure:  # the caller still hears that its reply ended
+                error = generation_error(failure)
+        self.error = error
         self.done(error)
+
+
+NOT_FINITE = ModelError("generation failed: the model's scores for this reply are not finite")
+
+
+def push_or_error(request: EngineRequest, token: int) -> bool | ModelError:
+    """request.push(token), or the ModelError to fail that request alone with if its text, stop
+    check or callback raised."""
+    try:
+        return request.push(token)
+    except Exception as error:
+        logger.exception("a reply's text or callback failed")
+        return generation_error(error)
+
+
+def finish_quietly(request: EngineRequest, error: BaseException | None) -> None:
+    """request.finish(error); a callback that raises is logged and never stops the batch."""
+    try:
+        request.finish(error)
+    except Exception:
+        logger.exception("finishing a reply failed")
+
+
+def generation_error(error: Exception) -> ModelError:
+    failure = ModelError(f"generation failed: {error!r}")
+    failure.__cause__ = error
+    return failure

@@ -3,6 +3,9 @@
 Row by row this is what `generate` does with `sampling_kwargs(params)`: the repetition penalty
 over every token the row has seen (prompt and reply), then greedy argmax (temperature 0) or
 temperature, top-p and a multinomial draw. Logits are scored in float32, as `generate` does.
+The batcher keeps each row's seen tokens as SeenTokens (the ids, gathered and scattered like
+generate's RepetitionPenaltyLogitsProcessor), so that no step does work over [rows, vocab] beyond
+the logits themselves (finding the seen tokens of a [16, 49152] mask took 5.5 ms a step).
 """
 
 from __future__ import annotations
@@ -15,17 +18,83 @@ from transformers import TopPLogitsWarper
 from models.api import GenerationParams
 
 
+class SeenTokens:
+    """The distinct tokens each row of a batch contains, as an index tensor [rows, columns]
+    padded with each row's first token (a repeat changes nothing: it gets the same score).
+    Rows are added, extended by one token each step, reordered and dropped with the batch."""
+
+    def __init__(self) -> None:
+        self._ids = torch.zeros(0, 0, dtype=torch.long)
+        self._sets: list[set[int]] = []
+        self._counts: list[int] = []
+
+    @property
+    def rows(self) -> int:
+        return len(self._sets)
+
+    def index(self) -> torch.Tensor:
+        """[rows, columns] int64: every seen token of each row, padded with repeats."""
+        return self._ids[: self.rows, : max(self._counts, default=0)]
+
+    def add_rows(self, rows: Sequence[Sequence[int]]) -> None:
+        """Append rows that have seen these tokens (a prompt and its first reply token)."""
+        for ids in rows:
+            distinct = list(dict.fromkeys(ids)) or [0]
+            self._grow(self.rows + 1, len(distinct))
+            row = self.rows
+            self._ids[row] = distinct[0]
+            self._ids[row, : len(distinct)] = torch.tensor(distinct)
+            self._sets.append(set(distinct))
+            self._counts.append(len(distinct))
+
+    def add(self, tokens: Sequence[int]) -> None:
+        """Each row has seen one more token (`tokens[row]`)."""
+        for row, token in enumerate(tokens):
+            if token not in self._sets[row]:
+                self._grow(self.rows, self._counts[row] + 1)
+                self._sets[row].add(token)
+                self._ids[row, self._counts[row]] = token
+                self._counts[row] += 1
+
+    def keep(self, order: Sequence[int]) -> None:
+        """Keep these rows (old indices), in this order."""
+        if self.rows:
+            self._ids = self._ids[torch.tensor(list(order), dtype=torch.long)]
+        self._sets = [self._sets[i] for i in order]
+        self._counts = [self._counts[i] for i in order]
+
+    def _grow(self, rows: int, columns: int) -> None:
+        have_rows, have_columns = self._ids.shape
+        if rows <= have_rows and columns <= have_columns:
+            return
+        grown = torch.zeros(
+            max(rows, 2 * have_rows), max(columns, 2 * have_columns, 64), dtype=torch.long
+        )
+        grown[:have_rows, :have_columns] = self._ids
+        for row, ids in enumerate(self._ids[: self.rows]):  # pad with the row's first token
+            grown[row, have_columns:] = ids[0]
+        self._ids = grown
+
+
 def choose_tokens(
-    logits: torch.Tensor, params: Sequence[GenerationParams], seen: torch.Tensor
+    logits: torch.Tensor, params: Sequence[GenerationParams], seen: torch.Tensor | SeenTokens
 ) -> list[int]:
     """The next token of each row.
 
-    logits: [rows, vocab] scores of the next token; seen: [rows, vocab] bool, True for tokens the
-    row already contains (the repetition penalty applies to those, once each).
+    logits: [rows, vocab] scores of the next token; seen: the tokens each row already contains
+    (the repetition penalty applies to those, once each), as SeenTokens or as a [rows, vocab]
+    bool mask.
     """
     scores = logits.float()
     penalties = [p.repetition_penalty for p in params]
-    if any(penalty != 1.0 for penalty in penalties):
+    if isinstance(seen, SeenTokens):
+        if any(penalty != 1.0 for penalty in penalties):
+            index = seen.index().to(scores.device)
+            picked = scores.gather(1, index)
+            penalty = torch.tensor(penalties, dtype=scores.dtype)[:, None]
+            penalised = torch.where(picked < 0, picked * penalty, picked / penalty)
+            scores = scores.clone().scatter_(1, index, penalised)
+    elif any(penalty != 1.0 for penalty in penalties):
         # Only the seen tokens change (a few hundred of a row's vocabulary): index them instead
         # of scoring the whole [rows, vocab] twice over (3x less time for 16 rows here).
         rows, tokens = seen.nonzero(as_tuple=True)
@@ -55,3 +124,14 @@ def _groups(params: Sequence[GenerationParams]) -> dict[tuple[float, float], lis
         key = (0.0, 1.0) if p.temperature <= 0 else (p.temperature, p.top_p)
         groups.setdefault(key, []).append(row)
     return groups
+
+
+def finite_rows(logits: torch.Tensor) -> tuple[torch.Tensor, set[int]]:
+    """(logits, rows whose scores are not all finite); those rows' scores become zeros so that
+    the other rows are sampled as usual (the batcher fails the broken ones alone)."""
+    bad = (~torch.isfinite(logits).all(dim=-1)).nonzero().flatten().tolist()
+    if not bad:
+        return logits, set()
+    logits = logits.clone()
+    logits[bad] = 0
+    return logits, set(bad)

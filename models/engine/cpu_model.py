@@ -1,0 +1,139 @@
+"""The model a DynamicBatcher runs, and the defaults the CPU path takes from the model.
+
+`prepare_model` chooses, once at load: int8 weights (models/engine/int8_linear.py) with the
+compact decode step (models/engine/compact.py) where they apply, else oneDNN-packed float32
+weights (models/engine/packed_linear.py), else the caller's model as it is. `EngineModel.decode`
+is one decode step of every row of the batch, through the compact step or transformers' forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
+
+from models.engine.compact import CompactDecoder, compact_decoder
+from models.engine.int8_linear import quantized_copy
+from models.engine.kv import BatchKV
+from models.engine.packed_linear import packed_copy
+
+logger = logging.getLogger(__name__)
+
+Weights = Literal["auto", "int8", "float32"]
+MIN_PREFIX_CACHE_BYTES = 32 << 20
+
+
+def supports_dynamic_batching(model: PreTrainedModel) -> bool:
+    """True for decoder-only models whose every layer keeps a plain growing KV cache (Llama,
+    Qwen2, Phi-3, ...); sliding-window and recurrent layers would need their own padding rules."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    try:
+        cache = DynamicCache(config=model.config)
+    except Exception:  # an architecture whose cache cannot be built from its config
+        return False
+    return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+@dataclass
+class EngineModel:
+    """The model the batcher runs. `weights`: "int8", "packed" (oneDNN float32) or "as loaded";
+    `compact`: whether decode steps take the compact path."""
+
+    model: PreTrainedModel
+    weights: str
+    decoder: CompactDecoder | None = None
+
+    def __post_init__(self) -> None:
+        # transformers 5.24 renamed the forward argument `past_key_values` (5.17) to `cache`.
+        forward = inspect.signature(self.model.forward).parameters
+        self.cache_argument = "cache" if "cache" in forward else "past_key_values"
+
+    @property
+    def compact(self) -> bool:
+        return self.decoder is not None
+
+    def decode(self, kv: BatchKV, tokens: Sequence[int], positions: Sequence[int]) -> torch.Tensor:
+        """Logits [rows, vocab] of the next token of every row; the step's keys and values are
+        written into `kv`."""
+        mask = kv.next_mask()
+        if self.decoder is not None:
+            return self.decoder.step(kv, tokens, positions, mask)
+        device = self.model.device
+        out = self.model(
+            input_ids=torch.tensor([[t] for t in tokens], device=device),
+            attention_mask=mask,
+            position_ids=torch.tensor([[p] for p in positions], device=device),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_argument: kv.cache},
+        )
+        return out.logits[:, -1]
+
+
+def prepare_model(
+    model: PreTrainedModel, *, weights: Weights, pack_weights: bool, max_batch: int
+) -> EngineModel:
+    """The batcher's model: an int8 copy with the compact step ("auto" or "int8", a float32
+    model on the CPU), else a packed copy (`pack_weights`), else `model` itself."""
+    if weights in ("auto", "int8"):
+        quantized = quantized_copy(model)
+        if quantized is not None:
+            return EngineModel(quantized, "int8", compact_decoder(quantized))
+        if weights == "int8":
+            logger.warning("int8 weights do not apply to this model: the engine runs it as loaded")
+    packed = packed_copy(model, max_batch) if pack_weights else None
+    return EngineModel(packed, "packed") if packed is not None else EngineModel(model, "as loaded")
+
+
+def kv_bytes_per_token(model: PreTrainedModel) -> int:
+    """Bytes of KV cache one token takes (keys and values of every layer)."""
+    config = model.config
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    size = torch.empty(0, dtype=model.dtype).element_size()
+    return 2 * int(config.num_hidden_layers) * kv_heads * dim * size
+
+
+def default_prefix_cache_bytes(model: PreTrainedModel) -> int:
+    """The PrefixCache's default bound: a quarter of the model's weights as loaded, at least
+    32 MiB (the embedded default: 135 MB, about 2,900 tokens of 46 kB in float32)."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return max(MIN_PREFIX_CACHE_BYTES, weights // 4)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed since loading back to the OS (glibc keeps freed blocks otherwise: the
+    embedded default stays at 1.1 GB resident after its float32 weights are dropped, 0.63 GB
+    after this). Best-effort; nothing happens off glibc."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def cpu_threads(requested: int = 0) -> int:
+    """Torch threads for the CPU: `requested`, or (0) the cores this process may run on."""
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def use_cpu_threads(requested: int = 0) -> int:
+    """Make torch's intra-op pool use `cpu_threads(requested)` threads; returns that number."""
+    threads = cpu_threads(requested)
+    torch.set_num_threads(threads)
+    return threads

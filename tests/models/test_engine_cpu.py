@@ -1,0 +1,215 @@
+"""The CPU path of the engine (issue 16) and its failure and memory bounds (issue 12 items 9, 10):
+int8 weights with the compact decode step, threads, one failing row, the prefix cache in bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from models.api import ChatMessage, GenerationParams, ModelError, complete
+from models.chat_template import ChatTemplate
+from models.decoding import ReplyText
+from models.engine import BatchedChatModel, EngineConfig
+from models.engine.cpu_model import cpu_threads, kv_bytes_per_token
+from models.engine.dynamic import DynamicBatcher
+from models.engine.int8_linear import Int8Linear
+from models.engine.prefix_cache import PrefixCache
+from models.engine.request import EngineRequest
+from models.loading import load_pretrained
+from tests.models.serial import Loaded, chat, load_float64, serial_reply
+
+GREEDY = GenerationParams(max_new_tokens=20, temperature=0.0, repetition_penalty=2.0)
+QUESTIONS = ("Hello, how are you?", "What is the weather today?", "Tell me a story.", "hi")
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    return load_float64(tiny_model_dir, tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def float32(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    return load_pretrained(str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("cache32"))
+
+
+# --- int8 weights and the compact decode step ----------------------------------------------------
+
+
+async def test_a_float32_llama_runs_int8_weights_and_the_compact_step_like_serial_generate(
+    float32: Loaded,
+) -> None:
+    model, tokenizer = float32
+    engine = BatchedChatModel(
+        model, tokenizer, name="tiny", stop_token_ids=(), config=EngineConfig(max_batch=4)
+    )
+    try:
+        runner = engine._batcher.runner  # type: ignore[attr-defined]
+        assert (runner.weights, runner.compact) == ("int8", True)
+        assert any(isinstance(m, Int8Linear) for m in runner.model.modules())
+        assert not any(type(m) is nn.Linear for m in runner.model.modules())
+        assert any(type(m) is nn.Linear for m in model.modules())  # the caller's model unchanged
+        replies = await asyncio.gather(*(complete(engine, chat(q), GREEDY) for q in QUESTIONS))
+        assert engine.stats.max_rows == len(QUESTIONS)
+    finally:
+        engine.close()
+    # Serial generate on the same int8 weights (transformers' forward, one sequence) agrees.
+    quantized = (runner.model, tokenizer)
+    assert replies == [serial_reply(quantized, chat(q), GREEDY) for q in QUESTIONS]
+
+
+def test_float32_weights_stay_a_setting(float32: Loaded) -> None:
+    batcher = DynamicBatcher(float32[0], max_batch=4, weights="float32")
+    try:
+        assert batcher.runner.weights == "packed" and not batcher.runner.compact
+    finally:
+        batcher.close()
+
+
+def test_the_engine_uses_the_cores_it_is_given(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from models.engine import load_engine_model
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        model = load_engine_model(str(tiny_model_dir), cache_dir=tmp_path)
+        model.close()  # type: ignore[attr-defined]
+        assert torch.get_num_threads() == len(os.sched_getaffinity(0)) == cpu_threads()
+        assert cpu_threads(3) == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- one failing row fails its request alone (issue 12, item 9) ---------------------------------
+
+
+def _request(loaded: Loaded, question: str, emit: Any, finished: threading.Event) -> EngineRequest:
+    tokenizer = loaded[1]
+    return EngineRequest(
+        prompt_ids=ChatTemplate(tokenizer, "tiny").encode(chat(question)),
+        params=GREEDY,
+        max_new_tokens=GREEDY.max_new_tokens,
+        stop_token_ids=(),
+        text=ReplyText(tokenizer, (), (), emit),
+        done=lambda error: finished.set(),
+    )
+
+
+def test_a_callback_that_raises_fails_its_request_alone(loaded: Loaded) -> None:
+    texts: dict[str, list[str]] = {q: [] for q in QUESTIONS}
+    calls = {"n": 0}
+
+    def exploding(piece: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("the channel went away")
+
+    events = {q: threading.Event() for q in QUESTIONS}
+    requests = {
+        q: _request(loaded, q, exploding if q == QUESTIONS[1] else texts[q].append, events[q])
+        for q in QUESTIONS
+    }
+    batcher = DynamicBatcher(loaded[0], max_batch=4)
+    try:
+        for request in requests.values():
+            batcher.submit(request)
+        assert all(event.wait(60) for event in events.values())
+        assert batcher.stats.max_rows == len(QUESTIONS)
+    finally:
+        batcher.close()
+    failed = requests[QUESTIONS[1]].error
+    assert isinstance(failed, ModelError) and isinstance(failed.__cause__, RuntimeError)
+    for q in (QUESTIONS[0], *QUESTIONS[2:]):
+        assert requests[q].error is None
+        assert "".join(texts[q]) == serial_reply(loaded, chat(q), GREEDY)
+
+
+async def test_non_finite_scores_fail_that_request_alone(loaded: Loaded) -> None:
+    model, tokenizer = loaded
+    poison = "zebra zebra zebra"
+    template = ChatTemplate(tokenizer, "tiny")
+    others = {t for q in QUESTIONS for t in template.encode(chat(q))}
+    poison_id = next(t for t in template.encode(chat(poison)) if t not in others)
+
+    def nan_rows(module: Any, args: Any, output: torch.Tensor) -> torch.Tensor:
+        ids = args[0]
+        output = output.clone()
+        output[(ids == poison_id).any(dim=-1)] = float("nan")
+        return output
+
+    handle = model.get_input_embeddings().register_forward_hook(nan_rows)
+    engine = BatchedChatModel(
+        model, tokenizer, name="tiny", stop_token_ids=(), config=EngineConfig(max_batch=4)
+    )
+    try:
+        questions = [QUESTIONS[0], poison, QUESTIONS[2]]
+        results = await asyncio.gather(
+            *(complete(engine, chat(q), GREEDY) for q in questions), return_exceptions=True
+        )
+        assert engine.stats.max_rows >= 2
+    finally:
+        engine.close()
+        handle.remove()
+    assert isinstance(results[1], ModelError) and "not finite" in str(results[1])
+    assert results[0] == serial_reply(loaded, chat(QUESTIONS[0]), GREEDY)
+    assert results[2] == serial_reply(loaded, chat(QUESTIONS[2]), GREEDY)
+
+
+# --- memory bounded in bytes (issue 12, item 10) -----------------------------------------------
+
+
+def test_the_prefix_cache_evicts_by_bytes_and_refuses_what_can_never_fit() -> None:
+    def kv(tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(torch.zeros(1, 2, tokens, 4), torch.zeros(1, 2, tokens, 4))]  # 64 B a token
+
+    cache = PrefixCache(max_tokens=10_000, max_bytes=64 * 10)
+    cache.store([1, 2, 3, 4], kv(4))
+    cache.store([5, 6, 7, 8], kv(4))
+    cache.store([9, 10, 11, 12], kv(4))  # 12 tokens > 10: the oldest goes
+    assert cache.bytes == 64 * 8 and cache.match([1, 2, 3, 4, 0])[0] == 0
+    assert cache.match([5, 6, 7, 8, 0])[0] == 4
+    cache.store(list(range(100, 111)), kv(11))  # larger than the whole bound: not kept
+    assert cache.bytes == 64 * 8
+    assert not cache.fits(11, 64) and cache.fits(10, 64)
+
+
+async def test_sixteen_long_conversations_keep_the_prefix_cache_under_its_bound(
+    loaded: Loaded,
+) -> None:
+    model, tokenizer = loaded
+    per_token = kv_bytes_per_token(model)
+    bound = 400 * per_token
+    engine = BatchedChatModel(
+        model, tokenizer, name="tiny", stop_token_ids=(),
+        config=EngineConfig(max_batch=16, prefix_cache_bytes=bound),
+    )  # fmt: skip
+    batcher: DynamicBatcher = engine._batcher  # type: ignore[assignment]
+    highest = 0
+    params = GenerationParams(max_new_tokens=16, temperature=0.0, repetition_penalty=1.3)
+
+    async def conversation(n: int) -> None:
+        nonlocal highest
+        history = [ChatMessage("system", "You are a test bot. " * 8)]
+        for turn in range(3):
+            history.append(
+                ChatMessage("user", f"Conversation {n}, turn {turn}: tell me more. " * 3)
+            )
+            reply = await complete(engine, history, params)
+            history.append(ChatMessage("assistant", reply))
+            highest = max(highest, batcher.prefixes.bytes)
+
+    try:
+        await asyncio.gather(*(conversation(n) for n in range(16)))
+        assert engine.stats.max_rows >= 8
+        stored = engine.stats.prompt_tokens  # what an unbounded cache would have been offered
+    finally:
+        engine.close()
+    assert stored * per_token > 3 * bound  # the bound mattered
+    assert 0 < highest <= bound
+    assert engine.stats.reused_tokens > 0  # and the cache still served turns
