@@ -7,6 +7,7 @@ dialogs/summary.py for the data.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -96,9 +97,12 @@ class ChatContext:
         oldest turns into the summary until they fit FOLD_TO of it. Returns how many messages
         were folded. Cheap (token counts only): no model call."""
         recent = await self._memory.recent(turn_context)
-        if model.count_tokens([*system, *recent]) <= budget_tokens * FOLD_ABOVE:
+        used = await asyncio.to_thread(model.count_tokens, [*system, *recent])  # CPU work
+        if used <= budget_tokens * FOLD_ABOVE:
             return 0
-        start = first_that_fits(model, system, recent, [], int(budget_tokens * FOLD_TO))
+        start = await asyncio.to_thread(
+            first_that_fits, model, system, recent, [], int(budget_tokens * FOLD_TO)
+        )
         start = min(start, max(0, len(recent) - 2))  # keep at least the last exchange
         while start < len(recent) and recent[start].role == "assistant":
             start += 1
@@ -115,8 +119,11 @@ class ChatContext:
         def tokens() -> int:
             return model.count_tokens([ChatMessage("system", summary_block(lines))])
 
-        while lines and tokens() > limit:
-            del lines[PINNED if len(lines) > PINNED else 0]
+        def bound() -> None:
+            while lines and tokens() > limit:
+                del lines[PINNED if len(lines) > PINNED else 0]
+
+        await asyncio.to_thread(bound)  # token counts are CPU work: off the event loop
         if len(lines) != before:
             await self._memory.set_summary(turn_context, lines)
 

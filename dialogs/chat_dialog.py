@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from botbuilder.core import MessageFactory, TurnContext
@@ -114,7 +114,7 @@ class ChatDialog(Dialog):
         passages = await self._passages(turn_context, history, text)
         try:
             try:
-                grounding = grounding_tokens(self._model, passages)
+                grounding = await asyncio.to_thread(grounding_tokens, self._model, passages)
                 prompt = await self._prompt(history, text, budget - grounding, context)
             except PromptTooLong:
                 if not passages:
@@ -160,7 +160,7 @@ class ChatDialog(Dialog):
                 "knowledge retrieval failed conversation=%s", turn_context.activity.conversation.id
             )
             return []
-        return choose_passages(self._model, found, options)
+        return await asyncio.to_thread(choose_passages, self._model, found, options)
 
     async def _prompt(
         self,
@@ -199,10 +199,14 @@ class ChatDialog(Dialog):
             params = replace(params, temperature=0.0)
         if attempt:
             params = replace(params, temperature=max(params.temperature, RETRY_TEMPERATURE))
-        base = self._model.count_tokens([ChatMessage("assistant", "")])
+        model = self._model
 
-        def count(text: str) -> int:
-            return self._model.count_tokens([ChatMessage("assistant", text)]) - base
+        @cache
+        def template_tokens() -> int:  # what the template adds around an assistant message
+            return model.count_tokens([ChatMessage("assistant", "")])
+
+        def count(text: str) -> int:  # end_on_sentence calls it in a worker thread
+            return model.count_tokens([ChatMessage("assistant", text)]) - template_tokens()
 
         return end_on_sentence(self._model.stream(prompt, params), count, cap=cap, grace=grace)
 

@@ -17,6 +17,7 @@ spaces or punctuation) is held back, so an empty reply can be retried unseen (`i
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Callable
@@ -63,9 +64,10 @@ async def end_on_sentence(
 ) -> AsyncIterator[str]:
     """Pass `pieces` through so that the reply ends on a sentence (see the module's docstring).
 
-    `count_tokens(text)` counts the reply's tokens; `hold` (default: a quarter of `cap`, at most
-    64) is how many tokens before the cap only whole sentences pass. Closing this iterator closes
-    `pieces`. Errors of `pieces` propagate after what was passed.
+    `count_tokens(text)` counts the reply's tokens (called in a worker thread: it is CPU work);
+    `hold` (default: a quarter of `cap`, at most 64) is how many tokens before the cap only whole
+    sentences pass. Closing this iterator closes `pieces`. Errors of `pieces` propagate after what
+    was passed.
     """
     hold = min(64, cap // 4) if hold is None else hold
     text = ""
@@ -75,7 +77,7 @@ async def end_on_sentence(
             text += piece
             if is_empty_reply(text):
                 continue
-            tokens = count_tokens(text)
+            tokens = await asyncio.to_thread(count_tokens, text)  # CPU work: off the loop
             if tokens < cap - hold:
                 end = len(text)
             else:
@@ -87,7 +89,9 @@ async def end_on_sentence(
             if end > passed:
                 yield text[passed:end]
                 passed = end
-        if count_tokens(text) < cap + grace - _SLACK_TOKENS:  # the model ended the reply itself
+        if (
+            await asyncio.to_thread(count_tokens, text) < cap + grace - _SLACK_TOKENS
+        ):  # the model ended the reply itself
             if text[passed:] and not is_empty_reply(text):
                 yield text[passed:]
             return
