@@ -42,6 +42,7 @@ from bot.model_setup import build_model
 from bot.settings import Settings
 from dialogs.reply_ending import ends_mid_sentence
 from models import ChatMessage, ChatModel, GenerationParams
+from models.api import WrappedChatModel
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "memory_eval.json"
 OLD_SYSTEM_PROMPT = (
@@ -55,23 +56,12 @@ CANDIDATE_PROMPT = (  # the tuning candidate of issue 14 (lost: see bench/result
 )
 
 
-class Recorder:
+class Recorder(WrappedChatModel):
     """A ChatModel that passes everything to `inner` and records each call's prompt tokens."""
 
     def __init__(self, inner: ChatModel) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.prompt_tokens: list[int] = []
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def context_window(self) -> int:
-        return self.inner.context_window
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return self.inner.count_tokens(messages)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
