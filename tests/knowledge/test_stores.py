@@ -162,8 +162,25 @@ async def test_vectors_find_the_closest_chunk_with_its_similarity(make_store: Fa
     hits = await store.dense(query, 2)
     assert "warranty" in (await texts(store, hits))[0]
     assert 0 < hits[1][1] < hits[0][1] <= 1.0001
-    again = await store.similarities(query, [hits[0][0]])
-    assert again[hits[0][0]] == pytest.approx(hits[0][1], abs=1e-4)
+    assert await store.has_chunks()
+
+
+async def test_candidates_are_both_searches_with_similarities_and_rows(
+    make_store: Factory,
+) -> None:
+    store = make_store()
+    await fill(store)
+    query = MODEL.embed(["RW-7 remote day"])[0]
+    found = await store.candidates("form RW-7", query, 2)
+    dense = await store.dense(query, 2)
+    assert [i for i, _ in found.dense] == [i for i, _ in dense]
+    assert found.dense[0][1] == pytest.approx(dense[0][1], abs=1e-3)
+    assert found.lexical == await store.lexical("form RW-7", 2)
+    wanted = {i for i, _ in found.dense} | {i for i, _ in found.lexical}
+    assert set(found.chunks) == wanted == set(found.similarity)
+    assert found.chunks[found.lexical[0][0]].text.startswith("Before your")
+    words_only = await store.candidates("the of and", query, 2)
+    assert words_only.lexical == [] and len(words_only.dense) == 2
 
 
 async def test_replacing_and_removing_documents_updates_both_indexes(make_store: Factory) -> None:
