@@ -15,6 +15,12 @@ from collections.abc import Sequence
 from dialogs.knowledge import Passage, focus, shown_texts
 
 MIN_SHARED = 0.5  # a reply whose content words are less than half the sources' is not theirs
+# A question that asks for a quantity wants a number in its answer.
+_QUANTITY = re.compile(
+    r"\bhow (?:many|much|long|often|old|far|big|heavy)\b|\bwhat time\b|\b(?:which|what) year\b|"
+    r"\bat what\b|\bwithin how\b",
+    re.IGNORECASE,
+)
 
 _MARKER = re.compile(r"\[\d{1,2}\]")
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
@@ -97,11 +103,15 @@ def content_words(text: str) -> set[str]:
 
 def unsupported(reply: str, passages: Sequence[Passage], question: str) -> list[str]:
     """Why `reply` is not supported by what the prompt showed of `passages` (with their titles
-    and headings, and the question): the numbers and names it states that they lack, or that it
-    shares too few words with them; [] when it is."""
+    and headings, and the question): the numbers and names it states that they lack, no number
+    of theirs where the question asks for a quantity, or too few of their words; [] when it
+    is."""
     titles = [f"{p.title} {p.heading}" for p in passages]
     source = " ".join([question, *titles, *shown_texts(passages, question)])
-    why = [f"number {n}" for n in sorted(numbers(_MARKER.sub("", reply)) - numbers(source))]
+    stated = numbers(_MARKER.sub("", reply))
+    why = [f"number {n}" for n in sorted(stated - numbers(source))]
+    if _QUANTITY.search(question) and not stated & (numbers(source) - numbers(question)):
+        why.append("no number for a question about a quantity")
     known = content_words(source)
     spelled = {_bare(w) for w in _WORD.findall(source)}
     why += [f"name {n}" for n in sorted(names(reply) - spelled)]

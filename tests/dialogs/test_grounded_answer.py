@@ -43,6 +43,13 @@ def test_a_wrong_number_or_name_gives_the_passage_s_own_sentences() -> None:
         assert grounded_answer(wrong, [LAMP], QUESTION) == quoted
 
 
+def test_a_question_about_a_quantity_wants_one_of_the_passage_s_numbers() -> None:
+    vague = "The Zeta-9 lamp runs for a long time [1]."
+    assert "no number for a question about a quantity" in unsupported(vague, [LAMP], QUESTION)
+    assert grounded_answer(vague, [LAMP], QUESTION) == focus(LAMP.text, QUESTION)
+    assert unsupported("The Zeta-9 is sold by Brightwick.", [LAMP], "Who sells the Zeta-9?") == []
+
+
 def test_a_reply_about_something_else_gives_the_passage_s_sentences() -> None:
     reply = "Great question! Lamps are wonderful gifts for friends and family."
     assert unsupported(reply, [LAMP], QUESTION)[-1].endswith("words from the sources")
