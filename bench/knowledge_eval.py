@@ -8,7 +8,7 @@ grounding was designed and never tuned on). The documents are indexed with the d
 embedding model into a fresh SQLite file; every question is asked in a new conversation
 through the real bot (dialogs, the embedded default model, the console channel, whose replies
 end with a "Sources:" line); then the same questions with an empty index, in the same run.
-Printed, and saved to bench/results/knowledge-eval.json:
+Printed, and saved to bench/results/knowledge-eval[-SET].json:
 
 - retrieval hit rate: the question's document is among the cited sources of the reply;
 - answers containing the fact (any of the question's accepted spellings, case-insensitive);
@@ -183,8 +183,10 @@ async def main() -> None:
         "sets": results,
     }
     print(json.dumps(out["summary"], indent=2))
-    suffix = "" if args.set == "both" and not args.only and not args.limit else "-partial"
-    RESULTS.with_name(f"knowledge-eval{suffix}.json").write_text(json.dumps(out, indent=1) + "\n")
+    name = "" if args.set == "both" else f"-{args.set}"
+    name += f"-{args.only}" if args.only else ""
+    name += f"-limit{args.limit}" if args.limit else ""
+    RESULTS.with_name(f"knowledge-eval{name}.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
