@@ -187,6 +187,9 @@ async def main() -> None:
         )
         rounds.append(time.perf_counter() - started)
     results["query_embedding"]["eight_at_once_p50_ms"] = percentiles(rounds)["p50_ms"]
+    import torch
+
+    results["query_embedding"]["torch_threads"] = torch.get_num_threads()  # intra-op, shared
     print("query embedding:", results["query_embedding"], flush=True)
     worker.close()
     pg_folder = Path(tempfile.mkdtemp(prefix="botloom-bench-pg-"))
