@@ -142,7 +142,7 @@ async def hnsw_recall(store: KnowledgeStore, url: str, namespace: str) -> dict[s
         )
     finally:
         await conn.close()
-    return {"recall_at_20": round(found / (20 * len(probes)), 3), "hnsw_index_scans": scans}
+    return {"recall_at_20": round(found / (20 * len(probes)), 3), "hnsw_index_scans": int(scans)}
 
 
 def pgvector_server(folder: Path) -> tuple[object | None, str]:
