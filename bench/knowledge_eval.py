@@ -1,16 +1,18 @@
 """The knowledge evaluation: questions about an invented organisation, answered by the bot.
 
-    .venv/bin/python bench/knowledge_eval.py [--limit N] [--max-new-tokens 40]
+    .venv/bin/python bench/knowledge_eval.py [--set eval|eval_fresh|both] [--limit N]
 
 The documents and questions live in tests/knowledge/eval/ (the questions are data: no prompt
-or code names them). The documents are indexed with the default embedding model into a fresh
-SQLite file; every question is asked in a new conversation through the real bot (dialogs,
-the embedded default model, the console channel, whose replies end with a "Sources:" line).
-Printed, and saved to bench/results/knowledge-eval.json:
+or code names them) and tests/knowledge/eval_fresh/ (a second organisation, written after the
+grounding was designed and never tuned on). The documents are indexed with the default
+embedding model into a fresh SQLite file; every question is asked in a new conversation
+through the real bot (dialogs, the embedded default model, the console channel, whose replies
+end with a "Sources:" line); then the same questions with an empty index, in the same run.
+Printed, and saved to bench/results/knowledge-eval[-SET].json:
 
 - retrieval hit rate: the question's document is among the cited sources of the reply;
 - answers containing the fact (any of the question's accepted spellings, case-insensitive);
-- the same questions without knowledge (an empty index), for contrast;
+- the same without knowledge, for contrast;
 - the off-topic questions (tests/knowledge/eval/off_topic.jsonl): how many found passages
   above the threshold (so would get sources).
 """
@@ -37,13 +39,16 @@ from bot.app import Runtime, build_runtime
 from bot.channels.console import ConsoleAdapter
 from bot.settings import Settings
 
-EVAL = Path(__file__).resolve().parents[1] / "tests" / "knowledge" / "eval"
+SETS = Path(__file__).resolve().parents[1] / "tests" / "knowledge"
 RESULTS = Path(__file__).resolve().parent / "results" / "knowledge-eval.json"
 PARTIAL_DIR = Path(tempfile.gettempdir())
 
 
-def load(name: str) -> list[dict]:
-    return [json.loads(line) for line in (EVAL / name).read_text().splitlines() if line.strip()]
+def load(folder: Path, name: str) -> list[dict]:
+    path = folder / name
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class Collect:
@@ -82,15 +87,16 @@ async def off_topic_sources(settings: Settings, questions: list[dict]) -> int:
         await runtime.aclose()
 
 
-async def run(settings: Settings, questions: list[dict], label: str) -> dict:
+async def run(settings: Settings, questions: list[dict], label: str, docs: Path | None) -> dict:
+    """Every question in a new conversation; `docs` indexed first (None: an empty index)."""
     runtime = build_runtime(settings)
     try:
         runtime.model.inner.start()
         await runtime.model.inner.wait_ready()
         knowledge = runtime.knowledge
         assert knowledge is not None
-        if label == "with knowledge":
-            report = await knowledge.ingestion(progress=lambda line: None).add([EVAL / "docs"])
+        if docs is not None:
+            report = await knowledge.ingestion(progress=lambda line: None).add([docs])
             print(f"[{label}] indexed: {report.summary()}")
         titles = {Path(d.source).name: d.title for d in await knowledge.store.documents()}
         rows = []
@@ -122,15 +128,43 @@ def rate(rows: list[dict], key: str) -> float:
     return sum(1 for r in rows if r[key]) / len(rows) if rows else 0.0
 
 
+async def evaluate(name: str, base: Settings, args: argparse.Namespace) -> dict:
+    """One set, with and without knowledge (and its off-topic questions), in this process."""
+    folder = SETS / name
+    questions = load(folder, "questions.jsonl")[: args.limit or None]
+    off_topic = load(folder, "off_topic.jsonl")
+    state = Path(tempfile.mkdtemp(prefix=f"botloom-{name}-"))
+    with_settings = dataclasses.replace(base, storage=f"sqlite:///{state}/with.db")
+    without_settings = dataclasses.replace(base, storage=f"sqlite:///{state}/without.db")
+    empty = {"rows": [], "seconds": 0.0}
+    docs = folder / "docs"
+    label = f"{name} with knowledge"
+    grounded = await run(with_settings, questions, label, docs) if args.only != "without" else empty
+    noise = 0
+    if off_topic and args.only != "without":
+        noise = await off_topic_sources(with_settings, off_topic)
+        print(f"[{name}] off-topic questions that found passages: {noise}/{len(off_topic)}")
+    label = f"{name} without knowledge"
+    plain = await run(without_settings, questions, label, None) if args.only != "with" else empty
+    rows = grounded["rows"]
+    summary = {
+        "questions": len(questions),
+        "with_knowledge": {"hit_rate": rate(rows, "hit"), "fact_rate": rate(rows, "fact")},
+        "without_knowledge": {"fact_rate": rate(plain["rows"], "fact")},
+        "off_topic_with_passages": noise,
+        "off_topic": len(off_topic),
+        "seconds": {"with": round(grounded["seconds"], 1), "without": round(plain["seconds"], 1)},
+    }
+    return {"summary": summary, "with": rows, "without": plain["rows"]}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--set", choices=("eval", "eval_fresh", "both"), default="both")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--max-new-tokens", type=int, default=40)
-    parser.add_argument("--only", choices=("with", "without"), help="one half (two processes)")
+    parser.add_argument("--only", choices=("with", "without"), help="one half")
     args = parser.parse_args()
-    questions = load("questions.jsonl")[: args.limit or None]
-    off_topic = load("off_topic.jsonl")
-    folder = Path(tempfile.mkdtemp(prefix="botloom-eval-"))
     base = dataclasses.replace(
         Settings.from_env(env_file=None),
         max_new_tokens=args.max_new_tokens,
@@ -139,35 +173,20 @@ async def main() -> None:
         generation_timeout_s=900.0,
         turn_timeout_s=1200.0,
     )
-    with_settings = dataclasses.replace(base, storage=f"sqlite:///{folder}/with.db")
-    without_settings = dataclasses.replace(base, storage=f"sqlite:///{folder}/without.db")
-    empty = {"rows": [], "seconds": 0.0}
-    grounded = (
-        await run(with_settings, questions, "with knowledge") if args.only != "without" else empty
-    )
-    noise = await off_topic_sources(with_settings, off_topic) if args.only != "without" else 0
-    print(f"off-topic questions that found passages: {noise}/{len(off_topic)}", flush=True)
-    plain = (
-        await run(without_settings, questions, "without knowledge")
-        if args.only != "with"
-        else empty
-    )
-    rows = grounded["rows"]
-    summary = {
-        "questions": len(questions),
-        "max_new_tokens": args.max_new_tokens,
+    names = ("eval", "eval_fresh") if args.set == "both" else (args.set,)
+    results = {name: await evaluate(name, base, args) for name in names}
+    out = {
         "model": base.model,
         "embedding_model": base.embedding_model,
-        "with_knowledge": {"hit_rate": rate(rows, "hit"), "fact_rate": rate(rows, "fact")},
-        "without_knowledge": {"fact_rate": rate(plain["rows"], "fact")},
-        "off_topic_with_passages": noise,
-        "off_topic": len(off_topic),
-        "seconds": {"with": round(grounded["seconds"], 1), "without": round(plain["seconds"], 1)},
+        "max_new_tokens": args.max_new_tokens,
+        "summary": {name: r["summary"] for name, r in results.items()},
+        "sets": results,
     }
-    print(json.dumps(summary, indent=2))
-    rows_out = {"summary": summary, "with": grounded["rows"], "without": plain["rows"]}
-    results = RESULTS.with_name(f"knowledge-eval-{args.only}.json") if args.only else RESULTS
-    results.write_text(json.dumps(rows_out, indent=1) + "\n")
+    print(json.dumps(out["summary"], indent=2))
+    name = "" if args.set == "both" else f"-{args.set}"
+    name += f"-{args.only}" if args.only else ""
+    name += f"-limit{args.limit}" if args.limit else ""
+    RESULTS.with_name(f"knowledge-eval{name}.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

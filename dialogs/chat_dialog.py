@@ -18,12 +18,12 @@ from dialogs.ai_content import mark_ai_reply
 from dialogs.apologies import TOO_LONG, apology_for, outcome_of
 from dialogs.chat_context import ChatContext
 from dialogs.citations import cite, cited_message
+from dialogs.grounded_answer import grounded_answer
 from dialogs.knowledge import (
     KnowledgeOptions,
     Passage,
     Retriever,
-    choose_passages,
-    follow_up_query,
+    find_passages,
     grounded_prompt,
     grounding_tokens,
 )
@@ -111,7 +111,9 @@ class ChatDialog(Dialog):
             return
         context = await self._context.blocks(turn_context)
         history = await self._memory.recent(turn_context)
-        passages = await self._passages(turn_context, history, text)
+        passages = await find_passages(
+            self._retriever, self._model, history, text, self._options.knowledge
+        )
         try:
             try:
                 grounding = await asyncio.to_thread(grounding_tokens, self._model, passages)
@@ -142,25 +144,6 @@ class ChatDialog(Dialog):
         system = system_message(self._options.system_prompt, context)
         await self._context.fold_if_needed(turn_context, self._model, system, budget)
         await self._context.learn_with_model(turn_context, text)
-
-    async def _passages(
-        self, turn_context: TurnContext, history: Sequence[ChatMessage], text: str
-    ) -> list[Passage]:
-        """The passages for this turn; [] without a retriever or when it fails (logged)."""
-        if self._retriever is None:
-            return []
-        options = self._options.knowledge
-        try:
-            found = await self._retriever.search(text, options.passages)
-            follow_up = follow_up_query(history, text)
-            if not found and follow_up is not None:
-                found = await self._retriever.search(follow_up, options.passages)
-        except Exception:
-            logger.exception(
-                "knowledge retrieval failed conversation=%s", turn_context.activity.conversation.id
-            )
-            return []
-        return await asyncio.to_thread(choose_passages, self._model, found, options)
 
     async def _prompt(
         self,
@@ -231,7 +214,7 @@ class ChatDialog(Dialog):
             await self._remember(turn_context, text, "")
             await turn_context.send_activity(apology_for(error))
             return
-        reply = "" if is_empty_reply(reply) else reply.strip()
+        reply = "" if is_empty_reply(reply) else grounded_answer(reply.strip(), passages, text)
         await self._remember(turn_context, text, reply)
         if not reply:
             await turn_context.send_activity(MessageFactory.text(EMPTY_REPLY))
@@ -262,6 +245,8 @@ class ChatDialog(Dialog):
                 self._log_model_error(turn_context, result.error)
                 turn_context.turn_state[OUTCOME_KEY] = outcome_of(result.error)
             reply = result.text.strip()
+            if result.outcome is StreamOutcome.COMPLETED:  # the final message replaces the stream
+                reply = grounded_answer(reply, passages, text)
             if reply and result.outcome is StreamOutcome.USER_STOPPED:
                 await self._remember(turn_context, text, reply + INCOMPLETE_MARK)
             else:

@@ -8,12 +8,16 @@ used is worked out afterwards (dialogs/citations.py), since small models rarely 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from models import ChatMessage, ChatModel
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,13 +90,16 @@ _QUESTION_WORDS = frozenset(
 def focus(text: str, question: str, sentences: int = 2) -> str:
     """The (at most) `sentences` sentences of `text` that share most words with `question` (a word
     matches on its first five letters: warranty ~ warranties), in their order; the whole text
-    when it is that short or the question shares nothing with it. A small model copies the
-    right fact far more often from two sentences than from a whole chunk."""
+    when it is that short or the question shares nothing with it. A shared word counts less the
+    more sentences have it (the product's name in every sentence picks none of them). A small
+    model copies the right fact far more often from two sentences than from a whole chunk."""
     parts = _SENTENCE.split(" ".join(text.split()))
     if len(parts) <= sentences:
         return " ".join(parts)
     wanted = {w[:5] for w in _CONTENT_WORD.findall(question.lower()) if w not in _QUESTION_WORDS}
-    scores = [len(wanted & {w[:5] for w in _CONTENT_WORD.findall(p.lower())}) for p in parts]
+    shared = [wanted & {w[:5] for w in _CONTENT_WORD.findall(p.lower())} for p in parts]
+    spread = {w: sum(1 for words in shared if w in words) for w in wanted}
+    scores = [sum(1.0 / spread[w] for w in words) for words in shared]
     if not any(scores):
         return " ".join(parts)
     ranked = sorted(range(len(parts)), key=lambda i: (-scores[i], i))
@@ -100,17 +107,25 @@ def focus(text: str, question: str, sentences: int = 2) -> str:
     return " ".join(parts[i] for i in sorted(best))
 
 
+def shown_texts(passages: Sequence[Passage], question: str) -> list[str]:
+    """What the prompt shows of each passage: one passage's sentences about the question, or
+    several passages whole."""
+    if len(passages) == 1:
+        return [focus(passages[0].text, question)]
+    return [" ".join(p.text.split()) for p in passages]
+
+
 def sources_block(passages: Sequence[Passage], question: str = "") -> str:
     """The passages as the prompt shows them: one plain text (its sentences about the
     question), or numbered texts with titles. (Chosen on tests/knowledge/eval: the embedded
     135M model copies facts from one short plain "Text:" far more often than from numbered
     sources with a worked example.)"""
+    texts = shown_texts(passages, question)
     if len(passages) == 1:
-        return f"{ONE_SOURCE}\n\nText: {focus(passages[0].text, question)}"
+        return f"{ONE_SOURCE}\n\nText: {texts[0]}"
     lines = []
-    for number, passage in enumerate(passages, 1):
+    for number, (passage, text) in enumerate(zip(passages, texts, strict=True), 1):
         where = f", {passage.location}" if passage.location else ""
-        text = " ".join(passage.text.split())
         lines.append(f"Text [{number}] ({passage.title}{where}): {text}")
     return SOURCES + "\n\n" + "\n\n".join(lines)
 
@@ -126,6 +141,28 @@ def choose_passages(
             break
         chosen.append(passage)
     return chosen
+
+
+async def find_passages(
+    retriever: Retriever | None,
+    model: ChatModel,
+    history: Sequence[ChatMessage],
+    text: str,
+    options: KnowledgeOptions,
+) -> list[Passage]:
+    """The passages for a turn's `text` (with the previous message for a follow-up that finds
+    nothing alone) that fit the budget; [] without a retriever or when it fails (logged)."""
+    if retriever is None:
+        return []
+    try:
+        found = await retriever.search(text, options.passages)
+        follow_up = follow_up_query(history, text)
+        if not found and follow_up is not None:
+            found = await retriever.search(follow_up, options.passages)
+    except Exception:
+        logger.exception("knowledge retrieval failed")
+        return []
+    return await asyncio.to_thread(choose_passages, model, found, options)
 
 
 def grounding_tokens(model: ChatModel, passages: Sequence[Passage]) -> int:

@@ -144,15 +144,58 @@ class HashingEmbeddingModel:
 
 
 class EmbeddingWorker:
-    """Runs one model's `embed` on its own thread, so the event loop never waits on it."""
+    """Runs one model's `embed` on its own thread, so the event loop never waits on it. Calls
+    that arrive while it is busy wait together and are embedded as one batch (up to
+    `max_batch` texts: the queries of concurrent turns); a longer call runs alone."""
 
-    def __init__(self, model: EmbeddingModel) -> None:
+    def __init__(self, model: EmbeddingModel, *, max_batch: int = 32) -> None:
         self.model = model
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
+        self._max_batch = max_batch
+        self._waiting: list[tuple[list[str], asyncio.Future[np.ndarray]]] = []
+        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None
+        self.batches = 0  # model calls made (tests and benchmarks read it)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.model.embed, list(texts))
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._waiting.append((list(texts), future))
+        if not self._draining:
+            self._draining = True
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                batch = self._next_batch()
+                texts = [text for part, _ in batch for text in part]
+                self.batches += 1
+                try:
+                    vectors = await loop.run_in_executor(self._executor, self.model.embed, texts)
+                except Exception as error:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                start = 0
+                for part, future in batch:
+                    if not future.done():
+                        future.set_result(vectors[start : start + len(part)])
+                    start += len(part)
+        finally:
+            self._draining = False
+
+    def _next_batch(self) -> list[tuple[list[str], asyncio.Future[np.ndarray]]]:
+        """The oldest waiting call and the ones after it that fit `max_batch` with it."""
+        batch = [self._waiting.pop(0)]
+        size = len(batch[0][0])
+        while self._waiting and size + len(self._waiting[0][0]) <= self._max_batch:
+            size += len(self._waiting[0][0])
+            batch.append(self._waiting.pop(0))
+        return batch
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

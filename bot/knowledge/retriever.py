@@ -1,6 +1,7 @@
 """Hybrid retrieval: words (FTS5 / PostgreSQL full-text) and meaning (embeddings), fused.
 
-Both searches return their best `candidates`; reciprocal rank fusion (score = Σ 1 / (k + rank))
+Both searches return their best `candidates` (in one store call, with the candidates'
+similarities and rows); reciprocal rank fusion (score = Σ 1 / (k + rank))
 orders the union, so a product code found only by words ranks beside a paraphrase found only by
 meaning. Relevance is then judged on the absolute cosine similarity of each candidate to the
 query (rank fusion says nothing about it): a passage is kept when its similarity reaches
@@ -60,25 +61,20 @@ class HybridRetriever:
         """The fused top `limit` passages, each with whether it passes the threshold (what
         `botloom knowledge search` prints)."""
         options = self._options
-        if not query.strip() or await self._store.chunk_count() == 0:
+        if not query.strip() or not await self._store.has_chunks():
             return []
         vector = (await self._embedder.embed([query]))[0]
-        dense = await self._store.dense(vector, options.candidates)
-        lexical = await self._store.lexical(query, options.candidates)
+        found = await self._store.candidates(query, vector, options.candidates)
         fused = reciprocal_rank_fusion(
-            [[i for i, _ in dense], [i for i, _ in lexical]], options.rrf_k
+            [[i for i, _ in found.dense], [i for i, _ in found.lexical]], options.rrf_k
         )[:limit]
-        similarity = dict(dense)
-        missing = [i for i in fused if i not in similarity]
-        similarity.update(await self._store.similarities(vector, missing))
-        found_by_words = {i for i, _ in lexical}
-        chunks = {c.id: c for c in await self._store.chunks(fused)}
+        found_by_words = {i for i, _ in found.lexical}
         results = []
         for item in fused:
-            chunk = chunks.get(item)
+            chunk = found.chunks.get(item)
             if chunk is None:  # removed between the searches
                 continue
-            score = similarity.get(item, 0.0)
+            score = found.similarity.get(item, 0.0)
             bar = options.lexical_min_score if item in found_by_words else options.min_score
             passage = Passage(
                 text=chunk.text,

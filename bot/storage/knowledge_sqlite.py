@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from bot.storage.knowledge import (
+    Candidates,
     ChunkRecord,
     DocumentRecord,
     StoredChunk,
-    query_terms,
+    exact_candidates,
+    fts5_match,
+    matrix_of,
     top_k,
     vector_bytes,
-    vector_from,
 )
 from bot.storage.sqlite_worker import SqliteWorker, immediate
 
@@ -88,35 +90,22 @@ class SqliteKnowledgeStore:
         rows = await self._worker.run(_fetch, "SELECT count(*) FROM knowledge_chunks")
         return int(rows[0][0])
 
+    async def has_chunks(self) -> bool:
+        rows = await self._worker.run(_fetch, "SELECT EXISTS (SELECT 1 FROM knowledge_chunks)")
+        return bool(rows[0][0])
+
     async def lexical(self, query: str, limit: int) -> list[tuple[int, float]]:
-        terms = query_terms(query)
-        if not terms:
-            return []
-        match = " OR ".join('"' + " ".join(words) + '"' for words in terms)
-        sql = (
-            "SELECT rowid, -bm25(knowledge_fts, 1.0, 1.5, 1.0) FROM knowledge_fts "
-            "WHERE knowledge_fts MATCH ? ORDER BY bm25(knowledge_fts, 1.0, 1.5, 1.0) LIMIT ?"
-        )
-        return [(int(i), float(s)) for i, s in await self._worker.run(_fetch, sql, match, limit)]
+        return await self._worker.run(_lexical, fts5_match(query), limit)
 
     async def dense(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         return await self._worker.run(self._dense, np.asarray(vector, np.float32), limit)
 
-    async def similarities(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
-        if not ids:
-            return {}
-        return await self._worker.run(self._similarities, np.asarray(vector, np.float32), ids)
+    async def candidates(self, query: str, vector: np.ndarray, limit: int) -> Candidates:
+        vector = np.asarray(vector, np.float32)
+        return await self._worker.run(self._candidates, fts5_match(query), vector, limit)
 
     async def chunks(self, ids: Sequence[int]) -> list[StoredChunk]:
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        sql = (
-            "SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page "
-            "FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id "
-            f"WHERE c.id IN ({marks})"
-        )
-        found = {row[0]: StoredChunk(*row) for row in await self._worker.run(_fetch, sql, *ids)}
+        found = await self._worker.run(_chunks, list(ids))
         return [found[i] for i in ids if i in found]
 
     # On the worker thread.
@@ -170,13 +159,15 @@ class SqliteKnowledgeStore:
             return []
         return top_k(self._matrix @ vector, self._ids, limit)
 
-    def _similarities(
-        self, conn: sqlite3.Connection, vector: np.ndarray, ids: Sequence[int]
-    ) -> dict[int, float]:
+    def _candidates(
+        self, conn: sqlite3.Connection, match: str, vector: np.ndarray, limit: int
+    ) -> Candidates:
+        """Both searches, the similarities and the chunks in one worker call."""
         self._refresh(conn, vector.shape[0])
-        wanted = np.isin(self._ids, np.asarray(list(ids), dtype=np.int64))
-        scores = self._matrix[wanted] @ vector
-        return {int(i): float(s) for i, s in zip(self._ids[wanted], scores, strict=True)}
+        lexical = _lexical(conn, match, limit)
+        dense, similarity = exact_candidates(self._ids, self._matrix, vector, lexical, limit)
+        chunks = _chunks(conn, list({*similarity, *(i for i, _ in lexical)}))
+        return Candidates(dense, lexical, similarity, chunks)
 
     def _refresh(self, conn: sqlite3.Connection, dimension: int) -> None:
         """Reload the matrix when the index changed (in this process or another one)."""
@@ -184,17 +175,38 @@ class SqliteKnowledgeStore:
         generation = int(row[0]) if row else 0
         if generation == self._generation and self._matrix.shape[1:] == (dimension,):
             return
-        rows = conn.execute("SELECT id, embedding FROM knowledge_chunks").fetchall()
-        rows = [(i, blob) for i, blob in rows if len(blob) == 4 * dimension]
+        rows = conn.execute(
+            "SELECT id, embedding FROM knowledge_chunks WHERE length(embedding) = ? ORDER BY id",
+            (4 * dimension,),
+        ).fetchall()
         self._ids = np.fromiter((i for i, _ in rows), dtype=np.int64, count=len(rows))
-        self._matrix = np.zeros((len(rows), dimension), dtype=np.float32)
-        for index, (_, blob) in enumerate(rows):
-            self._matrix[index] = vector_from(blob)
+        self._matrix = matrix_of([blob for _, blob in rows], dimension)
         self._generation = generation
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, *args: object) -> list[tuple]:
     return conn.execute(sql, args).fetchall()
+
+
+def _lexical(conn: sqlite3.Connection, match: str, limit: int) -> list[tuple[int, float]]:
+    if not match:
+        return []
+    sql = (
+        "SELECT rowid, -bm25(knowledge_fts, 1.0, 1.5, 1.0) FROM knowledge_fts "
+        "WHERE knowledge_fts MATCH ? ORDER BY bm25(knowledge_fts, 1.0, 1.5, 1.0) LIMIT ?"
+    )
+    return [(int(i), float(s)) for i, s in conn.execute(sql, (match, limit))]
+
+
+def _chunks(conn: sqlite3.Connection, ids: list[int]) -> dict[int, StoredChunk]:
+    if not ids:
+        return {}
+    sql = (
+        "SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page "
+        "FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id "
+        f"WHERE c.id IN ({','.join('?' * len(ids))})"
+    )
+    return {row[0]: StoredChunk(*row) for row in conn.execute(sql, ids)}
 
 
 def _delete_document(conn: sqlite3.Connection, document_id: str) -> bool:

@@ -58,3 +58,14 @@ async def test_passages_that_do_not_fit_are_left_out() -> None:
     harness = make_harness(model, options, FixedRetriever([long]))
     assert await harness.say("a short question") == ["fake: a short question"]
     assert model.prompts[-1][-1].content == "a short question"
+
+
+async def test_a_reply_that_misquotes_the_passage_quotes_it_instead() -> None:
+    model = FakeChatModel(reply=lambda _: "It runs for 4 hours.")
+    harness = make_harness(model, retriever=FixedRetriever([PASSAGE]))
+    assert await harness.say("How long does the lamp run?") == [
+        "The Zeta-9 lamp runs for 11 hours [1].\n\nSources: [1] Lamp manual (Battery)"
+    ]
+    assert [m["content"] for m in await harness.stored_history()][-1] == (
+        "The Zeta-9 lamp runs for 11 hours."
+    ), "the history keeps what the user was shown"

@@ -7,6 +7,7 @@ from dialogs.knowledge import (
     KnowledgeOptions,
     Passage,
     choose_passages,
+    focus,
     follow_up_query,
     grounded_prompt,
     grounding_tokens,
@@ -71,3 +72,8 @@ def test_one_passage_is_focused_on_the_sentences_about_the_question() -> None:
     assert text == "The Aurora-3 warranties last seven years.", (
         "sentences sharing no word are left out"
     )
+
+
+def test_a_word_every_sentence_has_does_not_pick_the_sentences() -> None:
+    text = "The Zeta-9 is blue. The Zeta-9 weighs 2 kg. Price: 40 euros per unit. The Zeta-9 glows."
+    assert focus(text, "How much does a Zeta-9 unit cost?", 1) == "Price: 40 euros per unit."

