@@ -41,8 +41,14 @@ PROMPTS = Path(__file__).resolve().parent / "data" / "agreement-prompts.txt"
 RESULTS = Path(__file__).resolve().parent / "results" / "agreement-cpu.json"
 SYSTEM = "You are botloom, a friendly and concise assistant in a chat. Answer in a few sentences."
 LLAMA = """import json, sys
+import llama_cpp.llama_cpp as c
 from llama_cpp import Llama
 path, threads, tokens, system = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if path.endswith("Q4_1.gguf"):  # its AMX kernel dies here: see bench/peers.py
+    default = c.llama_model_default_params
+    def params():
+        p = default(); p.use_extra_bufts = False; return p
+    c.llama_model_default_params = params
 llm = Llama(model_path=path, n_threads=threads, n_threads_batch=threads, n_ctx=1024,
             verbose=False)
 out = []

@@ -54,6 +54,16 @@ p.ftype = int(sys.argv[3]); p.allow_requantize = True
 source, target = sys.argv[1].encode(), sys.argv[2].encode()
 sys.exit(llama_cpp.llama_model_quantize(source, target, ctypes.byref(p)))
 """
+# llama.cpp's AMX kernel for Q4_1 dies with SIGSEGV at its first `ldtilecfg` on this CPU (AMX
+# itself works here): the Q4_1 server runs without the extra (AMX/repack) buffer types, on
+# ggml's AVX-512 kernels. F16 and F32 have no AMX matmul and keep the defaults.
+SERVER_WITHOUT_AMX = """import runpy, llama_cpp.llama_cpp as c
+default = c.llama_model_default_params
+def params():
+    p = default(); p.use_extra_bufts = False; return p
+c.llama_model_default_params = params
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -100,8 +110,9 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
             # n_threads decodes, n_threads_batch prefills (its default is every core); the
             # server's defaults would cut a streaming reply short whenever another request
             # waits (interrupt_requests) and compute logits for every prompt token (logits_all).
+            server = ["-c", SERVER_WITHOUT_AMX] if name == "Q4_1" else ["-m", "llama_cpp.server"]
             found[f"llama.cpp-{name}"] = {
-                "command": [str(llama), "-m", "llama_cpp.server", "--model", str(gguf),
+                "command": [str(llama), *server, "--model", str(gguf),
                             "--n_threads", threads, "--n_threads_batch", threads,
                             "--interrupt_requests", "false", "--logits_all", "false",
                             "--n_ctx", "4096", "--port", str(port)],
