@@ -16,9 +16,10 @@ server's OpenAI-compatible API with streaming. Servers, one at a time:
 
 Figures per server and K: aggregate completion tok/s (the servers' `usage`; botloom's server
 counts by re-tokenising), tok/s while generating (median over replies, first to last piece), p50
-and p95 reply latency, p50 time to the first token, and the server's peak RSS (VmHWM of its
-process tree). The machine is shared and noisy: read ratios from one run. The last line is one
-JSON object with the ratios (also saved to bench/results/peers-cpu.json).
+and p95 reply latency, p50 time to the first token, and the server's peak RSS (VmHWM summed over
+its process tree) and its PSS at the end of its run. The machine is shared and noisy: read ratios
+from one run. The last line is one JSON object with the ratios (also saved to
+bench/results/peers-cpu.json).
 """
 
 from __future__ import annotations
@@ -138,18 +139,38 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
     return found, notes
 
 
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM summed over a process and its descendants, in MB."""
-    total, todo = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants."""
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def memory_mb(pid: int, path: str, field: str) -> float:
+    """`field` of /proc/<pid>/`path` summed over the process tree, in MB."""
+    total = 0
+    for current in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/{path}").read_text().splitlines():
+                if line.startswith(field):
+                    total += int(line.split()[1])
     return total / 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM summed over a process and its descendants, in MB: an upper bound for a server of
+    several processes (vLLM's), whose shared pages count once per process."""
+    return memory_mb(pid, "status", "VmHWM:")
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of the process tree now (shared pages split between processes)."""
+    return memory_mb(pid, "smaps_rollup", "Pss:")
 
 
 async def wait_until_serving(
@@ -196,9 +217,10 @@ async def run_server(
                     tokens_generated=lambda c=client: c.tokens_generated,  # type: ignore[misc]
                 )
                 results[workload.conversations] = figures(run, generating_tok_s(client.replies))
-        rss = peak_rss_mb(process.pid)
+        rss, pss = peak_rss_mb(process.pid), pss_mb(process.pid)
         for entry in results.values():
             entry["peak_rss_mb"] = round(rss)
+            entry["pss_end_mb"] = round(pss)
         return results
     finally:
         process.terminate()
@@ -228,6 +250,7 @@ async def in_process(
         run = await serve_in_process(model, tokenizer, kind, workload)
         results[workload.conversations] = figures(run, 0.0)
         results[workload.conversations]["peak_rss_mb"] = None
+        results[workload.conversations]["pss_end_mb"] = None
     return results
 
 
@@ -280,7 +303,7 @@ async def main() -> None:
     if not args.no_naive and (not args.only or "naive" in args.only):
         table["naive (in-process)"] = await in_process("naive", model, tokenizer, workloads)
     rows = [[k, server, f["tok_s"], f["generating_tok_s"] or "-", f["p50_s"], f["p95_s"],
-             f["ttft_p50_s"], f["peak_rss_mb"] or "-"]
+             f["ttft_p50_s"], f["peak_rss_mb"] or "-", f["pss_end_mb"] or "-"]
             for k in ks for server, by_k in table.items() for f in [by_k[k]]]  # fmt: skip
     print(f"\n{name}, CPU ({os.cpu_count()} cores, shared and noisy), {args.threads} threads each; "
           f"{args.turns} turns, replies of {low}-{high} tokens, greedy")  # fmt: skip
@@ -293,6 +316,7 @@ async def main() -> None:
         "p95 s",
         "ttft p50 s",
         "peak RSS MB",
+        "PSS MB at end",
     ]
     print(format_table(headers, rows))
     for note in notes:
