@@ -238,6 +238,8 @@ def figures(run: RunResult, generating: float) -> dict[str, Any]:
         "p50_s": round(run.latency(0.5), 2),
         "p95_s": round(run.latency(0.95), 2),
         "ttft_p50_s": round(run.ttft(0.5), 2),
+        # the "p50 reply for a ~20-token reply": first token, then 19 at the median rate
+        "reply20_s": round(run.ttft(0.5) + 19 / generating, 2) if generating else None,
         "tokens": run.tokens,
     }
 
@@ -303,7 +305,8 @@ async def main() -> None:
     if not args.no_naive and (not args.only or "naive" in args.only):
         table["naive (in-process)"] = await in_process("naive", model, tokenizer, workloads)
     rows = [[k, server, f["tok_s"], f["generating_tok_s"] or "-", f["p50_s"], f["p95_s"],
-             f["ttft_p50_s"], f["peak_rss_mb"] or "-", f["pss_end_mb"] or "-"]
+             f["ttft_p50_s"], f["reply20_s"] or "-", f["peak_rss_mb"] or "-",
+             f["pss_end_mb"] or "-"]
             for k in ks for server, by_k in table.items() for f in [by_k[k]]]  # fmt: skip
     print(f"\n{name}, CPU ({os.cpu_count()} cores, shared and noisy), {args.threads} threads each; "
           f"{args.turns} turns, replies of {low}-{high} tokens, greedy")  # fmt: skip
@@ -315,6 +318,7 @@ async def main() -> None:
         "p50 s",
         "p95 s",
         "ttft p50 s",
+        "20-token reply s",
         "peak RSS MB",
         "PSS MB at end",
     ]
