@@ -292,6 +292,17 @@ async def main() -> None:
     log_dir = args.out.parent / "peers-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     table: dict[str, dict[int, dict[str, Any]]] = {}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(done: bool) -> str:
+        """The result so far, written after every server: a run the OOM killer ends keeps
+        what it measured."""
+        result = {"ratios": ratios(table, ks), "notes": notes, "threads": args.threads,
+                  "reply_tokens": [low, high], "complete": done, "by_server": table}  # fmt: skip
+        line = json.dumps(result)
+        args.out.write_text(line + "\n")
+        return line
+
     for server in chosen:
         print(f"  {server} ...", file=sys.stderr)
         try:
@@ -300,10 +311,13 @@ async def main() -> None:
             )
         except Exception as error:  # one server that fails to start must not end the run
             notes.append(f"{server}: {error} (see {log_dir / (server + '.log')})")
-    if not args.only or "engine" in args.only:
-        table["engine (in-process)"] = await in_process("engine", model, tokenizer, workloads)
-    if not args.no_naive and (not args.only or "naive" in args.only):
-        table["naive (in-process)"] = await in_process("naive", model, tokenizer, workloads)
+        print(f"  {server}: {table.get(server)}", file=sys.stderr)
+        save(False)
+    for kind in ("engine", "naive"):
+        if (kind == "naive" and args.no_naive) or (args.only and kind not in args.only):
+            continue
+        table[f"{kind} (in-process)"] = await in_process(kind, model, tokenizer, workloads)
+        save(False)
     rows = [[k, server, f["tok_s"], f["generating_tok_s"] or "-", f["p50_s"], f["p95_s"],
              f["ttft_p50_s"], f["reply20_s"] or "-", f["peak_rss_mb"] or "-",
              f["pss_end_mb"] or "-"]
@@ -325,12 +339,7 @@ async def main() -> None:
     print(format_table(headers, rows))
     for note in notes:
         print(f"note: {note}")
-    result = {"ratios": ratios(table, ks), "notes": notes, "threads": args.threads,
-              "reply_tokens": [low, high], "by_server": table}  # fmt: skip
-    line = json.dumps(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(line + "\n")
-    print(line)
+    print(save(True))
 
 
 if __name__ == "__main__":
