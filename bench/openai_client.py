@@ -1,5 +1,6 @@
 """A ChatModel over any OpenAI-compatible server, for bench/peers.py: streams chat completions
-and records each reply's completion tokens (the server's `usage`) and its first and last piece."""
+and records each reply's completion tokens (the server's `usage`; re-tokenised reply text where a
+server sends none, as llama-cpp-python's does not when streaming) and its first and last piece."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Reply:
     tokens: int
     first_s: float  # perf_counter of the first piece
     last_s: float
+    counted: bool = False  # tokens re-tokenised here, not the server's usage
 
 
 @dataclass
@@ -60,6 +62,7 @@ class OpenAIClient:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         first = last = 0.0
         tokens = 0
+        pieces: list[str] = []
         async with self.session.post(
             f"{self.url}/v1/chat/completions", json=body, headers=headers
         ) as response:
@@ -77,8 +80,12 @@ class OpenAIClient:
                     if piece:
                         last = time.perf_counter()
                         first = first or last
+                        pieces.append(piece)
                         yield piece
-        self.replies.append(Reply(tokens, first, last))
+        counted = not tokens and bool(pieces)
+        if counted:
+            tokens = len(self.tokenizer.encode("".join(pieces), add_special_tokens=False))
+        self.replies.append(Reply(tokens, first, last, counted))
 
 
 def generating_tok_s(replies: Sequence[Reply]) -> float:

@@ -16,9 +16,10 @@ server's OpenAI-compatible API with streaming. Servers, one at a time:
 
 Figures per server and K: aggregate completion tok/s (the servers' `usage`; botloom's server
 counts by re-tokenising), tok/s while generating (median over replies, first to last piece), p50
-and p95 reply latency, p50 time to the first token, and the server's peak RSS (VmHWM of its
-process tree). The machine is shared and noisy: read ratios from one run. The last line is one
-JSON object with the ratios (also saved to bench/results/peers-cpu.json).
+and p95 reply latency, p50 time to the first token, and the server's peak RSS (VmHWM summed over
+its process tree) and its PSS at the end of its run. The machine is shared and noisy: read ratios
+from one run. The last line is one JSON object with the ratios (also saved to
+bench/results/peers-cpu.json).
 """
 
 from __future__ import annotations
@@ -42,16 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import RunResult, Workload, format_table, run_conversations
 from bench.engine import serve as serve_in_process
 from bench.openai_client import OpenAIClient, generating_tok_s
-from models.embedded import EMBEDDED_DEFAULT, embedded_gguf_path, ensure_embedded_default
+from bench.peer_servers import API_KEY, peak_rss_mb, pss_mb, servers
+from models.embedded import EMBEDDED_DEFAULT
 from models.hf import load_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "peers-cpu.json"
-API_KEY = "bench-peers-key"
-QUANTIZE = """import ctypes, sys, llama_cpp
-p = llama_cpp.llama_model_quantize_default_params()
-p.ftype = int(sys.argv[3]); p.allow_requantize = True
-sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)))
-"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -68,66 +64,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "botloom")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
-
-
-def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """name -> how to start it; and a note per peer that cannot run here."""
-    threads = str(args.threads)
-    env = {**os.environ, "OMP_NUM_THREADS": threads}
-    found: dict[str, dict[str, Any]] = {
-        "botloom-server": {
-            "command": [sys.executable, "-m", "bot.cli", "model-server", "--port", str(port)],
-            "env": {**env, "BOTLOOM_MODEL": EMBEDDED_DEFAULT, "BOTLOOM_TORCH_THREADS": threads,
-                    "BOTLOOM_MODEL_API_KEY": API_KEY, "BOTLOOM_CACHE_DIR": str(args.cache_dir)},
-            "extra": {},
-        }
-    }  # fmt: skip
-    notes = []
-    llama = args.venvs / "llama" / "bin" / "python"
-    usable = llama.is_file() and subprocess.run([str(llama), "-c", "import llama_cpp.server"],
-                                                capture_output=True).returncode == 0  # fmt: skip
-    if usable and (not args.only or "llama" in args.only):
-        q4 = embedded_gguf_path()
-        for name, ftype in (("Q4_1", None), ("F16", 1), ("F32", 0)):
-            gguf = q4 if ftype is None else args.venvs / f"SmolLM2-135M-Instruct.{name}.gguf"
-            if ftype is not None and not gguf.is_file():
-                made = subprocess.run([str(llama), "-c", QUANTIZE, str(q4), str(gguf), str(ftype)])
-                if made.returncode != 0:
-                    notes.append(f"llama.cpp-{name}: llama_model_quantize failed")
-                    continue
-            found[f"llama.cpp-{name}"] = {
-                "command": [str(llama), "-m", "llama_cpp.server", "--model", str(gguf),
-                            "--n_threads", threads, "--n_ctx", "4096", "--port", str(port)],
-                "env": env, "extra": {"repeat_penalty": 1.1},
-            }  # fmt: skip
-    else:
-        notes.append(f"llama.cpp: llama-cpp-python[server] not installed in {llama.parent.parent}")
-    vllm = args.venvs / "vllm" / "bin" / "vllm"
-    if vllm.is_file():
-        folder = ensure_embedded_default(args.cache_dir)
-        found["vllm-cpu"] = {
-            "command": [str(vllm), "serve", str(folder), "--port", str(port), "--dtype", "float32",
-                        "--served-model-name", "default", "--max-model-len", "4096"],
-            "env": {**env, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": f"0-{args.threads - 1}"},
-            "extra": {},
-        }  # fmt: skip
-    else:
-        notes.append(f"vLLM-CPU: not installed ({vllm} missing)")
-    return found, notes
-
-
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM summed over a process and its descendants, in MB."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-    return total / 1024
 
 
 async def wait_until_serving(
@@ -147,11 +83,17 @@ async def wait_until_serving(
     raise RuntimeError("the server did not answer in time")
 
 
-async def run_server(name: str, spec: dict[str, Any], port: int, tokenizer: Any,
-                     workloads: list[Workload], log_dir: Path) -> dict[int, dict[str, Any]]:  # fmt: skip
+async def run_server(
+    name: str,
+    spec: dict[str, Any],
+    port: int,
+    tokenizer: Any,
+    workloads: list[Workload],
+    log_dir: Path,
+) -> dict[int, dict[str, Any]]:
     url = f"http://127.0.0.1:{port}"
     log = (log_dir / f"{name}.log").open("wb")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: ASYNC220 (started once, before the measured run)
         spec["command"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT
     )
     try:
@@ -161,11 +103,17 @@ async def run_server(name: str, spec: dict[str, Any], port: int, tokenizer: Any,
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for workload in workloads:
                 client = OpenAIClient(url, tokenizer, session, API_KEY, spec["extra"], name=name)
-                run = await run_conversations(client, workload, name=name, tokens_generated=lambda c=client: c.tokens_generated)  # type: ignore[misc]  # fmt: skip
+                run = await run_conversations(
+                    client,  # type: ignore[arg-type]
+                    workload,
+                    name=name,
+                    tokens_generated=lambda c=client: c.tokens_generated,  # type: ignore[misc]
+                )
                 results[workload.conversations] = figures(run, generating_tok_s(client.replies))
-        rss = peak_rss_mb(process.pid)
+        rss, pss = peak_rss_mb(process.pid), pss_mb(process.pid)
         for entry in results.values():
             entry["peak_rss_mb"] = round(rss)
+            entry["pss_end_mb"] = round(pss)
         return results
     finally:
         process.terminate()
@@ -183,16 +131,21 @@ def figures(run: RunResult, generating: float) -> dict[str, Any]:
         "p50_s": round(run.latency(0.5), 2),
         "p95_s": round(run.latency(0.95), 2),
         "ttft_p50_s": round(run.ttft(0.5), 2),
+        # the issue's "p50 reply for a ~20-token reply": first token, then 19 at the median rate
+        "reply20_s": round(run.ttft(0.5) + 19 / generating, 2) if generating else None,
         "tokens": run.tokens,
     }
 
 
-async def in_process(kind: str, model: Any, tokenizer: Any, workloads: list[Workload]) -> dict[int, dict[str, Any]]:  # fmt: skip
+async def in_process(
+    kind: str, model: Any, tokenizer: Any, workloads: list[Workload]
+) -> dict[int, dict[str, Any]]:
     results = {}
     for workload in workloads:
         run = await serve_in_process(model, tokenizer, kind, workload)
         results[workload.conversations] = figures(run, 0.0)
         results[workload.conversations]["peak_rss_mb"] = None
+        results[workload.conversations]["pss_end_mb"] = None
     return results
 
 
@@ -232,6 +185,17 @@ async def main() -> None:
     log_dir = args.out.parent / "peers-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     table: dict[str, dict[int, dict[str, Any]]] = {}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(done: bool) -> str:
+        """The result so far, written after every server: a run the OOM killer ends keeps
+        what it measured."""
+        result = {"ratios": ratios(table, ks), "notes": notes, "threads": args.threads,
+                  "reply_tokens": [low, high], "complete": done, "by_server": table}  # fmt: skip
+        line = json.dumps(result)
+        args.out.write_text(line + "\n")
+        return line
+
     for server in chosen:
         print(f"  {server} ...", file=sys.stderr)
         try:
@@ -240,12 +204,16 @@ async def main() -> None:
             )
         except Exception as error:  # one server that fails to start must not end the run
             notes.append(f"{server}: {error} (see {log_dir / (server + '.log')})")
-    if not args.only or "engine" in args.only:
-        table["engine (in-process)"] = await in_process("engine", model, tokenizer, workloads)
-    if not args.no_naive and (not args.only or "naive" in args.only):
-        table["naive (in-process)"] = await in_process("naive", model, tokenizer, workloads)
+        print(f"  {server}: {table.get(server)}", file=sys.stderr)
+        save(False)
+    for kind in ("engine", "naive"):
+        if (kind == "naive" and args.no_naive) or (args.only and kind not in args.only):
+            continue
+        table[f"{kind} (in-process)"] = await in_process(kind, model, tokenizer, workloads)
+        save(False)
     rows = [[k, server, f["tok_s"], f["generating_tok_s"] or "-", f["p50_s"], f["p95_s"],
-             f["ttft_p50_s"], f["peak_rss_mb"] or "-"]
+             f["ttft_p50_s"], f["reply20_s"] or "-", f["peak_rss_mb"] or "-",
+             f["pss_end_mb"] or "-"]
             for k in ks for server, by_k in table.items() for f in [by_k[k]]]  # fmt: skip
     print(f"\n{name}, CPU ({os.cpu_count()} cores, shared and noisy), {args.threads} threads each; "
           f"{args.turns} turns, replies of {low}-{high} tokens, greedy")  # fmt: skip
@@ -257,17 +225,14 @@ async def main() -> None:
         "p50 s",
         "p95 s",
         "ttft p50 s",
+        "20-token reply s",
         "peak RSS MB",
+        "PSS MB at end",
     ]
     print(format_table(headers, rows))
     for note in notes:
         print(f"note: {note}")
-    result = {"ratios": ratios(table, ks), "notes": notes, "threads": args.threads,
-              "reply_tokens": [low, high], "by_server": table}  # fmt: skip
-    line = json.dumps(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(line + "\n")
-    print(line)
+    print(save(True))
 
 
 if __name__ == "__main__":
