@@ -6,7 +6,7 @@ layer at 16 rows here). This step does per layer: RMSNorm, one fused QKV product
 from the model's own `rotary_emb`, the new keys and values written into the batch's slots
 (models/engine/kv.py), attention as two batched matmuls over the slots with the query heads of a
 KV head grouped (no repeat_kv), the output product, RMSNorm, one fused gate/up product, SiLU, down.
-It runs on the weights of models/engine/int8_linear.py (the fused layers), so it exists only where
+It runs on the fused layers of models/engine/bf16_linear.py or int8_linear.py, so it exists only
 those do, for the model types in SUPPORTED, and only once `matches` found its logits equal to
 the model's own forward on a small batch (else the batcher keeps transformers' forward).
 Prefill still runs transformers' forward: any Hugging Face causal LM works as before.
@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
-from models.engine.int8_linear import Int8Linear
 from models.engine.kv import BatchKV, layer_kv
 
 logger = logging.getLogger(__name__)
@@ -34,11 +33,11 @@ SUPPORTED = frozenset({"llama", "mistral", "qwen2"})
 @dataclass(frozen=True)
 class _Layer:
     input_norm: torch.Tensor
-    qkv: Int8Linear
-    o: Any  # Int8Linear
+    qkv: nn.Module  # Int8Linear or Bf16Linear, as the others
+    o: nn.Module
     post_norm: torch.Tensor
-    gate_up: Int8Linear
-    down: Any  # Int8Linear
+    gate_up: nn.Module
+    down: nn.Module
     scaling: float
 
 
@@ -56,7 +55,7 @@ class CompactDecoder:
         self._dim = int(getattr(config, "head_dim", None) or config.hidden_size // self._heads)
         self._eps = float(config.rms_norm_eps)
         self._hidden = int(config.hidden_size)
-        self._embed = inner.embed_tokens.weight
+        self._embed = inner.embed_tokens  # float32 out (Bf16Embedding converts)
         self._norm = inner.norm.weight
         self._rotary = inner.rotary_emb
         self._lm_head = model.lm_head
@@ -78,7 +77,7 @@ class CompactDecoder:
     ) -> torch.Tensor:
         rows, heads, kv_heads, dim = len(tokens), self._heads, self._kv_heads, self._dim
         group, shape = heads // kv_heads, (self._hidden,)
-        x = F.embedding(torch.tensor(tokens), self._embed)  # [rows, hidden]
+        x = self._embed(torch.tensor(tokens))  # [rows, hidden]
         position_ids = torch.tensor(positions)[:, None]
         cos, sin = self._rotary(x[:, None], position_ids)  # [rows, 1, dim]
         cos, sin = cos.view(rows, 1, 1, dim), sin.view(rows, 1, 1, dim)
