@@ -140,7 +140,8 @@ class Settings:
 
     # CPU speed of the in-process engine (issue 16): weights "auto" (bf16 for a float32 model on
     # a CPU with native bfloat16, else int8), "bf16", "int8" or "float32"; the prefix cache's
-    # bound in MB (0: a quarter of the model's weights, at least 32 MiB); torch threads on the CPU (0: every core the process is given).
+    # bound in MB (0: a quarter of the model's weights, at least 32 MiB); torch threads on the
+    # CPU (0: every core the process is given).
     engine_weights: str = "auto"
     prefix_cache_mb: int = 0
     torch_threads: int = 0
