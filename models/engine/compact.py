@@ -80,34 +80,48 @@ class CompactDecoder:
         x = self._embed(torch.tensor(tokens))  # [rows, hidden]
         position_ids = torch.tensor(positions)[:, None]
         cos, sin = self._rotary(x[:, None], position_ids)  # [rows, 1, dim]
-        cos, sin = cos.view(rows, 1, 1, dim), sin.view(rows, 1, 1, dim)
+        cos, sin = cos.view(rows, 1, dim), _signed(sin.view(rows, 1, dim))
         bias = torch.zeros(mask.shape, dtype=x.dtype).masked_fill_(mask == 0, float("-inf"))
         bias = bias[:, None, None, :]  # [rows, 1, 1, width]
-        sizes = [heads * dim, kv_heads * dim, kv_heads * dim]
+        rotated = heads + kv_heads  # q and k heads, rotated together
+        low: torch.Tensor | None = None  # the bias in a bfloat16 cache's dtype
         for layer, slots in zip(self._layers, kv.cache.layers, strict=True):
             h = F.rms_norm(x, shape, layer.input_norm, self._eps)
-            q, k, v = layer.qkv(h).split(sizes, dim=-1)
-            q = _rotate(q.reshape(rows, kv_heads, group, dim), cos, sin)
-            k = _rotate(k.reshape(rows, kv_heads, 1, dim), cos, sin)
-            keys, values = slots.update(k, v.reshape(rows, kv_heads, 1, dim))
-            scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(layer.scaling).add_(bias)
-            attended = torch.matmul(torch.softmax(scores, dim=-1), values)
-            x = x + layer.o(attended.reshape(rows, heads * dim))
+            qkv = layer.qkv(h).view(rows, rotated + kv_heads, dim)
+            qk = _rotate(qkv[:, :rotated], cos, sin)  # [rows, heads + kv_heads, dim]
+            q = qk[:, :heads].view(rows, kv_heads, group, dim)
+            keys, values = slots.update(qk[:, heads:, None], qkv[:, rotated:, None])
+            if keys.dtype != q.dtype:  # a bfloat16 cache: oneDNN's attention, float32 inside
+                low = low if low is not None else bias.to(keys.dtype)
+                attended = F.scaled_dot_product_attention(
+                    q.to(keys.dtype), keys, values, attn_mask=low, scale=layer.scaling
+                ).float()
+            else:
+                scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(layer.scaling).add_(bias)
+                attended = torch.matmul(torch.softmax(scores, dim=-1), values)
+            x = x + layer.o(attended.view(rows, heads * dim))
             h = F.rms_norm(x, shape, layer.post_norm, self._eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate).mul_(up))
         return self._lm_head(F.rms_norm(x, shape, self._norm, self._eps))
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def _signed(sin: torch.Tensor) -> torch.Tensor:
+    """sin with its first half negated: rotate_half(x) * sin == roll(x, half) * _signed(sin)."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
-def compact_decoder(model: PreTrainedModel) -> CompactDecoder | None:
-    """A CompactDecoder for `model` (a quantized_copy), or None where it does not apply or its
-    logits differ from the model's forward."""
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """The rotary embedding of `x` [..., dim] (`signed_sin` from `_signed`)."""
+    return torch.addcmul(x * cos, torch.roll(x, x.shape[-1] // 2, dims=-1), signed_sin)
+
+
+def compact_decoder(
+    model: PreTrainedModel, kv_dtype: torch.dtype | None = None
+) -> CompactDecoder | None:
+    """A CompactDecoder for `model` (an int8 or bf16 copy), or None where it does not apply or
+    its logits, with a KV cache in `kv_dtype` (None: the model's), differ from the forward's."""
     config = model.config
     inner = getattr(model, "model", None)
     if config.model_type not in SUPPORTED or getattr(config, "hidden_act", "") != "silu":
@@ -125,7 +139,7 @@ def compact_decoder(model: PreTrainedModel) -> CompactDecoder | None:
         ):
             return None
         decoder = CompactDecoder(model)
-        if not matches(model, decoder):
+        if not matches(model, decoder, kv_dtype):
             logger.warning("the compact decode step differs from the model's: not used")
             return None
         return decoder
@@ -134,14 +148,16 @@ def compact_decoder(model: PreTrainedModel) -> CompactDecoder | None:
         return None
 
 
-def matches(model: PreTrainedModel, decoder: CompactDecoder) -> bool:
+def matches(
+    model: PreTrainedModel, decoder: CompactDecoder, kv_dtype: torch.dtype | None = None
+) -> bool:
     """Whether one compact step gives the model's own next-token logits for a small batch of
     prompts of different lengths (a left-padded BatchKV, as the batcher has it)."""
     generator = torch.Generator().manual_seed(0)
     vocab = int(model.config.vocab_size)
     prompts = [torch.randint(0, vocab, (1, n), generator=generator) for n in (7, 4)]
     nexts = [int(t) for t in torch.randint(0, vocab, (2,), generator=generator)]
-    kv = BatchKV(model.config, model.device, max_rows=2)
+    kv = BatchKV(model.config, model.device, max_rows=2, dtype=kv_dtype)
     expected = []
     import inspect
 

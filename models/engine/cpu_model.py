@@ -56,6 +56,14 @@ class EngineModel:
     weights: str
     decoder: CompactDecoder | None = None
 
+    @property
+    def kv_dtype(self) -> torch.dtype:
+        """The batch's and the kept KV cache's dtype: bfloat16 with bf16 weights and the compact
+        step (its attention reads half the bytes), else the model's."""
+        if self.weights == "bf16" and self.decoder is not None:
+            return torch.bfloat16
+        return self.model.dtype
+
     def __post_init__(self) -> None:
         # transformers 5.24 renamed the forward argument `past_key_values` (5.17) to `cache`.
         forward = inspect.signature(self.model.forward).parameters
@@ -97,7 +105,7 @@ def prepare_model(
     if weights == "bf16" or (weights == "auto" and native_bf16()):
         converted = bf16_copy(model, max_batch)
         if converted is not None:
-            return EngineModel(converted, "bf16", compact_decoder(converted))
+            return EngineModel(converted, "bf16", compact_decoder(converted, torch.bfloat16))
         if weights == "bf16":
             logger.warning("bfloat16 weights do not apply here: the engine runs it as loaded")
     if weights in ("auto", "int8"):
@@ -110,13 +118,14 @@ def prepare_model(
     return EngineModel(packed, "packed") if packed is not None else EngineModel(model, "as loaded")
 
 
-def kv_bytes_per_token(model: PreTrainedModel) -> int:
-    """Bytes of KV cache one token takes (keys and values of every layer)."""
+def kv_bytes_per_token(model: PreTrainedModel, dtype: torch.dtype | None = None) -> int:
+    """Bytes of KV cache one token takes (keys and values of every layer), in `dtype` (None:
+    the model's)."""
     config = model.config
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
     dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    size = torch.empty(0, dtype=model.dtype).element_size()
+    size = torch.empty(0, dtype=dtype or model.dtype).element_size()
     return 2 * int(config.num_hidden_layers) * kv_heads * dim * size
 
 
