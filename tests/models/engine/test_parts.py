@@ -11,7 +11,7 @@ from transformers import LlamaConfig, RepetitionPenaltyLogitsProcessor, TopPLogi
 from models.api import GenerationParams
 from models.engine.kv import BatchKV, LayerKV, cast_kv, layer_kv
 from models.engine.prefix_cache import PrefixCache
-from models.engine.sampling import choose_tokens
+from models.engine.sampling import SeenTokens, choose_tokens
 
 CONFIG = LlamaConfig(
     vocab_size=32,
@@ -118,6 +118,17 @@ def test_sampled_rows_draw_only_from_their_nucleus() -> None:
     draws = {choose_tokens(logits, params, seen)[0] for _ in range(200)}
     assert draws <= set(nucleus.nonzero().flatten().tolist())
     assert choose_tokens(logits, params, seen)[1] == int(logits[1].argmax())
+
+
+def test_seen_tokens_stay_as_wide_as_the_longest_row_through_joins_and_leaves() -> None:
+    seen = SeenTokens()
+    for cycle in range(40):  # rows join and leave, as replies do in the batcher
+        seen.add_rows([[cycle, cycle + 1], [7]])
+        seen.add([cycle + 2] * seen.rows)
+        seen.keep([0])
+    assert seen.rows == 1
+    assert seen._ids.shape[1] <= 128  # the longest row has 42 distinct tokens
+    assert sorted(set(seen.index()[0].tolist())) == list(range(42))
 
 
 # --- BatchKV ---------------------------------------------------------------------------------
