@@ -93,9 +93,10 @@ async def test_overload_says_busy_at_once(
         for text, elapsed in results
         if text == "I'm busy right now. Please try again in 7 s."
     ]
-    answered = [text for text, _ in results if text == "fake: hi"]
+    answered = [elapsed for text, elapsed in results if text == "fake: hi"]
     assert len(answered) == 2 and len(busy) == 4
-    assert max(busy) < 0.5, "busy is said at once, not after waiting"
+    # Said at once: before either admitted reply (each ~0.6 s) is done, however loaded the machine.
+    assert max(busy) < min(answered), "busy is said at once, not after waiting"
     model.delay = 0
     assert (await ask(client, connector, "hi", conversation="c0"))[0] == "fake: hi"
 
