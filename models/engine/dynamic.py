@@ -7,8 +7,8 @@ tokens are chosen, and their KV caches join the batch.
 A decode step then advances every row by one token in a single forward pass: input [rows, 1]
 against the rows' KV caches left-padded to a common width in preallocated slots (BatchKV), with
 per-row position ids. A row leaves as soon as its reply ends; its KV cache goes to the
-PrefixCache, where the conversation's next turn finds it. In float32 on the CPU the batcher runs a
-copy of the model whose linear layers are pre-packed for oneDNN (models/engine/packed_linear.py).
+PrefixCache, where the conversation's next turn finds it. On the CPU the batcher runs its own copy
+of a float32 model (models/engine/cpu_model.py: bfloat16, int8 or oneDNN-packed float32 weights).
 
 Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
 nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU
