@@ -4,11 +4,12 @@
         [--weights float32,int8,bf16] [--threads 2] [--profile]
 
 For each weight format (models/engine/cpu_model.prepare_model) and each batch size, a BatchKV of
-`rows` rows of `context` tokens (random keys and values) is decoded `steps` times, greedy with
-the repetition penalty over `context` seen tokens, each row's token pushed through a ReplyText
-(detokenisation and the stop check), as the DynamicBatcher does. Printed: median milliseconds per
-step of the forward (decode), choosing the tokens (sampling + penalty), and the text, and tok/s of
-the whole step. --profile adds torch.profiler's top operators of the forward, by self CPU time.
+`rows` rows of `context` tokens (random keys and values, in the runner's KV dtype) is decoded
+`steps` times, greedy with the repetition penalty over `context` seen tokens, each row's token
+pushed through a ReplyText (detokenisation and the stop check), as the DynamicBatcher does.
+Printed: median milliseconds per step of the forward (decode), choosing the tokens (sampling +
+penalty), and the text, and tok/s of the whole step. --profile adds torch.profiler's top
+operators of the forward, by self CPU time.
 The machine is shared: compare the figures of one run. The last line is one JSON object.
 """
 
@@ -47,12 +48,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def random_kv(model: Any, rows: int, context: int) -> BatchKV:
+def random_kv(model: Any, rows: int, context: int, dtype: torch.dtype) -> BatchKV:
     config = model.config
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
     dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    kv = BatchKV(config, model.device, max_rows=rows)
+    kv = BatchKV(config, model.device, max_rows=rows, dtype=dtype)
     generator = torch.Generator().manual_seed(0)
     layers = int(config.num_hidden_layers)
     one = [
@@ -67,7 +68,7 @@ def random_kv(model: Any, rows: int, context: int) -> BatchKV:
 
 
 def measure(runner: Any, tokenizer: Any, rows: int, args: argparse.Namespace) -> dict[str, Any]:
-    kv = random_kv(runner.model, rows, args.context)
+    kv = random_kv(runner.model, rows, args.context, getattr(runner, "kv_dtype", torch.float32))
     params = [GenerationParams(temperature=0.0, repetition_penalty=1.1)] * rows
     seen = SeenTokens()
     generator = torch.Generator().manual_seed(1)
