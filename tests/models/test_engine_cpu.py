@@ -64,7 +64,8 @@ async def test_a_float32_llama_runs_compact_steps_on_its_weights_like_serial_gen
         assert not any(type(m) is nn.Linear for m in runner.model.modules())
         assert any(type(m) is nn.Linear for m in model.modules())  # the caller's model unchanged
         replies = await asyncio.gather(*(complete(engine, chat(q), GREEDY) for q in QUESTIONS))
-        assert engine.stats.max_rows == len(QUESTIONS)
+        # Batched: how many rows met in one step depends on how fast the first ones ran.
+        assert engine.stats.batched_steps > 0 and engine.stats.max_rows >= 2
     finally:
         engine.close()
     # Serial generate on the same weights (transformers' forward, one sequence) agrees.
