@@ -12,9 +12,9 @@ q/k/v and gate/up are fused into one packed weight each (`botloom_qkv`, `botloom
 their parent, what the compact decode step of models/engine/compact.py uses). A packed weight has
 no row views, so transformers' own forward (prefill) reaches the fused product through
 `FusedPart`s: the first part called computes the fused product of its input, the others called
-with the same input tensor take their columns of it. The tied output layer and the input
-embedding share one bfloat16 matrix. `bf16_copy` gives the batcher its own copy of the model, the
-caller's model left unchanged.
+with the same input tensor take their columns of it. The input embedding becomes bfloat16 (a
+tied output layer: a packed copy of that matrix). `bf16_copy` gives the batcher its own copy of
+the model, the caller's model left unchanged.
 """
 
 from __future__ import annotations
