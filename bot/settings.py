@@ -15,7 +15,7 @@ from typing import Any
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
-ENGINE_WEIGHTS = ("auto", "int8", "float32")  # EngineConfig.weights
+ENGINE_WEIGHTS = ("auto", "bf16", "int8", "float32")  # EngineConfig.weights
 
 # bench/memory.py compared a candidate ("You are botloom, an AI assistant chatting with a user.
 # You are the assistant, not the user: ...") on its held-out set: it recalled less and answered
@@ -138,9 +138,10 @@ class Settings:
     reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
     memory_extraction: str = "rules"  # "model": also the model's structured extraction (big models)
 
-    # CPU speed of the in-process engine (issue 16): weights "auto" (int8 for a float32 model on
-    # the CPU), "int8" or "float32"; the prefix cache's bound in MB (0: a quarter of the model's
-    # weights, at least 32 MiB); torch threads on the CPU (0: every core the process is given).
+    # CPU speed of the in-process engine (issue 16): weights "auto" (bf16 for a float32 model on
+    # a CPU with native bfloat16, else int8), "bf16", "int8" or "float32"; the prefix cache's
+    # bound in MB (0: a quarter of the model's weights, at least 32 MiB); torch threads on the
+    # CPU (0: every core the process is given).
     engine_weights: str = "auto"
     prefix_cache_mb: int = 0
     torch_threads: int = 0

@@ -6,7 +6,7 @@ layer at 16 rows here). This step does per layer: RMSNorm, one fused QKV product
 from the model's own `rotary_emb`, the new keys and values written into the batch's slots
 (models/engine/kv.py), attention as two batched matmuls over the slots with the query heads of a
 KV head grouped (no repeat_kv), the output product, RMSNorm, one fused gate/up product, SiLU, down.
-It runs on the weights of models/engine/int8_linear.py (the fused layers), so it exists only where
+It runs on the fused layers of models/engine/bf16_linear.py or int8_linear.py, so it exists only
 those do, for the model types in SUPPORTED, and only once `matches` found its logits equal to
 the model's own forward on a small batch (else the batcher keeps transformers' forward).
 Prefill still runs transformers' forward: any Hugging Face causal LM works as before.
@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
-from models.engine.int8_linear import Int8Linear
 from models.engine.kv import BatchKV, layer_kv
 
 logger = logging.getLogger(__name__)
@@ -34,11 +33,11 @@ SUPPORTED = frozenset({"llama", "mistral", "qwen2"})
 @dataclass(frozen=True)
 class _Layer:
     input_norm: torch.Tensor
-    qkv: Int8Linear
-    o: Any  # Int8Linear
+    qkv: nn.Module  # Int8Linear or Bf16Linear, as the others
+    o: nn.Module
     post_norm: torch.Tensor
-    gate_up: Int8Linear
-    down: Any  # Int8Linear
+    gate_up: nn.Module
+    down: nn.Module
     scaling: float
 
 
@@ -56,7 +55,7 @@ class CompactDecoder:
         self._dim = int(getattr(config, "head_dim", None) or config.hidden_size // self._heads)
         self._eps = float(config.rms_norm_eps)
         self._hidden = int(config.hidden_size)
-        self._embed = inner.embed_tokens.weight
+        self._embed = inner.embed_tokens  # float32 out (Bf16Embedding converts)
         self._norm = inner.norm.weight
         self._rotary = inner.rotary_emb
         self._lm_head = model.lm_head
@@ -78,37 +77,51 @@ class CompactDecoder:
     ) -> torch.Tensor:
         rows, heads, kv_heads, dim = len(tokens), self._heads, self._kv_heads, self._dim
         group, shape = heads // kv_heads, (self._hidden,)
-        x = F.embedding(torch.tensor(tokens), self._embed)  # [rows, hidden]
+        x = self._embed(torch.tensor(tokens))  # [rows, hidden]
         position_ids = torch.tensor(positions)[:, None]
         cos, sin = self._rotary(x[:, None], position_ids)  # [rows, 1, dim]
-        cos, sin = cos.view(rows, 1, 1, dim), sin.view(rows, 1, 1, dim)
+        cos, sin = cos.view(rows, 1, dim), _signed(sin.view(rows, 1, dim))
         bias = torch.zeros(mask.shape, dtype=x.dtype).masked_fill_(mask == 0, float("-inf"))
         bias = bias[:, None, None, :]  # [rows, 1, 1, width]
-        sizes = [heads * dim, kv_heads * dim, kv_heads * dim]
+        rotated = heads + kv_heads  # q and k heads, rotated together
+        low: torch.Tensor | None = None  # the bias in a bfloat16 cache's dtype
         for layer, slots in zip(self._layers, kv.cache.layers, strict=True):
             h = F.rms_norm(x, shape, layer.input_norm, self._eps)
-            q, k, v = layer.qkv(h).split(sizes, dim=-1)
-            q = _rotate(q.reshape(rows, kv_heads, group, dim), cos, sin)
-            k = _rotate(k.reshape(rows, kv_heads, 1, dim), cos, sin)
-            keys, values = slots.update(k, v.reshape(rows, kv_heads, 1, dim))
-            scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(layer.scaling).add_(bias)
-            attended = torch.matmul(torch.softmax(scores, dim=-1), values)
-            x = x + layer.o(attended.reshape(rows, heads * dim))
+            qkv = layer.qkv(h).view(rows, rotated + kv_heads, dim)
+            qk = _rotate(qkv[:, :rotated], cos, sin)  # [rows, heads + kv_heads, dim]
+            q = qk[:, :heads].view(rows, kv_heads, group, dim)
+            keys, values = slots.update(qk[:, heads:, None], qkv[:, rotated:, None])
+            if keys.dtype != q.dtype:  # a bfloat16 cache: oneDNN's attention, float32 inside
+                low = low if low is not None else bias.to(keys.dtype)
+                attended = F.scaled_dot_product_attention(
+                    q.to(keys.dtype), keys, values, attn_mask=low, scale=layer.scaling
+                ).float()
+            else:
+                scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(layer.scaling).add_(bias)
+                attended = torch.matmul(torch.softmax(scores, dim=-1), values)
+            x = x + layer.o(attended.view(rows, heads * dim))
             h = F.rms_norm(x, shape, layer.post_norm, self._eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
             x = x + layer.down(F.silu(gate).mul_(up))
         return self._lm_head(F.rms_norm(x, shape, self._norm, self._eps))
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def _signed(sin: torch.Tensor) -> torch.Tensor:
+    """sin with its first half negated: rotate_half(x) * sin == roll(x, half) * _signed(sin)."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
-def compact_decoder(model: PreTrainedModel) -> CompactDecoder | None:
-    """A CompactDecoder for `model` (a quantized_copy), or None where it does not apply or its
-    logits differ from the model's forward."""
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """The rotary embedding of `x` [..., dim] (`signed_sin` from `_signed`)."""
+    return torch.addcmul(x * cos, torch.roll(x, x.shape[-1] // 2, dims=-1), signed_sin)
+
+
+def compact_decoder(
+    model: PreTrainedModel, kv_dtype: torch.dtype | None = None
+) -> CompactDecoder | None:
+    """A CompactDecoder for `model` (an int8 or bf16 copy), or None where it does not apply or
+    its logits, with a KV cache in `kv_dtype` (None: the model's), differ from the forward's."""
     config = model.config
     inner = getattr(model, "model", None)
     if config.model_type not in SUPPORTED or getattr(config, "hidden_act", "") != "silu":
@@ -126,7 +139,7 @@ def compact_decoder(model: PreTrainedModel) -> CompactDecoder | None:
         ):
             return None
         decoder = CompactDecoder(model)
-        if not matches(model, decoder):
+        if not matches(model, decoder, kv_dtype):
             logger.warning("the compact decode step differs from the model's: not used")
             return None
         return decoder
@@ -135,14 +148,16 @@ def compact_decoder(model: PreTrainedModel) -> CompactDecoder | None:
         return None
 
 
-def matches(model: PreTrainedModel, decoder: CompactDecoder) -> bool:
+def matches(
+    model: PreTrainedModel, decoder: CompactDecoder, kv_dtype: torch.dtype | None = None
+) -> bool:
     """Whether one compact step gives the model's own next-token logits for a small batch of
     prompts of different lengths (a left-padded BatchKV, as the batcher has it)."""
     generator = torch.Generator().manual_seed(0)
     vocab = int(model.config.vocab_size)
     prompts = [torch.randint(0, vocab, (1, n), generator=generator) for n in (7, 4)]
     nexts = [int(t) for t in torch.randint(0, vocab, (2,), generator=generator)]
-    kv = BatchKV(model.config, model.device, max_rows=2)
+    kv = BatchKV(model.config, model.device, max_rows=2, dtype=kv_dtype)
     expected = []
     import inspect
 

@@ -1,8 +1,9 @@
 """The model a DynamicBatcher runs, and the defaults the CPU path takes from the model.
 
-`prepare_model` chooses, once at load: int8 weights (models/engine/int8_linear.py) with the
-compact decode step (models/engine/compact.py) where they apply, else oneDNN-packed float32
-weights (models/engine/packed_linear.py), else the caller's model as it is. `EngineModel.decode`
+`prepare_model` chooses, once at load: bfloat16 weights (models/engine/bf16_linear.py) on a CPU
+with native bfloat16, else int8 weights (models/engine/int8_linear.py), both with the compact
+decode step (models/engine/compact.py) where it applies; else oneDNN-packed float32 weights
+(models/engine/packed_linear.py), else the caller's model as it is. `EngineModel.decode`
 is one decode step of every row of the batch, through the compact step or transformers' forward.
 """
 
@@ -22,6 +23,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
+from models.engine.bf16_linear import bf16_copy, native_bf16
 from models.engine.compact import CompactDecoder, compact_decoder
 from models.engine.int8_linear import quantized_copy
 from models.engine.kv import BatchKV
@@ -29,7 +31,7 @@ from models.engine.packed_linear import packed_copy
 
 logger = logging.getLogger(__name__)
 
-Weights = Literal["auto", "int8", "float32"]
+Weights = Literal["auto", "bf16", "int8", "float32"]
 MIN_PREFIX_CACHE_BYTES = 32 << 20
 
 
@@ -47,12 +49,20 @@ def supports_dynamic_batching(model: PreTrainedModel) -> bool:
 
 @dataclass
 class EngineModel:
-    """The model the batcher runs. `weights`: "int8", "packed" (oneDNN float32) or "as loaded";
-    `compact`: whether decode steps take the compact path."""
+    """The model the batcher runs. `weights`: "bf16", "int8", "packed" (oneDNN float32) or "as
+    loaded"; `compact`: whether decode steps take the compact path."""
 
     model: PreTrainedModel
     weights: str
     decoder: CompactDecoder | None = None
+
+    @property
+    def kv_dtype(self) -> torch.dtype:
+        """The batch's and the kept KV cache's dtype: bfloat16 with bf16 weights and the compact
+        step (its attention reads half the bytes), else the model's."""
+        if self.weights == "bf16" and self.decoder is not None:
+            return torch.bfloat16
+        return self.model.dtype
 
     def __post_init__(self) -> None:
         # transformers 5.24 renamed the forward argument `past_key_values` (5.17) to `cache`.
@@ -62,6 +72,11 @@ class EngineModel:
     @property
     def compact(self) -> bool:
         return self.decoder is not None
+
+    @property
+    def path(self) -> str:
+        """How a decode step runs: "compact" or "forward" (transformers')."""
+        return "compact" if self.decoder is not None else "forward"
 
     def decode(self, kv: BatchKV, tokens: Sequence[int], positions: Sequence[int]) -> torch.Tensor:
         """Logits [rows, vocab] of the next token of every row; the step's keys and values are
@@ -84,8 +99,15 @@ class EngineModel:
 def prepare_model(
     model: PreTrainedModel, *, weights: Weights, pack_weights: bool, max_batch: int
 ) -> EngineModel:
-    """The batcher's model: an int8 copy with the compact step ("auto" or "int8", a float32
-    model on the CPU), else a packed copy (`pack_weights`), else `model` itself."""
+    """The batcher's model for a float32 model on the CPU: a bfloat16 copy ("bf16", or "auto"
+    where the CPU has native bfloat16) or an int8 copy ("int8", or "auto" elsewhere), with the
+    compact step; else a packed copy (`pack_weights`), else `model` itself."""
+    if weights == "bf16" or (weights == "auto" and native_bf16()):
+        converted = bf16_copy(model, max_batch)
+        if converted is not None:
+            return EngineModel(converted, "bf16", compact_decoder(converted, torch.bfloat16))
+        if weights == "bf16":
+            logger.warning("bfloat16 weights do not apply here: the engine runs it as loaded")
     if weights in ("auto", "int8"):
         quantized = quantized_copy(model)
         if quantized is not None:
@@ -96,13 +118,14 @@ def prepare_model(
     return EngineModel(packed, "packed") if packed is not None else EngineModel(model, "as loaded")
 
 
-def kv_bytes_per_token(model: PreTrainedModel) -> int:
-    """Bytes of KV cache one token takes (keys and values of every layer)."""
+def kv_bytes_per_token(model: PreTrainedModel, dtype: torch.dtype | None = None) -> int:
+    """Bytes of KV cache one token takes (keys and values of every layer), in `dtype` (None:
+    the model's)."""
     config = model.config
     heads = int(config.num_attention_heads)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
     dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    size = torch.empty(0, dtype=model.dtype).element_size()
+    size = torch.empty(0, dtype=dtype or model.dtype).element_size()
     return 2 * int(config.num_hidden_layers) * kv_heads * dim * size
 
 

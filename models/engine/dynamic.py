@@ -7,8 +7,8 @@ tokens are chosen, and their KV caches join the batch.
 A decode step then advances every row by one token in a single forward pass: input [rows, 1]
 against the rows' KV caches left-padded to a common width in preallocated slots (BatchKV), with
 per-row position ids. A row leaves as soon as its reply ends; its KV cache goes to the
-PrefixCache, where the conversation's next turn finds it. In float32 on the CPU the batcher runs a
-copy of the model whose linear layers are pre-packed for oneDNN (models/engine/packed_linear.py).
+PrefixCache, where the conversation's next turn finds it. On the CPU the batcher runs its own copy
+of a float32 model (models/engine/cpu_model.py: bfloat16, int8 or oneDNN-packed float32 weights).
 
 Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
 nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU
@@ -36,7 +36,7 @@ from models.engine.cpu_model import (
     prepare_model,
     supports_dynamic_batching,
 )
-from models.engine.kv import BatchKV, LayerKV, fill_cache, layer_kv
+from models.engine.kv import BatchKV, LayerKV, cast_kv, fill_cache, layer_kv
 from models.engine.prefill import Prefill, next_prefill_group, padded_pasts, prefill_inputs, row_kv
 from models.engine.prefix_cache import PrefixCache
 from models.engine.request import (
@@ -92,7 +92,8 @@ class DynamicBatcher:
         self._device = model.device
         self._cache_argument = self.runner.cache_argument
         self._max_batch = max_batch
-        self._token_bytes = kv_bytes_per_token(model)
+        self._kv_dtype = self.runner.kv_dtype
+        self._token_bytes = kv_bytes_per_token(model, self._kv_dtype)
         if prefix_cache_bytes is None:
             prefix_cache_bytes = default_prefix_cache_bytes(model)
         self.prefixes = PrefixCache(prefix_cache_tokens, prefix_cache_bytes)
@@ -103,7 +104,7 @@ class DynamicBatcher:
         # The batch: its rows, their KV cache, and the tokens each row contains (for the
         # repetition penalty).
         self._rows: list[_Row] = []
-        self._kv = BatchKV(model.config, self._device, max_rows=max_batch)
+        self._kv = BatchKV(model.config, self._device, max_rows=max_batch, dtype=self._kv_dtype)
         self._seen = SeenTokens()
         self._thread = threading.Thread(target=self._run, name="botloom-engine", daemon=True)
         self._thread.start()
@@ -211,7 +212,9 @@ class DynamicBatcher:
         input_ids, positions, mask = prefill_inputs(group, past, suffix)
         cache = DynamicCache(config=self._model.config)
         if past:
-            fill_cache(cache, padded_pasts(group, past) if rows > 1 else group[0].past or [])
+            dtype = self._model.dtype  # the forward's; the kept caches may be bfloat16
+            pasts = padded_pasts(group, past, dtype) if rows > 1 else group[0].past or []
+            fill_cache(cache, cast_kv(pasts, dtype))
         out = self._model(
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
@@ -230,7 +233,9 @@ class DynamicBatcher:
         for i, (p, token) in enumerate(zip(group, tokens, strict=True)):
             request, ids = p.request, p.request.prompt_ids
             # exactly this prompt's KV cache: [1, heads, len(ids), dim] per layer
-            kv = layers if rows == 1 else row_kv(layers, i, p, past, suffix)
+            kv = cast_kv(
+                layers if rows == 1 else row_kv(layers, i, p, past, suffix), self._kv_dtype
+            )
             request.reused_tokens = p.reused
             self.stats.requests += 1
             self.stats.prompt_tokens += len(ids)

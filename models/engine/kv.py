@@ -62,7 +62,8 @@ class BatchKV:
     """The batch's KV cache (`cache`, for the model's forward) and attention `mask`.
 
     `spare`: columns allocated ahead on the right (decode steps) and half as many on the left
-    (joining prompts longer than the batch); `max_rows`: the most rows the buffers are sized for.
+    (joining prompts longer than the batch); `max_rows`: the most rows the buffers are sized for;
+    `dtype`: the buffers' (None: that of the first rows added; rows of another are converted).
     `reallocations` counts the times the batch was copied into new buffers.
     """
 
@@ -72,8 +73,10 @@ class BatchKV:
         device: torch.device,
         spare: int = 64,
         max_rows: int | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self._device = device
+        self._dtype = dtype
         self._spare = max(1, spare)
         self._max_rows = max_rows
         self.cache = DynamicCache(config=config)
@@ -190,8 +193,11 @@ class BatchKV:
         columns = self._end + self._spare
         for layer, (keys, values) in zip(self._layers, example, strict=True):
             _, heads, _, dim = keys.shape
-            layer.key_buffer = keys.new_empty(capacity, heads, columns, dim)
-            layer.value_buffer = values.new_empty(capacity, values.shape[1], columns, dim)
+            dtype = self._dtype or keys.dtype
+            layer.key_buffer = keys.new_empty(capacity, heads, columns, dim, dtype=dtype)
+            layer.value_buffer = values.new_empty(
+                capacity, values.shape[1], columns, dim, dtype=dtype
+            )
         self._mask = torch.zeros(capacity, columns, dtype=torch.long, device=self._device)
 
     def _reallocate(self, rows: int, width: int) -> None:
@@ -237,3 +243,8 @@ def fill_cache(cache: DynamicCache, kv: LayerKV) -> None:
 def layer_kv(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """A cache layer's (keys, values), each [rows, kv_heads, tokens, head_dim]."""
     return layer.keys, layer.values
+
+
+def cast_kv(kv: LayerKV, dtype: torch.dtype) -> LayerKV:
+    """`kv` in `dtype` (the same tensors where they already are)."""
+    return [(keys.to(dtype), values.to(dtype)) for keys, values in kv]

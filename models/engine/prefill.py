@@ -45,13 +45,14 @@ def shared_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def padded_pasts(group: list[Prefill], width: int) -> LayerKV:
-    """The group's reused KV caches as one batch, left-padded with zeros to `width` tokens."""
+def padded_pasts(group: list[Prefill], width: int, dtype: torch.dtype) -> LayerKV:
+    """The group's reused KV caches as one batch in `dtype`, left-padded with zeros to `width`
+    tokens."""
     example = next(p.past for p in group if p.past is not None)
     padded: LayerKV = []
     for layer, (keys, values) in enumerate(example):
-        k = keys.new_zeros(len(group), keys.shape[1], width, keys.shape[3])
-        v = values.new_zeros(len(group), values.shape[1], width, values.shape[3])
+        k = keys.new_zeros(len(group), keys.shape[1], width, keys.shape[3], dtype=dtype)
+        v = values.new_zeros(len(group), values.shape[1], width, values.shape[3], dtype=dtype)
         for i, p in enumerate(group):
             if p.past is not None and p.reused:
                 k[i, :, width - p.reused :] = p.past[layer][0][0]

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, RepetitionPenaltyLogitsProcessor, TopPLogitsWarper
 
 from models.api import GenerationParams
-from models.engine.kv import BatchKV, LayerKV, layer_kv
+from models.engine.kv import BatchKV, LayerKV, cast_kv, layer_kv
 from models.engine.prefix_cache import PrefixCache
 from models.engine.sampling import SeenTokens, choose_tokens
 
@@ -131,6 +131,17 @@ def test_sampled_rows_draw_only_from_their_nucleus() -> None:
     assert choose_tokens(logits, params, seen)[1] == int(logits[1].argmax())
 
 
+def test_seen_tokens_stay_as_wide_as_the_longest_row_through_joins_and_leaves() -> None:
+    seen = SeenTokens()
+    for cycle in range(40):  # rows join and leave, as replies do in the batcher
+        seen.add_rows([[cycle, cycle + 1], [7]])
+        seen.add([cycle + 2] * seen.rows)
+        seen.keep([0])
+    assert seen.rows == 1
+    assert seen._ids.shape[1] <= 128  # the longest row has 42 distinct tokens
+    assert sorted(set(seen.index()[0].tolist())) == list(range(42))
+
+
 # --- BatchKV ---------------------------------------------------------------------------------
 
 
@@ -163,6 +174,20 @@ def test_decode_steps_write_in_place_and_grow_when_full() -> None:
     assert batch.cache.get_seq_length() == 5 == batch.width
     assert batch.lengths == [5]
     assert batch.reallocations >= 1
+
+
+def test_a_bfloat16_batch_converts_float32_rows_and_gives_back_bfloat16_ones() -> None:
+    batch = BatchKV(CONFIG, torch.device("cpu"), spare=1, dtype=torch.bfloat16)
+    batch.add([kv_of([1, 2]), kv_of([3, 4, 5])], [2, 3])  # float32 rows (a prefill's)
+    layer = batch.cache.layers[0]
+    assert layer.key_buffer.dtype == torch.bfloat16
+    batch.next_mask()
+    keys, _ = layer.update(torch.full((2, 1, 1, 1), 6.0), torch.zeros(2, 1, 1, 1))
+    assert keys[:, 0, :, 0].tolist() == [[0, 1, 2, 6], [3, 4, 5, 6]]
+    row = batch.row(0)
+    assert row[0][0].dtype == torch.bfloat16 and row[0][0].flatten().tolist() == [1, 2, 6]
+    back = cast_kv(row, torch.float32)
+    assert back[1][1].dtype == torch.float32 and back[1][1].flatten().tolist() == [-1, -2, 0]
 
 
 def test_leaving_rows_move_the_last_row_into_their_slots_and_trim_the_padding() -> None:
