@@ -235,7 +235,10 @@ class ChatDialog(Dialog):
         passages: Sequence[Passage],
     ) -> None:
         """Stream the reply (Teams, Web Chat); the history keeps what the user was shown. The
-        final message of a completed reply carries its citations."""
+        final message of a completed reply carries its citations. A reply from passages streams
+        no text: it is checked against them (and its markers added) once complete."""
+        if passages:
+            policy = replace(policy, text_updates=False)
         async with StreamingReply(turn_context, policy) as stream:
             result = await stream.pump(lambda: self._pieces(prompt, 0, passages))
             if result.outcome is StreamOutcome.COMPLETED and is_empty_reply(result.text):

@@ -51,6 +51,9 @@ class StreamPolicy:
     limit_s: float | None = None
     informative_text: str = StreamOptions.informative_text
     max_message_bytes: int | None = None  # longer replies are split at paragraph boundaries
+    # False: the informative update, then only the final message (a reply checked, and perhaps
+    # replaced, once it is complete: the final must hold all the stream showed).
+    text_updates: bool = True
 
 
 def stream_policy(

@@ -230,6 +230,8 @@ class StreamingReply:
             self._wake.clear()
             if self._finishing:
                 return
+            if not self._policy.text_updates:
+                continue
             text = self._text.lstrip()
             if limit is not None and len(text.encode()) > limit:
                 return  # too long for one message: the final and the next ones carry the rest

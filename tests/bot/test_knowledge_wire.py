@@ -110,6 +110,14 @@ async def test_a_streamed_teams_reply_cites_the_right_document(
     assert len(claim["appearance"]["abstract"]) <= 160
     updates = [a for a in connector.activities if a["type"] == "typing" and a.get("text")]
     assert updates and all(message_entity(a) is None for a in updates), "only the final has it"
+    # The reply is checked against its sources (and may be replaced) once complete, so the stream
+    # shows no text the final message could drop: the informative update, then the final.
+    kinds = [
+        next(e for e in a["entities"] if e["type"] == "streaminfo")["streamType"]
+        for a in connector.activities
+        if any(e.get("type") == "streaminfo" for e in a.get("entities") or [])
+    ]
+    assert kinds == ["informative", "final"]
 
 
 async def test_web_chat_gets_the_entity_and_reference_definitions(
