@@ -67,9 +67,11 @@ class SeenTokens:
         have_rows, have_columns = self._ids.shape
         if rows <= have_rows and columns <= have_columns:
             return
-        grown = torch.zeros(
-            max(rows, 2 * have_rows), max(columns, 2 * have_columns, 64), dtype=torch.long
-        )
+        # Only a dimension that is too small doubles: doubling both on every admission after
+        # `keep` dropped rows doubled the columns each time (23 GB after ~30 admissions).
+        rows = have_rows if rows <= have_rows else max(rows, 2 * have_rows)
+        columns = have_columns if columns <= have_columns else max(columns, 2 * have_columns, 64)
+        grown = torch.zeros(rows, columns, dtype=torch.long)
         grown[:have_rows, :have_columns] = self._ids
         for row, ids in enumerate(self._ids[: self.rows]):  # pad with the row's first token
             grown[row, have_columns:] = ids[0]
