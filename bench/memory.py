@@ -13,7 +13,7 @@ not what they measure).
 At the default cap (BOTLOOM_MAX_NEW_TOKENS): a long conversation whose turn 2 states a fact asked
 for at the last turn, and requests for long answers, twice each; replies that end mid-sentence
 are counted over these. The cost: memory on vs off, turn by turn alternating, prompt tokens per
-model call and the p50 turn latency. --quick: the first 8 pairs of each set, a 12-turn
+model call and the p50 turn latency. --quick: the first 4 pairs of each kind in each set, a 12-turn
 conversation, no cost. Not a test: figures vary with the machine.
 """
 
@@ -191,10 +191,18 @@ def endings_of(bot: Bot) -> dict[str, Any]:
     }
 
 
+def first_of_each(pairs: list[dict[str, Any]], count: int) -> set[int]:
+    """The indices of the first `count` pairs of each kind (same / new conversation)."""
+    kinds = {p["where"] for p in pairs}
+    return {
+        i for kind in kinds for i in [i for i, p in enumerate(pairs) if p["where"] == kind][:count]
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--quick", action="store_true", help="8 pairs a set, 12 turns, no cost")
+    parser.add_argument("--quick", action="store_true", help="4 + 4 pairs a set, 12 turns, no cost")
     parser.add_argument("--recall-tokens", type=int, default=64)
     parser.add_argument("--long-turns", type=int, default=40)
     parser.add_argument("--cost-turns", type=int, default=6)
@@ -223,7 +231,8 @@ async def main() -> None:
         (name, tag): asyncio.gather(
             *(
                 run_pair(bot, tag, i, p, limit)
-                for i, p in enumerate(pairs["pairs"][: 8 if args.quick else None])
+                for i, p in enumerate(pairs["pairs"])
+                if not args.quick or i in first_of_each(pairs["pairs"], 4)
             )
         )
         for name, bot in bots.items()
