@@ -11,7 +11,7 @@ from transformers import LlamaConfig, RepetitionPenaltyLogitsProcessor, TopPLogi
 from models.api import GenerationParams
 from models.engine.kv import BatchKV, LayerKV, layer_kv
 from models.engine.prefix_cache import PrefixCache
-from models.engine.sampling import choose_tokens
+from models.engine.sampling import SeenTokens, choose_tokens
 
 CONFIG = LlamaConfig(
     vocab_size=32,
@@ -104,6 +104,17 @@ def test_a_penalised_favourite_loses_to_the_runner_up() -> None:
     assert choose_tokens(
         logits, [GenerationParams(temperature=0.0, repetition_penalty=2.0)], seen
     ) == [1]
+
+
+def test_seen_tokens_stay_small_while_rows_come_and_go() -> None:
+    seen = SeenTokens()
+    for turn in range(40):  # a conversation finishes and another is admitted, 40 times
+        seen.add_rows([[turn, turn + 1, turn + 2]])
+        seen.add([turn + 3] * seen.rows)
+        if seen.rows > 3:
+            seen.keep(range(1, seen.rows))
+    assert set(seen.index().tolist()[-1]) == {39, 40, 41, 42}
+    assert seen._ids.numel() <= 16 * 64, "the buffer doubles only where it is too small"
 
 
 def test_sampled_rows_draw_only_from_their_nucleus() -> None:
