@@ -38,16 +38,22 @@ BEFORE_PROMPT = (  # the default before issue 14's tuning
     "You are botloom, a friendly and concise assistant in a chat. "
     "Answer in the user's language, in a few sentences."
 )
-CANDIDATE_PROMPT = (
-    "You are botloom, an AI assistant. The user is the person writing to you. "
-    "Answer the user's question directly and briefly, in one to three sentences."
+SHORT_PROMPT = (
+    "You are botloom, a helpful AI assistant. "
+    "Answer the user's question directly, in one or two short sentences."
 )
+ROLE_PROMPT = (
+    "You are botloom, an AI assistant talking with a user. "
+    "Give a short, direct answer to the user's last message."
+)
+BEFORE = {"system_prompt": BEFORE_PROMPT, "temperature": 0.3, "repetition_penalty": 1.1}
 CONFIGS: dict[str, dict[str, Any]] = {  # what each configuration changes in the settings
-    "before": {"system_prompt": BEFORE_PROMPT, "temperature": 0.3, "repetition_penalty": 1.1},
-    "candidate prompt": {"system_prompt": CANDIDATE_PROMPT},
+    "before": BEFORE,
     "default": {},  # bot/settings.py as it is now
-    "greedy": {"temperature": 0.0},
-    "penalty 1.05": {"repetition_penalty": 1.05},
+    "short prompt": {"system_prompt": SHORT_PROMPT},
+    "role prompt": {"system_prompt": ROLE_PROMPT},
+    "short prompt, greedy": {"system_prompt": SHORT_PROMPT, "temperature": 0.0},
+    "greedy": {**BEFORE, "temperature": 0.0},
 }
 
 
