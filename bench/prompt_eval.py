@@ -52,8 +52,8 @@ CONFIGS: dict[str, dict[str, Any]] = {  # what each configuration changes in the
     "default": {},  # bot/settings.py as it is now
     "short prompt": {"system_prompt": SHORT_PROMPT},
     "role prompt": {"system_prompt": ROLE_PROMPT},
-    "short prompt, greedy": {"system_prompt": SHORT_PROMPT, "temperature": 0.0},
-    "greedy": {**BEFORE, "temperature": 0.0},
+    "short prompt + greedy": {"system_prompt": SHORT_PROMPT, "temperature": 0.0},
+    "before + greedy": {**BEFORE, "temperature": 0.0},
 }
 
 
