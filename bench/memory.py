@@ -11,7 +11,8 @@ an expected word. Recall replies are capped at --recall-tokens (the fact comes f
 not what they measure).
 
 At the default cap (BOTLOOM_MAX_NEW_TOKENS): a long conversation whose turn 2 states a fact asked
-for at the last turn, and requests for long answers, twice each; replies that end mid-sentence
+for at the last turn (memory on, and memory off where only the rolling summary can carry it),
+and requests for long answers, twice each; replies that end mid-sentence
 are counted over these. The cost: memory on vs off, turn by turn alternating, prompt tokens per
 model call and the p50 turn latency. --quick: the first 4 pairs of each kind in each set, a 12-turn
 conversation, no cost. Not a test: figures vary with the machine.
@@ -225,6 +226,7 @@ async def main() -> None:
     configs = {"memory off": replace(short, memory=False), "memory on": short}
     bots = {name: Bot(settings, model) for name, settings in configs.items()}
     capped = Bot(base, model)  # the default cap: the long conversation and long answers
+    capped_off = Bot(replace(base, memory=False), model)  # only the summary carries turn 2
     limit = asyncio.Semaphore(args.concurrency)
     began = time.perf_counter()
     jobs = {
@@ -240,7 +242,8 @@ async def main() -> None:
     }
     long_job = run_long(capped, data, long_turns, limit)
     endings_job = run_endings(capped, data["endings"][: 2 if args.quick else None], limit)
-    outcomes = await asyncio.gather(*jobs.values(), endings_job, long_job)
+    long_off_job = run_long(capped_off, data, long_turns, limit)
+    outcomes = await asyncio.gather(*jobs.values(), endings_job, long_off_job, long_job)
     results: dict[str, Any] = {
         "model": model.name,
         "max_new_tokens": base.max_new_tokens,
@@ -254,7 +257,9 @@ async def main() -> None:
         results[name]["endings"] = endings_of(bot)
     results["default cap"] = {
         f"turn_{long_turns}_recalls_turn_2": outcomes[-1],
+        f"turn_{long_turns}_recalls_turn_2_memory_off": outcomes[-2],
         **endings_of(capped),
+        "memory off": endings_of(capped_off),
     }
     results["recall_and_endings_s"] = round(time.perf_counter() - began, 1)
     if not args.quick:
@@ -262,7 +267,8 @@ async def main() -> None:
         for bot in on_off.values():
             await bot.say("cost", "cost-user", data["pairs"][0]["say"])
         results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
-    results["replies"] = {name: bot.replies for name, bot in {**bots, "capped": capped}.items()}
+    every = {**bots, "capped": capped, "capped, memory off": capped_off}
+    results["replies"] = {name: bot.replies for name, bot in every.items()}
     print(json.dumps({k: v for k, v in results.items() if k != "replies"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
