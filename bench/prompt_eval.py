@@ -46,6 +46,10 @@ ROLE_PROMPT = (
     "You are botloom, an AI assistant talking with a user. "
     "Give a short, direct answer to the user's last message."
 )
+NATIVE_PROMPT = (  # worded like the model's own default ("a helpful AI assistant named SmolLM")
+    "You are a helpful AI assistant named botloom. "
+    "Answer the user's question directly, in one or two short sentences."
+)
 BEFORE = {"system_prompt": BEFORE_PROMPT, "temperature": 0.3, "repetition_penalty": 1.1}
 CONFIGS: dict[str, dict[str, Any]] = {  # what each configuration changes in the settings
     "before": BEFORE,
@@ -54,6 +58,9 @@ CONFIGS: dict[str, dict[str, Any]] = {  # what each configuration changes in the
     "role prompt": {"system_prompt": ROLE_PROMPT},
     "short prompt + greedy": {"system_prompt": SHORT_PROMPT, "temperature": 0.0},
     "before + greedy": {**BEFORE, "temperature": 0.0},
+    "native prompt": {"system_prompt": NATIVE_PROMPT},
+    "native prompt + greedy": {"system_prompt": NATIVE_PROMPT, "temperature": 0.0},
+    "native prompt + t0.2": {"system_prompt": NATIVE_PROMPT, "temperature": 0.2},
 }
 
 
