@@ -141,6 +141,8 @@ def recall_of(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 async def run_long(bot: Bot, data: dict[str, Any], turns: int, limit: asyncio.Semaphore) -> bool:
     """A conversation whose turn 2 states a fact that the last turn asks for."""
     fact, filler = data["long_fact"], data["filler"]
+    if not turns:
+        return False
     async with limit:
         await bot.say("long", "long-user", "Hello!")
         await bot.say("long", "long-user", fact["say"])
@@ -208,11 +210,12 @@ async def main() -> None:
     parser.add_argument("--long-turns", type=int, default=40)
     parser.add_argument("--cost-turns", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=12, help="conversations at once")
+    parser.add_argument("--recall-only", action="store_true", help="no long conversation, cost")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sets = {name: json.loads(path.read_text(encoding="utf-8")) for name, path in SETS.items()}
     data = sets["old"]  # its filler, long fact and long-answer requests
-    long_turns = 12 if args.quick else args.long_turns
+    long_turns = 0 if args.recall_only else 12 if args.quick else args.long_turns
     # A busy CPU with a dozen conversations at once is slow: no deadline cuts replies short.
     environ = {"BOTLOOM_MODEL": args.model, "BOTLOOM_GENERATION_TIMEOUT_S": "1800"}
     base = Settings.from_env(environ, env_file=None)
@@ -241,7 +244,8 @@ async def main() -> None:
         for tag, pairs in sets.items()
     }
     long_job = run_long(capped, data, long_turns, limit)
-    endings_job = run_endings(capped, data["endings"][: 2 if args.quick else None], limit)
+    endings = data["endings"][: 0 if args.recall_only else 2 if args.quick else None]
+    endings_job = run_endings(capped, endings, limit)
     long_off_job = run_long(capped_off, data, long_turns, limit)
     outcomes = await asyncio.gather(*jobs.values(), endings_job, long_off_job, long_job)
     results: dict[str, Any] = {
@@ -262,7 +266,7 @@ async def main() -> None:
         "memory off": endings_of(capped_off),
     }
     results["recall_and_endings_s"] = round(time.perf_counter() - began, 1)
-    if not args.quick:
+    if not args.quick and not args.recall_only:
         on_off = {"memory off": Bot(configs["memory off"], model), "memory on": Bot(short, model)}
         for bot in on_off.values():
             await bot.say("cost", "cost-user", data["pairs"][0]["say"])
