@@ -38,10 +38,7 @@ BEFORE_PROMPT = (  # the default before issue 14's tuning
     "You are botloom, a friendly and concise assistant in a chat. "
     "Answer in the user's language, in a few sentences."
 )
-SHORT_PROMPT = (
-    "You are botloom, a helpful AI assistant. "
-    "Answer the user's question directly, in one or two short sentences."
-)
+SHORT_PROMPT = DEFAULT_SYSTEM_PROMPT  # the candidate that became the default
 ROLE_PROMPT = (
     "You are botloom, an AI assistant talking with a user. "
     "Give a short, direct answer to the user's last message."

@@ -17,12 +17,11 @@ APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
 ENGINE_WEIGHTS = ("auto", "int8", "float32")  # EngineConfig.weights
 
-# bench/memory.py compared a candidate ("You are botloom, an AI assistant chatting with a user.
-# You are the assistant, not the user: ...") on its held-out set: it recalled less and answered
-# longer, so this one stays.
+# Tuned with bench/prompt_eval.py on its held-out set (tests/data/prompt_eval.json): as many
+# answers as the previous "a friendly and concise assistant ... in a few sentences", shorter.
 DEFAULT_SYSTEM_PROMPT = (
-    "You are botloom, a friendly and concise assistant in a chat. "
-    "Answer in the user's language, in a few sentences."
+    "You are botloom, a helpful AI assistant. "
+    "Answer the user's question directly, in one or two short sentences."
 )
 
 
