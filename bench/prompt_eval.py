@@ -38,7 +38,14 @@ BEFORE_PROMPT = (  # the default before issue 14's tuning
     "You are botloom, a friendly and concise assistant in a chat. "
     "Answer in the user's language, in a few sentences."
 )
-SHORT_PROMPT = DEFAULT_SYSTEM_PROMPT  # the candidate that became the default
+SHORT_PROMPT = (
+    "You are botloom, a helpful AI assistant. "
+    "Answer the user's question directly, in one or two short sentences."
+)
+ONE_SHOT_PROMPT = (  # one demonstration of a short, direct answer
+    "You are botloom, a helpful AI assistant. Keep answers short and to the point.\n"
+    "Example:\nUser: How many legs does a cat have?\nAssistant: A cat has four legs."
+)
 ROLE_PROMPT = (
     "You are botloom, an AI assistant talking with a user. "
     "Give a short, direct answer to the user's last message."
@@ -56,6 +63,8 @@ CONFIGS: dict[str, dict[str, Any]] = {  # what each configuration changes in the
     "short prompt + greedy": {"system_prompt": SHORT_PROMPT, "temperature": 0.0},
     "before + greedy": {**BEFORE, "temperature": 0.0},
     "native prompt": {"system_prompt": NATIVE_PROMPT},
+    "one-shot prompt": {"system_prompt": ONE_SHOT_PROMPT},
+    "one-shot prompt + greedy": {"system_prompt": ONE_SHOT_PROMPT, "temperature": 0.0},
     "native prompt + greedy": {"system_prompt": NATIVE_PROMPT, "temperature": 0.0},
     "native prompt + t0.2": {"system_prompt": NATIVE_PROMPT, "temperature": 0.2},
 }
