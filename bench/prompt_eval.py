@@ -44,7 +44,7 @@ SHORT_PROMPT = (
 )
 ONE_SHOT_PROMPT = (  # one demonstration of a short, direct answer
     "You are botloom, a helpful AI assistant. Keep answers short and to the point.\n"
-    "Example:\nUser: How many legs does a cat have?\nAssistant: A cat has four legs."
+    "Example:\nUser: What is the largest ocean?\nAssistant: The Pacific is the largest ocean."
 )
 ROLE_PROMPT = (
     "You are botloom, an AI assistant talking with a user. "
