@@ -15,7 +15,8 @@ for at the last turn (memory on, and memory off where only the rolling summary c
 and requests for long answers, twice each; replies that end mid-sentence
 are counted over these. The cost: memory on vs off, turn by turn alternating, prompt tokens per
 model call and the p50 turn latency. --quick: the first 4 pairs of each kind in each set, a 12-turn
-conversation, no cost. Not a test: figures vary with the machine.
+conversation, no cost; --parts: some of recall, long, endings, cost. Not a test: figures vary
+with the machine.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def recall_of(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run_long(bot: Bot, data: dict[str, Any], turns: int, limit: asyncio.Semaphore) -> bool:
-    """A conversation whose turn 2 states a fact that the last turn asks for."""
+    """A conversation whose turn 2 states a fact that the last turn asks for (none: 0 turns)."""
     fact, filler = data["long_fact"], data["filler"]
     if not turns:
         return False
@@ -202,20 +203,24 @@ def first_of_each(pairs: list[dict[str, Any]], count: int) -> set[int]:
     }
 
 
+PARTS = ("recall", "long", "endings", "cost")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--quick", action="store_true", help="4 + 4 pairs a set, 12 turns, no cost")
+    parser.add_argument("--parts", default=",".join(PARTS), help="a subset of " + ",".join(PARTS))
     parser.add_argument("--recall-tokens", type=int, default=64)
     parser.add_argument("--long-turns", type=int, default=40)
     parser.add_argument("--cost-turns", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=12, help="conversations at once")
-    parser.add_argument("--recall-only", action="store_true", help="no long conversation, cost")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    parts = set(args.parts.split(",")) - ({"cost"} if args.quick else set())
     sets = {name: json.loads(path.read_text(encoding="utf-8")) for name, path in SETS.items()}
     data = sets["old"]  # its filler, long fact and long-answer requests
-    long_turns = 0 if args.recall_only else 12 if args.quick else args.long_turns
+    long_turns = 12 if args.quick else args.long_turns
     # A busy CPU with a dozen conversations at once is slow: no deadline cuts replies short.
     environ = {"BOTLOOM_MODEL": args.model, "BOTLOOM_GENERATION_TIMEOUT_S": "1800"}
     base = Settings.from_env(environ, env_file=None)
@@ -231,6 +236,21 @@ async def main() -> None:
     capped = Bot(base, model)  # the default cap: the long conversation and long answers
     capped_off = Bot(replace(base, memory=False), model)  # only the summary carries turn 2
     limit = asyncio.Semaphore(args.concurrency)
+    results: dict[str, Any] = {
+        "model": model.name,
+        "system_prompt": base.system_prompt,
+        "max_new_tokens": base.max_new_tokens,
+        "recall_tokens": args.recall_tokens,
+        "parts": sorted(parts),
+    }
+    every = {**bots, "capped": capped, "capped, memory off": capped_off}
+
+    def save() -> None:  # after each stage, so that a run cut short keeps what it measured
+        results["replies"] = {name: bot.replies for name, bot in every.items()}
+        print(json.dumps({k: v for k, v in results.items() if k != "replies"}, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
     began = time.perf_counter()
     jobs = {
         (name, tag): asyncio.gather(
@@ -242,40 +262,36 @@ async def main() -> None:
         )
         for name, bot in bots.items()
         for tag, pairs in sets.items()
+        if "recall" in parts
     }
-    long_job = run_long(capped, data, long_turns, limit)
-    endings = data["endings"][: 0 if args.recall_only else 2 if args.quick else None]
-    endings_job = run_endings(capped, endings, limit)
-    long_off_job = run_long(capped_off, data, long_turns, limit)
-    outcomes = await asyncio.gather(*jobs.values(), endings_job, long_off_job, long_job)
-    results: dict[str, Any] = {
-        "model": model.name,
-        "max_new_tokens": base.max_new_tokens,
-        "recall_tokens": args.recall_tokens,
-    }
+    turns = long_turns if "long" in parts else 0
+    endings = data["endings"][: 2 if args.quick else None] if "endings" in parts else []
+    outcomes = await asyncio.gather(
+        *jobs.values(),
+        run_endings(capped, endings, limit),
+        run_long(capped_off, data, turns, limit),
+        run_long(capped, data, turns, limit),
+    )
     for (name, tag), outcome in zip(jobs, outcomes, strict=False):
         results.setdefault(name, {})[tag] = recall_of(outcome)
         for o in outcome:
             print(f"  {name} {tag} [{o['where']}] hit={o['hit']} {o['reply'][:80]!r}", flush=True)
     for name, bot in bots.items():
-        results[name]["endings"] = endings_of(bot)
+        results.setdefault(name, {})["endings"] = endings_of(bot)
     results["default cap"] = {
-        f"turn_{long_turns}_recalls_turn_2": outcomes[-1],
-        f"turn_{long_turns}_recalls_turn_2_memory_off": outcomes[-2],
+        **({f"turn_{turns}_recalls_turn_2": outcomes[-1]} if turns else {}),
+        **({f"turn_{turns}_recalls_turn_2_memory_off": outcomes[-2]} if turns else {}),
         **endings_of(capped),
         "memory off": endings_of(capped_off),
     }
     results["recall_and_endings_s"] = round(time.perf_counter() - began, 1)
-    if not args.quick and not args.recall_only:
+    save()
+    if "cost" in parts:
         on_off = {"memory off": Bot(configs["memory off"], model), "memory on": Bot(short, model)}
         for bot in on_off.values():
             await bot.say("cost", "cost-user", data["pairs"][0]["say"])
         results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
-    every = {**bots, "capped": capped, "capped, memory off": capped_off}
-    results["replies"] = {name: bot.replies for name, bot in every.items()}
-    print(json.dumps({k: v for k, v in results.items() if k != "replies"}, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        save()
     close = getattr(inner, "close", None)
     if close is not None:
         closing = close()
