@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class ChatContext:
-    """Learns facts from the sender's messages and builds the prompt's context blocks.
+    """Learns facts from the sender's messages, answers questions about the user that they
+    answer, and builds the prompt's context blocks.
 
     `user_memory` None turns user memory off (BOTLOOM_MEMORY=false): nothing is learnt or shown.
     Only the sender's own message is read, and its facts are kept for the sender alone, so in a
@@ -51,6 +52,7 @@ class ChatContext:
         (dialogs/fact_answers.py). A storage conflict that never resolves is logged."""
         request = remember_request(text) if self._user_memory is not None else None
         facts = [request] if request is not None else extract_facts(text)
+        facts = facts if self._user_memory is not None else []
         turn_context.turn_state[_STATED_KEY] = {fact.text for fact in facts}
         if facts and self._user_memory is not None:
             try:
