@@ -17,8 +17,8 @@ APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
 ENGINE_WEIGHTS = ("auto", "int8", "float32")  # EngineConfig.weights
 
-# bench/prompt_eval.py compared candidates on its held-out set (tests/data/prompt_eval.json): none
-# answered more often or was clearly shorter than this one, so it stays (README, "Measured").
+# bench/prompt_eval.py compared eight candidates on its held-out set (tests/data/prompt_eval.json):
+# none answered more often than this one, so it stays (README, "Measured").
 DEFAULT_SYSTEM_PROMPT = (
     "You are botloom, a friendly and concise assistant in a chat. "
     "Answer in the user's language, in a few sentences."
