@@ -1,21 +1,22 @@
 """User memory on the embedded default: recall, a long conversation, reply endings, and the cost.
 
-    .venv/bin/python bench/memory.py [--model embedded] [--pairs 22] [--long-turns 40] [--json F]
+    .venv/bin/python bench/memory.py [--quick] [--model embedded] [--json F]
 
-Runs the held-out set in tests/data/memory_eval.json (no prompt, rule or test uses it) through
-the whole bot (activity handler, dialogs, user memory, the engine), in one process, side by side:
+Runs two held-out sets through the whole bot (activity handler, dialogs, user memory, the engine),
+in one process, memory on and memory off side by side: tests/data/memory_eval.json (22 pairs) and
+tests/data/memory_eval_fresh.json (26 pairs, written before the issue-14 changes it measures). No
+prompt, rule or test uses them. Each pair states a fact, then asks for it: in the same
+conversation or in a new conversation of the same user. A reply recalls the fact when it contains
+an expected word. Recall replies are capped at --recall-tokens (the fact comes first; the cap is
+not what they measure).
 
-- before:  the default system prompt, memory off (the bot as it was before issue 14)
-- prompt:  a candidate system prompt (CANDIDATE_PROMPT), memory off
-- memory:  the default system prompt, memory on
-
-(bench/results/memory.json is a run in which `memory` still used the candidate prompt.)
-
-Each pair states a fact, then asks for it: in the same conversation (after one unrelated turn) or
-in a new conversation of the same user. A reply recalls the fact when it contains an expected
-word. Also: a long conversation whose turn 2 states a fact asked for at the last turn (memory on,
-and memory off where only the rolling summary can carry it); replies that end mid-sentence; prompt
-tokens per model call and the p50 turn latency. Not a test: figures vary with the machine.
+At the default cap (BOTLOOM_MAX_NEW_TOKENS): a long conversation whose turn 2 states a fact asked
+for at the last turn (memory on, and memory off where only the rolling summary can carry it),
+and requests for long answers, twice each; replies that end mid-sentence
+are counted over these. The cost: memory on vs off, turn by turn alternating, prompt tokens per
+model call and the p50 turn latency. --quick: the first 4 pairs of each kind in each set, a 12-turn
+conversation, no cost; --parts: some of recall, long, endings, cost. Not a test: figures vary
+with the machine.
 """
 
 from __future__ import annotations
@@ -44,16 +45,8 @@ from dialogs.reply_ending import ends_mid_sentence
 from models import ChatMessage, ChatModel, GenerationParams
 from models.api import WrappedChatModel
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "memory_eval.json"
-OLD_SYSTEM_PROMPT = (
-    "You are botloom, a friendly and concise assistant in a chat. "
-    "Answer in the user's language, in a few sentences."
-)
-CANDIDATE_PROMPT = (  # the tuning candidate of issue 14 (lost: see bench/results/memory.json)
-    "You are botloom, an AI assistant chatting with a user. You are the assistant, not the user: "
-    "what the user tells you about themselves is about them, never about you. Answer the user's "
-    "latest message directly, in one to three sentences, unless they ask for more."
-)
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+SETS = {"old": DATA / "memory_eval.json", "fresh": DATA / "memory_eval_fresh.json"}
 
 
 class Recorder(WrappedChatModel):
@@ -118,12 +111,14 @@ def role_slip(reply: str, expect: Sequence[str]) -> bool:
     )
 
 
-async def run_pair(bot: Bot, index: int, pair: dict[str, Any], limit: asyncio.Semaphore) -> dict:
+async def run_pair(
+    bot: Bot, tag: str, index: int, pair: dict[str, Any], limit: asyncio.Semaphore
+) -> dict:
     """One statement and its follow-up: in the same conversation or a new one of the user."""
-    user = f"user-{index}"
+    user = f"{tag}-user-{index}"
     async with limit:
-        await bot.say(f"c{index}", user, pair["say"])
-        conversation = f"c{index}" if pair["where"] == "same" else f"c{index}-new"
+        await bot.say(f"{tag}{index}", user, pair["say"])
+        conversation = f"{tag}{index}" if pair["where"] == "same" else f"{tag}{index}-new"
         reply = await bot.say(conversation, user, pair["ask"])
     return {
         "where": pair["where"],
@@ -145,8 +140,10 @@ def recall_of(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run_long(bot: Bot, data: dict[str, Any], turns: int, limit: asyncio.Semaphore) -> bool:
-    """A conversation whose turn 2 states a fact that the last turn asks for."""
+    """A conversation whose turn 2 states a fact that the last turn asks for (none: 0 turns)."""
     fact, filler = data["long_fact"], data["filler"]
+    if not turns:
+        return False
     async with limit:
         await bot.say("long", "long-user", "Hello!")
         await bot.say("long", "long-user", fact["say"])
@@ -158,13 +155,13 @@ async def run_long(bot: Bot, data: dict[str, Any], turns: int, limit: asyncio.Se
 
 
 async def run_endings(bot: Bot, prompts: list[str], limit: asyncio.Semaphore) -> None:
-    """Requests for long answers, which reach the cap."""
+    """Requests for long answers, which reach the cap; each twice, in two conversations."""
 
     async def one(index: int, text: str) -> None:
         async with limit:
             await bot.say(f"end{index}", f"end-user-{index}", text)
 
-    await asyncio.gather(*(one(i, text) for i, text in enumerate(prompts)))
+    await asyncio.gather(*(one(i, text) for i, text in enumerate(prompts * 2)))
 
 
 async def cost(bots: dict[str, Bot], model: Recorder, turns: list[str]) -> dict[str, Any]:
@@ -198,18 +195,32 @@ def endings_of(bot: Bot) -> dict[str, Any]:
     }
 
 
+def first_of_each(pairs: list[dict[str, Any]], count: int) -> set[int]:
+    """The indices of the first `count` pairs of each kind (same / new conversation)."""
+    kinds = {p["where"] for p in pairs}
+    return {
+        i for kind in kinds for i in [i for i, p in enumerate(pairs) if p["where"] == kind][:count]
+    }
+
+
+PARTS = ("recall", "long", "endings", "cost")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--pairs", type=int, default=0, help="only the first N pairs (0: all)")
+    parser.add_argument("--quick", action="store_true", help="4 + 4 pairs a set, 12 turns, no cost")
+    parser.add_argument("--parts", default=",".join(PARTS), help="a subset of " + ",".join(PARTS))
+    parser.add_argument("--recall-tokens", type=int, default=64)
     parser.add_argument("--long-turns", type=int, default=40)
     parser.add_argument("--cost-turns", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=12, help="conversations at once")
-    parser.add_argument("--cost-only", action="store_true", help="only memory on vs off")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    data = json.loads(DATA.read_text(encoding="utf-8"))
-    pairs = data["pairs"][: args.pairs or None]
+    parts = set(args.parts.split(",")) - ({"cost"} if args.quick else set())
+    sets = {name: json.loads(path.read_text(encoding="utf-8")) for name, path in SETS.items()}
+    data = sets["old"]  # its filler, long fact and long-answer requests
+    long_turns = 12 if args.quick else args.long_turns
     # A busy CPU with a dozen conversations at once is slow: no deadline cuts replies short.
     environ = {"BOTLOOM_MODEL": args.model, "BOTLOOM_GENERATION_TIMEOUT_S": "1800"}
     base = Settings.from_env(environ, env_file=None)
@@ -219,44 +230,68 @@ async def main() -> None:
         start()
         await inner.wait_ready()  # type: ignore[attr-defined]
     model = Recorder(inner)
-    configs = {
-        "before": replace(base, system_prompt=OLD_SYSTEM_PROMPT, memory=False),
-        "prompt": replace(base, system_prompt=CANDIDATE_PROMPT, memory=False),
-        "memory": base,
-    }
+    short = replace(base, max_new_tokens=args.recall_tokens)
+    configs = {"memory off": replace(short, memory=False), "memory on": short}
     bots = {name: Bot(settings, model) for name, settings in configs.items()}
+    capped = Bot(base, model)  # the default cap: the long conversation and long answers
+    capped_off = Bot(replace(base, memory=False), model)  # only the summary carries turn 2
     limit = asyncio.Semaphore(args.concurrency)
+    results: dict[str, Any] = {
+        "model": model.name,
+        "system_prompt": base.system_prompt,
+        "max_new_tokens": base.max_new_tokens,
+        "recall_tokens": args.recall_tokens,
+        "parts": sorted(parts),
+    }
+    every = {**bots, "capped": capped, "capped, memory off": capped_off}
+
+    def save() -> None:  # after each stage, so that a run cut short keeps what it measured
+        results["replies"] = {name: bot.replies for name, bot in every.items()}
+        print(json.dumps({k: v for k, v in results.items() if k != "replies"}, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
     began = time.perf_counter()
-    # Recall, the long conversation and the capped replies run concurrently (the engine batches
-    # them); latency is measured afterwards, one turn at a time.
-    jobs: dict[str, Any] = {}
-    long_job: Any = None
-    endings_job: Any = asyncio.sleep(0)
-    if not args.cost_only:
-        jobs = {
-            name: asyncio.gather(*(run_pair(bot, i, p, limit) for i, p in enumerate(pairs)))
-            for name, bot in bots.items()
-        }
-        if args.long_turns:
-            long_job = run_long(bots["memory"], data, args.long_turns, limit)
-        endings_job = run_endings(bots["memory"], data["endings"], limit)
-    results: dict[str, Any] = {"model": model.name, "max_new_tokens": base.max_new_tokens}
-    outcomes = await asyncio.gather(*jobs.values(), endings_job, *([long_job] if long_job else []))
-    for name, outcome in zip(jobs, outcomes, strict=False):
-        results[name] = {**recall_of(outcome), **endings_of(bots[name])}
+    jobs = {
+        (name, tag): asyncio.gather(
+            *(
+                run_pair(bot, tag, i, p, limit)
+                for i, p in enumerate(pairs["pairs"])
+                if not args.quick or i in first_of_each(pairs["pairs"], 4)
+            )
+        )
+        for name, bot in bots.items()
+        for tag, pairs in sets.items()
+        if "recall" in parts
+    }
+    turns = long_turns if "long" in parts else 0
+    endings = data["endings"][: 2 if args.quick else None] if "endings" in parts else []
+    outcomes = await asyncio.gather(
+        *jobs.values(),
+        run_endings(capped, endings, limit),
+        run_long(capped_off, data, turns, limit),
+        run_long(capped, data, turns, limit),
+    )
+    for (name, tag), outcome in zip(jobs, outcomes, strict=False):
+        results.setdefault(name, {})[tag] = recall_of(outcome)
         for o in outcome:
-            print(f"  {name} [{o['where']}] hit={o['hit']} {o['reply'][:80]!r}", flush=True)
-    if long_job is not None:
-        results["memory"][f"turn_{args.long_turns}_recalls_turn_2"] = outcomes[-1]
+            print(f"  {name} {tag} [{o['where']}] hit={o['hit']} {o['reply'][:80]!r}", flush=True)
+    for name, bot in bots.items():
+        results.setdefault(name, {})["endings"] = endings_of(bot)
+    results["default cap"] = {
+        **({f"turn_{turns}_recalls_turn_2": outcomes[-1]} if turns else {}),
+        **({f"turn_{turns}_recalls_turn_2_memory_off": outcomes[-2]} if turns else {}),
+        **endings_of(capped),
+        "memory off": endings_of(capped_off),
+    }
     results["recall_and_endings_s"] = round(time.perf_counter() - began, 1)
-    on_off = {"memory off": Bot(configs["before"], model), "memory on": Bot(base, model)}
-    await on_off["memory on"].say("cost", "cost-user", data["pairs"][0]["say"])
-    await on_off["memory off"].say("cost", "cost-user", data["pairs"][0]["say"])
-    results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
-    results["replies"] = {name: bot.replies for name, bot in bots.items()}
-    print(json.dumps({k: v for k, v in results.items() if k != "replies"}, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    save()
+    if "cost" in parts:
+        on_off = {"memory off": Bot(configs["memory off"], model), "memory on": Bot(short, model)}
+        for bot in on_off.values():
+            await bot.say("cost", "cost-user", data["pairs"][0]["say"])
+        results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
+        save()
     close = getattr(inner, "close", None)
     if close is not None:
         closing = close()

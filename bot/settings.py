@@ -17,9 +17,8 @@ APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
 ENGINE_WEIGHTS = ("auto", "bf16", "int8", "float32")  # EngineConfig.weights
 
-# bench/memory.py compared a candidate ("You are botloom, an AI assistant chatting with a user.
-# You are the assistant, not the user: ...") on its held-out set: it recalled less and answered
-# longer, so this one stays.
+# bench/prompt_eval.py compared eight candidates on its held-out set (tests/data/prompt_eval.json):
+# none answered more often than this one, so it stays (README, "Measured").
 DEFAULT_SYSTEM_PROMPT = (
     "You are botloom, a friendly and concise assistant in a chat. "
     "Answer in the user's language, in a few sentences."

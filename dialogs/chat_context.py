@@ -13,11 +13,13 @@ from collections.abc import Sequence
 
 from botbuilder.core import TurnContext
 
+from dialogs.fact_answers import answer_from_facts, relevant_facts
 from dialogs.memory import ConversationMemory
+from dialogs.memory_commands import remember_reply
 from dialogs.model_facts import ModelFacts
 from dialogs.prompt import first_that_fits
 from dialogs.summary import FOLD_ABOVE, FOLD_TO, PINNED, SUMMARY_SHARE, summary_block
-from dialogs.user_facts import Fact, extract_facts, remember_request
+from dialogs.user_facts import extract_facts, remember_request
 from dialogs.user_memory import MemoryConflict, UserMemory, memory_block
 from models import ChatMessage, ChatModel
 
@@ -25,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class ChatContext:
-    """Learns facts from the sender's messages and builds the prompt's context blocks.
+    """Learns facts from the sender's messages, answers questions about the user that they
+    answer, and builds the prompt's context blocks.
 
     `user_memory` None turns user memory off (BOTLOOM_MEMORY=false): nothing is learnt or shown.
     Only the sender's own message is read, and its facts are kept for the sender alone, so in a
@@ -42,15 +45,16 @@ class ChatContext:
         self._user_memory = user_memory
         self._model_facts = model_facts
 
-    async def learn(self, turn_context: TurnContext, text: str) -> Fact | None:
-        """Keep the facts `text` states about its sender; return the fact when the message asks
-        to be remembered ("remember that ..."), which the dialog confirms instead of asking the
-        model. A storage conflict that never resolves is logged and the turn goes on."""
-        if self._user_memory is None:
-            return None
-        request = remember_request(text)
+    async def learn(self, turn_context: TurnContext, text: str) -> str | None:
+        """Keep the facts `text` states about its sender. Returns the reply that needs no model,
+        or None: the confirmation of a message that asks to be remembered ("remember that ..."),
+        or the answer from the kept facts (and the summary) to a question about the user
+        (dialogs/fact_answers.py). A storage conflict that never resolves is logged."""
+        request = remember_request(text) if self._user_memory is not None else None
         facts = [request] if request is not None else extract_facts(text)
-        if facts:
+        facts = facts if self._user_memory is not None else []
+        turn_context.turn_state[_STATED_KEY] = {fact.text for fact in facts}
+        if facts and self._user_memory is not None:
             try:
                 kept = await self._user_memory.add(turn_context, facts)
             except MemoryConflict:
@@ -62,7 +66,33 @@ class ChatContext:
                 )
             else:
                 turn_context.turn_state[_FACTS_KEY] = kept
-        return request
+        if request is not None:
+            return remember_reply(request.text)
+        return answer_from_facts(text, await self._known(turn_context))
+
+    async def note(self, turn_context: TurnContext, text: str) -> str:
+        """What the prompt's user turn gets after the message: the kept facts that share a word
+        with it ("" when none). A small model uses facts next to the question far more often than
+        the same facts in the system message."""
+        stated = turn_context.turn_state.get(_STATED_KEY, set())  # the message says them itself
+        known = [f for f in await self._known(turn_context) if f["text"] not in stated]
+        facts = relevant_facts(text, known)
+        if not facts:
+            return ""
+        return "\n\n(Known about the user: " + " ".join(f["text"] for f in facts) + ")"
+
+    async def _known(self, turn_context: TurnContext) -> list[dict[str, str]]:
+        """The user's kept facts and the summary's lines, as facts, oldest first."""
+        conversation = turn_context.activity.conversation
+        group = conversation is not None and (
+            conversation.is_group or conversation.conversation_type in ("groupChat", "channel")
+        )  # the summary does not say who said what: in a group it answers nobody's questions
+        lines = [] if group else await self._memory.summary(turn_context)
+        known = [{"key": "", "text": line} for line in lines]
+        if self._user_memory is not None:
+            kept = turn_context.turn_state.get(_FACTS_KEY)
+            known += kept if kept is not None else await self._user_memory.facts(turn_context)
+        return known
 
     async def learn_with_model(self, turn_context: TurnContext, text: str) -> None:
         """After the reply: keep what the model's structured extraction finds (when configured)."""
@@ -129,3 +159,4 @@ class ChatContext:
 
 
 _FACTS_KEY = "botloom.user_facts"  # turn_state: the facts as stored by this turn's update
+_STATED_KEY = "botloom.stated_facts"  # turn_state: the texts of the facts this message states

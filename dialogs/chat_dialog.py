@@ -28,7 +28,6 @@ from dialogs.knowledge import (
     grounding_tokens,
 )
 from dialogs.memory import ConversationMemory
-from dialogs.memory_commands import remember_reply
 from dialogs.message_parts import split_message
 from dialogs.model_facts import ModelFacts
 from dialogs.prompt import build_prompt, system_message
@@ -103,12 +102,12 @@ class ChatDialog(Dialog):
     async def _answer(self, turn_context: TurnContext, text: str) -> None:
         budget = min(self._options.context_tokens, self._model.context_window)
         budget -= self._options.params.max_new_tokens + self._grace
-        remembered = await self._context.learn(turn_context, text)
-        if remembered is not None:
-            confirmation = remember_reply(remembered.text)
-            await self._remember(turn_context, text, confirmation)
-            await turn_context.send_activity(confirmation)
+        direct = await self._context.learn(turn_context, text)  # needs no model: sent as is
+        if direct is not None:
+            await self._remember(turn_context, text, direct)
+            await turn_context.send_activity(direct)
             return
+        asked = text + await self._context.note(turn_context, text)  # the prompt's user turn
         context = await self._context.blocks(turn_context)
         history = await self._memory.recent(turn_context)
         passages = await find_passages(
@@ -117,12 +116,12 @@ class ChatDialog(Dialog):
         try:
             try:
                 grounding = await asyncio.to_thread(grounding_tokens, self._model, passages)
-                prompt = await self._prompt(history, text, budget - grounding, context)
+                prompt = await self._prompt(history, asked, budget - grounding, context)
             except PromptTooLong:
                 if not passages:
                     raise
                 passages = []  # the message alone fills the budget: answer without sources
-                prompt = await self._prompt(history, text, budget, context)
+                prompt = await self._prompt(history, asked, budget, context)
             prompt = grounded_prompt(prompt, passages)
         except PromptTooLong:
             await turn_context.send_activity(TOO_LONG)

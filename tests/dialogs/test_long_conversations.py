@@ -35,7 +35,10 @@ async def test_a_turn_2_statement_is_in_the_prompt_at_turn_40_and_old_turns_leav
     await bot.say("Where is the launch meeting?")
     prompt = model.prompts[-1]
     assert "The user said: The meeting room for the launch is 4B." in prompt[0].content
-    assert "4B" not in " ".join(m.content for m in prompt[1:]), "the turn itself left the window"
+    assert "4B" not in " ".join(m.content for m in prompt[1:-1]), "the turn itself left the window"
+    assert prompt[-1].content.endswith(
+        "(Known about the user: The user said: The meeting room for the launch is 4B.)"
+    ), "and it sits next to the question"
     assert model.count_tokens(prompt) <= 400 - 40 - 10
     changes = sum(1 for a, b in itertools.pairwise(starts) if a != b)
     assert 1 <= changes <= len(starts) // 3, "the window moves in chunks, not every turn"
