@@ -70,7 +70,7 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
                             "--n_ctx", "4096", "--port", str(port)],
                 "env": env, "extra": {"repeat_penalty": 1.1},
             }  # fmt: skip
-    else:
+    elif not usable:
         notes.append(f"llama.cpp: llama-cpp-python[server] not installed in {llama.parent.parent}")
     vllm = args.venvs / "vllm" / "bin" / "vllm"
     if vllm.is_file():
