@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetrievalOptions:
-    min_score: float = 0.35
-    lexical_min_score: float = 0.25
+    # bot/settings.py's calibrated defaults (README, "Knowledge"); the app passes its settings.
+    min_score: float = 0.27
+    lexical_min_score: float = 0.23
     candidates: int = 20
     rrf_k: int = 60
 

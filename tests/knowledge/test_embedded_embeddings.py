@@ -10,6 +10,7 @@ import pytest
 
 from bot.knowledge.ingest import Ingestion
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
+from bot.settings import Settings
 from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
 from models.embeddings import EmbeddingWorker, HFEmbeddingModel
 from tests.knowledge.conftest import EVAL_DOCS
@@ -34,7 +35,11 @@ async def test_paraphrases_find_their_document(tmp_path: Path, minilm: HFEmbeddi
     worker = EmbeddingWorker(minilm)
     try:
         await Ingestion(store, worker).add([EVAL_DOCS])
-        retriever = HybridRetriever(store, worker, RetrievalOptions())
+        defaults = Settings()  # the thresholds the app uses
+        options = RetrievalOptions(
+            defaults.knowledge_min_score, defaults.knowledge_lexical_min_score
+        )
+        retriever = HybridRetriever(store, worker, options)
         found = await retriever.search("When do I get my laptop swapped for a new one?", 1)
         assert found and found[0].heading == "Equipment"
         found = await retriever.search("what to do if my phone gets stolen", 1)
