@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from models.api import ChatMessage, ChatModel, GenerationParams, ModelUnavailable
 
@@ -28,8 +29,20 @@ class DeferredChatModel:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(asyncio.to_thread(self._loader))
+            self._task = asyncio.create_task(self._load())
             self._task.add_done_callback(self._loaded)
+
+    async def _load(self) -> ChatModel:
+        """The loader in a thread of its own that then ends: the OpenMP threads torch started
+        for it end with it. A pool thread would keep them, and with more OpenMP threads than
+        cores libgomp stops spinning between parallel regions: the engine's decode step, in
+        its own thread, then ran ~1.6x slower (bench/engine_step.py's figure against a step
+        after a load in the pool, 2 cores)."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botloom-load")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, self._loader)
+        finally:
+            executor.shutdown(wait=False)
 
     def _loaded(self, task: asyncio.Task[ChatModel]) -> None:
         if task.cancelled():
