@@ -92,10 +92,13 @@ class HFEmbeddingModel:
                 return
             from transformers import AutoModel, AutoTokenizer
 
+            from models.loading import PRETRAINED_LOCK
+
             source = embedded_embedding_path() if self._spec == EMBEDDED_EMBEDDING else self._spec
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(str(source))
-                self._model = AutoModel.from_pretrained(str(source)).eval()
+                with PRETRAINED_LOCK:  # not at the same time as the chat model's load
+                    self._tokenizer = AutoTokenizer.from_pretrained(str(source))
+                    self._model = AutoModel.from_pretrained(str(source)).eval()
             except (OSError, ValueError) as error:
                 raise ModelUnavailable(f"cannot load the embedding model {self.name}") from error
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,23 @@ def pick_dtype(device: torch.device, requested: str | None = None) -> torch.dtyp
     return torch.float32
 
 
+# transformers' from_pretrained patches process-wide state while it builds a model (empty
+# weights on the meta device): two loads in two threads at once (the chat model and the
+# embedding model, both at start) can leave one with meta tensors ("Cannot copy out of meta
+# tensor"). Every load in this process takes this lock.
+PRETRAINED_LOCK = threading.Lock()
+
+
 def load_pretrained(
     spec: str, *, cache_dir: Path, device: str | None = None, dtype: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """See _load_pretrained; one load at a time in this process (PRETRAINED_LOCK)."""
+    with PRETRAINED_LOCK:
+        return _load_pretrained(spec, cache_dir=cache_dir, device=device, dtype=dtype)
+
+
+def _load_pretrained(
+    spec: str, *, cache_dir: Path, device: str | None, dtype: str | None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load `spec`, a hub id, a local model folder or a `.gguf` file, in eval mode on the chosen
     device and dtype (see pick_device, pick_dtype); hub downloads are cached in `cache_dir`.
