@@ -43,7 +43,7 @@ from bot.model_setup import build_model
 from bot.settings import Settings
 from dialogs.reply_ending import ends_mid_sentence
 from models import ChatMessage, ChatModel, GenerationParams
-from models.api import WrappedChatModel
+from models.api import WrappedChatModel, close_resource
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 SETS = {"old": DATA / "memory_eval.json", "fresh": DATA / "memory_eval_fresh.json"}
@@ -292,11 +292,7 @@ async def main() -> None:
             await bot.say("cost", "cost-user", data["pairs"][0]["say"])
         results["cost"] = await cost(on_off, model, data["filler"][: args.cost_turns])
         save()
-    close = getattr(inner, "close", None)
-    if close is not None:
-        closing = close()
-        if hasattr(closing, "__await__"):
-            await closing
+    await close_resource(inner)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.memory import Bot, Recorder
 from bot.model_setup import build_model
 from bot.settings import DEFAULT_SYSTEM_PROMPT, Settings
+from models.api import close_resource
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "prompt_eval.json"
 SHORT_WORDS = 60
@@ -155,11 +156,7 @@ async def main() -> None:
     results["replies"] = {name: [o["reply"] for o in outcome] for name, outcome in outcomes.items()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    close = getattr(inner, "close", None)
-    if close is not None:
-        closing = close()
-        if hasattr(closing, "__await__"):
-            await closing
+    await close_resource(inner)
 
 
 if __name__ == "__main__":

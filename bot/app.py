@@ -51,6 +51,7 @@ from dialogs.model_facts import ModelFacts
 from dialogs.streaming import StreamOptions
 from dialogs.user_memory import UserMemory
 from models import ChatModel
+from models.api import close_resource
 from models.embeddings import EmbeddingModel
 from models.guard import GuardedChatModel
 
@@ -70,11 +71,7 @@ class Runtime:
     async def aclose(self) -> None:
         """Close the model (its worker), the storage and the knowledge index (connections)."""
         for resource in (self.model.inner, self.storage, self.knowledge):
-            close = getattr(resource, "close", None)
-            if close is not None:
-                result = close()
-                if hasattr(result, "__await__"):
-                    await result
+            await close_resource(resource)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

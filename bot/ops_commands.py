@@ -11,6 +11,7 @@ from typing import TextIO
 from bot.feedback import export_feedback
 from bot.settings import Settings
 from bot.storage import StorageUnavailable, create_storage, open_storage
+from models.api import close_resource
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -31,11 +32,7 @@ async def write_feedback(settings: Settings, since: datetime | None, out: TextIO
             out.write(json.dumps(entry, ensure_ascii=False) + "\n")
             count += 1
     finally:
-        close = getattr(storage, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
+        await close_resource(storage)
     return count
 
 

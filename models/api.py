@@ -108,3 +108,13 @@ class WrappedChatModel:
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return self.inner.count_tokens(messages)
+
+
+async def close_resource(resource: object) -> None:
+    """Call `resource.close()` where it has one, awaiting it where it is a coroutine (models,
+    storages and indexes close either way)."""
+    close = getattr(resource, "close", None)
+    if close is not None:
+        result = close()
+        if hasattr(result, "__await__"):
+            await result

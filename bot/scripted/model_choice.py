@@ -8,6 +8,7 @@ from pathlib import Path
 from bot.scripted.replies import ScriptedChatModel
 from bot.settings import Settings
 from models import ChatModel
+from models.api import close_resource
 from models.fake import FakeChatModel
 
 
@@ -42,8 +43,4 @@ class ScriptModels:
         return self._real
 
     async def aclose(self) -> None:
-        close = getattr(self._real, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
+        await close_resource(self._real)
