@@ -15,7 +15,7 @@ from typing import Any
 
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
 ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
-ENGINE_WEIGHTS = ("auto", "bf16", "int8", "float32")  # EngineConfig.weights
+ENGINE_WEIGHTS = ("auto", "fp16", "bf16", "int8", "float32")  # EngineConfig.weights
 
 # bench/prompt_eval.py compared eight candidates on its held-out set (tests/data/prompt_eval.json):
 # none answered more often than this one, so it stays (README, "Measured").
@@ -137,8 +137,9 @@ class Settings:
     reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
     memory_extraction: str = "rules"  # "model": also the model's structured extraction (big models)
 
-    # CPU speed of the in-process engine (issue 16): weights "auto" (bf16 for a float32 model on
-    # a CPU with native bfloat16, else int8), "bf16", "int8" or "float32"; the prefix cache's
+    # CPU speed of the in-process engine (issue 16): weights "auto" (fp16 for a float32 model
+    # where FBGEMM runs, else bf16 on a CPU with native bfloat16, else int8), "fp16", "bf16",
+    # "int8" or "float32"; the prefix cache's
     # bound in MB (0: a quarter of the model's weights, at least 32 MiB); torch threads on the
     # CPU (0: every core the process is given).
     engine_weights: str = "auto"

@@ -5,21 +5,15 @@ weight laid out once for it (`torch.ops.mkldnn._reorder_linear_weight`, as in pa
 A decode step then reads half of float32's bytes and, at 16 rows, runs several times faster than
 torch's int8 weight-only kernel (whose products at 16 rows are not vectorised as well), while the
 weights keep 8 bits of mantissa against int8's per-channel steps (bench/agreement.py measures the
-replies against float32's). Activations stay float32 between layers: each product rounds its
-input to bfloat16 and returns float32, the bias added in float32.
-
-q/k/v and gate/up are fused into one packed weight each (`botloom_qkv`, `botloom_gate_up` on
-their parent, what the compact decode step of models/engine/compact.py uses). A packed weight has
-no row views, so transformers' own forward (prefill) reaches the fused product through
-`FusedPart`s: the first part called computes the fused product of its input, the others called
-with the same input tensor take their columns of it. The input embedding becomes bfloat16 (a
-tied output layer: a packed copy of that matrix). `bf16_copy` gives the batcher its own copy of
-the model, the caller's model left unchanged.
+replies against float32's). Activations stay float32 between layers, but each product rounds
+its input and its output to bfloat16 (oneDNN returns the input's type), the bias added in float32:
+that costs greedy agreement with float32, so fp16_linear.py, float32 in and out, is the default
+where it runs. `bf16_copy` gives the batcher its own copy of the model
+(models/engine/fused.py), the caller's model left unchanged.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import torch
@@ -27,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-logger = logging.getLogger(__name__)
+from models.engine.fused import fused_copy
 
-FUSED = {"qkv": ("q_proj", "k_proj", "v_proj"), "gate_up": ("gate_proj", "up_proj")}
+logger = logging.getLogger(__name__)
 
 
 def native_bf16() -> bool:
@@ -70,81 +64,9 @@ class Bf16Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 packed"
 
 
-class FusedPart(nn.Module):
-    """Output columns [start, end) of a fused layer, for code that calls the parts one by one
-    (q_proj, k_proj, v_proj on the same input): the fused product of an input is computed once
-    and handed to the other parts called with that same tensor."""
-
-    def __init__(self, fused: _FusedOutputs, start: int, end: int) -> None:
-        super().__init__()
-        self._fused = fused
-        self.start, self.end = start, end
-        self.out_features = end - start
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fused.output(x)[..., self.start : self.end]
-
-
-class _FusedOutputs:
-    """The fused layer and its last (input, output); the output is dropped once every part
-    has taken it, so no activation outlives its layer."""
-
-    def __init__(self, layer: Bf16Linear, parts: int) -> None:
-        self.layer, self._parts = layer, parts
-        self._input: torch.Tensor | None = None
-        self._output: torch.Tensor | None = None
-        self._taken = 0
-
-    def output(self, x: torch.Tensor) -> torch.Tensor:
-        if self._input is not x or self._output is None:
-            self._input, self._output, self._taken = x, self.layer(x), 0
-        out = self._output
-        self._taken += 1
-        if self._taken >= self._parts:
-            self._input = self._output = None
-        return out
-
-
-class Bf16Embedding(nn.Module):
-    """An input embedding on a bfloat16 matrix (shared with the tied output layer), float32 out."""
-
-    def __init__(self, weight: torch.Tensor, padding_idx: int | None) -> None:
-        super().__init__()
-        self.weight = weight
-        self.padding_idx = padding_idx
-        self.num_embeddings, self.embedding_dim = weight.shape
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self.weight).float()
-
-
 def can_use_bf16(model: PreTrainedModel) -> bool:
     """True where Bf16Linear applies: a float32 model on a CPU with native bfloat16."""
     return model.device.type == "cpu" and model.dtype == torch.float32 and native_bf16()
-
-
-def _fuse(parent: nn.Module, names: tuple[str, ...], batch_size: int) -> Bf16Linear | None:
-    layers = [getattr(parent, name, None) for name in names]
-    if not all(type(layer) is nn.Linear for layer in layers):
-        return None
-    weight = torch.cat([layer.weight.detach() for layer in layers])  # type: ignore[union-attr]
-    biases = [layer.bias for layer in layers]  # type: ignore[union-attr]
-    bias = None
-    if any(b is not None for b in biases):
-        bias = torch.cat(
-            [
-                b.detach() if b is not None else torch.zeros(layer.out_features)  # type: ignore[union-attr]
-                for b, layer in zip(biases, layers, strict=True)
-            ]
-        )
-    fused = Bf16Linear(weight, bias, batch_size)
-    outputs = _FusedOutputs(fused, len(names))
-    start = 0
-    for name, layer in zip(names, layers, strict=True):
-        end = start + layer.out_features  # type: ignore[union-attr]
-        setattr(parent, name, FusedPart(outputs, start, end))
-        start = end
-    return fused
 
 
 def agrees(batch_size: int) -> bool:
@@ -165,35 +87,16 @@ def agrees(batch_size: int) -> bool:
 
 
 def bf16_copy(model: PreTrainedModel, batch_size: int) -> PreTrainedModel | None:
-    """A copy of `model` whose `nn.Linear` layers are Bf16Linear (q/k/v and gate/up fused, kept
-    as `botloom_qkv` / `botloom_gate_up` on their parent), its input embedding bfloat16 (shared
-    with a tied output layer), every other parameter and buffer cloned; None where bfloat16 does
-    not apply or fails its check."""
-    from models.engine.packed_linear import copy_memo
-
+    """A copy of `model` on Bf16Linear layers (models/engine/fused.py: q/k/v and gate/up fused),
+    its input embedding bfloat16; None where bfloat16 does not apply or fails its check."""
     if not can_use_bf16(model):
         return None
     try:
         if not agrees(batch_size):
             return None
-        converted = copy.deepcopy(model, copy_memo(model))
-        embedding = converted.get_input_embeddings()
-        tied = embedding.weight
-        shared = tied.detach().to(torch.bfloat16).contiguous()
-        for parent in list(converted.modules()):
-            for key, names in FUSED.items():
-                fused = _fuse(parent, names, batch_size)
-                if fused is not None:
-                    object.__setattr__(parent, f"botloom_{key}", fused)  # not a submodule
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:
-                    layer = Bf16Linear(child.weight, child.bias, batch_size)
-                    if child.weight is tied:  # tied: one bfloat16 matrix for both
-                        layer.packed = torch.ops.mkldnn._reorder_linear_weight(shared, batch_size)
-                    setattr(parent, name, layer)
-                elif child is embedding and type(child) is nn.Embedding:
-                    setattr(parent, name, Bf16Embedding(shared, child.padding_idx))
-        return converted
+        return fused_copy(
+            model, lambda weight, bias: Bf16Linear(weight, bias, batch_size), torch.bfloat16
+        )
     except Exception:  # an op missing from this PyTorch build: serve float32
         logger.warning("bfloat16 weights are unavailable; the engine runs float32", exc_info=True)
         return None

@@ -6,9 +6,10 @@ layer at 16 rows here). This step does per layer: RMSNorm, one fused QKV product
 from the model's own `rotary_emb`, the new keys and values written into the batch's slots
 (models/engine/kv.py), attention as two batched matmuls over the slots with the query heads of a
 KV head grouped (no repeat_kv), the output product, RMSNorm, one fused gate/up product, SiLU, down.
-It runs on the fused layers of models/engine/bf16_linear.py or int8_linear.py, so it exists only
-those do, for the model types in SUPPORTED, and only once `matches` found its logits equal to
-the model's own forward on a small batch (else the batcher keeps transformers' forward).
+It runs on the fused layers of models/engine/fused.py (fp16, bf16) or int8_linear.py, so it
+exists only where those do, for the model types in SUPPORTED, and only once `matches` found its
+logits equal to the model's own forward on a small batch (else the batcher keeps transformers'
+forward).
 Prefill still runs transformers' forward: any Hugging Face causal LM works as before.
 """
 
@@ -55,7 +56,7 @@ class CompactDecoder:
         self._dim = int(getattr(config, "head_dim", None) or config.hidden_size // self._heads)
         self._eps = float(config.rms_norm_eps)
         self._hidden = int(config.hidden_size)
-        self._embed = inner.embed_tokens  # float32 out (Bf16Embedding converts)
+        self._embed = inner.embed_tokens  # float32 out (HalfEmbedding converts)
         self._norm = inner.norm.weight
         self._rotary = inner.rotary_emb
         self._lm_head = model.lm_head

@@ -50,7 +50,7 @@ class EngineConfig:
     cuda_graphs: bool | None = None
     async_batching: bool | None = None
     # CPU speed (issue 16)
-    weights: Literal["auto", "bf16", "int8", "float32"] = "auto"
+    weights: Literal["auto", "fp16", "bf16", "int8", "float32"] = "auto"
     prefix_cache_bytes: int | None = None
     torch_threads: int = 0
 

@@ -1,8 +1,9 @@
 """The model a DynamicBatcher runs, and the defaults the CPU path takes from the model.
 
-`prepare_model` chooses, once at load: bfloat16 weights (models/engine/bf16_linear.py) on a CPU
-with native bfloat16, else int8 weights (models/engine/int8_linear.py), both with the compact
-decode step (models/engine/compact.py) where it applies; else oneDNN-packed float32 weights
+`prepare_model` chooses, once at load: float16 weights (models/engine/fp16_linear.py) where
+FBGEMM runs (x86), else bfloat16 weights (models/engine/bf16_linear.py) on a CPU with native
+bfloat16, else int8 weights (models/engine/int8_linear.py), each with the compact decode step
+(models/engine/compact.py) where it applies; else oneDNN-packed float32 weights
 (models/engine/packed_linear.py), else the caller's model as it is. `EngineModel.decode`
 is one decode step of every row of the batch, through the compact step or transformers' forward.
 """
@@ -25,13 +26,14 @@ from transformers.cache_utils import DynamicLayer
 
 from models.engine.bf16_linear import bf16_copy, native_bf16
 from models.engine.compact import CompactDecoder, compact_decoder
+from models.engine.fp16_linear import fp16_copy
 from models.engine.int8_linear import quantized_copy
 from models.engine.kv import BatchKV
 from models.engine.packed_linear import packed_copy
 
 logger = logging.getLogger(__name__)
 
-Weights = Literal["auto", "bf16", "int8", "float32"]
+Weights = Literal["auto", "fp16", "bf16", "int8", "float32"]
 MIN_PREFIX_CACHE_BYTES = 32 << 20
 
 
@@ -49,8 +51,8 @@ def supports_dynamic_batching(model: PreTrainedModel) -> bool:
 
 @dataclass
 class EngineModel:
-    """The model the batcher runs. `weights`: "bf16", "int8", "packed" (oneDNN float32) or "as
-    loaded"; `compact`: whether decode steps take the compact path."""
+    """The model the batcher runs. `weights`: "fp16", "bf16", "int8", "packed" (oneDNN float32)
+    or "as loaded"; `compact`: whether decode steps take the compact path."""
 
     model: PreTrainedModel
     weights: str
@@ -59,7 +61,8 @@ class EngineModel:
     @property
     def kv_dtype(self) -> torch.dtype:
         """The batch's and the kept KV cache's dtype: bfloat16 with bf16 weights and the compact
-        step (its attention reads half the bytes), else the model's."""
+        step (its attention reads half the bytes), else the model's (with fp16 weights too: a
+        bfloat16 cache alone cost 5 of 32 greedy replies their agreement with float32)."""
         if self.weights == "bf16" and self.decoder is not None:
             return torch.bfloat16
         return self.model.dtype
@@ -99,9 +102,16 @@ class EngineModel:
 def prepare_model(
     model: PreTrainedModel, *, weights: Weights, pack_weights: bool, max_batch: int
 ) -> EngineModel:
-    """The batcher's model for a float32 model on the CPU: a bfloat16 copy ("bf16", or "auto"
-    where the CPU has native bfloat16) or an int8 copy ("int8", or "auto" elsewhere), with the
-    compact step; else a packed copy (`pack_weights`), else `model` itself."""
+    """The batcher's model for a float32 model on the CPU: a float16 copy ("fp16", or "auto"
+    where FBGEMM runs), a bfloat16 copy ("bf16", or "auto" where the CPU has native bfloat16) or
+    an int8 copy ("int8", or "auto" elsewhere), with the compact step; else a packed copy
+    (`pack_weights`), else `model` itself."""
+    if weights in ("auto", "fp16"):
+        half = fp16_copy(model)
+        if half is not None:
+            return EngineModel(half, "fp16", compact_decoder(half))
+        if weights == "fp16":
+            logger.warning("float16 weights do not apply here: the engine runs it as loaded")
     if weights == "bf16" or (weights == "auto" and native_bf16()):
         converted = bf16_copy(model, max_batch)
         if converted is not None:

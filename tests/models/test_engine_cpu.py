@@ -1,6 +1,6 @@
 """The CPU path of the engine (issue 16) and its failure and memory bounds (issue 12 items 9, 10):
-int8 and bfloat16 weights with the compact decode step, threads, one failing row, the prefix
-cache in bytes."""
+float16, int8 and bfloat16 weights with the compact decode step, threads, one failing row, the
+prefix cache in bytes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from models.engine import BatchedChatModel, EngineConfig
 from models.engine.bf16_linear import Bf16Linear, bf16_copy, native_bf16
 from models.engine.cpu_model import cpu_threads, kv_bytes_per_token
 from models.engine.dynamic import DynamicBatcher
+from models.engine.fp16_linear import Fp16Linear, fp16_available, fp16_copy
 from models.engine.int8_linear import Int8Linear
 from models.engine.prefix_cache import PrefixCache
 from models.engine.request import EngineRequest
@@ -46,10 +47,17 @@ def float32(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> L
 
 NATIVE_BF16 = native_bf16()
 needs_bf16 = pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no AMX-BF16 / AVX512-BF16")
+FP16 = fp16_available()
+needs_fp16 = pytest.mark.skipif(not FP16, reason="this PyTorch build has no FBGEMM (not x86)")
 
 
 @pytest.mark.parametrize(
-    ("weights", "layer"), [("int8", Int8Linear), pytest.param("bf16", Bf16Linear, marks=needs_bf16)]
+    ("weights", "layer"),
+    [
+        ("int8", Int8Linear),
+        pytest.param("bf16", Bf16Linear, marks=needs_bf16),
+        pytest.param("fp16", Fp16Linear, marks=needs_fp16),
+    ],
 )
 async def test_a_float32_llama_runs_compact_steps_on_its_weights_like_serial_generate(
     float32: Loaded, weights: str, layer: type[nn.Module]
@@ -68,15 +76,29 @@ async def test_a_float32_llama_runs_compact_steps_on_its_weights_like_serial_gen
         assert engine.stats.batched_steps > 0 and engine.stats.max_rows >= 2
     finally:
         engine.close()
+    if weights == "bf16":
+        # Its KV cache is bfloat16, serial generate's float32: against itself one at a time.
+        one = BatchedChatModel(
+            model,
+            tokenizer,
+            name="tiny",
+            stop_token_ids=(),
+            config=EngineConfig(max_batch=1, weights="bf16"),
+        )
+        try:
+            assert replies == [await complete(one, chat(q), GREEDY) for q in QUESTIONS]
+        finally:
+            one.close()
+        return
     # Serial generate on the same weights (transformers' forward, one sequence) agrees.
     converted = (runner.model, tokenizer)
     assert replies == [serial_reply(converted, chat(q), GREEDY) for q in QUESTIONS]
 
 
-def test_auto_weights_are_bf16_where_the_cpu_has_it_else_int8(float32: Loaded) -> None:
+def test_auto_weights_are_fp16_where_fbgemm_runs_else_bf16_else_int8(float32: Loaded) -> None:
     batcher = DynamicBatcher(float32[0], max_batch=4, weights="auto")
     try:
-        assert batcher.runner.weights == ("bf16" if NATIVE_BF16 else "int8")
+        assert batcher.runner.weights == ("fp16" if FP16 else "bf16" if NATIVE_BF16 else "int8")
         assert batcher.runner.path == "compact"
     finally:
         batcher.close()
@@ -94,6 +116,23 @@ def test_bf16_fused_parts_give_each_projection_its_columns(float32: Loaded) -> N
             got = getattr(attention, name)(x)
             assert got.shape == want.shape
             assert torch.allclose(got, want, rtol=2e-2, atol=2e-2 * float(want.abs().max()))
+
+
+@needs_fp16
+def test_fp16_layers_keep_float32_activations_and_float16_weights(float32: Loaded) -> None:
+    converted = fp16_copy(float32[0])
+    assert converted is not None
+    original, attention = float32[0].model.layers[0].self_attn, converted.model.layers[0].self_attn
+    x = torch.randn(2, 5, original.q_proj.in_features)
+    with torch.inference_mode():
+        for name in ("q_proj", "k_proj", "v_proj"):
+            layer = getattr(original, name)
+            got = getattr(attention, name)(x)
+            assert got.dtype == torch.float32
+            # Exactly the float16-rounded weight times the float32 input, nothing else rounded.
+            want = torch.nn.functional.linear(x, layer.weight.half().float(), layer.bias)
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    assert converted.get_input_embeddings().weight.dtype == torch.float16
 
 
 def test_float32_weights_stay_a_setting(float32: Loaded) -> None:

@@ -25,6 +25,7 @@ from models.embedded import EMBEDDED_DEFAULT
 from models.engine import EngineConfig, create_batcher
 from models.engine.bf16_linear import native_bf16
 from models.engine.dynamic import DynamicBatcher
+from models.engine.fp16_linear import fp16_available
 from models.engine.request import EngineRequest
 from models.hf import load_model, sampling_kwargs
 from tests.models.serial import Loaded
@@ -61,7 +62,7 @@ def shipped() -> tuple[DynamicBatcher, Loaded]:
     )
     batcher = create_batcher(model, EngineConfig())
     assert isinstance(batcher, DynamicBatcher)
-    weights = "bf16" if native_bf16() else "int8"
+    weights = "fp16" if fp16_available() else "bf16" if native_bf16() else "int8"
     assert (batcher.runner.weights, batcher.runner.compact) == (weights, True)
     yield batcher, (batcher.runner.model, tokenizer)
     batcher.close()

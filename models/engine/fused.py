@@ -1,0 +1,121 @@
+"""The copy of a model whose linear layers run on 16-bit packed weights (bf16_linear.py,
+fp16_linear.py), with q/k/v and gate/up fused into one product each.
+
+`fused_copy(model, make_layer, table_dtype)` deep-copies `model`, replaces every `nn.Linear` by
+`make_layer(weight, bias)` and its input embedding by a `HalfEmbedding` on a 16-bit copy of the
+matrix. q/k/v and gate/up become one layer each, kept as `botloom_qkv` / `botloom_gate_up` on
+their parent (what the compact decode step of models/engine/compact.py uses). A packed weight
+has no row views, so transformers' own forward (prefill) reaches the fused product through
+`FusedPart`s: the first part called computes the fused product of its input, the others called
+with the same input tensor take their columns of it. The caller's model is left unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+FUSED = {"qkv": ("q_proj", "k_proj", "v_proj"), "gate_up": ("gate_proj", "up_proj")}
+
+# (float weight [out, in], bias or None) -> a module computing x @ weight.T + bias in float32.
+LayerFactory = Callable[[torch.Tensor, "torch.Tensor | None"], nn.Module]
+
+
+class FusedPart(nn.Module):
+    """Output columns [start, end) of a fused layer, for code that calls the parts one by one
+    (q_proj, k_proj, v_proj on the same input): the fused product of an input is computed once
+    and handed to the other parts called with that same tensor."""
+
+    def __init__(self, fused: _FusedOutputs, start: int, end: int) -> None:
+        super().__init__()
+        self._fused = fused
+        self.start, self.end = start, end
+        self.out_features = end - start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fused.output(x)[..., self.start : self.end]
+
+
+class _FusedOutputs:
+    """The fused layer and its last (input, output); the output is dropped once every part
+    has taken it, so no activation outlives its layer."""
+
+    def __init__(self, layer: nn.Module, parts: int) -> None:
+        self.layer, self._parts = layer, parts
+        self._input: torch.Tensor | None = None
+        self._output: torch.Tensor | None = None
+        self._taken = 0
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        if self._input is not x or self._output is None:
+            self._input, self._output, self._taken = x, self.layer(x), 0
+        out = self._output
+        self._taken += 1
+        if self._taken >= self._parts:
+            self._input = self._output = None
+        return out
+
+
+class HalfEmbedding(nn.Module):
+    """An input embedding on a 16-bit matrix, float32 out."""
+
+    def __init__(self, weight: torch.Tensor, padding_idx: int | None) -> None:
+        super().__init__()
+        self.weight = weight
+        self.padding_idx = padding_idx
+        self.num_embeddings, self.embedding_dim = weight.shape
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight).float()
+
+
+def _fuse(parent: nn.Module, names: tuple[str, ...], make_layer: LayerFactory) -> nn.Module | None:
+    layers = [getattr(parent, name, None) for name in names]
+    if not all(type(layer) is nn.Linear for layer in layers):
+        return None
+    weight = torch.cat([layer.weight.detach() for layer in layers])  # type: ignore[union-attr]
+    biases = [layer.bias for layer in layers]  # type: ignore[union-attr]
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat(
+            [
+                b.detach() if b is not None else torch.zeros(layer.out_features)  # type: ignore[union-attr]
+                for b, layer in zip(biases, layers, strict=True)
+            ]
+        )
+    fused = make_layer(weight, bias)
+    outputs = _FusedOutputs(fused, len(names))
+    start = 0
+    for name, layer in zip(names, layers, strict=True):
+        end = start + layer.out_features  # type: ignore[union-attr]
+        setattr(parent, name, FusedPart(outputs, start, end))
+        start = end
+    return fused
+
+
+def fused_copy(
+    model: PreTrainedModel, make_layer: LayerFactory, table_dtype: torch.dtype
+) -> PreTrainedModel:
+    """A copy of `model` on `make_layer`'s layers (fused as the module docstring says), its input
+    embedding a `table_dtype` matrix, every other parameter and buffer cloned."""
+    from models.engine.packed_linear import copy_memo
+
+    converted = copy.deepcopy(model, copy_memo(model))
+    embedding = converted.get_input_embeddings()
+    for parent in list(converted.modules()):
+        for key, names in FUSED.items():
+            fused = _fuse(parent, names, make_layer)
+            if fused is not None:
+                object.__setattr__(parent, f"botloom_{key}", fused)  # not a submodule
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, make_layer(child.weight.detach(), child.bias))
+            elif child is embedding and type(child) is nn.Embedding:
+                table = child.weight.detach().to(table_dtype).contiguous()
+                setattr(parent, name, HalfEmbedding(table, child.padding_idx))
+    return converted
