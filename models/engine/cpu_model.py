@@ -151,6 +151,11 @@ def release_freed_memory() -> None:
     embedded default stays at 1.1 GB resident after its float32 weights are dropped, 0.63 GB
     after this). Best-effort; nothing happens off glibc."""
     gc.collect()
+    trim_heap()
+
+
+def trim_heap() -> None:
+    """glibc's malloc_trim: freed heap memory back to the OS (a few ms). Nothing off glibc."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

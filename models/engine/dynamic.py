@@ -35,6 +35,7 @@ from models.engine.cpu_model import (
     kv_bytes_per_token,
     prepare_model,
     supports_dynamic_batching,
+    trim_heap,
 )
 from models.engine.kv import BatchKV, LayerKV, cast_kv, fill_cache, layer_kv
 from models.engine.prefill import Prefill, next_prefill_group, padded_pasts, prefill_inputs, row_kv
@@ -157,6 +158,11 @@ class DynamicBatcher:
                     ]
                 try:
                     self._step(joining)
+                    if not self._rows and not self._waiting:
+                        # Idle: hand freed activations back to the OS (glibc keeps them: over
+                        # 12 turns of one conversation the process grew by 240 MB; with this by
+                        # 67 MB, 46 of them the kept KV cache).
+                        trim_heap()
                 except Exception as error:  # a bug here must not leave callers waiting forever
                     logger.exception("the engine's scheduler failed")
                     for request in joining:  # finishing is idempotent: admitted ones are no-ops
