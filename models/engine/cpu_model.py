@@ -16,7 +16,7 @@ import gc
 import inspect
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
-from models.engine.bf16_linear import bf16_copy, native_bf16
+from models.engine.bf16_linear import bf16_copy
 from models.engine.compact import CompactDecoder, compact_decoder
 from models.engine.fp16_linear import fp16_copy
 from models.engine.int8_linear import quantized_copy
@@ -106,24 +106,18 @@ def prepare_model(
     where FBGEMM runs), a bfloat16 copy ("bf16", or "auto" where the CPU has native bfloat16) or
     an int8 copy ("int8", or "auto" elsewhere), with the compact step; else a packed copy
     (`pack_weights`), else `model` itself."""
-    if weights in ("auto", "fp16"):
-        half = fp16_copy(model)
-        if half is not None:
-            return EngineModel(half, "fp16", compact_decoder(half))
-        if weights == "fp16":
-            logger.warning("float16 weights do not apply here: the engine runs it as loaded")
-    if weights == "bf16" or (weights == "auto" and native_bf16()):
-        converted = bf16_copy(model, max_batch)
-        if converted is not None:
-            return EngineModel(converted, "bf16", compact_decoder(converted, torch.bfloat16))
-        if weights == "bf16":
-            logger.warning("bfloat16 weights do not apply here: the engine runs it as loaded")
-    if weights in ("auto", "int8"):
-        quantized = quantized_copy(model)
-        if quantized is not None:
-            return EngineModel(quantized, "int8", compact_decoder(quantized))
-        if weights == "int8":
-            logger.warning("int8 weights do not apply to this model: the engine runs it as loaded")
+    formats: list[tuple[str, Callable[[], PreTrainedModel | None], torch.dtype | None]] = [
+        ("fp16", lambda: fp16_copy(model), None),
+        ("bf16", lambda: bf16_copy(model, max_batch), torch.bfloat16),
+        ("int8", lambda: quantized_copy(model), None),
+    ]
+    for name, make_copy, kv_dtype in formats:  # each copy is None where it does not apply
+        if weights in ("auto", name):
+            converted = make_copy()
+            if converted is not None:
+                return EngineModel(converted, name, compact_decoder(converted, kv_dtype))
+            if weights == name:
+                logger.warning("%s weights do not apply to this model here: float32 it is", name)
     packed = packed_copy(model, max_batch) if pack_weights else None
     return EngineModel(packed, "packed") if packed is not None else EngineModel(model, "as loaded")
 
