@@ -63,9 +63,8 @@ class _Row:
 class DynamicBatcher:
     """Generates up to `max_batch` replies at once in one scheduler thread; more wait in FIFO
     order. `prefix_cache_tokens` and `prefix_cache_bytes` (None: default_prefix_cache_bytes)
-    bound the PrefixCache (0 tokens turns prefix reuse off). `weights` and `pack_weights`: see
-    models/engine/cpu_model.prepare_model ("float32" here by default; EngineConfig's "auto" is
-    int8 on the CPU).
+    bound the PrefixCache (0 tokens turns prefix reuse off). `weights`, `pack_weights`: see
+    models/engine/cpu_model.prepare_model ("float32" here by default, EngineConfig's "auto").
 
     `submit` and `cancel` may be called from any thread. A cancelled request leaves the batch
     before the next decode step (a waiting one at once) and is finished without error. A request
@@ -159,10 +158,7 @@ class DynamicBatcher:
                 try:
                     self._step(joining)
                     if not self._rows and not self._waiting:
-                        # Idle: hand freed activations back to the OS (glibc keeps them: over
-                        # 12 turns of one conversation the process grew by 240 MB; with this by
-                        # 67 MB, 46 of them the kept KV cache).
-                        trim_heap()
+                        trim_heap()  # idle: what the steps freed goes back to the OS
                 except Exception as error:  # a bug here must not leave callers waiting forever
                     logger.exception("the engine's scheduler failed")
                     for request in joining:  # finishing is idempotent: admitted ones are no-ops
