@@ -14,14 +14,13 @@ where it runs. `bf16_copy` gives the batcher its own copy of the model
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from transformers import PreTrainedModel
 
-from models.engine.fused import fused_copy
+from models.engine.fused import HalfLinear, agrees, fused_copy
 
 logger = logging.getLogger(__name__)
 
@@ -41,27 +40,21 @@ def native_bf16() -> bool:
     )
 
 
-class Bf16Linear(nn.Module):
-    """`nn.Linear` on a oneDNN-packed bfloat16 weight [out, in]; float32 in and out; inference
-    only, CPU only. `batch_size`: the rows the packing is tuned for."""
+class Bf16Linear(HalfLinear):
+    """`nn.Linear` on a oneDNN-packed bfloat16 weight [out, in] (fused.HalfLinear).
+    `batch_size`: the rows the packing is tuned for."""
+
+    kind = "bf16 packed"
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, batch_size: int) -> None:
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
+        super().__init__(weight, bias)
         with torch.no_grad():
             packed = weight.detach().to(torch.bfloat16).contiguous()
             self.packed = torch.ops.mkldnn._reorder_linear_weight(packed, batch_size)
-        self.bias = None if bias is None else bias.detach().float().clone()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).to(torch.bfloat16).contiguous()
-        out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, None, "none", [], "").float()
-        if self.bias is not None:
-            out += self.bias
-        return out.reshape(*x.shape[:-1], self.out_features)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bf16 packed"
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        low = flat.to(torch.bfloat16).contiguous()
+        return torch.ops.mkldnn._linear_pointwise(low, self.packed, None, "none", [], "").float()
 
 
 def can_use_bf16(model: PreTrainedModel) -> bool:
@@ -69,34 +62,20 @@ def can_use_bf16(model: PreTrainedModel) -> bool:
     return model.device.type == "cpu" and model.dtype == torch.float32 and native_bf16()
 
 
-def agrees(batch_size: int) -> bool:
-    """Whether Bf16Linear matches F.linear on the bfloat16-rounded weight here (a broken oneDNN
-    build, or one without bfloat16, fails)."""
-    generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(48, 64, generator=generator)
-    bias = torch.randn(48, generator=generator)
-    layer = Bf16Linear(weight, bias, batch_size)
-    rounded = weight.bfloat16().float()
-    for rows in (1, 3, 40):
-        x = torch.randn(rows, 64, generator=generator)
-        with torch.no_grad():
-            got, expected = layer(x), F.linear(x.bfloat16().float(), rounded, bias)
-        if not torch.allclose(got, expected, rtol=1e-2, atol=1e-2 * float(expected.abs().mean())):
-            return False
-    return True
-
-
 def bf16_copy(model: PreTrainedModel, batch_size: int) -> PreTrainedModel | None:
     """A copy of `model` on Bf16Linear layers (models/engine/fused.py: q/k/v and gate/up fused),
     its input embedding bfloat16; None where bfloat16 does not apply or fails its check."""
     if not can_use_bf16(model):
         return None
+    make_layer = functools.partial(Bf16Linear, batch_size=batch_size)
     try:
-        if not agrees(batch_size):
+        if not agrees(make_layer, _rounded, round_inputs=True, tolerance=1e-2):
             return None
-        return fused_copy(
-            model, lambda weight, bias: Bf16Linear(weight, bias, batch_size), torch.bfloat16
-        )
+        return fused_copy(model, make_layer, torch.bfloat16)
     except Exception:  # an op missing from this PyTorch build: serve float32
         logger.warning("bfloat16 weights are unavailable; the engine runs float32", exc_info=True)
         return None
+
+
+def _rounded(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.bfloat16().float()

@@ -8,7 +8,7 @@ A decode step then advances every row by one token in a single forward pass: inp
 against the rows' KV caches left-padded to a common width in preallocated slots (BatchKV), with
 per-row position ids. A row leaves as soon as its reply ends; its KV cache goes to the
 PrefixCache, where the conversation's next turn finds it. On the CPU the batcher runs its own copy
-of a float32 model (models/engine/cpu_model.py: bfloat16, int8 or oneDNN-packed float32 weights).
+of a float32 model (models/engine/cpu_model.py: float16, bfloat16, int8 or packed float32 weights).
 
 Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
 nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU

@@ -26,11 +26,10 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from models.engine.fused import fused_copy
+from models.engine.fused import HalfLinear, agrees, fused_copy
 
 logger = logging.getLogger(__name__)
 
@@ -45,28 +44,21 @@ def fp16_available() -> bool:
     )
 
 
-class Fp16Linear(nn.Module):
-    """`nn.Linear` on an FBGEMM-packed float16 weight [out, in]; float32 in and out; inference
-    only, CPU only. Weights beyond float16's range are clipped by the packing (a checkpoint in
-    float32 whose weights exceed 65504 is not one this is for: `fp16_copy` checks)."""
+class Fp16Linear(HalfLinear):
+    """`nn.Linear` on an FBGEMM-packed float16 weight [out, in] (fused.HalfLinear). Weights
+    beyond float16's range are clipped by the packing (a checkpoint in float32 whose weights
+    exceed 65504 is not one this is for: `fp16_copy` checks)."""
+
+    kind = "fp16 packed"
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
+        super().__init__(weight, bias)
         with torch.no_grad():
             weight = weight.detach().float().contiguous()
             self.packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
-        self.bias = None if bias is None else bias.detach().float().clone()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).float().contiguous()
-        out = torch.ops.quantized.linear_dynamic_fp16(flat, self.packed)
-        if self.bias is not None:
-            out += self.bias
-        return out.reshape(*x.shape[:-1], self.out_features)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, fp16 packed"
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic_fp16(flat.float().contiguous(), self.packed)
 
 
 def can_use_fp16(model: PreTrainedModel) -> bool:
@@ -79,31 +71,19 @@ def can_use_fp16(model: PreTrainedModel) -> bool:
     return all(float(m.weight.detach().abs().max()) <= limit for m in linears)
 
 
-def agrees() -> bool:
-    """Whether Fp16Linear matches F.linear on the float16-rounded weight here."""
-    generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(48, 64, generator=generator)
-    bias = torch.randn(48, generator=generator)
-    layer = Fp16Linear(weight, bias)
-    rounded = weight.half().float()
-    for rows in (1, 3, 40):
-        x = torch.randn(rows, 64, generator=generator)
-        with torch.no_grad():
-            got, expected = layer(x), F.linear(x, rounded, bias)
-        if not torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().mean())):
-            return False
-    return True
-
-
 def fp16_copy(model: PreTrainedModel) -> PreTrainedModel | None:
     """A copy of `model` on Fp16Linear layers (q/k/v and gate/up fused), its input embedding
     float16; None where float16 does not apply or fails its check."""
     if not can_use_fp16(model):
         return None
     try:
-        if not agrees():
+        if not agrees(Fp16Linear, _rounded, round_inputs=False, tolerance=1e-4):
             return None
         return fused_copy(model, Fp16Linear, torch.float16)
     except Exception:  # an op missing from this PyTorch build: serve another format
         logger.warning("float16 weights are unavailable here", exc_info=True)
         return None
+
+
+def _rounded(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.half().float()

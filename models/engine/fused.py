@@ -8,6 +8,9 @@ their parent (what the compact decode step of models/engine/compact.py uses). A 
 has no row views, so transformers' own forward (prefill) reaches the fused product through
 `FusedPart`s: the first part called computes the fused product of its input, the others called
 with the same input tensor take their columns of it. The caller's model is left unchanged.
+
+`HalfLinear` is what the two packed layers share (shapes, bias, float32 in and out), `agrees`
+the check each runs before a copy is made: its kernel against F.linear on the rounded weight.
 """
 
 from __future__ import annotations
@@ -24,6 +27,55 @@ FUSED = {"qkv": ("q_proj", "k_proj", "v_proj"), "gate_up": ("gate_proj", "up_pro
 
 # (float weight [out, in], bias or None) -> a module computing x @ weight.T + bias in float32.
 LayerFactory = Callable[[torch.Tensor, "torch.Tensor | None"], nn.Module]
+
+
+class HalfLinear(nn.Module):
+    """Base of the 16-bit packed layers (Bf16Linear, Fp16Linear): `nn.Linear` on a packed
+    weight [out, in], float32 in and out, the bias added in float32; inference only, CPU only.
+    A subclass packs the weight in its `__init__` and multiplies in `product`."""
+
+    kind = "16-bit"
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.bias = None if bias is None else bias.detach().float().clone()
+
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        """`flat` [rows, in] (float32) times the packed weight: [rows, out] float32."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.product(x.reshape(-1, self.in_features))
+        if self.bias is not None:
+            out += self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.kind}"
+
+
+def agrees(
+    make_layer: LayerFactory,
+    rounded: Callable[[torch.Tensor], torch.Tensor],
+    round_inputs: bool,
+    tolerance: float,
+) -> bool:
+    """Whether `make_layer`'s layers match F.linear on the weight as `rounded` (and the input
+    too where `round_inputs`) here, within `tolerance` (a broken build of the kernel fails)."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(48, 64, generator=generator)
+    bias = torch.randn(48, generator=generator)
+    layer = make_layer(weight, bias)
+    for rows in (1, 3, 40):
+        x = torch.randn(rows, 64, generator=generator)
+        with torch.no_grad():
+            got = layer(x)
+            expected = F.linear(rounded(x) if round_inputs else x, rounded(weight), bias)
+        scale = tolerance * float(expected.abs().mean())
+        if not torch.allclose(got, expected, rtol=tolerance, atol=scale):
+            return False
+    return True
 
 
 class FusedPart(nn.Module):
