@@ -1,5 +1,5 @@
 """Reply quality of the fast CPU path: greedy replies to a fixed set of prompts (bench/data/
-agreement-prompts.txt, 32 of them) from the batching engine, once per `--weights` ("auto": as
+agreement-prompts.txt, 128 of them) from the batching engine, once per `--weights` ("auto": as
 shipped), against serial `generate` in float32, the reference; and, where llama-cpp-python is
 installed in its own venv (bench/peers.py --venvs), llama.cpp's F16 and Q4_1 against its F32 on
 the same prompts, the yardstick (issue 16: the fast path must agree with float32 at least as often
