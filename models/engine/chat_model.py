@@ -9,16 +9,14 @@ the model in its own thread, never on the event loop:
 - PagedBatcher (models/engine/paged.py), the CUDA backend: transformers' ContinuousBatchingManager
   (paged KV cache with prefix sharing, CUDA graphs where transformers enables them).
 
-Tokens become text in the batcher's thread (ReplyText) and the pieces are handed to the event loop
-through a LoopHandoff, which wakes the loop once per burst (a decode step's pieces for every row).
-Closing a stream cancels its request: it leaves the batch before the next decode step and its slot
-is free at once.
+Tokens become text in the batcher's thread (ReplyText) and each piece is handed to the event loop
+with `loop.call_soon_threadsafe`. Closing a stream cancels its request: it leaves the batch before
+the next decode step and its slot is free at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
@@ -100,7 +98,6 @@ class BatchedChatModel(LoadedChatModel):
         self._batcher = batcher or create_batcher(model, self.config, default_params)
         self._admitted = 0
         self._closed = False
-        self._handoff: LoopHandoff | None = None
 
     @property
     def stats(self) -> EngineStats:
@@ -166,13 +163,10 @@ class BatchedChatModel(LoadedChatModel):
     ) -> tuple[EngineRequest, asyncio.Queue[str | None]]:
         """A request whose text pieces, then None (the end), arrive in the returned queue."""
         loop = asyncio.get_running_loop()
-        handoff = self._handoff
-        if handoff is None or handoff.loop is not loop:  # requests keep the one they started with
-            handoff = self._handoff = LoopHandoff(loop)
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
 
         def emit(piece: str | None) -> None:
-            handoff.put(pieces, piece)
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
         request = EngineRequest(
             prompt_ids=prompt_ids,
@@ -183,29 +177,6 @@ class BatchedChatModel(LoadedChatModel):
             done=lambda error: emit(None),
         )
         return request, pieces
-
-
-class LoopHandoff:
-    """Hands (queue, item) pairs from other threads to one event loop in order, waking the loop
-    once per burst: a decode step's pieces for all its rows cost one wake-up, not one each."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._pending: list[tuple[asyncio.Queue[str | None], str | None]] = []
-
-    def put(self, queue: asyncio.Queue[str | None], item: str | None) -> None:
-        with self._lock:
-            self._pending.append((queue, item))
-            wake = len(self._pending) == 1
-        if wake:
-            self.loop.call_soon_threadsafe(self._deliver)
-
-    def _deliver(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for queue, item in pending:
-            queue.put_nowait(item)
 
 
 def load_engine_model(
