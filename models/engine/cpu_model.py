@@ -72,6 +72,14 @@ class EngineModel:
         forward = inspect.signature(self.model.forward).parameters
         self.cache_argument = "cache" if "cache" in forward else "past_key_values"
 
+    def release_idle_memory(self) -> None:
+        """What an idle engine gives back: freed heap (trim_heap) and the input embedding's
+        pages mapped from its file (FileEmbedding)."""
+        trim_heap()
+        release = getattr(self.model.get_input_embeddings(), "release", None)
+        if release is not None:
+            release()
+
     @property
     def compact(self) -> bool:
         return self.decoder is not None

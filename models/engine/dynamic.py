@@ -35,7 +35,6 @@ from models.engine.cpu_model import (
     kv_bytes_per_token,
     prepare_model,
     supports_dynamic_batching,
-    trim_heap,
 )
 from models.engine.kv import BatchKV, LayerKV, cast_kv, fill_cache, layer_kv
 from models.engine.prefill import Prefill, next_prefill_group, padded_pasts, prefill_inputs, row_kv
@@ -158,7 +157,7 @@ class DynamicBatcher:
                 try:
                     self._step(joining)
                     if not self._rows and not self._waiting:
-                        trim_heap()  # idle: what the steps freed goes back to the OS
+                        self.runner.release_idle_memory()  # idle: back to the OS
                 except Exception as error:  # a bug here must not leave callers waiting forever
                     logger.exception("the engine's scheduler failed")
                     for request in joining:  # finishing is idempotent: admitted ones are no-ops

@@ -10,15 +10,17 @@ llama.cpp F16's agree with its F32, or more (bench/agreement.py). Measured on th
 machine here, all the embedded default's products of one decode step: 8.3 ms at 1 row against
 9.7 ms bfloat16 and 36 ms float32; 16.5 ms at 16 rows against 12.6 ms and 56 ms.
 
-Memory: FBGEMM packs a weight in blocks of 512 input rows, zero-filled, so the embedded
-default's 576 inputs take the room of 1024 in every layer but `down` (its weights take 440 MB
-instead of 270 MB). Keeping the last 64 input columns in float32 instead saved 130 MB, but its
-90 extra products cost 4-10 ms a step (one conversation fell from 57 to 39 tok/s), so it is not
-done.
+Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, zero-filled, so the embedded
+default's 576 inputs would take the room of 1024 in every layer but `down`. `packed_inputs`
+splits such a layer: its first 512 inputs are packed, the last 64 are kept beside them as a
+float32 matrix of float16 values, added by one `addmm_` (the same product, summed in another
+order). The layers and lm_head take 293 MB instead of 437 MB; a decode step measured the same
+within this machine's noise (bench/engine_step.py: 1 row 22.5 ms whole, 23.3 split; 16 rows
+68.9 and 68.2, medians of 3 runs).
 
 FBGEMM is x86-only; `fp16_available` says whether this build has it. `fp16_copy` gives the
 batcher its own copy of the model (models/engine/fused.py: q/k/v and gate/up fused, the input
-embedding float16), the caller's model left unchanged.
+embedding mapped from the checkpoint file or float16), the caller's model left unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from transformers import PreTrainedModel
 from models.engine.fused import HalfLinear, agrees, fused_copy
 
 logger = logging.getLogger(__name__)
+
+FBGEMM_BLOCK = 512  # FBGEMM packs a weight's inputs in blocks of 512 rows, zero-filled
 
 
 def fp16_available() -> bool:
@@ -53,12 +57,33 @@ class Fp16Linear(HalfLinear):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
+        self.packed_inputs = packed_inputs(self.in_features)
         with torch.no_grad():
-            weight = weight.detach().float().contiguous()
-            self.packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
+            weight = weight.detach().float()
+            self.packed = torch.ops.quantized.linear_prepack_fp16(
+                weight[:, : self.packed_inputs].contiguous(), None
+            )
+            rest = weight[:, self.packed_inputs :]
+            # [rest, out], float32 holding float16 values: the same product as packed ones
+            self.rest = rest.half().float().t().contiguous() if rest.shape[1] else None
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic_fp16(flat.float().contiguous(), self.packed)
+        flat = flat.float()
+        if self.rest is None:
+            return torch.ops.quantized.linear_dynamic_fp16(flat.contiguous(), self.packed)
+        # linear_dynamic_fp16 makes the column slice contiguous itself, in C++
+        out = torch.ops.quantized.linear_dynamic_fp16(flat[:, : self.packed_inputs], self.packed)
+        return out.addmm_(flat[:, self.packed_inputs :], self.rest)
+
+
+def packed_inputs(in_features: int) -> int:
+    """How many of a layer's inputs FBGEMM packs: all, or its whole blocks of 512 where the rest,
+    kept in float32 beside them, takes less memory than the zero padding of a last block would
+    (fewer than 171 inputs past a multiple of 512)."""
+    rest = in_features % FBGEMM_BLOCK
+    if in_features < FBGEMM_BLOCK or 4 * rest >= 2 * (FBGEMM_BLOCK - rest):
+        return in_features
+    return in_features - rest
 
 
 def can_use_fp16(model: PreTrainedModel) -> bool:

@@ -2,12 +2,14 @@
 fp16_linear.py), with q/k/v and gate/up fused into one product each.
 
 `fused_copy(model, make_layer, table_dtype)` deep-copies `model`, replaces every `nn.Linear` by
-`make_layer(weight, bias)` and its input embedding by a `HalfEmbedding` on a 16-bit copy of the
-matrix. q/k/v and gate/up become one layer each, kept as `botloom_qkv` / `botloom_gate_up` on
-their parent (what the compact decode step of models/engine/compact.py uses). A packed weight
-has no row views, so transformers' own forward (prefill) reaches the fused product through
-`FusedPart`s: the first part called computes the fused product of its input, the others called
-with the same input tensor take their columns of it. The caller's model is left unchanged.
+`make_layer(weight, bias)` and its input embedding by a FileEmbedding mapped from the model's
+safetensors file (models/engine/file_embedding.py) or, where it was not loaded from one, a
+`HalfEmbedding` on a 16-bit copy. q/k/v and gate/up become one layer each, kept as
+`botloom_qkv` / `botloom_gate_up` on their parent (what the compact decode step of
+models/engine/compact.py uses). A packed weight has no row views, so transformers' own forward
+(prefill) reaches the fused product through `FusedPart`s: the first part called computes the
+fused product of its input, the others called with the same input tensor take their columns of
+it. The caller's model is left unchanged.
 
 `HalfLinear` is what the two packed layers share (shapes, bias, float32 in and out), `agrees`
 the check each runs before a copy is made: its kernel against F.linear on the rounded weight.
@@ -22,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+
+from models.engine.file_embedding import file_embedding
 
 FUSED = {"qkv": ("q_proj", "k_proj", "v_proj"), "gate_up": ("gate_proj", "up_proj")}
 
@@ -168,6 +172,16 @@ def fused_copy(
             if type(child) is nn.Linear:
                 setattr(parent, name, make_layer(child.weight.detach(), child.bias))
             elif child is embedding and type(child) is nn.Embedding:
-                table = child.weight.detach().to(table_dtype).contiguous()
-                setattr(parent, name, HalfEmbedding(table, child.padding_idx))
+                setattr(parent, name, _input_embedding(converted, child, table_dtype))
     return converted
+
+
+def _input_embedding(
+    model: PreTrainedModel, embedding: nn.Embedding, dtype: torch.dtype
+) -> nn.Module:
+    """The input embedding mapped from the model's checkpoint (file_embedding.py), else a
+    `dtype` copy of it."""
+    mapped = file_embedding(model.name_or_path, embedding)
+    if mapped is not None:
+        return mapped
+    return HalfEmbedding(embedding.weight.detach().to(dtype).contiguous(), embedding.padding_idx)
