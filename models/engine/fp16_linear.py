@@ -10,13 +10,12 @@ llama.cpp F16's agree with its F32, or more (bench/agreement.py). Measured on th
 machine here, all the embedded default's products of one decode step: 8.3 ms at 1 row against
 9.7 ms bfloat16 and 36 ms float32; 16.5 ms at 16 rows against 12.6 ms and 56 ms.
 
-Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, zero-filled, so the embedded
-default's 576 inputs would take the room of 1024 in every layer but `down`. `packed_inputs`
-splits such a layer: its first 512 inputs are packed, the last 64 are kept beside them as a
-float32 matrix of float16 values, added by one `addmm_` (the same product, summed in another
-order). The layers and lm_head take 293 MB instead of 437 MB; a decode step measured the same
-within this machine's noise (bench/engine_step.py: 1 row 22.5 ms whole, 23.3 split; 16 rows
-68.9 and 68.2, medians of 3 runs).
+Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, so the embedded default's 576
+inputs take the room of 1024 in every layer but `down`; the zero padding is given back to the OS
+once packed (models/engine/fbgemm_pack.py), and the layers and lm_head keep 269 MB resident of
+the 437 MB they span. (Keeping the last 64 inputs in float32 beside a packed 512 instead cost a
+decode step 28 % at 1 row and 12 % at 16 rows, side by side in one process: the float32 rest is
+twice the bytes and one more product per layer.)
 
 FBGEMM is x86-only; `fp16_available` says whether this build has it. `fp16_copy` gives the
 batcher its own copy of the model (models/engine/fused.py: q/k/v and gate/up fused, the input
@@ -31,11 +30,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from models.engine.fbgemm_pack import large_allocations_mapped, pack_fp16
 from models.engine.fused import HalfLinear, agrees, fused_copy
 
 logger = logging.getLogger(__name__)
-
-FBGEMM_BLOCK = 512  # FBGEMM packs a weight's inputs in blocks of 512 rows, zero-filled
 
 
 def fp16_available() -> bool:
@@ -57,33 +55,11 @@ class Fp16Linear(HalfLinear):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
-        self.packed_inputs = packed_inputs(self.in_features)
         with torch.no_grad():
-            weight = weight.detach().float()
-            self.packed = torch.ops.quantized.linear_prepack_fp16(
-                weight[:, : self.packed_inputs].contiguous(), None
-            )
-            rest = weight[:, self.packed_inputs :]
-            # [rest, out], float32 holding float16 values: the same product as packed ones
-            self.rest = rest.half().float().t().contiguous() if rest.shape[1] else None
+            self.packed = pack_fp16(weight)
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
-        flat = flat.float()
-        if self.rest is None:
-            return torch.ops.quantized.linear_dynamic_fp16(flat.contiguous(), self.packed)
-        # linear_dynamic_fp16 makes the column slice contiguous itself, in C++
-        out = torch.ops.quantized.linear_dynamic_fp16(flat[:, : self.packed_inputs], self.packed)
-        return out.addmm_(flat[:, self.packed_inputs :], self.rest)
-
-
-def packed_inputs(in_features: int) -> int:
-    """How many of a layer's inputs FBGEMM packs: all, or its whole blocks of 512 where the rest,
-    kept in float32 beside them, takes less memory than the zero padding of a last block would
-    (fewer than 171 inputs past a multiple of 512)."""
-    rest = in_features % FBGEMM_BLOCK
-    if in_features < FBGEMM_BLOCK or 4 * rest >= 2 * (FBGEMM_BLOCK - rest):
-        return in_features
-    return in_features - rest
+        return torch.ops.quantized.linear_dynamic_fp16(flat.float().contiguous(), self.packed)
 
 
 def can_use_fp16(model: PreTrainedModel) -> bool:
@@ -104,7 +80,8 @@ def fp16_copy(model: PreTrainedModel) -> PreTrainedModel | None:
     try:
         if not agrees(Fp16Linear, _rounded, round_inputs=False, tolerance=1e-4):
             return None
-        return fused_copy(model, Fp16Linear, torch.float16)
+        with large_allocations_mapped():
+            return fused_copy(model, Fp16Linear, torch.float16)
     except Exception:  # an op missing from this PyTorch build: serve another format
         logger.warning("float16 weights are unavailable here", exc_info=True)
         return None
