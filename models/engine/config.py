@@ -31,10 +31,11 @@ class EngineConfig:
     decide (both on with flash attention, off with SDPA).
 
     CPU speed (issue 16; dynamic backend): `weights` "auto" runs a float32 model on the CPU on
-    int8 weights with the compact decode step (models/engine/cpu_model.py), "float32" on its own
-    (oneDNN-packed) weights. `prefix_cache_bytes` bounds the PrefixCache in bytes as well (None:
-    a quarter of the model's weights, at least 32 MiB). `torch_threads`: torch's intra-op
-    threads on the CPU (0: the cores the process may run on).
+    float16 weights where FBGEMM runs, else bfloat16 or int8, with the compact decode step
+    (models/engine/cpu_model.py), "float32" on its own (oneDNN-packed) weights.
+    `prefix_cache_bytes` bounds the PrefixCache in bytes as well (None: a tenth of the model's
+    weights, at least 32 MiB). `torch_threads`: torch's intra-op threads on the CPU (0: the
+    cores the process may run on).
     """
 
     backend: Backend = "auto"
