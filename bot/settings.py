@@ -140,7 +140,7 @@ class Settings:
     # CPU speed of the in-process engine (issue 16): weights "auto" (fp16 for a float32 model
     # where FBGEMM runs, else bf16 on a CPU with native bfloat16, else int8), "fp16", "bf16",
     # "int8" or "float32"; the prefix cache's
-    # bound in MB (0: a tenth of the model's weights, at least 32 MiB); torch threads on the
+    # bound in MB (0: a sixteenth of the model's weights, at least 32 MiB); torch threads on the
     # CPU (0: every core the process is given).
     engine_weights: str = "auto"
     prefix_cache_mb: int = 0

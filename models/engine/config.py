@@ -33,8 +33,8 @@ class EngineConfig:
     CPU speed (issue 16; dynamic backend): `weights` "auto" runs a float32 model on the CPU on
     float16 weights where FBGEMM runs, else bfloat16 or int8, with the compact decode step
     (models/engine/cpu_model.py), "float32" on its own (oneDNN-packed) weights.
-    `prefix_cache_bytes` bounds the PrefixCache in bytes as well (None: a tenth of the model's
-    weights, at least 32 MiB). `torch_threads`: torch's intra-op threads on the CPU (0: the
+    `prefix_cache_bytes` bounds the PrefixCache in bytes as well (None: a sixteenth of the
+    model's weights, at least 32 MiB). `torch_threads`: torch's intra-op threads on the CPU (0: the
     cores the process may run on).
     """
 

@@ -142,13 +142,15 @@ def kv_bytes_per_token(model: PreTrainedModel, dtype: torch.dtype | None = None)
 
 
 def default_prefix_cache_bytes(model: PreTrainedModel) -> int:
-    """The PrefixCache's default bound: a tenth of the model's weights as loaded, at least
-    32 MiB (the embedded default: 54 MB, about 1,170 tokens of 46 kB in float32). A kept cache
-    fills to its bound in use: with a quarter (135 MB) `botloom serve` grew from 0.74 to 0.87 GB
-    over a dozen turns, with this to 0.79; 16 conversations at once (bench/engine.py's workload)
-    reused the same 4,213 of 5,321 prompt tokens with 32 MiB, 48 MiB and 135 MB."""
+    """The PrefixCache's default bound: a sixteenth of the model's weights as loaded, at least
+    32 MiB (the embedded default: 34 MB, about 730 tokens of 46 kB in float32). A kept cache
+    fills to its bound in use: `botloom serve` grew from 0.74 GB once ready to 0.87 GB over a
+    dozen turns with a quarter (135 MB), to 0.80 with a tenth, to 0.77 with this
+    (bench/serve_memory.py); 16 conversations at once (bench/engine.py's workload) reused the
+    same 4,213 of 5,321 prompt tokens with 32 MiB, 48 MiB and 135 MB. Many conversations at
+    human pace want more (BOTLOOM_PREFIX_CACHE_MB)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    return max(MIN_PREFIX_CACHE_BYTES, weights // 10)
+    return max(MIN_PREFIX_CACHE_BYTES, weights // 16)
 
 
 def release_freed_memory() -> None:
