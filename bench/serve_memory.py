@@ -28,6 +28,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.peer_servers import memory_mb
 from tests.emulator_smoke import main as talk
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve-memory-cpu.json"
@@ -49,14 +50,9 @@ SHORT = ["Tell me about the ocean.", "And about mountains?", "Which is older?"]
 
 
 def memory(pid: int) -> dict[str, int]:
-    """VmRSS, RssAnon, RssFile and VmHWM of `pid`, in MB."""
-    wanted = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "peak"}
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in wanted:
-            found[wanted[key]] = round(int(value.split()[0]) * 1024 / 1e6)
-    return found
+    """VmRSS, RssAnon, RssFile and VmHWM of `pid`, in MB (10^6 bytes)."""
+    fields = {"rss": "VmRSS:", "anon": "RssAnon:", "file": "RssFile:", "peak": "VmHWM:"}
+    return {name: round(memory_mb(pid, "status", key) * 1.048576) for name, key in fields.items()}
 
 
 async def wait_ready(url: str, timeout_s: float = 300.0) -> float:

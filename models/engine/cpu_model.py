@@ -26,6 +26,7 @@ from transformers.cache_utils import DynamicLayer
 
 from models.engine.bf16_linear import bf16_copy
 from models.engine.compact import CompactDecoder, compact_decoder
+from models.engine.file_embedding import FileEmbedding
 from models.engine.fp16_linear import fp16_copy
 from models.engine.int8_linear import quantized_copy
 from models.engine.kv import BatchKV
@@ -76,9 +77,9 @@ class EngineModel:
         """What an idle engine gives back: freed heap (trim_heap) and the input embedding's
         pages mapped from its file (FileEmbedding)."""
         trim_heap()
-        release = getattr(self.model.get_input_embeddings(), "release", None)
-        if release is not None:
-            release()
+        embedding = self.model.get_input_embeddings()
+        if isinstance(embedding, FileEmbedding):
+            embedding.release()
 
     @property
     def compact(self) -> bool:

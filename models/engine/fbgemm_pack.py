@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import ctypes
+import functools
 import logging
 import mmap
 from collections.abc import Iterator
@@ -39,7 +40,11 @@ MMAP_THRESHOLD_AFTER, TRIM_THRESHOLD_AFTER = 32 << 20, 64 << 20
 MADV_DONTNEED = 4
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """glibc with madvise and mallopt typed, once per process; None elsewhere."""
+    if not Path("/proc/self/maps").exists():
+        return None
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -70,7 +75,7 @@ def pack_fp16(weight: torch.Tensor) -> torch.ScriptObject:
     weight = weight.detach().float().contiguous()
     outputs, inputs = weight.shape
     libc = _libc()
-    if inputs % BLOCK == 0 or libc is None or outputs < 16 or not Path("/proc/self/maps").exists():
+    if inputs % BLOCK == 0 or libc is None or outputs < 16:
         return torch.ops.quantized.linear_prepack_fp16(weight, None)
     before = _anonymous_mappings()
     packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
