@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.app import build_runtime
 from bot.model_setup import build_model
 from bot.settings import Settings
-from dialogs.reply_ending import ends_mid_sentence
+from dialogs.answer.reply_ending import ends_mid_sentence
 from models import ChatMessage, ChatModel, GenerationParams
 from models.api import WrappedChatModel, close_resource
 

@@ -14,6 +14,8 @@ from botframework.connector.auth import ServiceClientCredentialsFactory
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.channels.directline import add_directline_routes
+from bot.channels.replies import ChannelReplies
+from bot.channels.streaming import StreamOptions
 from bot.feedback import FeedbackStore
 from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.http.health import Health
@@ -45,11 +47,10 @@ from bot.turns.transcripts import TranscriptMiddleware, check_mode
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
-from dialogs.memory import ConversationMemory
-from dialogs.memory_commands import MemoryCommands
-from dialogs.model_facts import ModelFacts
-from dialogs.streaming import StreamOptions
-from dialogs.user_memory import UserMemory
+from dialogs.memory.commands import MemoryCommands
+from dialogs.memory.history import ConversationMemory
+from dialogs.memory.model_facts import ModelFacts
+from dialogs.memory.user_store import UserMemory
 from models import ChatModel
 from models.api import close_resource
 from models.embeddings import EmbeddingModel
@@ -111,11 +112,10 @@ def build_runtime(
         settings.system_prompt,
         settings.context_tokens,
         params,
-        stream,
         knowledge=knowledge.prompt,
         grace_tokens=settings.reply_grace_tokens,
-        feedback_buttons=settings.feedback_buttons,
     )
+    replies = ChannelReplies(stream, feedback_buttons=settings.feedback_buttons)
     feedback = FeedbackStore(storage, transcripts=settings.transcripts)
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
@@ -124,6 +124,7 @@ def build_runtime(
         model,
         memory,
         options,
+        replies,
         retriever=knowledge.retriever,
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,

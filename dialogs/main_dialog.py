@@ -14,8 +14,8 @@ from botbuilder.dialogs import (
 
 from dialogs.chat_dialog import ChatDialog
 from dialogs.feedback_dialog import FeedbackDialog
-from dialogs.memory import ConversationMemory
-from dialogs.memory_commands import MemoryCommands
+from dialogs.memory.commands import MemoryCommands
+from dialogs.memory.history import ConversationMemory
 
 HELP_TEXT = (
     "Here is what I understand:\n\n"

@@ -2,7 +2,7 @@
 
 Only messages (a stream's final message included) get the full retry. A typing indicator is
 best-effort: one try with a short timeout. A stream update gets one try with a short deadline too;
-the stream itself backs off (dialogs/streaming_reply.py), since Teams answers 429 to more than
+the stream itself backs off (bot/channels/streaming_reply.py), since Teams answers 429 to more than
 about one update a second.
 
 botbuilder 4.17.1 sends each activity with `requests` on the event loop's default thread pool
@@ -24,7 +24,7 @@ from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 from botframework.connector import Channels
 from botframework.connector.auth import AuthenticationConstants
 
-from dialogs.streaming import is_stream_activity
+from bot.channels.streaming import is_stream_activity
 from models.backoff import backoff_s, retry_after_s
 
 logger = logging.getLogger(__name__)

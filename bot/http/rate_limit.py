@@ -25,7 +25,7 @@ from botframework.connector.auth.authenticate_request_result import Authenticate
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.storage import RateCounts
 from bot.turns.teams_rules import addressed_to_bot
-from dialogs.chat_dialog import OUTCOME_KEY
+from dialogs.answer.apologies import OUTCOME_KEY
 
 logger = logging.getLogger(__name__)
 

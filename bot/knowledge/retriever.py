@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.storage.knowledge import KnowledgeStore
-from dialogs.knowledge import Passage
+from dialogs.knowledge.passages import Passage
 from models.embeddings import EmbeddingWorker
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
 from bot.settings import Settings
 from bot.storage.knowledge import KnowledgeStore
 from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
-from dialogs.knowledge import KnowledgeOptions
+from dialogs.knowledge.passages import KnowledgeOptions
 from models.embeddings import EmbeddingModel, EmbeddingWorker, HashingEmbeddingModel
 
 logger = logging.getLogger(__name__)

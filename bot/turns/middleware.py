@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from botbuilder.core import Middleware, TurnContext
 from botbuilder.schema import ActivityTypes
 
-from dialogs.chat_dialog import OUTCOME_KEY
+from dialogs.answer.apologies import OUTCOME_KEY
 
 turn_logger = logging.getLogger("botloom.turn")
 

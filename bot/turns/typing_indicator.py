@@ -10,7 +10,7 @@ from contextlib import suppress
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ActivityTypes, DeliveryModes, ResourceResponse
 
-from dialogs.streaming import is_stream_activity
+from bot.channels.streaming import is_stream_activity
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
 from bot.storage import StorageConflictError
-from dialogs.user_facts import remembered
-from dialogs.user_memory import UserMemory
+from dialogs.memory.user_facts import remembered
+from dialogs.memory.user_store import UserMemory
 from tests.bot.storage.test_storage import STORAGES, Opener, close
 
 

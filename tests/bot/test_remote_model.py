@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.model_setup import build_model
 from bot.settings import Settings
-from dialogs.chat_dialog import apology_for
+from dialogs.answer.apologies import apology_for
 from models.api import ModelUnavailable
 from models.fake import FakeChatModel
 from models.serving.remote import RemoteChatModel

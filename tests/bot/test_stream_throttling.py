@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import ENDPOINT, create_app
 from bot.channels.connector_client import RetryPolicy
 from bot.settings import Settings
-from dialogs.chat_dialog import INCOMPLETE_MARK
+from dialogs.answer.model_reply import INCOMPLETE_MARK
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.bot.test_streaming_wire import WORDS, CountingModel, stream_info, stream_of

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import ENDPOINT, create_app
 from bot.channels.connector_client import RetryPolicy
+from bot.channels.streaming_reply import INTERRUPTED_NOTE
 from bot.settings import Settings
-from dialogs.chat_dialog import apology_for
-from dialogs.streaming_reply import INTERRUPTED_NOTE
+from dialogs.answer.apologies import apology_for
 from models import ChatMessage, GenerationParams, ModelError
 from models.fake import FakeChatModel
 from tests.activities import message

@@ -6,11 +6,12 @@ import pytest
 from botbuilder.core import AutoSaveStateMiddleware, ConversationState, MemoryStorage, UserState
 from botbuilder.testing import DialogTestClient
 
+from bot.channels.replies import ChannelReplies
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
-from dialogs.knowledge import Retriever
+from dialogs.knowledge.passages import Retriever
 from dialogs.main_dialog import MainDialog
-from dialogs.memory import ConversationMemory
+from dialogs.memory.history import ConversationMemory
 from models import GenerationParams
 from models.fake import FakeChatModel
 
@@ -47,7 +48,7 @@ def make_harness(
     user_state = UserState(storage)
     memory = ConversationMemory(conversation_state)
     options = options or ChatOptions("You are a test.", 2048, GenerationParams(max_new_tokens=50))
-    chat = ChatDialog(model, memory, options, retriever=retriever)
+    chat = ChatDialog(model, memory, options, ChannelReplies(), retriever=retriever)
     root = MainDialog(chat, FeedbackDialog(user_state), memory)
     client = DialogTestClient(
         "emulator",

@@ -12,22 +12,19 @@ from botbuilder.schema import (
     ConversationAccount,
 )
 
+from bot.channels.replies import ChannelReplies
+from bot.channels.streaming import StreamOptions
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
-from dialogs.memory import ConversationMemory
-from dialogs.memory_commands import MemoryCommands
-from dialogs.model_facts import ModelFacts
-from dialogs.streaming import StreamOptions
-from dialogs.user_memory import UserMemory
+from dialogs.memory.commands import MemoryCommands
+from dialogs.memory.history import ConversationMemory
+from dialogs.memory.model_facts import ModelFacts
+from dialogs.memory.user_store import UserMemory
 from models import ChatModel, GenerationParams
 
-OPTIONS = ChatOptions(
-    "You are a test.",
-    2048,
-    GenerationParams(max_new_tokens=50),
-    StreamOptions(teams_interval_s=0.01, directline_interval_s=0.01),
-)
+OPTIONS = ChatOptions("You are a test.", 2048, GenerationParams(max_new_tokens=50))
+FAST_STREAM = StreamOptions(teams_interval_s=0.01, directline_interval_s=0.01)
 
 
 class MemoryBot:
@@ -49,8 +46,9 @@ class MemoryBot:
         memory = ConversationMemory(self.conversation_state)
         self.user_memory = UserMemory(self.storage) if memory_on else None
         extractor = ModelFacts(model) if model_facts else None
+        replies = ChannelReplies(FAST_STREAM)
         chat = ChatDialog(
-            model, memory, options, user_memory=self.user_memory, model_facts=extractor
+            model, memory, options, replies, user_memory=self.user_memory, model_facts=extractor
         )
         self.root = MainDialog(
             chat, FeedbackDialog(self.user_state), memory, MemoryCommands(self.user_memory)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dialogs.chat_dialog import EMPTY_REPLY, TOO_LONG, ChatOptions
+from dialogs.answer.model_reply import EMPTY_REPLY
+from dialogs.chat_dialog import TOO_LONG, ChatOptions
 from models import GenerationParams, ModelOverloaded, ModelTimeout, ModelUnavailable, PromptTooLong
 from models.fake import FakeChatModel
 from tests.dialogs.conftest import make_harness

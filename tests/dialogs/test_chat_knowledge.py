@@ -4,7 +4,7 @@ retrieval fails, finds nothing, or the passages do not fit."""
 from __future__ import annotations
 
 from dialogs.chat_dialog import ChatOptions
-from dialogs.knowledge import Passage
+from dialogs.knowledge.passages import Passage
 from models import GenerationParams
 from models.fake import FakeChatModel
 from tests.dialogs.conftest import make_harness

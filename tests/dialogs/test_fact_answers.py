@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dialogs.fact_answers import ANSWER_LEAD, answer_from_facts, relevant_facts
-from dialogs.user_facts import extract_facts, remembered
+from dialogs.memory.fact_answers import ANSWER_LEAD, answer_from_facts, relevant_facts
+from dialogs.memory.user_facts import extract_facts, remembered
 from models.fake import FakeChatModel
 from tests.dialogs.memory_harness import MemoryBot
 from tests.dialogs.test_long_conversations import SMALL

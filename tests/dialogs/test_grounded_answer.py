@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dialogs.grounded_answer import grounded_answer, names, numbers, unsupported
-from dialogs.knowledge import Passage, focus
+from dialogs.knowledge.grounding import focus
+from dialogs.knowledge.guard import grounded_answer, names, numbers, unsupported
+from dialogs.knowledge.passages import Passage
 
 LAMP = Passage(
     "The Zeta-9 lamp is sold by Brightwick. It runs for eleven hours on one charge. "

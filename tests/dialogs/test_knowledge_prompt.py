@@ -3,15 +3,9 @@ the follow-up query."""
 
 from __future__ import annotations
 
-from dialogs.knowledge import (
-    KnowledgeOptions,
-    Passage,
-    choose_passages,
-    focus,
-    follow_up_query,
-    grounded_prompt,
-    grounding_tokens,
-)
+from dialogs.answer.knowledge_stage import follow_up_query
+from dialogs.knowledge.grounding import choose_passages, focus, grounded_prompt, grounding_tokens
+from dialogs.knowledge.passages import KnowledgeOptions, Passage
 from models import ChatMessage
 from models.fake import FakeChatModel
 

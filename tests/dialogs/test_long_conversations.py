@@ -6,19 +6,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from dialogs.chat_dialog import EMPTY_REPLY, ChatOptions
-from dialogs.reply_ending import ELLIPSIS, ends_mid_sentence
-from dialogs.streaming import StreamOptions
+from dialogs.answer.model_reply import EMPTY_REPLY
+from dialogs.answer.reply_ending import ELLIPSIS, ends_mid_sentence
+from dialogs.chat_dialog import ChatOptions
 from models import ChatMessage, GenerationParams
 from models.fake import FakeChatModel
 from tests.dialogs.memory_harness import MemoryBot
 
-SMALL = ChatOptions(
-    "sys",
-    400,
-    GenerationParams(max_new_tokens=40),
-    StreamOptions(teams_interval_s=0.01, directline_interval_s=0.01),
-)
+SMALL = ChatOptions("sys", 400, GenerationParams(max_new_tokens=40))
 
 
 async def test_a_turn_2_statement_is_in_the_prompt_at_turn_40_and_old_turns_leave_in_chunks() -> (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dialogs.model_facts import EXTRACTION_PROMPT, checked
+from dialogs.memory.model_facts import EXTRACTION_PROMPT, checked
 from models import ChatMessage
 from models.fake import FakeChatModel
 from tests.dialogs.memory_harness import MemoryBot

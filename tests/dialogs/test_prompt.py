@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialogs.prompt import PromptTooLong, build_prompt
+from dialogs.answer.prompt import PromptTooLong, build_prompt
 from models import ChatMessage
 from models.fake import FakeChatModel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from dialogs.reply_ending import (
+from dialogs.answer.reply_ending import (
     ELLIPSIS,
     end_on_sentence,
     ends_mid_sentence,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialogs.user_facts import (
+from dialogs.memory.user_facts import (
     MAX_FACT_CHARS,
     clean,
     extract_facts,

@@ -7,9 +7,9 @@ import asyncio
 
 from botbuilder.core import MemoryStorage
 
-from dialogs.memory_commands import FORGOT_ALL, MEMORY_OFF, NOTHING_KEPT
-from dialogs.user_facts import MAX_FACT_CHARS
-from dialogs.user_memory import MAX_FACTS
+from dialogs.memory.commands import FORGOT_ALL, MEMORY_OFF, NOTHING_KEPT
+from dialogs.memory.user_facts import MAX_FACT_CHARS
+from dialogs.memory.user_store import MAX_FACTS
 from models.fake import FakeChatModel
 from tests.dialogs.memory_harness import MemoryBot
 

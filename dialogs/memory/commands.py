@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from botbuilder.core import TurnContext
 
-from dialogs.user_facts import clean, remembered, second_person
-from dialogs.user_memory import MemoryConflict, UserMemory
+from dialogs.memory.user_facts import clean, remembered, second_person
+from dialogs.memory.user_store import MemoryConflict, UserMemory
 
 MEMORY_COMMANDS = ("/memory", "/forget", "/remember")
 MEMORY_OFF = "I don't keep anything about you: memory is turned off for this bot."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dialogs.message_parts import split_message
+from bot.channels.message_parts import split_message
 
 
 def test_short_text_and_no_limit_stay_whole() -> None:

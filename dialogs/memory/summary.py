@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from dialogs.user_facts import clean, third_person
+from dialogs.memory.user_facts import clean, third_person
 from models import ChatMessage
 
 MAX_SUMMARY_CHARS = 1200

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from dialogs.knowledge import Passage, focus, shown_texts
+from dialogs.knowledge.grounding import focus, shown_texts
+from dialogs.knowledge.passages import Passage
 
 MIN_SHARED = 0.5  # a reply whose content words are less than half the sources' is not theirs
 # A question that asks for a quantity wants a number in its answer.

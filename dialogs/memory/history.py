@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botbuilder.core import ConversationState, TurnContext
 
-from dialogs.summary import bounded, summary_line
+from dialogs.memory.summary import bounded, summary_line
 from models import ChatMessage
 
 MAX_STORED_MESSAGES = 200  # bound on stored history; the prompt uses what fits the token budget
@@ -40,7 +40,7 @@ class ConversationMemory:
         await self._history.set(turn_context, stored)
 
     async def summary(self, turn_context: TurnContext) -> list[str]:
-        """The summary's lines (see dialogs/summary.py), oldest first."""
+        """The summary's lines (see dialogs/memory/summary.py), oldest first."""
         stored = await self._summary.get(turn_context, list)
         return [str(line) for line in stored] if isinstance(stored, list) else []
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from botbuilder.schema import Activity
 
-from dialogs.ai_content import mark_ai_reply
-from dialogs.citations import (
-    ABSTRACT_CHARS,
-    citation_claims,
-    cite,
-    cited_message,
-)
-from dialogs.knowledge import Passage
+from bot.channels.ai_content import mark_ai_reply
+from bot.channels.citations import ABSTRACT_CHARS, citation_claims
+from bot.channels.citations import cited_message as render
+from dialogs.knowledge.citations import CitedReply, cite
+from dialogs.knowledge.passages import Passage
+
+
+def cited_message(channel: str, reply: CitedReply) -> tuple[str, object]:
+    return render(channel, reply.text, reply.cited)
+
 
 HOLIDAYS = Passage(
     "Every employee has 27 days of paid holiday a year. " + "More words here. " * 20,

@@ -1,77 +1,17 @@
-"""Grounding the reply in the user's documents: the retriever interface and the prompt step.
+"""Grounding a reply in passages: what the prompt shows of them (the sentences about the question
+for one passage, numbered texts for several), put before the user's question in the same message.
 
-bot/ implements `Retriever` (hybrid lexical + dense search over the knowledge index) and passes
-it to the chat dialog; dialogs never see how passages are found. The prompt step puts the best
-passages before the user's question (numbered when there are several); which ones the reply
-used is worked out afterwards (dialogs/citations.py), since small models rarely cite.
+Which passages the reply used is worked out afterwards (dialogs/knowledge/citations.py), since
+small models rarely cite; whether the reply says what they say, by dialogs/knowledge/guard.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
+from dialogs.knowledge.passages import KnowledgeOptions, Passage
 from models import ChatMessage, ChatModel
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Passage:
-    """One retrieved chunk and where it comes from."""
-
-    text: str
-    title: str
-    source: str  # a path or URL, for logs and `botloom knowledge search`
-    document_id: str
-    url: str = ""  # a link a reader can open ("" for a local file)
-    heading: str = ""
-    page: int | None = None
-    score: float = 0.0  # cosine similarity to the query
-
-    @property
-    def location(self) -> str:
-        """ "page 3", the heading, or both."""
-        parts = [f"page {self.page}"] if self.page else []
-        if self.heading:
-            parts.append(self.heading)
-        return ", ".join(parts)
-
-
-class Retriever(Protocol):
-    """The passages relevant to `query`, best first, at most `limit`; [] when nothing scores
-    above the relevance threshold. May raise any exception: the dialog then answers without."""
-
-    async def search(self, query: str, limit: int) -> list[Passage]: ...
-
-
-@dataclass(frozen=True)
-class KnowledgeOptions:
-    passages: int = 1  # at most this many in the prompt (the 135M default does best with one)
-    tokens: int = 600  # and at most this many prompt tokens for them
-
-
-_REFERRING = frozenset(
-    "it its it's this that these those they them their theirs he him his she her same".split()
-)
-_FOLLOW_UP_STARTS = ("and ", "also ", "what about ", "how about ")
-
-
-def follow_up_query(history: Sequence[ChatMessage], text: str) -> str | None:
-    """For a message that refers back ("and how long is its warranty?"): the previous user
-    message and this one, so the search finds the same document; None for any other message
-    or when there is no previous message."""
-    lowered = text.lower().strip()
-    words = set(re.findall(r"[\w']+", lowered))
-    if not (_REFERRING & words) and not lowered.startswith(_FOLLOW_UP_STARTS):
-        return None
-    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
-    return f"{previous}\n{text}" if previous else None
-
 
 ONE_SOURCE = "Read this text and answer the question with the words of the text."
 SOURCES = (
@@ -141,28 +81,6 @@ def choose_passages(
             break
         chosen.append(passage)
     return chosen
-
-
-async def find_passages(
-    retriever: Retriever | None,
-    model: ChatModel,
-    history: Sequence[ChatMessage],
-    text: str,
-    options: KnowledgeOptions,
-) -> list[Passage]:
-    """The passages for a turn's `text` (with the previous message for a follow-up that finds
-    nothing alone) that fit the budget; [] without a retriever or when it fails (logged)."""
-    if retriever is None:
-        return []
-    try:
-        found = await retriever.search(text, options.passages)
-        follow_up = follow_up_query(history, text)
-        if not found and follow_up is not None:
-            found = await retriever.search(follow_up, options.passages)
-    except Exception:
-        logger.exception("knowledge retrieval failed")
-        return []
-    return await asyncio.to_thread(choose_passages, model, found, options)
 
 
 def grounding_tokens(model: ChatModel, passages: Sequence[Passage]) -> int:

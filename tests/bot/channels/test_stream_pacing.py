@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dialogs.stream_pacing import MAX_BACK_OFF_S, StreamPacer
+from bot.channels.stream_pacing import MAX_BACK_OFF_S, StreamPacer
 
 
 class Clock:

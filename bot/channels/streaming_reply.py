@@ -27,10 +27,9 @@ from contextlib import suppress
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
-from dialogs.message_parts import split_message
-from dialogs.stream_pacing import MAX_BACK_OFF_S, StreamPacer
-from dialogs.stream_result import INTERRUPTED_NOTE, StreamOutcome, StreamResult, with_note
-from dialogs.streaming import (
+from bot.channels.message_parts import split_message
+from bot.channels.stream_pacing import MAX_BACK_OFF_S, StreamPacer
+from bot.channels.streaming import (
     Refusal,
     SendRefusal,
     StreamPolicy,
@@ -39,6 +38,7 @@ from dialogs.streaming import (
     informative_update,
     streaming_update,
 )
+from dialogs.answer.reply import INTERRUPTED_NOTE, StreamOutcome, StreamResult, with_note
 from models import ModelError
 
 __all__ = ["INTERRUPTED_NOTE", "StreamOutcome", "StreamResult", "StreamingReply", "with_note"]

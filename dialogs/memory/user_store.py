@@ -20,7 +20,7 @@ from typing import Any
 from botbuilder.core import Storage, TurnContext
 from botbuilder.schema import Activity
 
-from dialogs.user_facts import MAX_FACT_CHARS, Fact
+from dialogs.memory.user_facts import MAX_FACT_CHARS, Fact
 
 logger = logging.getLogger(__name__)
 

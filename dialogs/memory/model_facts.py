@@ -14,7 +14,7 @@ import json
 import logging
 import re
 
-from dialogs.user_facts import Fact, clean, third_person
+from dialogs.memory.user_facts import Fact, clean, third_person
 from models import ChatMessage, ChatModel, GenerationParams, ModelError, complete
 
 logger = logging.getLogger(__name__)

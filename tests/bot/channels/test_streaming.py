@@ -5,7 +5,7 @@ from __future__ import annotations
 from botbuilder.schema import Activity, Entity
 
 from bot.channels.connector_client import ConnectorError
-from dialogs.streaming import (
+from bot.channels.streaming import (
     Refusal,
     StreamOptions,
     StreamPolicy,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from dialogs.user_facts import second_person
+from dialogs.memory.user_facts import second_person
 
 MAX_ANSWER_FACTS = 3
 ANSWER_LEAD = "From what you told me: "

@@ -11,6 +11,7 @@ from models import (
     PromptTooLong,
 )
 
+OUTCOME_KEY = "botloom.outcome"  # turn_state key: how the turn ended, for the turn log
 TOO_LONG = "That message is too long for me. Could you shorten it?"
 
 

@@ -1,8 +1,8 @@
-"""What the chat dialog adds around the history: facts it learns about the user, the context
-blocks of the prompt (user memory, summary), and folding old turns into the summary.
+"""The memory stage of a turn's answer: facts it learns about the user, answers from them that need
+no model, what the prompt gets from memory (the facts next to the question, the summary and the
+user's facts as context blocks), and, after the reply, folding old turns into the summary.
 
-Kept apart from ChatDialog so the reply logic stays readable; see dialogs/user_memory.py and
-dialogs/summary.py for the data.
+The data and its rules live in dialogs/memory/.
 """
 
 from __future__ import annotations
@@ -13,20 +13,21 @@ from collections.abc import Sequence
 
 from botbuilder.core import TurnContext
 
-from dialogs.fact_answers import answer_from_facts, relevant_facts
-from dialogs.memory import ConversationMemory
-from dialogs.memory_commands import remember_reply
-from dialogs.model_facts import ModelFacts
-from dialogs.prompt import first_that_fits
-from dialogs.summary import FOLD_ABOVE, FOLD_TO, PINNED, SUMMARY_SHARE, summary_block
-from dialogs.user_facts import extract_facts, remember_request
-from dialogs.user_memory import MemoryConflict, UserMemory, memory_block
+from dialogs.answer.prompt import first_that_fits, system_message
+from dialogs.answer.stages import TurnDraft
+from dialogs.memory.commands import remember_reply
+from dialogs.memory.fact_answers import answer_from_facts, relevant_facts
+from dialogs.memory.history import ConversationMemory
+from dialogs.memory.model_facts import ModelFacts
+from dialogs.memory.summary import FOLD_ABOVE, FOLD_TO, PINNED, SUMMARY_SHARE, summary_block
+from dialogs.memory.user_facts import extract_facts, remember_request
+from dialogs.memory.user_store import MemoryConflict, UserMemory, memory_block
 from models import ChatMessage, ChatModel
 
 logger = logging.getLogger(__name__)
 
 
-class ChatContext:
+class MemoryStage:
     """Learns facts from the sender's messages, answers questions about the user that they
     answer, and builds the prompt's context blocks.
 
@@ -40,16 +41,35 @@ class ChatContext:
         memory: ConversationMemory,
         user_memory: UserMemory | None,
         model_facts: ModelFacts | None = None,
+        *,
+        model: ChatModel,
+        system_prompt: str,
     ) -> None:
         self._memory = memory
         self._user_memory = user_memory
         self._model_facts = model_facts
+        self._model = model
+        self._system_prompt = system_prompt
+
+    async def prepare(self, turn_context: TurnContext, draft: TurnDraft) -> None:
+        """The answer from memory, if any; else the facts next to the message and the blocks."""
+        draft.answer = await self.learn(turn_context, draft.text)
+        if draft.answer is None:
+            draft.note += await self.note(turn_context, draft.text)
+            draft.context = [*await self.blocks(turn_context), *draft.context]
+
+    async def after_reply(self, turn_context: TurnContext, draft: TurnDraft) -> None:
+        """Fold old turns into the summary when the history outgrows the budget, then keep what
+        the model's own extraction finds (when configured)."""
+        system = system_message(self._system_prompt, draft.context)
+        await self.fold_if_needed(turn_context, self._model, system, draft.budget_tokens)
+        await self.learn_with_model(turn_context, draft.text)
 
     async def learn(self, turn_context: TurnContext, text: str) -> str | None:
         """Keep the facts `text` states about its sender. Returns the reply that needs no model,
         or None: the confirmation of a message that asks to be remembered ("remember that ..."),
         or the answer from the kept facts (and the summary) to a question about the user
-        (dialogs/fact_answers.py). A storage conflict that never resolves is logged."""
+        (dialogs/memory/fact_answers.py). A storage conflict that never resolves is logged."""
         request = remember_request(text) if self._user_memory is not None else None
         facts = [request] if request is not None else extract_facts(text)
         facts = facts if self._user_memory is not None else []

@@ -15,8 +15,8 @@ from botbuilder.schema import (
 )
 
 from bot.channels.connector_client import ConnectorError
-from dialogs.streaming import StreamPolicy
-from dialogs.streaming_reply import INTERRUPTED_NOTE, StreamingReply, StreamOutcome, with_note
+from bot.channels.streaming import StreamPolicy
+from bot.channels.streaming_reply import INTERRUPTED_NOTE, StreamingReply, StreamOutcome, with_note
 
 POLICY = StreamPolicy(interval_s=0.01, limit_s=None, informative_text="Thinking…")
 

@@ -1,0 +1,46 @@
+"""Passages from the knowledge index: what one is, the retriever interface bot/ implements, and
+how many the prompt takes.
+
+bot/ implements `Retriever` (hybrid lexical + dense search over the knowledge index) and passes
+it to the chat dialog; dialogs never see how passages are found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved chunk and where it comes from."""
+
+    text: str
+    title: str
+    source: str  # a path or URL, for logs and `botloom knowledge search`
+    document_id: str
+    url: str = ""  # a link a reader can open ("" for a local file)
+    heading: str = ""
+    page: int | None = None
+    score: float = 0.0  # cosine similarity to the query
+
+    @property
+    def location(self) -> str:
+        """ "page 3", the heading, or both."""
+        parts = [f"page {self.page}"] if self.page else []
+        if self.heading:
+            parts.append(self.heading)
+        return ", ".join(parts)
+
+
+class Retriever(Protocol):
+    """The passages relevant to `query`, best first, at most `limit`; [] when nothing scores
+    above the relevance threshold. May raise any exception: the dialog then answers without."""
+
+    async def search(self, query: str, limit: int) -> list[Passage]: ...
+
+
+@dataclass(frozen=True)
+class KnowledgeOptions:
+    passages: int = 1  # at most this many in the prompt (the 135M default does best with one)
+    tokens: int = 600  # and at most this many prompt tokens for them
