@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from botbuilder.schema import Activity, ActivityTypes
 
 from bot.app import Runtime, build_runtime
-from bot.channels.console import ConsoleAdapter
+from bot.console import ConsoleAdapter
 from bot.settings import Settings
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "knowledge"

@@ -16,18 +16,17 @@ from bot.channels.connector_client import RetryingCloudAdapter
 from bot.channels.directline import add_directline_routes
 from bot.channels.replies import ChannelReplies
 from bot.channels.streaming import StreamOptions
-from bot.feedback import FeedbackStore
 from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.http.health import Health
 from bot.http.messages import MessagesEndpoint
 from bot.http.model_health import ModelServerProbe
-from bot.http.origin_guard import OriginGuard
 from bot.http.plain_errors import plain_errors
 from bot.http.rate_limit import UserRateLimit
-from bot.http.service_urls import is_loopback_host
 from bot.knowledge.setup import Knowledge, build_knowledge, indexing_at_start
 from bot.model_setup import build_model, guard_limits, reply_params
 from bot.proactive import ConversationReferences
+from bot.security.origin_guard import OriginGuard
+from bot.security.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
 from bot.storage import (
     StorageConflictError,
@@ -39,6 +38,7 @@ from bot.storage import (
 )
 from bot.turns.activity_handler import AssistantBot
 from bot.turns.error_handler import on_turn_error
+from bot.turns.feedback_store import FeedbackStore
 from bot.turns.inbox_entries import InboxTurns
 from bot.turns.middleware import TurnLogMiddleware
 from bot.turns.prompt_starters import parse_prompt_starters

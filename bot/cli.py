@@ -116,8 +116,8 @@ def serve_model(settings: Settings) -> int:
     """`botloom model-server`: the model this process would load (BOTLOOM_MODEL; never a remote
     one) behind the OpenAI-compatible API of models.serving.model_server, until SIGTERM or
     SIGINT."""
-    from bot.http.service_urls import is_loopback_host
     from bot.model_setup import build_local_model, guard_limits, reply_params
+    from bot.security.service_urls import is_loopback_host
     from models.serving.model_server import ServerOptions, run_model_server
 
     host, port = settings.model_server_host, settings.model_server_port
@@ -141,7 +141,7 @@ def serve_model(settings: Settings) -> int:
 
 async def chat(settings: Settings, record: Path | None = None) -> int:
     from bot.app import build_runtime
-    from bot.channels.console import chat as console_chat
+    from bot.console import chat as console_chat
 
     if record is not None:
         from bot.scripted.record import recorded_chat

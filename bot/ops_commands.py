@@ -8,9 +8,9 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from bot.feedback import export_feedback
 from bot.settings import Settings
 from bot.storage import StorageUnavailable, create_storage, open_storage
+from bot.turns.feedback_store import export_feedback
 from models.api import close_resource
 
 

@@ -14,10 +14,10 @@ from botframework.connector.auth.authenticate_request_result import Authenticate
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.http.auth import AuthUnavailable, Unauthorized, authenticate
-from bot.http.origin_guard import OriginGuard
 from bot.http.rate_limit import UserRateLimit
 from bot.http.request_parsing import read_activity
-from bot.http.service_urls import service_url_allowed
+from bot.security.origin_guard import OriginGuard
+from bot.security.service_urls import service_url_allowed
 from bot.settings import Settings
 from bot.storage import StorageUnavailable
 from bot.turns.inbox_entries import entry_body

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from botbuilder.schema import Activity
 
 from bot import app as wiring
-from bot.channels.console import chat as console_chat
+from bot.console import chat as console_chat
 from bot.scripted.replies import replies_path, write_replies
 from bot.scripted.transcript import activity_json, write_transcript
 from bot.settings import Settings

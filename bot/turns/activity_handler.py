@@ -15,8 +15,8 @@ from botbuilder.core import (
 from botbuilder.dialogs import Dialog, DialogExtensions
 from botbuilder.schema import Activity, ChannelAccount, MessageReaction
 
-from bot.feedback import FeedbackStore
 from bot.proactive import ConversationReferences
+from bot.turns.feedback_store import FeedbackStore
 from bot.turns.prompt_starters import PromptStarter, welcome_with_starters
 from bot.turns.teams_rules import addressed_to_bot, feedback_click, is_group_conversation
 from bot.turns.typing_indicator import TypingIndicator

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
-from bot.http.service_urls import is_loopback_host
+from bot.security.service_urls import is_loopback_host
 
 logger = logging.getLogger(__name__)
 

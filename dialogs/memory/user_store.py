@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botbuilder.core import Storage, TurnContext
-from botbuilder.schema import Activity
 
 from dialogs.memory.user_facts import MAX_FACT_CHARS, Fact
 
@@ -35,8 +34,9 @@ class MemoryConflict(Exception):
     """Other writers kept winning: the update was not stored after MAX_TRIES rounds."""
 
 
-def memory_key(activity: Activity) -> str | None:
+def memory_key(turn_context: TurnContext) -> str | None:
     """The storage key of the sender's memory; None when the activity names no sender."""
+    activity = turn_context.activity
     sender = activity.from_property
     if sender is None or not sender.id:
         return None
@@ -62,7 +62,7 @@ class UserMemory:
 
     async def facts(self, turn_context: TurnContext) -> list[dict[str, str]]:
         """The sender's facts, oldest first ([] when none or no sender)."""
-        key = memory_key(turn_context.activity)
+        key = memory_key(turn_context)
         if key is None:
             return []
         record = (await self._storage.read([key])).get(key)
@@ -100,7 +100,7 @@ class UserMemory:
         """Apply `change` to the stored facts with optimistic concurrency; returns what was stored.
 
         Raises MemoryConflict after MAX_TRIES lost races; storage errors propagate."""
-        key = memory_key(turn_context.activity)
+        key = memory_key(turn_context)
         if key is None:
             return []
         for _ in range(MAX_TRIES):

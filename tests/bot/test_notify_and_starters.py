@@ -13,10 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
-from bot.feedback import export_feedback
 from bot.proactive import UnknownConversation, notify
 from bot.settings import Settings, SettingsError
 from bot.storage import create_storage, open_storage
+from bot.turns.feedback_store import export_feedback
 from bot.turns.prompt_starters import parse_prompt_starters
 from models.fake import FakeChatModel
 from tests.activities import conversation_update, message

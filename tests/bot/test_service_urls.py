@@ -1,11 +1,11 @@
-"""Where the bot may send replies (bot/http/service_urls.py): exact scheme, host and port, a path
-prefix only on a "/" boundary, and list settings read without stray spaces (issue 12, item 5)."""
+"""Where the bot may send replies (bot/security/service_urls.py): exact scheme, host and port, a
+path prefix only on a "/" boundary, and list settings read without stray spaces."""
 
 from __future__ import annotations
 
 import pytest
 
-from bot.http.service_urls import service_url_allowed
+from bot.security.service_urls import service_url_allowed
 from bot.settings import Settings
 
 ALLOWED = ("https://a.example", "https://b.example:8443/bots")

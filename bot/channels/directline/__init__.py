@@ -12,7 +12,7 @@ from bot.channels.directline.connector_api import BotConnectorApi
 from bot.channels.directline.store import ConversationStore
 from bot.channels.directline.webchat_api import LocalDirectLine
 from bot.channels.webchat.page import BUNDLE, ChatPage
-from bot.http.origin_guard import OriginGuard
+from bot.security.origin_guard import OriginGuard
 
 DIRECTLINE = web.AppKey("directline", LocalDirectLine)
 
@@ -33,7 +33,7 @@ def add_directline_routes(
 
     With an app id the bot only accepts channel tokens, which a local Direct Line cannot issue,
     so /chat then explains that instead. Every Direct Line and connector route goes through
-    `guard` (JSON bodies, this server's Host, the page's own Origin: bot/http/origin_guard.py).
+    `guard` (JSON bodies, this server's Host, the page's own Origin: bot/security/origin_guard.py).
     """
     page = ChatPage(webchat_bundle, enabled=anonymous)
     app.router.add_get("/chat", page.page)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.channels.directline.store import BOT_ACCOUNT, Activity, Conversation, ConversationStore
-from bot.http.service_urls import is_loopback_host
+from bot.security.service_urls import is_loopback_host
 
 
 class BotConnectorApi:

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from bot.channels.directline.connector_api import read_activity_object
 from bot.channels.directline.store import BOT_ACCOUNT, Activity, Conversation, ConversationStore
-from bot.http.service_urls import is_loopback_host
+from bot.security.service_urls import is_loopback_host
 
 logger = logging.getLogger(__name__)
 

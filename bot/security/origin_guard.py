@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.http.service_urls import is_loopback_host
+from bot.security.service_urls import is_loopback_host
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

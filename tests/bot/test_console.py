@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from bot.app import build_runtime
-from bot.channels.console import chat
+from bot.console import chat
 from bot.settings import Settings
 from bot.turns.activity_handler import WELCOME_TEXT
 from dialogs.main_dialog import HELP_TEXT
