@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from dialogs.text import STOPWORDS
+
 
 @dataclass(frozen=True)
 class DocumentRecord:
@@ -91,12 +93,6 @@ class KnowledgeStore(Protocol):
     async def chunks(self, ids: Sequence[int]) -> list[StoredChunk]: ...
 
 
-# Words too common to help a lexical match (the dense side handles the phrasing).
-STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how i in is it its me my of on or our so "
-    "that the their there this to was we what when where which who why will with you your "
-    "much many long".split()
-)
 _TERM = re.compile(r"[\w]+(?:[-./][\w]+)*")
 
 

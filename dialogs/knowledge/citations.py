@@ -11,14 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dialogs.knowledge.passages import Passage
+from dialogs.text import STOPWORDS, sentences
 
 MARKER = re.compile(r"\s?\[(\d{1,2})\]")
 MIN_OVERLAP = 0.2  # a reply repeating less of a passage's words than this did not use it
 _WORD = re.compile(r"[a-z0-9]+(?:[-.,:][a-z0-9]+)*")
-_COMMON = frozenset(
-    "the and for are was with that this from have has you your our its can will not but they "
-    "which what when where who how does did".split()
-)
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,7 @@ def cite(reply: str, passages: Sequence[Passage]) -> CitedReply:
 
 def _overlaps(reply: str, passages: Sequence[Passage]) -> list[float]:
     """For each passage, the share of the reply's content words found in it."""
-    words = {w for w in _WORD.findall(MARKER.sub("", reply).lower()) if w not in _COMMON}
+    words = {w for w in _WORD.findall(MARKER.sub("", reply).lower()) if w not in STOPWORDS}
     words = {w for w in words if len(w) > 2 or w.isdigit()}
     if not words:
         return [0.0] * len(passages)
@@ -78,10 +75,10 @@ def _overlaps(reply: str, passages: Sequence[Passage]) -> list[float]:
 
 def best_sentences(text: str, reply: str) -> str:
     """`text` from its sentence that shares most words with `reply` (all of it when none does)."""
-    sentences = re.split(r"(?<=[.!?])\s+", " ".join(text.split()))
-    words = set(_WORD.findall(reply.lower())) - _COMMON
-    if not words or len(sentences) < 2:
-        return " ".join(sentences)
-    scores = [len(words & set(_WORD.findall(s.lower()))) for s in sentences]
+    parts = sentences(text)
+    words = set(_WORD.findall(reply.lower())) - STOPWORDS
+    if not words or len(parts) < 2:
+        return " ".join(parts)
+    scores = [len(words & set(_WORD.findall(s.lower()))) for s in parts]
     best = scores.index(max(scores))
-    return " ".join(sentences[best:])
+    return " ".join(parts[best:])

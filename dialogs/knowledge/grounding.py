@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 
 from dialogs.knowledge.passages import KnowledgeOptions, Passage
+from dialogs.text import STOPWORDS, stem
+from dialogs.text import sentences as split_sentences
 from models import ChatMessage, ChatModel
 
 ONE_SOURCE = "Read this text and answer the question with the words of the text."
@@ -19,12 +21,7 @@ SOURCES = (
 )
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _CONTENT_WORD = re.compile(r"[a-z0-9]+(?:[-.:][a-z0-9]+)*")
-_QUESTION_WORDS = frozenset(
-    "a an the is are was were do does did of to in on for at by with and or how what which who "
-    "when where why many much long there their its it i we you my our your can must be".split()
-)
 
 
 def focus(text: str, question: str, sentences: int = 2) -> str:
@@ -33,11 +30,11 @@ def focus(text: str, question: str, sentences: int = 2) -> str:
     when it is that short or the question shares nothing with it. A shared word counts less the
     more sentences have it (the product's name in every sentence picks none of them). A small
     model copies the right fact far more often from two sentences than from a whole chunk."""
-    parts = _SENTENCE.split(" ".join(text.split()))
+    parts = split_sentences(text)
     if len(parts) <= sentences:
         return " ".join(parts)
-    wanted = {w[:5] for w in _CONTENT_WORD.findall(question.lower()) if w not in _QUESTION_WORDS}
-    shared = [wanted & {w[:5] for w in _CONTENT_WORD.findall(p.lower())} for p in parts]
+    wanted = {stem(w) for w in _CONTENT_WORD.findall(question.lower()) if w not in STOPWORDS}
+    shared = [wanted & {stem(w) for w in _CONTENT_WORD.findall(p.lower())} for p in parts]
     spread = {w: sum(1 for words in shared if w in words) for w in wanted}
     scores = [sum(1.0 / spread[w] for w in words) for words in shared]
     if not any(scores):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from dialogs.knowledge.grounding import focus, shown_texts
 from dialogs.knowledge.passages import Passage
+from dialogs.text import STOPWORDS, stem
 
 MIN_SHARED = 0.5  # a reply whose content words are less than half the sources' is not theirs
 # A question that asks for a quantity wants a number in its answer.
@@ -48,12 +49,8 @@ _COMPOUND = re.compile(
     r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)[- ]"
     r"(one|two|three|four|five|six|seven|eight|nine)\b"
 )
-_COMMON = frozenset(
-    "the and for are was were with that this from have has had you your our its can will not "
-    "but they them which what when where who how does did there their than then also about "
-    "into only just each every all any more most some such very been being would could should "
-    "may might must here answer text question".split()
-)
+# The prompt's own words ("Read this text and answer the question") are no evidence either.
+_COMMON = STOPWORDS | {"all", "answer", "here", "question", "should", "text"}
 
 
 def numbers(text: str) -> set[str]:
@@ -72,12 +69,6 @@ def numbers(text: str) -> set[str]:
         if word in _NUMBER_WORDS:
             found.add(_NUMBER_WORDS[word])
     return found
-
-
-def _stem(word: str) -> str:
-    """A word's first five letters, without a possessive: warranties ~ warranty."""
-    word = word.lower().replace("’", "'")
-    return word.removesuffix("'s")[:5]
 
 
 def _bare(word: str) -> str:
@@ -99,7 +90,7 @@ def names(text: str) -> set[str]:
 
 def content_words(text: str) -> set[str]:
     words = {w.lower() for w in _WORD.findall(_MARKER.sub("", text))}
-    return {_stem(w) for w in words if len(w) > 2 and w not in _COMMON}
+    return {stem(w) for w in words if len(w) > 2 and w not in _COMMON}
 
 
 def unsupported(reply: str, passages: Sequence[Passage], question: str) -> list[str]:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 
 from dialogs.memory.user_facts import second_person
+from dialogs.text import STOPWORDS, base_form
 
 MAX_ANSWER_FACTS = 3
 ANSWER_LEAD = "From what you told me: "
@@ -39,13 +40,12 @@ _SLOTS = [  # words that name the same slot of a fact
     "like likes love loves enjoy enjoys favourite favorite prefer prefers hobby fan",
     "wife husband partner spouse",
 ]
-_STOP = set(
-    "what whats who whom whose where when which why how is are am was were do does did my me i "
-    "im i'm you your yours the a an of to in on at for and or again remind tell told know knew "
-    "please can could would will that this it its there any have has had now currently still "
-    "these those days most best really actually exactly remember recall mention mentioned "
-    "forgot forget sorry check said say be been being so just also idea think guess".split()
-)
+# Besides function words, the words of asking about oneself ("remind me what I told you").
+_STOP = STOPWORDS | set(
+    "whats am im i'm again remind tell told know knew please currently still days best actually "
+    "exactly remember recall mention mentioned forgot forget sorry check said say idea think "
+    "guess".split()
+) - {word for line in _SLOTS for word in line.split()}  # a slot's words always count
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-:]*")
 _ABOUT_USER = re.compile(r"\b(?:my|i|me|i'm|im|mine)\b", re.IGNORECASE)
 _QUESTION = re.compile(
@@ -65,17 +65,7 @@ _CLAUSES = re.compile(
 )
 
 
-def _stem(word: str) -> str:
-    word = word.lower().strip("'-:")
-    word = re.sub(r"'s$|s'$", "", word)
-    for suffix, replacement in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", "e"), ("s", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-            word = word[: -len(suffix)] + replacement
-            break
-    return word[:-1] if len(word) > 3 and word.endswith("e") else word
-
-
-_GROUPS = [frozenset(_stem(w) for w in line.split()) for line in _SLOTS]
+_GROUPS = [frozenset(base_form(w) for w in line.split()) for line in _SLOTS]
 
 
 def _match(a: str, b: str) -> bool:
@@ -89,13 +79,15 @@ def _match(a: str, b: str) -> bool:
 
 def _content(text: str) -> list[str]:
     text = re.sub(r"\bfor a living\b", " job ", text.lower())
-    return [_stem(w) for w in _WORD.findall(text) if w not in _STOP and _stem(w) not in _STOP]
+    return [
+        base_form(w) for w in _WORD.findall(text) if w not in _STOP and base_form(w) not in _STOP
+    ]
 
 
 def _fact_words(fact: dict[str, str]) -> tuple[set[str], set[str]]:
     text = fact["text"].lower().replace("the user's", " ").replace("the user", " ")
     key = re.split(r"[:\s]+", fact.get("key", "").lower())
-    return set(_content(text)), {_stem(w) for w in key if w and w not in ("my", "note")}
+    return set(_content(text)), {base_form(w) for w in key if w and w not in ("my", "note")}
 
 
 def _required(clause: str) -> list[str] | None:
