@@ -16,7 +16,7 @@ from bot.knowledge.ingest import Ingestion, IngestLimits, Progress
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
 from bot.settings import Settings
 from bot.storage.knowledge import KnowledgeStore
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from dialogs.knowledge import KnowledgeOptions
 from models.embeddings import EmbeddingModel, EmbeddingWorker, HashingEmbeddingModel
 

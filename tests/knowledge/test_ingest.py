@@ -14,7 +14,7 @@ from bot.app import RUNTIME, create_app
 from bot.cli import main
 from bot.knowledge.ingest import Ingestion
 from bot.settings import Settings
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import HashingEmbeddingModel
 from models.fake import FakeChatModel
 from tests.knowledge.conftest import EVAL_DOCS

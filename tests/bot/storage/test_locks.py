@@ -15,9 +15,10 @@ from botbuilder.core import Storage
 from bot.storage import LockLost, LockTimeout, SqliteStorage, create_locks
 from bot.storage.fencing import current_fence
 from bot.storage.leases import QUEUE_TTL_S, LeaseLocks
-from bot.storage.locks import ConversationLocks, SqliteLocks
+from bot.storage.locks import ConversationLocks
 from bot.storage.postgres import PostgresStorage
 from bot.storage.redis import RedisStorage
+from bot.storage.sqlite import SqliteLocks
 from tests.services import namespace_on
 
 KEY = "msteams/conversations/19:abc@thread.v2"

@@ -22,7 +22,7 @@ from bot.storage.knowledge import (
     top_k,
     vector_bytes,
 )
-from bot.storage.sqlite_worker import SqliteWorker, immediate
+from bot.storage.sqlite.worker import SqliteWorker, immediate
 
 _SCHEMA = (
     # WAL with NORMAL sync: a crash never leaves a half-written document; a power cut may lose
