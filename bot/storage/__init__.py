@@ -9,10 +9,11 @@ from typing import TypeVar
 from botbuilder.core import MemoryStorage, Storage
 
 from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
-from bot.storage.inbox import Inbox, InboxEntry, MemoryInbox
+from bot.storage.inbox import Inbox, InboxEntry
 from bot.storage.leases import DEFAULT_LEASE_S
-from bot.storage.locks import ConversationLocks, LocalLocks, LockTimeout
-from bot.storage.rate_counts import MemoryRateCounts, RateCounts
+from bot.storage.locks import ConversationLocks, LockTimeout
+from bot.storage.memory import LocalLocks, MemoryInbox, MemoryRateCounts
+from bot.storage.rate_counts import RateCounts
 from bot.storage.server_storage import ServerStorage
 from bot.storage.sqlite import SqliteInbox, SqliteLocks, SqliteRateCounts, SqliteStorage
 

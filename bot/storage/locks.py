@@ -6,8 +6,7 @@ locks extend that to several processes (or replicas) that share the store.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
@@ -25,14 +24,3 @@ class ConversationLocks(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class LocalLocks:
-    """For stores only one process uses (memory): the TurnRunner's queue already orders turns."""
-
-    @asynccontextmanager
-    async def hold(self, key: str, *, ttl_s: float, wait_s: float) -> AsyncIterator[None]:
-        yield
-
-    async def close(self) -> None:
-        return None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage import InboxEntry, LocalLocks, SqliteStorage, create_inbox, create_locks
-from bot.storage.inbox import MemoryInbox
+from bot.storage import InboxEntry, SqliteStorage, create_inbox, create_locks
+from bot.storage.memory import LocalLocks, MemoryInbox
 from bot.turns.runner import RunnerBusy, RunnerLimits, TurnRunner
 
 

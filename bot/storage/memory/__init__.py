@@ -1,0 +1,11 @@
+"""The memory backend (memory://): bot state in botbuilder's `MemoryStorage`, and the inbox and
+rate counts beside it in this process, all lost when it exits. One process only, so its locks
+are no-ops: the TurnRunner's queue already orders a conversation's turns. It keeps no knowledge
+index (the knowledge setup uses an in-memory SQLite index instead).
+"""
+
+from bot.storage.memory.inbox import MemoryInbox
+from bot.storage.memory.locks import LocalLocks
+from bot.storage.memory.rate_counts import MemoryRateCounts
+
+__all__ = ["LocalLocks", "MemoryInbox", "MemoryRateCounts"]
