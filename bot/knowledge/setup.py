@@ -45,7 +45,7 @@ def create_knowledge_store(url: str, *, namespace: str = "botloom") -> Knowledge
     if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
         return SqliteKnowledgeStore(rest[1:])
     if scheme in ("postgresql", "postgres"):
-        from bot.storage.knowledge_postgres import PostgresKnowledgeStore
+        from bot.storage.postgres.knowledge import PostgresKnowledgeStore
 
         return PostgresKnowledgeStore(url, namespace=namespace)
     raise ValueError("BOTLOOM_KNOWLEDGE_STORE must be sqlite:///path.db or postgresql://…")

@@ -94,7 +94,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
         yield factory
     else:
-        from bot.storage.knowledge_postgres import PostgresKnowledgeStore
+        from bot.storage.postgres.knowledge import PostgresKnowledgeStore
 
         if request.param == "postgres-exact":
             context = namespace_on("postgresql")

@@ -25,7 +25,8 @@ from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, Conversat
 from botbuilder.testing import DialogTestClient
 
 from bot.storage import SqliteStorage, StorageConflictError, StorageUnavailable, create_storage
-from bot.storage.postgres import PostgresStorage, migrations
+from bot.storage.postgres import PostgresStorage
+from bot.storage.postgres.storage import migrations
 from bot.storage.redis import RedisStorage
 from tests.services import closed_port, namespace_on
 

@@ -13,9 +13,9 @@ from asyncpg import exceptions as pg_errors
 
 from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
-from bot.storage.postgres_inbox import PostgresInbox
-from bot.storage.postgres_locks import PostgresLocks
-from bot.storage.rate_counts import PostgresRateCounts
+from bot.storage.postgres.inbox import PostgresInbox
+from bot.storage.postgres.locks import PostgresLocks
+from bot.storage.postgres.rate_counts import PostgresRateCounts
 from bot.storage.server_storage import ServerStorage
 from bot.storage.values import loads, rows_to_write, set_etags
 
