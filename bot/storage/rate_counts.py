@@ -9,10 +9,7 @@ Errors reaching a database are StorageUnavailable, as for the state itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from bot.storage.redis import RedisStorage
+from typing import Protocol
 
 
 class RateCounts(Protocol):
@@ -21,25 +18,3 @@ class RateCounts(Protocol):
 
     async def close(self) -> None:
         """Release what the counts hold (not the storage's connections)."""
-
-
-class RedisRateCounts:
-    """Counts as Redis keys that expire on their own."""
-
-    def __init__(self, storage: RedisStorage) -> None:
-        self._storage = storage
-
-    async def hit(self, key: str, window: int, ttl_s: float) -> int:
-        name = self._storage.key("rate", f"{window}:{key}")
-
-        async def incr() -> int:
-            async with self._storage.client.pipeline(transaction=True) as pipe:
-                pipe.incr(name)
-                pipe.expire(name, max(1, int(ttl_s)))
-                count, _ = await pipe.execute()
-            return int(count)
-
-        return int(await self._storage.call(incr))
-
-    async def close(self) -> None:
-        """Nothing to close: the storage owns the connections."""

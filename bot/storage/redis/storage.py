@@ -32,9 +32,9 @@ from redis.backoff import ExponentialBackoff
 
 from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
-from bot.storage.rate_counts import RedisRateCounts
-from bot.storage.redis_inbox import RedisInbox
-from bot.storage.redis_locks import RedisLocks
+from bot.storage.redis.inbox import RedisInbox
+from bot.storage.redis.locks import RedisLocks
+from bot.storage.redis.rate_counts import RedisRateCounts
 from bot.storage.server_storage import ServerStorage
 from bot.storage.values import loads, rows_to_write, set_etags
 

@@ -1,0 +1,11 @@
+"""The Redis backend, for several replicas: bot state, conversation leases, the inbox and the rate
+limit's counts as keys under `<namespace>:`; each change that touches several keys is one Lua
+script. It keeps no knowledge index (the knowledge setup falls back to a SQLite file).
+"""
+
+from bot.storage.redis.inbox import RedisInbox
+from bot.storage.redis.locks import RedisLocks
+from bot.storage.redis.rate_counts import RedisRateCounts
+from bot.storage.redis.storage import RedisStorage
+
+__all__ = ["RedisInbox", "RedisLocks", "RedisRateCounts", "RedisStorage"]
