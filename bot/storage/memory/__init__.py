@@ -4,8 +4,14 @@ are no-ops: the TurnRunner's queue already orders a conversation's turns. It kee
 index (the knowledge setup uses an in-memory SQLite index instead).
 """
 
+from bot.storage.memory.backend import MemoryBackend
 from bot.storage.memory.inbox import MemoryInbox
 from bot.storage.memory.locks import LocalLocks
 from bot.storage.memory.rate_counts import MemoryRateCounts
 
-__all__ = ["LocalLocks", "MemoryInbox", "MemoryRateCounts"]
+__all__ = [
+    "LocalLocks",
+    "MemoryBackend",
+    "MemoryInbox",
+    "MemoryRateCounts",
+]

@@ -4,9 +4,16 @@ The knowledge index can live in the same database (`bot.storage.postgres.knowled
 numpy and is imported only where it is used; pgvector's HNSW index where the server has it).
 """
 
+from bot.storage.postgres.backend import PostgresBackend
 from bot.storage.postgres.inbox import PostgresInbox
 from bot.storage.postgres.locks import PostgresLocks
 from bot.storage.postgres.rate_counts import PostgresRateCounts
 from bot.storage.postgres.storage import PostgresStorage
 
-__all__ = ["PostgresInbox", "PostgresLocks", "PostgresRateCounts", "PostgresStorage"]
+__all__ = [
+    "PostgresBackend",
+    "PostgresInbox",
+    "PostgresLocks",
+    "PostgresRateCounts",
+    "PostgresStorage",
+]

@@ -3,9 +3,10 @@ limit's counts as keys under `<namespace>:`; each change that touches several ke
 script. It keeps no knowledge index (the knowledge setup falls back to a SQLite file).
 """
 
+from bot.storage.redis.backend import RedisBackend
 from bot.storage.redis.inbox import RedisInbox
 from bot.storage.redis.locks import RedisLocks
 from bot.storage.redis.rate_counts import RedisRateCounts
 from bot.storage.redis.storage import RedisStorage
 
-__all__ = ["RedisInbox", "RedisLocks", "RedisRateCounts", "RedisStorage"]
+__all__ = ["RedisBackend", "RedisInbox", "RedisLocks", "RedisRateCounts", "RedisStorage"]

@@ -4,9 +4,10 @@ can live in the same file (`bot.storage.sqlite.knowledge`, which needs numpy and
 where it is used). Each object's sqlite3 calls run on its own worker thread (`worker.py`).
 """
 
+from bot.storage.sqlite.backend import SqliteBackend
 from bot.storage.sqlite.inbox import SqliteInbox
 from bot.storage.sqlite.locks import SqliteLocks
 from bot.storage.sqlite.rate_counts import SqliteRateCounts
 from bot.storage.sqlite.storage import SqliteStorage
 
-__all__ = ["SqliteInbox", "SqliteLocks", "SqliteRateCounts", "SqliteStorage"]
+__all__ = ["SqliteBackend", "SqliteInbox", "SqliteLocks", "SqliteRateCounts", "SqliteStorage"]
