@@ -1,7 +1,7 @@
-"""The memory backend (memory://): bot state in botbuilder's `MemoryStorage`, and the inbox and
-rate counts beside it in this process, all lost when it exits. One process only, so its locks
-are no-ops: the TurnRunner's queue already orders a conversation's turns. It keeps no knowledge
-index (the knowledge setup uses an in-memory SQLite index instead).
+"""The memory backend (memory://, `MemoryBackend`): bot state in botbuilder's `MemoryStorage`,
+the inbox and rate counts beside it in this process, all lost when it exits. One process only, so
+its locks are no-ops (the TurnRunner's queue orders a conversation's turns). It keeps no
+knowledge index; the knowledge setup then uses an in-memory SQLite one.
 """
 
 from bot.storage.memory.backend import MemoryBackend

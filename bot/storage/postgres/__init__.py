@@ -1,7 +1,8 @@
-"""The PostgreSQL backend, for several replicas: bot state, conversation leases, the inbox and the
-rate limit's counts in tables named `<namespace>_…`, reached through an asyncpg pool per process.
-The knowledge index can live in the same database (`bot.storage.postgres.knowledge`, which needs
-numpy and is imported only where it is used; pgvector's HNSW index where the server has it).
+"""The PostgreSQL backend (postgresql://…, `PostgresBackend`), for several replicas: bot state
+(storage.py, with its schema migrations), conversation leases, the inbox and the rate limit's
+counts in tables named `<namespace>_…`, through one asyncpg pool per process; the knowledge index
+can live in the same database (knowledge.py, with pgvector's HNSW search in pgvector.py; it needs
+numpy, so it is imported where it is used).
 """
 
 from bot.storage.postgres.backend import PostgresBackend

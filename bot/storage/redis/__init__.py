@@ -1,6 +1,7 @@
-"""The Redis backend, for several replicas: bot state, conversation leases, the inbox and the rate
-limit's counts as keys under `<namespace>:`; each change that touches several keys is one Lua
-script. It keeps no knowledge index (the knowledge setup falls back to a SQLite file).
+"""The Redis backend (redis://…, `RedisBackend`), for several replicas: bot state (storage.py),
+conversation leases, the inbox and the rate limit's counts as keys under `<namespace>:`, each
+change that touches several keys one Lua script. It keeps no knowledge index; the knowledge
+setup then uses a SQLite file.
 """
 
 from bot.storage.redis.backend import RedisBackend

@@ -1,7 +1,8 @@
-"""The SQLite backend: bot state, conversation locks, the inbox and the rate limit's counts in one
-SQLite file (WAL mode), shared by the processes on one machine that open it. The knowledge index
-can live in the same file (`bot.storage.sqlite.knowledge`, which needs numpy and is imported only
-where it is used). Each object's sqlite3 calls run on its own worker thread (`worker.py`).
+"""The SQLite backend (sqlite:///path.db, `SqliteBackend`): bot state (storage.py), conversation
+locks, the inbox and the rate limit's counts in one SQLite file (WAL mode), shared by the
+processes on one machine that open it; the knowledge index can live in the same file
+(knowledge.py: it needs numpy, so it is imported where it is used). Each object runs its sqlite3
+calls on a worker thread of its own (worker.py).
 """
 
 from bot.storage.sqlite.backend import SqliteBackend
