@@ -35,8 +35,8 @@ import numpy as np
 from bot.knowledge.ingest import Ingestion
 from bot.knowledge.retriever import HybridRetriever
 from bot.storage.knowledge import ChunkRecord, DocumentRecord, KnowledgeStore
-from bot.storage.knowledge_postgres import PostgresKnowledgeStore
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.postgres.knowledge import PostgresKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import EmbeddingWorker, HFEmbeddingModel
 
 ROOT = Path(__file__).resolve().parents[1]

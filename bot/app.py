@@ -28,14 +28,7 @@ from bot.proactive import ConversationReferences
 from bot.security.origin_guard import OriginGuard
 from bot.security.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
-from bot.storage import (
-    StorageConflictError,
-    create_inbox,
-    create_locks,
-    create_rate_counts,
-    create_storage,
-    open_storage,
-)
+from bot.storage import Backend, StorageConflictError, backend_of, create_backend
 from bot.turns.activity_handler import AssistantBot
 from bot.turns.error_handler import on_turn_error
 from bot.turns.feedback_store import FeedbackStore
@@ -64,10 +57,14 @@ class Runtime:
     """Everything a turn needs, built once per process."""
 
     settings: Settings
-    storage: Storage
+    backend: Backend  # the state's storage, and its locks, inbox and rate counts
     model: GuardedChatModel
     bot: AssistantBot
     knowledge: Knowledge | None = None
+
+    @property
+    def storage(self) -> Storage:
+        return self.backend.storage
 
     async def aclose(self) -> None:
         """Close the model (its worker), the storage and the knowledge index (connections)."""
@@ -89,11 +86,14 @@ def build_runtime(
 ) -> Runtime:
     """Storage, state, model, dialogs and the activity handler: shared by `serve` and `chat`."""
     if storage is None:
-        storage = create_storage(
+        backend = create_backend(
             settings.storage,
             namespace=settings.storage_namespace,
             pool_size=settings.storage_pool_size,
         )
+    else:
+        backend = backend_of(storage)
+    storage = backend.storage
     model = GuardedChatModel(
         model if model is not None else build_model(settings),
         guard_limits(settings),
@@ -140,7 +140,7 @@ def build_runtime(
         starters=parse_prompt_starters(settings.prompt_starters),
         references=ConversationReferences(storage),
     )
-    return Runtime(settings=settings, storage=storage, model=model, bot=bot, knowledge=knowledge)
+    return Runtime(settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge)
 
 
 def create_app(
@@ -186,8 +186,8 @@ def create_app(
         sweep_s=settings.lock_lease_s / 2,
     )
     runner = TurnRunner(
-        create_locks(runtime.storage, lease_s=settings.lock_lease_s),
-        create_inbox(runtime.storage),
+        runtime.backend.locks(lease_s=settings.lock_lease_s),
+        runtime.backend.inbox(),
         InboxTurns(adapter, runtime.bot),
         limits,
     )
@@ -195,7 +195,7 @@ def create_app(
     # Issue 12: the rate limit before the inbox write, shared through the store; Host, Origin and
     # JSON checks where no token protects the server (the local Direct Line, anonymous mode).
     guard = OriginGuard(settings.allowed_hosts, settings.allowed_origins)
-    rate_limit = UserRateLimit(create_rate_counts(runtime.storage), settings.rate_limit_per_minute)
+    rate_limit = UserRateLimit(runtime.backend.rate_counts(), settings.rate_limit_per_minute)
     app[ENDPOINT] = MessagesEndpoint(
         settings,
         adapter,
@@ -231,7 +231,7 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
     session for signing keys; close everything after."""
     runtime, endpoint = app[RUNTIME], app[ENDPOINT]
     settings = runtime.settings
-    await open_storage(runtime.storage)
+    await runtime.backend.open()
     async with aiohttp.ClientSession() as session:
         install_async_metadata(
             session,

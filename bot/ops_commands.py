@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bot.settings import Settings
-from bot.storage import StorageUnavailable, create_storage, open_storage
+from bot.storage import StorageUnavailable, create_backend
 from bot.turns.feedback_store import export_feedback
 from models.api import close_resource
 
@@ -24,8 +24,9 @@ def parse_since(value: str | None) -> datetime | None:
 
 async def write_feedback(settings: Settings, since: datetime | None, out: TextIO) -> int:
     """Write every feedback entry (at or after `since`) as one JSON object a line; the count."""
-    storage = create_storage(settings.storage, namespace=settings.storage_namespace, pool_size=2)
-    await open_storage(storage)
+    backend = create_backend(settings.storage, namespace=settings.storage_namespace, pool_size=2)
+    await backend.open()
+    storage = backend.storage
     count = 0
     try:
         async for entry in export_feedback(storage, since):
@@ -52,9 +53,9 @@ async def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
                     count = await write_feedback(settings, since, out)
             print(f"botloom: {count} feedback entries", file=sys.stderr)
             return 0
-        storage = create_storage(settings.storage, namespace=settings.storage_namespace)
-        await open_storage(storage)
-        await notify(settings, args.conversation, args.text, storage=storage)
+        backend = create_backend(settings.storage, namespace=settings.storage_namespace)
+        await backend.open()
+        await notify(settings, args.conversation, args.text, storage=backend.storage)
         return 0
     except ValueError as error:
         print(f"botloom: --since: {error}", file=sys.stderr)

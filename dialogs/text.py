@@ -14,6 +14,14 @@ STOPWORDS = frozenset(
     "with would you your yours".split()
 )
 
+# The words a lexical search leaves out of its query: fewer than STOPWORDS, since a search term
+# that finds nothing costs nothing while a dropped one may have ranked the right chunk first.
+SEARCH_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i in is it its me my of on or our so "
+    "that the their there this to was we what when where which who why will with you your "
+    "much many long".split()
+)
+
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
 

@@ -163,3 +163,27 @@ def test_aiohttp_in_models_only_where_it_serves_http() -> None:
 def test_modules_stay_small() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in product_modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+STORAGE_BACKENDS = ("memory", "sqlite", "postgres", "redis")  # the folders under bot/storage/
+
+
+def test_storage_backends_do_not_import_each_other() -> None:
+    """A backend's folder imports its own modules and what the backends share (bot/storage/*.py),
+    never another backend nor the `bot.storage` package (its factory imports every backend); the
+    shared modules import no backend."""
+
+    def backend(module: str) -> str | None:
+        parts = module.split(".")
+        found = parts[:2] == ["bot", "storage"] and len(parts) > 2 and parts[2] in STORAGE_BACKENDS
+        return parts[2] if found else None
+
+    wrong = {
+        f"{name} imports {imported}"
+        for name, path in product_modules().items()
+        if name.startswith("bot.storage.")
+        for imported in all_imports(path)
+        if backend(imported) not in (None, backend(name))
+        or (backend(name) is not None and imported == "bot.storage")
+    }
+    assert not wrong

@@ -15,8 +15,8 @@ from aiohttp import web
 from bot.knowledge.ingest import Ingestion, IngestLimits, Progress
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
 from bot.settings import Settings
+from bot.storage import StorageURLError, create_backend
 from bot.storage.knowledge import KnowledgeStore
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
 from dialogs.knowledge.passages import KnowledgeOptions
 from models.embeddings import EmbeddingModel, EmbeddingWorker, HashingEmbeddingModel
 
@@ -39,16 +39,15 @@ def knowledge_store_url(settings: Settings) -> str:
     return FALLBACK_STORE
 
 
-def create_knowledge_store(url: str, *, namespace: str = "botloom") -> KnowledgeStore:
-    """The store a URL names: sqlite:///path or postgresql://… (ValueError otherwise)."""
-    scheme, _, rest = url.partition("://")
-    if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
-        return SqliteKnowledgeStore(rest[1:])
-    if scheme in ("postgresql", "postgres"):
-        from bot.storage.knowledge_postgres import PostgresKnowledgeStore
-
-        return PostgresKnowledgeStore(url, namespace=namespace)
-    raise ValueError("BOTLOOM_KNOWLEDGE_STORE must be sqlite:///path.db or postgresql://…")
+def knowledge_store(url: str, *, namespace: str = "botloom") -> KnowledgeStore:
+    """The index in the backend a URL names (bot.storage.create_backend): sqlite:///path or
+    postgresql://… (ValueError otherwise). Nothing connects until it is opened or used."""
+    try:
+        return create_backend(url, namespace=namespace).knowledge_store()
+    except StorageURLError:
+        raise ValueError(
+            "BOTLOOM_KNOWLEDGE_STORE must be sqlite:///path.db or postgresql://…"
+        ) from None
 
 
 def create_embedding_model(spec: str) -> EmbeddingModel:
@@ -85,9 +84,7 @@ def build_knowledge(
 ) -> Knowledge:
     """Nothing connects or loads here: the store opens on first use, the model on first embed."""
     if store is None:
-        store = create_knowledge_store(
-            knowledge_store_url(settings), namespace=settings.storage_namespace
-        )
+        store = knowledge_store(knowledge_store_url(settings), namespace=settings.storage_namespace)
     worker = EmbeddingWorker(embedding_model or create_embedding_model(settings.embedding_model))
     options = RetrievalOptions(
         min_score=settings.knowledge_min_score,

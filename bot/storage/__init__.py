@@ -1,39 +1,38 @@
-"""Where bot state lives, chosen by URL: `create_storage(settings.storage)`."""
+"""Where bot state lives, chosen by URL: `create_backend(settings.storage)`.
+
+One package per backend (memory/, sqlite/, postgres/, redis/) holds its state storage,
+conversation locks, inbox, rate counts and (sqlite, postgres) knowledge index; backends never
+import one another. What they share is at this level: the interfaces (backend.py, inbox.py,
+locks.py, rate_counts.py, knowledge.py), errors, leases and fencing, values and URL handling.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
+from botbuilder.core import Storage
 
-from botbuilder.core import MemoryStorage, Storage
-
-from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable
-from bot.storage.inbox import Inbox, InboxEntry, MemoryInbox, SqliteInbox
-from bot.storage.leases import DEFAULT_LEASE_S
-from bot.storage.locks import ConversationLocks, LocalLocks, LockTimeout, SqliteLocks
-from bot.storage.rate_counts import MemoryRateCounts, RateCounts, SqliteRateCounts
+from bot.storage.backend import Backend
+from bot.storage.errors import LockLost, StorageConflictError, StorageUnavailable, StorageURLError
+from bot.storage.inbox import Inbox, InboxEntry
+from bot.storage.locks import ConversationLocks, LockTimeout
+from bot.storage.memory import MemoryBackend
+from bot.storage.rate_counts import RateCounts
 from bot.storage.server_storage import ServerStorage
-from bot.storage.sqlite import SqliteStorage
+from bot.storage.sqlite import SqliteBackend, SqliteStorage
 
 __all__ = [
+    "Backend",
     "ConversationLocks",
     "Inbox",
     "InboxEntry",
     "LockLost",
     "LockTimeout",
     "RateCounts",
-    "SqliteStorage",
     "StorageConflictError",
+    "StorageURLError",
     "StorageUnavailable",
-    "create_inbox",
-    "create_locks",
-    "create_rate_counts",
-    "create_storage",
-    "open_storage",
+    "backend_of",
+    "create_backend",
 ]
-
-T = TypeVar("T")
 
 SUPPORTED_URLS = (
     "memory://, sqlite:///relative/path.db or sqlite:////absolute/path.db, "
@@ -41,79 +40,42 @@ SUPPORTED_URLS = (
 )
 
 
-def create_storage(url: str, *, namespace: str = "botloom", pool_size: int = 10) -> Storage:
-    """The storage a URL names. Raises ValueError for any other URL.
+def create_backend(url: str, *, namespace: str = "botloom", pool_size: int = 10) -> Backend:
+    """The backend a URL names. Raises StorageURLError (a ValueError) for any other URL.
 
     `memory://` is botbuilder's MemoryStorage (lost on restart, one process). `sqlite:///x.db` is
     x.db relative to the working directory; `sqlite:////srv/x.db` is the absolute /srv/x.db.
     `postgresql://…` (or `postgres://…`) and `redis://…` (`rediss://…` with TLS) are shared by
     replicas: their tables or keys start with `namespace`, and each process keeps up to
-    `pool_size` connections. Nothing connects until `open_storage` or the first use.
+    `pool_size` connections. Nothing connects until `Backend.open` or the first use.
     """
     scheme, sep, rest = url.partition("://")
     # Name only the scheme in errors: a database URL may carry a password.
     if not sep:
-        raise ValueError(f"storage URL has no scheme; expected {SUPPORTED_URLS}")
+        raise StorageURLError(f"storage URL has no scheme; expected {SUPPORTED_URLS}")
     if scheme == "memory" and rest == "":
-        return MemoryStorage()
+        return MemoryBackend()
     if scheme == "sqlite" and rest.startswith("/") and len(rest) > 1:
-        return SqliteStorage(rest[1:])
+        return SqliteBackend(SqliteStorage(rest[1:]))
     if scheme in ("postgresql", "postgres"):
-        from bot.storage.postgres import PostgresStorage  # asyncpg only when it is used
+        from bot.storage.postgres import PostgresBackend, PostgresStorage  # asyncpg only when used
 
-        return PostgresStorage(url, namespace=namespace, max_connections=pool_size)
+        return PostgresBackend(PostgresStorage(url, namespace=namespace, max_connections=pool_size))
     if scheme in ("redis", "rediss"):
-        from bot.storage.redis import RedisStorage  # redis-py only when it is used
+        from bot.storage.redis import RedisBackend, RedisStorage  # redis-py only when it is used
 
-        return RedisStorage(url, namespace=namespace, max_connections=pool_size)
+        return RedisBackend(RedisStorage(url, namespace=namespace, max_connections=pool_size))
     if scheme in ("memory", "sqlite"):
-        raise ValueError(f"malformed {scheme}:// storage URL; expected {SUPPORTED_URLS}")
-    raise ValueError(f"unsupported storage URL scheme {scheme!r}; expected {SUPPORTED_URLS}")
+        raise StorageURLError(f"malformed {scheme}:// storage URL; expected {SUPPORTED_URLS}")
+    raise StorageURLError(f"unsupported storage URL scheme {scheme!r}; expected {SUPPORTED_URLS}")
 
 
-async def open_storage(storage: Storage) -> None:
-    """Connect now (and create or migrate the schema) where the storage has a server, so a
-    database that cannot be reached stops the start with StorageUnavailable."""
-    open_ = getattr(storage, "open", None)
-    if open_ is not None:
-        await open_()
-
-
-def create_locks(storage: Storage, *, lease_s: float = DEFAULT_LEASE_S) -> ConversationLocks:
-    """Per-conversation locks that live where `storage` lives, so they hold across processes.
-
-    On SQLite, PostgreSQL and Redis they are leases of `lease_s`, renewed while a turn runs: a
-    process that dies frees its conversations within `lease_s`.
-    """
-    return _beside(
-        storage,
-        lambda path: SqliteLocks(path, lease_s=lease_s),
-        lambda server: server.conversation_locks(lease_s=lease_s),
-        LocalLocks,
-    )
-
-
-def create_inbox(storage: Storage) -> Inbox:
-    """Where acknowledged activities wait for their turn: beside the state, so they are shared
-    by the replicas that share it and survive a restart where the state does."""
-    return _beside(storage, SqliteInbox, lambda server: server.inbox(), MemoryInbox)
-
-
-def create_rate_counts(storage: Storage) -> RateCounts:
-    """Per-user message counts for the rate limit, beside the state: shared by the replicas that
-    share it (SQLite file, PostgreSQL, Redis); in memory for memory://."""
-    return _beside(storage, SqliteRateCounts, lambda server: server.rate_counts(), MemoryRateCounts)
-
-
-def _beside(
-    storage: Storage,
-    sqlite: Callable[[Path], T],
-    server: Callable[[ServerStorage], T],
-    memory: Callable[[], T],
-) -> T:
-    """What lives beside `storage`: in its SQLite file, on its server, or in this process."""
+def backend_of(storage: Storage) -> Backend:
+    """The backend of a storage made elsewhere (a test's), so that its locks, inbox and rate
+    counts live beside it: in its SQLite file, on its server, or in this process for any storage
+    that is not botloom's own (botbuilder's MemoryStorage)."""
     if isinstance(storage, SqliteStorage):
-        return sqlite(storage.path)
+        return SqliteBackend(storage)
     if isinstance(storage, ServerStorage):
-        return server(storage)
-    return memory()
+        return storage.backend_type(storage)
+    return MemoryBackend(storage)

@@ -18,6 +18,12 @@ class StorageConflictError(Exception):
         self.actual = actual
 
 
+class StorageURLError(ValueError):
+    """A URL that names no backend (unknown scheme, malformed), or a backend that does not keep
+    what was asked of it (a knowledge index in memory:// or Redis). The message names the scheme
+    and the URLs that would work, never the URL itself (it may carry a password)."""
+
+
 class StorageUnavailable(Exception):
     """The database behind a storage cannot be reached (down, refused, timed out, bad login).
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dialogs.text import STOPWORDS
+from dialogs.text import SEARCH_STOPWORDS
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def query_terms(query: str) -> list[list[str]]:
     for match in _TERM.finditer(query.lower()):
         words = re.findall(r"\w+", match.group(0))
         key = " ".join(words)
-        if not words or key in seen or (len(words) == 1 and words[0] in STOPWORDS):
+        if not words or key in seen or (len(words) == 1 and words[0] in SEARCH_STOPWORDS):
             continue
         seen.add(key)
         terms.append(words)

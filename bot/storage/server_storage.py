@@ -8,10 +8,8 @@ from typing import Any, ClassVar
 
 from botbuilder.core import Storage
 
+from bot.storage.backend import Backend
 from bot.storage.errors import StorageUnavailable
-from bot.storage.inbox import Inbox
-from bot.storage.leases import DEFAULT_LEASE_S, LeaseLocks
-from bot.storage.rate_counts import RateCounts
 from bot.storage.urls import check_namespace, scrub, where
 
 
@@ -23,9 +21,9 @@ class ServerStorage(Storage):
     server: ClassVar[str]  # "PostgreSQL", "Redis"
     default_port: ClassVar[int]
     default_max_connections: ClassVar[int]
-    locks_type: ClassVar[type[LeaseLocks]]  # leases kept in this server
-    inbox_type: ClassVar[Callable[[Any], Inbox]]
-    rate_counts_type: ClassVar[Callable[[Any], RateCounts]]
+    backend_type: ClassVar[
+        Callable[[Any], Backend]
+    ]  # what lives beside it (bot.storage.backend_of)
 
     def __init__(
         self,
@@ -49,18 +47,6 @@ class ServerStorage(Storage):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.where!r}, namespace={self.namespace!r})"
-
-    def conversation_locks(self, *, lease_s: float = DEFAULT_LEASE_S) -> LeaseLocks:
-        """Per-conversation leases in this database (see `locks_type`)."""
-        return self.locks_type(self, lease_s=lease_s)
-
-    def inbox(self) -> Inbox:
-        """Acknowledged activities waiting for their turn, in this database."""
-        return self.inbox_type(self)
-
-    def rate_counts(self) -> RateCounts:
-        """Per-user message counts for the rate limit, shared by the replicas (rate_counts.py)."""
-        return self.rate_counts_type(self)
 
     def unavailable(self, error: BaseException) -> StorageUnavailable:
         """The error for an unreachable server, its reason scrubbed of the URL's secrets."""

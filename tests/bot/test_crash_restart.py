@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.storage import SqliteStorage
+from bot.storage.sqlite import SqliteStorage
 from tests.activities import message
 from tests.connector import FakeConnector
 from tests.processes import BotProcess

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.settings import Settings
-from bot.storage import SqliteStorage
+from bot.storage.sqlite import SqliteStorage
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.connector import FakeConnector

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.proactive import UnknownConversation, notify
 from bot.settings import Settings, SettingsError
-from bot.storage import create_storage, open_storage
+from bot.storage import create_backend
 from bot.turns.feedback_store import export_feedback
 from bot.turns.prompt_starters import parse_prompt_starters
 from models.fake import FakeChatModel
@@ -44,8 +44,9 @@ async def test_notify_sends_into_a_conversation_the_bot_has_seen(
         await connector.wait_for_messages(1)
     finally:
         await client.close()
-    storage = create_storage(settings.storage)
-    await open_storage(storage)
+    backend = create_backend(settings.storage)
+    await backend.open()
+    storage = backend.storage
     await notify(settings, "c-7", "The report is ready.", storage=storage)
     with pytest.raises(UnknownConversation):
         await notify(settings, "never-seen", "hello", storage=storage)
@@ -130,8 +131,9 @@ async def test_feedback_ratings_go_to_the_same_store(
             await connector.wait_for_messages(count)
     finally:
         await client.close()
-    storage = create_storage(settings.storage)
-    await open_storage(storage)
+    backend = create_backend(settings.storage)
+    await backend.open()
+    storage = backend.storage
     entries = [entry async for entry in export_feedback(storage)]
     await storage.close()
     assert [(e["source"], e["reaction"], e["text"]) for e in entries] == [

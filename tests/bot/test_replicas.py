@@ -31,7 +31,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
 from bot.settings import Settings
-from bot.storage import StorageUnavailable, create_storage
+from bot.storage import StorageUnavailable, create_backend
 from bot.storage.postgres import PostgresStorage
 from bot.storage.redis import RedisStorage
 from models.fake import FakeChatModel
@@ -140,7 +140,7 @@ async def cluster(
             "BOTLOOM_LOG_LEVEL": "WARNING",
         }
         bots = [BotProcess(env, tmp_path / f"replica{i}.log") for i in range(REPLICAS)]
-        store = create_storage(url, namespace=namespace)
+        store = create_backend(url, namespace=namespace).storage
         cluster = Cluster(bots, connector, store)
         try:
             await asyncio.gather(*(bot.wait_ready() for bot in bots))

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import ENDPOINT, create_app
 from bot.channels.connector_client import RetryPolicy
 from bot.settings import Settings
-from bot.storage import create_storage, open_storage
+from bot.storage import create_backend
 from bot.turns.transcripts import export_transcript
 from models.fake import FakeChatModel
 from tests.activities import message
@@ -279,8 +279,9 @@ async def test_group_messages_for_others_never_count_towards_the_rate_limit(
     finally:
         await client.close()
     assert [m["text"] for m in connector.messages()] == ["fake: question"]
-    storage = create_storage(settings.storage)
-    await open_storage(storage)
+    backend = create_backend(settings.storage)
+    await backend.open()
+    storage = backend.storage
     kept = await export_transcript(storage, "msteams", "19:abc@thread.tacv2;messageid=1700")
     await storage.close()
     assert [a.get("text") for a in kept] == ["<at>botloom</at> question", "fake: question"], (

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from bot.knowledge.ingest import Ingestion, IngestLimits
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import EmbeddingWorker, HashingEmbeddingModel
 
 EVAL = Path(__file__).parent / "eval"

@@ -12,7 +12,7 @@ import pytest
 
 from bot.knowledge.ingest import Ingestion
 from bot.storage.knowledge import ChunkRecord, DocumentRecord
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import EmbeddingWorker, HashingEmbeddingModel
 from tests.knowledge.pdf_files import text_pdf
 

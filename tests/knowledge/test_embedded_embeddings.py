@@ -11,7 +11,7 @@ import pytest
 from bot.knowledge.ingest import Ingestion
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
 from bot.settings import Settings
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import EmbeddingWorker, HFEmbeddingModel
 from tests.knowledge.conftest import EVAL_DOCS
 

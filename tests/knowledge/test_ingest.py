@@ -14,7 +14,7 @@ from bot.app import RUNTIME, create_app
 from bot.cli import main
 from bot.knowledge.ingest import Ingestion
 from bot.settings import Settings
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import HashingEmbeddingModel
 from models.fake import FakeChatModel
 from tests.knowledge.conftest import EVAL_DOCS
@@ -106,3 +106,14 @@ def test_settings_name_the_knowledge_store(tmp_path: Path) -> None:
     )
     pg = dataclasses.replace(base, knowledge_store="postgresql://db/kb")
     assert knowledge_store_url(pg) == "postgresql://db/kb"
+
+
+@pytest.mark.parametrize(
+    "url", ["memory://", "redis://:s3cret@cache:6379/0", "sqlite://data/kb.db", "mysql://db/kb"]
+)
+def test_the_knowledge_store_lives_in_sqlite_or_postgresql_only(url: str) -> None:
+    from bot.knowledge.setup import knowledge_store
+
+    with pytest.raises(ValueError, match="BOTLOOM_KNOWLEDGE_STORE must be sqlite") as raised:
+        knowledge_store(url)
+    assert "s3cret" not in str(raised.value)

@@ -16,7 +16,7 @@ import pytest
 
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions, reciprocal_rank_fusion
 from bot.storage.knowledge import ChunkRecord, DocumentRecord, KnowledgeStore, query_terms
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import EmbeddingWorker, HashingEmbeddingModel
 from tests.services import namespace_on
 
@@ -94,7 +94,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
         yield factory
     else:
-        from bot.storage.knowledge_postgres import PostgresKnowledgeStore
+        from bot.storage.postgres.knowledge import PostgresKnowledgeStore
 
         if request.param == "postgres-exact":
             context = namespace_on("postgresql")

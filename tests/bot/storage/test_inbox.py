@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from botbuilder.core import MemoryStorage, Storage
 
-from bot.storage import Inbox, InboxEntry, SqliteStorage, create_inbox
+from bot.storage import Inbox, InboxEntry, backend_of
 from bot.storage.postgres import PostgresStorage
 from bot.storage.redis import RedisStorage
+from bot.storage.sqlite import SqliteStorage
 from tests.services import namespace_on
 
 CONVERSATION = "msteams/conversations/a:1 é"
@@ -27,7 +28,7 @@ async def on_store(kind: str, tmp_path: Path) -> AsyncIterator[OpenInbox]:
     def opener(make: Callable[[], Storage]) -> OpenInbox:
         def open_one() -> Inbox:
             storages.append(make())
-            inboxes.append(create_inbox(storages[-1]))
+            inboxes.append(backend_of(storages[-1]).inbox())
             return inboxes[-1]
 
         return open_one
@@ -35,7 +36,7 @@ async def on_store(kind: str, tmp_path: Path) -> AsyncIterator[OpenInbox]:
     try:
         if kind == "memory":
             memory = MemoryStorage()  # one process: every "replica" shares the one inbox
-            shared = create_inbox(memory)
+            shared = backend_of(memory).inbox()
             yield lambda: shared
         elif kind == "sqlite":
             yield opener(lambda: SqliteStorage(tmp_path / "state.db"))
@@ -120,12 +121,12 @@ async def test_concurrent_puts_get_distinct_increasing_seqs(replicas: OpenInbox)
 
 async def test_sqlite_entries_survive_a_restart(tmp_path: Path) -> None:
     storage = SqliteStorage(tmp_path / "state.db")
-    inbox = create_inbox(storage)
+    inbox = backend_of(storage).inbox()
     await inbox.put(CONVERSATION, "x", "acknowledged, then the process died")
     await inbox.close()
     await storage.close()
     storage = SqliteStorage(tmp_path / "state.db")
-    inbox = create_inbox(storage)
+    inbox = backend_of(storage).inbox()
     try:
         entry = await inbox.first(CONVERSATION)
         assert entry is not None and entry.body == "acknowledged, then the process died"

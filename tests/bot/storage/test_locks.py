@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from botbuilder.core import Storage
 
-from bot.storage import LockLost, LockTimeout, SqliteStorage, create_locks
+from bot.storage import LockLost, LockTimeout, backend_of
 from bot.storage.fencing import current_fence
 from bot.storage.leases import QUEUE_TTL_S, LeaseLocks
-from bot.storage.locks import ConversationLocks, SqliteLocks
+from bot.storage.locks import ConversationLocks
 from bot.storage.postgres import PostgresStorage
 from bot.storage.redis import RedisStorage
+from bot.storage.sqlite import SqliteLocks, SqliteStorage
 from tests.services import namespace_on
 
 KEY = "msteams/conversations/19:abc@thread.v2"
@@ -44,7 +45,7 @@ async def replicas_on(kind: str, tmp_path: Path) -> AsyncIterator[Callable[[], R
                 storage = PostgresStorage(url, namespace=namespace)
             else:
                 storage = RedisStorage(url, namespace=namespace)
-            opened.append((storage, create_locks(storage, lease_s=LEASE_S)))
+            opened.append((storage, backend_of(storage).locks(lease_s=LEASE_S)))
             return opened[-1]
 
         try:

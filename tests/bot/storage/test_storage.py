@@ -1,4 +1,4 @@
-"""The storage contract, run against every storage; then SQLite's own promises; create_storage."""
+"""The storage contract, run against every storage; then SQLite's own promises."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from botbuilder.core import ConversationState, MemoryStorage, Storage, StoreItem, TurnContext
+from botbuilder.core import ConversationState, Storage, StoreItem, TurnContext
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.dialogs import (
     ComponentDialog,
@@ -24,10 +24,12 @@ from botbuilder.dialogs.prompts import PromptOptions, TextPrompt
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount
 from botbuilder.testing import DialogTestClient
 
-from bot.storage import SqliteStorage, StorageConflictError, StorageUnavailable, create_storage
-from bot.storage.postgres import PostgresStorage, migrations
+from bot.storage import StorageConflictError
+from bot.storage.postgres import PostgresStorage
+from bot.storage.postgres.storage import migrations
 from bot.storage.redis import RedisStorage
-from tests.services import closed_port, namespace_on
+from bot.storage.sqlite import SqliteStorage
+from tests.services import namespace_on
 
 KEY = "emulator/conversations/a:b c/é"  # botbuilder keys have slashes; ours may have anything
 OTHER = "emulator/users/u1"
@@ -533,98 +535,3 @@ async def test_dialog_resumes_after_restart(place: Opener) -> None:
 
     client = DialogTestClient("test", GreetDialog(), conversation_state=ConversationState(place()))
     assert (await client.send_activity("Ada")).text == "Hello Ada"
-
-
-# --- create_storage -----------------------------------------------------------------------------
-
-
-async def test_create_memory_storage() -> None:
-    assert isinstance(create_storage("memory://"), MemoryStorage)
-
-
-async def test_create_sqlite_storage_relative_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    store = create_storage("sqlite:///data/bot.db")
-    try:
-        assert isinstance(store, SqliteStorage)
-        await store.write({KEY: {"n": 1}})
-        assert (tmp_path / "data" / "bot.db").is_file()
-    finally:
-        await close(store)
-
-
-async def test_create_sqlite_storage_absolute_path(tmp_path: Path) -> None:
-    store = create_storage(f"sqlite:///{tmp_path}/abs.db")  # sqlite:////tmp/.../abs.db
-    try:
-        assert isinstance(store, SqliteStorage)
-        assert store.path == tmp_path / "abs.db"
-    finally:
-        await close(store)
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("mysql://bot:s3cret@db/botloom", "unsupported storage URL scheme 'mysql'"),
-        ("data/botloom.db", "storage URL has no scheme"),
-        ("sqlite://data/botloom.db", "malformed sqlite:// storage URL"),
-        ("sqlite:///", "malformed sqlite:// storage URL"),
-        ("memory://x", "malformed memory:// storage URL"),
-        ("", "storage URL has no scheme"),
-    ],
-)
-def test_create_storage_rejects_other_urls(url: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message) as raised:
-        create_storage(url)
-    assert "sqlite:///relative/path.db" in str(raised.value)  # says what would work
-    assert "s3cret" not in str(raised.value)
-
-
-@pytest.mark.parametrize(
-    ("url", "cls", "where"),
-    [
-        (
-            "postgresql://bot:s3cret@db.internal:6543/botloom",
-            PostgresStorage,
-            "db.internal:6543/botloom",
-        ),
-        ("postgres://bot@db/botloom", PostgresStorage, "db:5432/botloom"),
-        ("redis://:s3cret@cache:6380/2", RedisStorage, "cache:6380/2"),
-        ("rediss://cache", RedisStorage, "cache:6379"),
-    ],
-)
-async def test_create_shared_storage_connects_only_when_used(
-    url: str, cls: type, where: str
-) -> None:
-    store = create_storage(url, namespace="bot_a1")
-    try:
-        assert isinstance(store, cls)
-        assert (store.where, store.namespace) == (where, "bot_a1")  # type: ignore[attr-defined]
-        assert "s3cret" not in repr(store)
-    finally:
-        await close(store)
-
-
-@pytest.mark.parametrize("namespace", ["", "Botloom", "1bot", "bot-loom", "bot;drop", "x" * 41])
-def test_create_storage_rejects_unsafe_namespaces(namespace: str) -> None:
-    with pytest.raises(ValueError, match="storage namespace"):
-        create_storage("postgresql://db/botloom", namespace=namespace)
-
-
-@pytest.mark.parametrize("scheme", ["postgresql", "redis"])
-async def test_unreachable_server_is_a_clear_error_without_the_password(scheme: str) -> None:
-    port = closed_port()
-    store = create_storage(f"{scheme}://bot:s3cr%40t@127.0.0.1:{port}/botloom", namespace="bot")
-    try:
-        with pytest.raises(StorageUnavailable) as raised:
-            await store.open()  # type: ignore[attr-defined]
-        with pytest.raises(StorageUnavailable):
-            await store.read([KEY])
-    finally:
-        await close(store)
-    message = str(raised.value)
-    name = "PostgreSQL" if scheme == "postgresql" else "Redis"
-    assert message.startswith(f"cannot reach {name} at 127.0.0.1:{port}/botloom: ")
-    assert "s3cr" not in message

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.storage import InboxEntry, LocalLocks, SqliteStorage, create_inbox, create_locks
-from bot.storage.inbox import MemoryInbox
+from bot.storage import InboxEntry, backend_of
+from bot.storage.memory import LocalLocks, MemoryInbox
+from bot.storage.sqlite import SqliteStorage
 from bot.turns.runner import RunnerBusy, RunnerLimits, TurnRunner
 
 
@@ -126,9 +127,10 @@ async def test_drain_refuses_new_turns_and_finishes_accepted_ones() -> None:
 class Replica:
     def __init__(self, path: Path, turns: RecordingTurns, **limits: float) -> None:
         self.storage = SqliteStorage(path)
+        backend = backend_of(self.storage)
         self.runner = TurnRunner(
-            create_locks(self.storage),
-            create_inbox(self.storage),
+            backend.locks(),
+            backend.inbox(),
             turns,  # type: ignore[arg-type]
             RunnerLimits(**limits),
         )
@@ -179,7 +181,7 @@ async def test_after_a_restart_waiting_entries_run_once_the_start_signal_comes(
 ) -> None:
     turns = RecordingTurns()
     storage = SqliteStorage(tmp_path / "state.db")
-    inbox = create_inbox(storage)  # as the endpoint of the process that crashed stored it
+    inbox = backend_of(storage).inbox()  # as the endpoint of the process that crashed stored it
     await inbox.put("a", "m0", "acknowledged before a crash")
     await inbox.close()
     await storage.close()

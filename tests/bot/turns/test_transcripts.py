@@ -13,7 +13,7 @@ from botbuilder.core import MemoryStorage, Storage, TurnContext
 
 from bot.app import create_app
 from bot.settings import Settings, SettingsError
-from bot.storage import SqliteStorage
+from bot.storage.sqlite import SqliteStorage
 from bot.turns.transcripts import PAGE_SIZE, append_activities, export_transcript, transcript_key
 from models.fake import FakeChatModel
 from tests.activities import message

@@ -1,6 +1,6 @@
 """The knowledge index in SQLite (by default the state's own file): FTS5 for words, vectors as
 float32 blobs searched exactly (one matrix product over every chunk, kept in memory and
-reloaded when another process changes the index). Fine to about 100k chunks on a laptop."""
+reloaded when another process changes the index)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from bot.storage.knowledge import (
     top_k,
     vector_bytes,
 )
-from bot.storage.sqlite_worker import SqliteWorker, immediate
+from bot.storage.sqlite.worker import SqliteWorker, immediate
 
 _SCHEMA = (
     # WAL with NORMAL sync: a crash never leaves a half-written document; a power cut may lose

@@ -1,4 +1,5 @@
-"""One SQLite connection owned by one worker thread, shared by the SQLite storage, locks, inbox."""
+"""One SQLite connection owned by one worker thread: each SQLite object (state, locks, inbox, rate
+counts, knowledge index) runs its queries on its own."""
 
 from __future__ import annotations
 

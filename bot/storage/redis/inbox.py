@@ -6,10 +6,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.storage.inbox import InboxEntry
-from bot.storage.redis_locks import milliseconds
+from bot.storage.redis.locks import milliseconds
 
 if TYPE_CHECKING:
-    from bot.storage.redis import RedisStorage
+    from bot.storage.redis.storage import RedisStorage
 
 # The inbox. KEYS[1] the conversation's set, KEYS[2] the seq counter, KEYS[3] the set of
 # conversations, KEYS[4] the activity id's key ("" without an id); ARGV conversation, activity id,

@@ -13,9 +13,7 @@ from asyncpg import exceptions as pg_errors
 
 from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
-from bot.storage.postgres_inbox import PostgresInbox
-from bot.storage.postgres_locks import PostgresLocks
-from bot.storage.rate_counts import PostgresRateCounts
+from bot.storage.postgres.backend import PostgresBackend
 from bot.storage.server_storage import ServerStorage
 from bot.storage.values import loads, rows_to_write, set_etags
 
@@ -80,9 +78,7 @@ class PostgresStorage(ServerStorage):
 
     server = "PostgreSQL"
     default_port = 5432
-    locks_type = PostgresLocks
-    rate_counts_type = PostgresRateCounts
-    inbox_type = PostgresInbox
+    backend_type = PostgresBackend
     default_max_connections = 10
 
     def _prepare(self) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from bot.storage.inbox import InboxEntry
 
 if TYPE_CHECKING:
-    from bot.storage.postgres import PostgresStorage
+    from bot.storage.postgres.storage import PostgresStorage
 
 
 class PostgresInbox:

@@ -32,9 +32,7 @@ from redis.backoff import ExponentialBackoff
 
 from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
-from bot.storage.rate_counts import RedisRateCounts
-from bot.storage.redis_inbox import RedisInbox
-from bot.storage.redis_locks import RedisLocks
+from bot.storage.redis.backend import RedisBackend
 from bot.storage.server_storage import ServerStorage
 from bot.storage.values import loads, rows_to_write, set_etags
 
@@ -95,9 +93,7 @@ class RedisStorage(ServerStorage):
 
     server = "Redis"
     default_port = 6379
-    locks_type = RedisLocks
-    rate_counts_type = RedisRateCounts
-    inbox_type = RedisInbox
+    backend_type = RedisBackend
     default_max_connections = 20
 
     def _prepare(self) -> None:

@@ -5,7 +5,7 @@ index. Vectors: where the server has the pgvector extension (0.7 or later; manag
 services have it), a ``halfvec`` column (16-bit floats: half the space, and the same neighbours
 for sentence embeddings) with an HNSW index (cosine); where it has not, float32 ``bytea``
 searched exactly in each replica's memory, reloaded when the index changes (a generation
-counter). A retrieval is one query with pgvector (bot/storage/knowledge_pgvector.py) and, for
+counter). A retrieval is one query with pgvector (bot/storage/postgres/pgvector.py) and, for
 exact search, a generation check, the words search and the rows of the candidates.
 """
 
@@ -32,7 +32,7 @@ from bot.storage.knowledge import (
     tsquery,
     vector_bytes,
 )
-from bot.storage.knowledge_pgvector import lexical_sql, pgvector_candidates
+from bot.storage.postgres.pgvector import lexical_sql, pgvector_candidates
 from bot.storage.urls import check_namespace, scrub, where
 
 _UNREACHABLE = (OSError, TimeoutError, asyncpg.InterfaceError, pg_errors.PostgresConnectionError,

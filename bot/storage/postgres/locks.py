@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from bot.storage.leases import DEFAULT_LEASE_S, QUEUE_TTL_S, LeaseLocks
 
 if TYPE_CHECKING:
-    from bot.storage.postgres import PostgresStorage
+    from bot.storage.postgres.storage import PostgresStorage
 
 
 class PostgresLocks(LeaseLocks):

@@ -11,7 +11,7 @@ from typing import Any
 from botbuilder.core import Storage
 
 from bot.storage.errors import StorageConflictError
-from bot.storage.sqlite_worker import SqliteWorker, immediate
+from bot.storage.sqlite.worker import SqliteWorker, immediate
 from bot.storage.values import loads, rows_to_write, set_etags
 
 _SCHEMA = (

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from bot.storage.leases import DEFAULT_LEASE_S, QUEUE_TTL_S, LeaseLocks
 
 if TYPE_CHECKING:
-    from bot.storage.redis import RedisStorage
+    from bot.storage.redis.storage import RedisStorage
 
 # The line of waiters for a conversation: <ns>:line:<key> holds tickets (score = ticket) and
 # <ns>:lapse:<key> when each place lapses (score = ms on the server's clock).
