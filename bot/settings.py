@@ -130,6 +130,11 @@ class Settings:
     knowledge_passages: int = 1  # passages in a prompt (the embedded model does best with one)
     knowledge_tokens: int = 600  # and at most this many prompt tokens for them
     knowledge_max_file_mb: float = 50.0  # larger files are skipped
+    # Bounds on parsing one document (it runs in a worker process): a .docx whose parts unpack
+    # to more MB than this is skipped, and a parse taking longer than this many seconds is
+    # stopped (the worker is killed) and the file skipped. PDF streams keep pypdf's own limits.
+    knowledge_max_unpacked_mb: float = 200.0
+    knowledge_parse_timeout_s: float = 60.0
 
     # User memory, summaries and reply endings (issue 14): facts users state about themselves are
     # kept per user across their conversations (/memory, /forget, /remember); false keeps nothing.
@@ -225,6 +230,9 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     for name in ("prefix_cache_mb", "torch_threads"):
         if parsed.get(name, 0) < 0:
             raise SettingsError(f"{env_name(name)} must be 0 or more")
+    for name in ("knowledge_max_unpacked_mb", "knowledge_parse_timeout_s"):
+        if parsed.get(name, 1) <= 0:
+            raise SettingsError(f"{env_name(name)} must be more than 0")
     return parsed
 
 
