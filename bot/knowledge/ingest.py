@@ -7,7 +7,10 @@ and embedding model are unchanged is skipped without parsing or embedding; a bad
 deadline) is skipped with one line naming it and why, and the rest goes on.
 
 Parsing runs in a worker process with a per-file deadline (bot/knowledge/parsing.py), so no
-document can stall the event loop.
+document can stall the event loop. In a folder, a link (symlink) to a file is followed only when
+it resolves inside that folder; one resolving outside is skipped with a line saying so (the
+file is never opened), and linked folders are not walked into. Files named one by one are taken
+as meant, links or not.
 """
 
 from __future__ import annotations
@@ -71,24 +74,46 @@ def document_id(source: str) -> str:
 
 @dataclass(frozen=True)
 class FoundFile:
-    """A file to index: named (`folder` None) or found in `folder`."""
+    """A file to index: named (`folder` None) or found in `folder`; `refused` says why it is
+    left out without being opened."""
 
     path: Path
     folder: Path | None = None
+    refused: str = ""
+    is_folder: bool = False  # a linked folder (refused: reported whatever its name)
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[FoundFile]:
-    """Each file named or found in a folder (sorted, hidden names and symlinked folders left
-    out)."""
+    """Each file named or found in a folder (sorted, hidden names left out). In a folder, a link
+    resolving outside it comes `refused` (a linked folder only then, as it is never walked)."""
     for path in paths:
-        if path.is_dir():
-            for root, folders, files in os.walk(path):
-                folders[:] = sorted(f for f in folders if not f.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield FoundFile(Path(root) / name, path)
-        else:
+        if not path.is_dir():
             yield FoundFile(path)
+            continue
+        for root, folders, files in os.walk(path):
+            here = Path(root)
+            kept = []
+            for name in sorted(f for f in folders if not f.startswith(".")):
+                if not (here / name).is_symlink():
+                    kept.append(name)
+                elif (why := _escapes(here / name, path)) is not None:
+                    yield FoundFile(here / name, path, f"a link to a folder {why}", is_folder=True)
+            folders[:] = kept
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                file = here / name
+                why = _escapes(file, path) if file.is_symlink() else None
+                yield FoundFile(file, path, f"a link to a file {why}" if why else "")
+
+
+def _escapes(path: Path, folder: Path) -> str | None:
+    """Why `path` (a link) is refused: it resolves outside `folder`; None when it resolves
+    inside (or is no link)."""
+    target = path.resolve()
+    if target == folder or folder in target.parents:
+        return None
+    return f"outside the indexed folder ({target}); not followed"
 
 
 class Ingestion:
@@ -119,7 +144,7 @@ class Ingestion:
         try:
             for found in iter_files(p.expanduser().resolve() for p in paths):
                 named = found.folder is None
-                if found.path.suffix.lower() not in READERS and not named:
+                if found.path.suffix.lower() not in READERS and not (named or found.is_folder):
                     continue
                 await self._add_file(found, parser, report)
                 done += 1
@@ -145,8 +170,10 @@ class Ingestion:
         await self.add([root for root in resolved if root.exists()], report)
         for document in await self._store.documents():
             source = Path(document.source)
-            inside = any(source == root or root in source.parents for root in resolved)
-            if inside and not await asyncio.to_thread(source.is_file):
+            folders = [root for root in resolved if root in source.parents]
+            if source not in resolved and not folders:
+                continue
+            if not await asyncio.to_thread(_still_there, source, folders):
                 await self._store.remove(document.id)
                 report.removed += 1
         return report
@@ -157,6 +184,8 @@ class Ingestion:
         source = str(found.path)
         model = self._embedder.model.name
         try:
+            if found.refused:
+                raise UnreadableDocument(found.refused)
             reader = reader_for(found.path)
             data, sha256 = await asyncio.to_thread(self._read, found)
             existing = await self._store.document(source)
@@ -190,10 +219,14 @@ class Ingestion:
             report.updated += 1
 
     def _read(self, found: FoundFile) -> tuple[bytes, str]:
-        """The file's bytes and their SHA-256 (on a worker thread); only a regular file of at
-        most `max_file_bytes` is read."""
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-        with open(os.open(found.path, flags), "rb") as file:
+        """The file's bytes and their SHA-256 (on a worker thread). The path is resolved and
+        checked again (a link found in a folder may have changed since), then opened without
+        following a link; only a regular file of at most `max_file_bytes` is read."""
+        real = found.path.resolve(strict=True)
+        if found.folder is not None and (why := _escapes(found.path, found.folder)):
+            raise UnreadableDocument(f"a link to a file {why}")
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        with open(os.open(real, flags | getattr(os, "O_BINARY", 0)), "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise UnreadableDocument("not a regular file")
@@ -211,6 +244,14 @@ class Ingestion:
         if not data:
             raise UnreadableDocument("empty file")
         return data, hashlib.sha256(data).hexdigest()
+
+
+def _still_there(source: Path, folders: list[Path]) -> bool:
+    """Whether an indexed file is still one to index: it exists and, found in a folder, does
+    not resolve outside it (a document indexed through a link that now escapes is removed)."""
+    if not source.is_file():
+        return False
+    return not folders or any(_escapes(source, folder) is None for folder in folders)
 
 
 def _embedding_text(title: str, chunk: ChunkRecord) -> str:
