@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.knowledge.ingest import Ingestion
+from bot.knowledge.ingest import Ingestion, document_id
 from bot.storage.knowledge import ChunkRecord, DocumentRecord
 from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
 from models.embeddings import HashingEmbeddingModel
@@ -50,7 +50,8 @@ async def test_sync_removes_a_document_indexed_through_a_link_that_escapes(
     docs, _ = secret_and_docs(tmp_path)
     model = HashingEmbeddingModel()
     leaked = [ChunkRecord("BOTLOOM_SECRET is hunter2-zebra-42.", "", None, 0)]
-    record = DocumentRecord("old1", str(docs / "notes.md"), "Env", "", "sha", model.name)
+    source = str(docs / "notes.md")  # as an earlier version, following the link, indexed it
+    record = DocumentRecord(document_id(source), source, "Env", "", "sha", model.name)
     await store.replace_document(record, leaked, model.embed([c.text for c in leaked]))
     report = await ingestion.sync([docs])
     assert report.removed == 1

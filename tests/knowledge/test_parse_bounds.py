@@ -88,7 +88,7 @@ async def test_cancelled_indexing_stops_its_parser_process(
 ) -> None:
     monkeypatch.setitem(readers.READERS, ".slow", slow_readers.gil_holding_reader)
     (tmp_path / "stuck.slow").write_text("anything")
-    ingestion = Ingestion(store, embedder, limits=IngestLimits(parse_timeout_s=60.0))
+    ingestion = Ingestion(store, embedder)  # the default deadline: a minute
     indexing = asyncio.create_task(ingestion.add([tmp_path]))
     for _ in range(100):
         await asyncio.sleep(0.05)
