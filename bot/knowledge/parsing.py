@@ -4,8 +4,10 @@ A reader runs in a worker process, not a thread: a thread inside a regular expre
 parser holds the GIL, and the event loop (replies, /healthz) would stop with it. The worker is
 started with the "spawn" method (a fresh interpreter: none of the bot's threads, sockets or
 state are copied into it), parses one document at a time, and is killed when a document takes
-longer than the deadline; the next document starts a fresh one. A worker that dies (out of
-memory, a crash in a C library) costs only the document it was reading.
+longer than the deadline; the next document starts a fresh one. Where the platform allows
+(`resource.RLIMIT_AS`: Linux), the worker's address space is capped too, so a document that
+would take more memory fails alone ("out of memory") instead of the bot being killed for it. A
+worker that dies (a crash in a C library) costs only the document it was reading.
 
 This module imports only the readers and the chunker, so a worker starts in a fraction of a
 second. As with any "spawn" process, a script of its own that runs ingestion needs the usual
@@ -52,10 +54,12 @@ def parse(job: ParseJob) -> ParsedChunks:
     return ParsedChunks(document.title, chunks)
 
 
-def _serve(connection: Connection) -> None:
+def _serve(connection: Connection, memory_bytes: int) -> None:
     """The worker's loop: a job in, ("ok", ParsedChunks) or ("unreadable", why) out, until the
-    parent closes its end."""
+    parent closes its end. `memory_bytes` (0: none) caps the process's address space."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if memory_bytes > 0:
+        _cap_memory(memory_bytes)
     connection.send(("ready", None))  # imports done: the deadline starts with each job
     while True:
         try:
@@ -67,10 +71,23 @@ def _serve(connection: Connection) -> None:
         except UnreadableDocument as error:
             reply = ("unreadable", str(error))
         except MemoryError:
-            reply = ("unreadable", "out of memory while parsing")
+            reply = ("unreadable", OUT_OF_MEMORY)
         except Exception as error:  # a reader's bug costs this document only
             reply = ("unreadable", f"the reader failed ({type(error).__name__})")
         connection.send(reply)
+
+
+OUT_OF_MEMORY = "out of memory while parsing (BOTLOOM_KNOWLEDGE_PARSE_MEMORY_MB)"
+
+
+def _cap_memory(memory_bytes: int) -> None:
+    """Cap this process's address space at `memory_bytes` (where `resource` has RLIMIT_AS)."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass  # no cap on this platform (or not lower than the hard limit): the deadline holds
 
 
 STARTUP_S = 60.0  # how long a new worker may take to start (an interpreter and its imports)
@@ -79,11 +96,11 @@ STARTUP_S = 60.0  # how long a new worker may take to start (an interpreter and 
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory_bytes: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.connection, theirs = context.Pipe()
         self.process = context.Process(
-            target=_serve, args=(theirs,), name="botloom-parser", daemon=True
+            target=_serve, args=(theirs, memory_bytes), name="botloom-parser", daemon=True
         )
         self.process.start()
         theirs.close()  # so the parent sees end of file when the worker dies
@@ -112,14 +129,16 @@ class _Worker:
 
 
 class DocumentParser:
-    """Parses documents in a worker process, each within `timeout_s` seconds of wall time.
+    """Parses documents in a worker process, each within `timeout_s` seconds of wall time and,
+    where the platform allows, `memory_bytes` of address space (0: no cap).
 
     Every outcome but success raises UnreadableDocument with a reason for the skip line: the
     reader's own reason, the deadline (the worker is killed), or the worker's death. One
     document at a time; `close()` stops the worker (idle or not)."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, memory_bytes: int = 0) -> None:
         self.timeout_s = timeout_s
+        self.memory_bytes = memory_bytes
         self._worker: _Worker | None = None
         self._closed = False
         self._lock = asyncio.Lock()
@@ -146,7 +165,7 @@ class DocumentParser:
         """On an executor thread: send `job`, wait for the reply until the deadline."""
         worker = self._worker
         if worker is None:
-            self._worker = worker = _Worker()
+            self._worker = worker = _Worker(self.memory_bytes)
             if self._closed:  # cancelled while the process started
                 worker.close()
                 return "unreadable", "parsing cancelled"

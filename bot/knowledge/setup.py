@@ -97,6 +97,7 @@ def build_knowledge(
         max_file_bytes=int(settings.knowledge_max_file_mb * MB),
         max_unpacked_bytes=int(settings.knowledge_max_unpacked_mb * MB),
         parse_timeout_s=settings.knowledge_parse_timeout_s,
+        parse_memory_bytes=int(settings.knowledge_parse_memory_mb * MB),
     )
     prompt = KnowledgeOptions(settings.knowledge_passages, settings.knowledge_tokens)
     return Knowledge(store, worker, HybridRetriever(store, worker, options), limits, prompt)

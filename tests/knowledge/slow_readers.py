@@ -25,3 +25,9 @@ def gil_holding_reader(data: bytes, fallback_title: str, limits=None) -> ParsedD
 def crashing_reader(data: bytes, fallback_title: str, limits=None) -> ParsedDocument:  # type: ignore[no-untyped-def]
     """Ends its process at once, as an out-of-memory kill or a crash in a C library would."""
     os._exit(3)
+
+
+def memory_hungry_reader(data: bytes, fallback_title: str, limits=None) -> ParsedDocument:  # type: ignore[no-untyped-def]
+    """Asks for 1 GiB at once, as a document that inflates in memory would."""
+    hoard = bytearray(1024 * 1024 * 1024)
+    return ParsedDocument(fallback_title, [Section(f"Held {len(hoard)} bytes.")])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sys
 import time
 from pathlib import Path
 
@@ -113,4 +114,21 @@ async def test_a_zip_bomb_docx_in_a_folder_is_skipped_and_the_rest_indexed(
     limits = IngestLimits(max_unpacked_bytes=16 * 1024 * 1024)
     report = await Ingestion(store, embedder, limits=limits, progress=lines.append).add([tmp_path])
     assert "unpacks to more than 16 MB" in skipped_line(lines, tmp_path / "bomb.docx")
+    assert report.added == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the address-space cap is Linux's RLIMIT_AS")
+async def test_a_document_needing_more_memory_than_the_cap_costs_its_file_only(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    store: SqliteKnowledgeStore,
+    embedder: EmbeddingWorker,
+    lines: list[str],
+) -> None:
+    monkeypatch.setitem(readers.READERS, ".hungry", slow_readers.memory_hungry_reader)
+    (tmp_path / "a.hungry").write_text("anything")
+    (tmp_path / "b.md").write_text(GOOD)
+    limits = IngestLimits(parse_memory_bytes=512 * 1024 * 1024)
+    report = await Ingestion(store, embedder, limits=limits, progress=lines.append).add([tmp_path])
+    assert "out of memory while parsing" in skipped_line(lines, tmp_path / "a.hungry")
     assert report.added == 1
