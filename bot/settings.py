@@ -136,7 +136,7 @@ class Settings:
     # The worker's address space in MB (Linux; 0: no cap): a file needing more is skipped.
     knowledge_max_unpacked_mb: float = 200.0
     knowledge_parse_timeout_s: float = 60.0
-    knowledge_parse_memory_mb: float = 2048.0
+    knowledge_parse_memory_mb: float = 1024.0
 
     # User memory, summaries and reply endings (issue 14): facts users state about themselves are
     # kept per user across their conversations (/memory, /forget, /remember); false keeps nothing.

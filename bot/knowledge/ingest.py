@@ -44,7 +44,7 @@ class IngestLimits:
     max_file_bytes: int = 50 * MB
     max_unpacked_bytes: int = ReadLimits.max_unpacked_bytes  # a .docx's parts, all together
     parse_timeout_s: float = 60.0  # the worker parsing a file is killed after this
-    parse_memory_bytes: int = 2048 * MB  # the worker's address space (Linux; 0: no cap)
+    parse_memory_bytes: int = 1024 * MB  # the worker's address space (Linux; 0: no cap)
     max_tokens: int = 180  # per chunk
     overlap_tokens: int = 30
     progress_every_s: float = 5.0  # how often a long ingestion reports how far it is

@@ -6,8 +6,10 @@ started with the "spawn" method (a fresh interpreter: none of the bot's threads,
 state are copied into it), parses one document at a time, and is killed when a document takes
 longer than the deadline; the next document starts a fresh one. Where the platform allows
 (`resource.RLIMIT_AS`: Linux), the worker's address space is capped too, so a document that
-would take more memory fails alone ("out of memory") instead of the bot being killed for it. A
-worker that dies (a crash in a C library) costs only the document it was reading.
+would take more memory fails alone ("out of memory") instead of the bot being killed for it;
+and on Linux the worker asks to be the first process the kernel's OOM killer picks (a container
+memory limit below the cap then kills the worker, not the bot). A worker that dies costs only
+the document it was reading.
 
 This module imports only the readers and the chunker, so a worker starts in a fraction of a
 second. As with any "spawn" process, a script of its own that runs ingestion needs the usual
@@ -60,6 +62,9 @@ def _serve(connection: Connection, memory_bytes: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if memory_bytes > 0:
         _cap_memory(memory_bytes)
+    with contextlib.suppress(OSError):  # Linux: the OOM killer's first pick, not the bot
+        with open("/proc/self/oom_score_adj", "w") as adjust:
+            adjust.write("1000")
     connection.send(("ready", None))  # imports done: the deadline starts with each job
     while True:
         try:
