@@ -108,10 +108,10 @@ def iter_files(paths: Iterable[Path]) -> Iterator[FoundFile]:
                 yield FoundFile(file, path, f"a link to a file {why}" if why else "")
 
 
-def _escapes(path: Path, folder: Path) -> str | None:
-    """Why `path` (a link) is refused: it resolves outside `folder`; None when it resolves
-    inside (or is no link)."""
-    target = path.resolve()
+def _escapes(path: Path, folder: Path, target: Path | None = None) -> str | None:
+    """Why `path` is refused: it resolves (to `target`, when known) outside `folder`; None when
+    it resolves inside."""
+    target = target or path.resolve()
     if target == folder or folder in target.parents:
         return None
     return f"outside the indexed folder ({target}); not followed"
@@ -224,7 +224,7 @@ class Ingestion:
         checked again (a link found in a folder may have changed since), then opened without
         following a link; only a regular file of at most `max_file_bytes` is read."""
         real = found.path.resolve(strict=True)
-        if found.folder is not None and (why := _escapes(found.path, found.folder)):
+        if found.folder is not None and (why := _escapes(found.path, found.folder, real)):
             raise UnreadableDocument(f"a link to a file {why}")
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         with open(os.open(real, flags | getattr(os, "O_BINARY", 0)), "rb") as file:

@@ -56,6 +56,20 @@ def parse(job: ParseJob) -> ParsedChunks:
     return ParsedChunks(document.title, chunks)
 
 
+STARTUP_S = 60.0  # how long a new worker may take to start (an interpreter and its imports)
+OUT_OF_MEMORY = "out of memory while parsing (BOTLOOM_KNOWLEDGE_PARSE_MEMORY_MB)"
+
+
+def _cap_memory(memory_bytes: int) -> None:
+    """Cap this process's address space at `memory_bytes` (where `resource` has RLIMIT_AS)."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass  # no cap on this platform (or not lower than the hard limit): the deadline holds
+
+
 def _serve(connection: Connection, memory_bytes: int) -> None:
     """The worker's loop: a job in, ("ok", ParsedChunks) or ("unreadable", why) out, until the
     parent closes its end. `memory_bytes` (0: none) caps the process's address space."""
@@ -80,22 +94,6 @@ def _serve(connection: Connection, memory_bytes: int) -> None:
         except Exception as error:  # a reader's bug costs this document only
             reply = ("unreadable", f"the reader failed ({type(error).__name__})")
         connection.send(reply)
-
-
-OUT_OF_MEMORY = "out of memory while parsing (BOTLOOM_KNOWLEDGE_PARSE_MEMORY_MB)"
-
-
-def _cap_memory(memory_bytes: int) -> None:
-    """Cap this process's address space at `memory_bytes` (where `resource` has RLIMIT_AS)."""
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    except (ImportError, AttributeError, ValueError, OSError):
-        pass  # no cap on this platform (or not lower than the hard limit): the deadline holds
-
-
-STARTUP_S = 60.0  # how long a new worker may take to start (an interpreter and its imports)
 
 
 class _Worker:
