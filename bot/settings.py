@@ -130,6 +130,13 @@ class Settings:
     knowledge_passages: int = 1  # passages in a prompt (the embedded model does best with one)
     knowledge_tokens: int = 600  # and at most this many prompt tokens for them
     knowledge_max_file_mb: float = 50.0  # larger files are skipped
+    # Bounds on parsing one document (it runs in a worker process): a .docx whose parts unpack
+    # to more MB than this is skipped, and a parse taking longer than this many seconds is
+    # stopped (the worker is killed) and the file skipped. PDF streams keep pypdf's own limits.
+    # The worker's address space in MB (Linux; 0: no cap): a file needing more is skipped.
+    knowledge_max_unpacked_mb: float = 200.0
+    knowledge_parse_timeout_s: float = 60.0
+    knowledge_parse_memory_mb: float = 1024.0
 
     # User memory, summaries and reply endings (issue 14): facts users state about themselves are
     # kept per user across their conversations (/memory, /forget, /remember); false keeps nothing.
@@ -222,9 +229,12 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     # CPU speed of the engine (issue 16)
     if parsed.get("engine_weights", "auto") not in ENGINE_WEIGHTS:
         raise SettingsError(f"BOTLOOM_ENGINE_WEIGHTS must be one of {', '.join(ENGINE_WEIGHTS)}")
-    for name in ("prefix_cache_mb", "torch_threads"):
+    for name in ("prefix_cache_mb", "torch_threads", "knowledge_parse_memory_mb"):
         if parsed.get(name, 0) < 0:
             raise SettingsError(f"{env_name(name)} must be 0 or more")
+    for name in ("knowledge_max_unpacked_mb", "knowledge_parse_timeout_s"):
+        if parsed.get(name, 1) <= 0:
+            raise SettingsError(f"{env_name(name)} must be more than 0")
     return parsed
 
 

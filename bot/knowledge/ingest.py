@@ -2,8 +2,15 @@
 
 Each file is read, chunked, embedded and written as one transaction, so a failure half-way (or a
 crash) leaves the previous version of that document searchable. A file whose bytes (SHA-256)
-and embedding model are unchanged is skipped without embedding; a bad file (unreadable, binary,
-empty, too large) is skipped with one line naming it and why, and the rest goes on.
+and embedding model are unchanged is skipped without parsing or embedding; a bad file
+(unreadable, binary, empty, too large, unpacking past the limit, taking longer than the parse
+deadline) is skipped with one line naming it and why, and the rest goes on.
+
+Parsing runs in a worker process with a per-file deadline (bot/knowledge/parsing.py), so no
+document can stall the event loop. In a folder, a link (symlink) to a file is followed only when
+it resolves inside that folder; one resolving outside is skipped with a line saying so (the
+file is never opened), and linked folders are not walked into. Files named one by one are taken
+as meant, links or not.
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.knowledge.chunking import chunk_sections
-from bot.knowledge.readers import READERS, UnreadableDocument, read_document
+from bot.knowledge.parsing import DocumentParser, ParseJob
+from bot.knowledge.readers import READERS, ReadLimits, UnreadableDocument, reader_for
 from bot.storage.knowledge import ChunkRecord, DocumentRecord, KnowledgeStore
 from models.embeddings import EmbeddingWorker
 
@@ -30,7 +38,13 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class IngestLimits:
-    max_file_bytes: int = 50 * 1024 * 1024
+    """Bounds on one file: its size on disk and unpacked (bytes), the wall time its parse may
+    take (seconds); the chunk sizes (tokens); how often progress is reported (seconds)."""
+
+    max_file_bytes: int = 50 * MB
+    max_unpacked_bytes: int = ReadLimits.max_unpacked_bytes  # a .docx's parts, all together
+    parse_timeout_s: float = 60.0  # the worker parsing a file is killed after this
+    parse_memory_bytes: int = 1024 * MB  # the worker's address space (Linux; 0: no cap)
     max_tokens: int = 180  # per chunk
     overlap_tokens: int = 30
     progress_every_s: float = 5.0  # how often a long ingestion reports how far it is
@@ -59,18 +73,48 @@ def document_id(source: str) -> str:
     return hashlib.sha1(source.encode("utf-8")).hexdigest()[:12]
 
 
-def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, bool]]:
-    """(file, named) for each file named or found in a folder (sorted, hidden names and symlinked
-    folders left out); `named` is True for a file given by name."""
+@dataclass(frozen=True)
+class FoundFile:
+    """A file to index: named (`folder` None) or found in `folder`; `refused` says why it is
+    left out without being opened."""
+
+    path: Path
+    folder: Path | None = None
+    refused: str = ""
+    is_folder: bool = False  # a linked folder (refused: reported whatever its name)
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[FoundFile]:
+    """Each file named or found in a folder (sorted, hidden names left out). In a folder, a link
+    resolving outside it comes `refused` (a linked folder only then, as it is never walked)."""
     for path in paths:
-        if path.is_dir():
-            for root, folders, files in os.walk(path):
-                folders[:] = sorted(f for f in folders if not f.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield Path(root) / name, False
-        else:
-            yield path, True
+        if not path.is_dir():
+            yield FoundFile(path)
+            continue
+        for root, folders, files in os.walk(path):
+            here = Path(root)
+            kept = []
+            for name in sorted(f for f in folders if not f.startswith(".")):
+                if not (here / name).is_symlink():
+                    kept.append(name)
+                elif (why := _escapes(here / name, path)) is not None:
+                    yield FoundFile(here / name, path, f"a link to a folder {why}", is_folder=True)
+            folders[:] = kept
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                file = here / name
+                why = _escapes(file, path) if file.is_symlink() else None
+                yield FoundFile(file, path, f"a link to a file {why}" if why else "")
+
+
+def _escapes(path: Path, folder: Path, target: Path | None = None) -> str | None:
+    """Why `path` is refused: it resolves (to `target`, when known) outside `folder`; None when
+    it resolves inside."""
+    target = target or path.resolve()
+    if target == folder or folder in target.parents:
+        return None
+    return f"outside the indexed folder ({target}); not followed"
 
 
 class Ingestion:
@@ -97,16 +141,21 @@ class Ingestion:
         started = time.monotonic()
         last_report = started
         done = 0
-        for path, named in iter_files(p.expanduser().resolve() for p in paths):
-            if path.suffix.lower() not in READERS and not named:
-                continue
-            await self._add_file(path, report)
-            done += 1
-            now = time.monotonic()
-            if now - last_report >= self._limits.progress_every_s:
-                last_report = now
-                self._progress(f"knowledge: {done} files so far; {report.summary()}")
-            report.seconds = now - started
+        parser = DocumentParser(self._limits.parse_timeout_s, self._limits.parse_memory_bytes)
+        try:
+            for found in iter_files(p.expanduser().resolve() for p in paths):
+                named = found.folder is None
+                if found.path.suffix.lower() not in READERS and not (named or found.is_folder):
+                    continue
+                await self._add_file(found, parser, report)
+                done += 1
+                now = time.monotonic()
+                if now - last_report >= self._limits.progress_every_s:
+                    last_report = now
+                    self._progress(f"knowledge: {done} files so far; {report.summary()}")
+                report.seconds = now - started
+        finally:
+            parser.close()
         report.seconds = time.monotonic() - started
         return report
 
@@ -122,29 +171,45 @@ class Ingestion:
         await self.add([root for root in resolved if root.exists()], report)
         for document in await self._store.documents():
             source = Path(document.source)
-            inside = any(source == root or root in source.parents for root in resolved)
-            if inside and not await asyncio.to_thread(source.is_file):
+            folders = [root for root in resolved if root in source.parents]
+            if source not in resolved and not folders:
+                continue
+            if not await asyncio.to_thread(_still_there, source, folders):
                 await self._store.remove(document.id)
                 report.removed += 1
         return report
 
-    async def _add_file(self, path: Path, report: IngestReport) -> None:
-        source = str(path)
+    async def _add_file(
+        self, found: FoundFile, parser: DocumentParser, report: IngestReport
+    ) -> None:
+        source = str(found.path)
+        model = self._embedder.model.name
         try:
-            record, chunks = await asyncio.to_thread(self._prepare, path)
+            if found.refused:
+                raise UnreadableDocument(found.refused)
+            reader = reader_for(found.path)
+            data, sha256 = await asyncio.to_thread(self._read, found)
+            existing = await self._store.document(source)
+            if existing is not None and existing.sha256 == sha256 and existing.model == model:
+                report.unchanged += 1
+                return
+            parsed = await parser.parse(
+                ParseJob(
+                    reader,
+                    data,
+                    found.path.stem,
+                    ReadLimits(self._limits.max_unpacked_bytes),
+                    self._limits.max_tokens,
+                    self._limits.overlap_tokens,
+                )
+            )
         except (UnreadableDocument, OSError) as error:
             why = str(error) if isinstance(error, UnreadableDocument) else _os_reason(error)
             report.skipped.append((source, why))
             self._progress(f"knowledge: skipped {source}: {why}")
             return
-        existing = await self._store.document(source)
-        if (
-            existing is not None
-            and existing.sha256 == record.sha256
-            and existing.model == record.model
-        ):
-            report.unchanged += 1
-            return
+        record = DocumentRecord(document_id(source), source, parsed.title, "", sha256, model)
+        chunks = [ChunkRecord(c.text, c.heading, c.page, c.ordinal) for c in parsed.chunks]
         texts = [_embedding_text(record.title, chunk) for chunk in chunks]
         vectors = await self._embedder.embed(texts)
         await self._store.replace_document(record, chunks, vectors)
@@ -154,34 +219,40 @@ class Ingestion:
         else:
             report.updated += 1
 
-    def _prepare(self, path: Path) -> tuple[DocumentRecord, list[ChunkRecord]]:
-        """Read and chunk one file (on a worker thread: PDF parsing is slow)."""
-        size = path.stat().st_size
-        if size > self._limits.max_file_bytes:
+    def _read(self, found: FoundFile) -> tuple[bytes, str]:
+        """The file's bytes and their SHA-256 (on a worker thread). The path is resolved and
+        checked again (a link found in a folder may have changed since), then opened without
+        following a link; only a regular file of at most `max_file_bytes` is read."""
+        real = found.path.resolve(strict=True)
+        if found.folder is not None and (why := _escapes(found.path, found.folder, real)):
+            raise UnreadableDocument(f"a link to a file {why}")
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        with open(os.open(real, flags | getattr(os, "O_BINARY", 0)), "rb") as file:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UnreadableDocument("not a regular file")
+            limit = self._limits.max_file_bytes
+            if info.st_size > limit:
+                raise UnreadableDocument(
+                    f"{info.st_size / MB:.0f} MB is over the {limit / MB:.0f} MB limit "
+                    "(BOTLOOM_KNOWLEDGE_MAX_FILE_MB)"
+                )
+            data = file.read(limit + 1)
+        if len(data) > limit:
             raise UnreadableDocument(
-                f"{size / MB:.0f} MB is over the {self._limits.max_file_bytes / MB:.0f} MB "
-                "limit (BOTLOOM_KNOWLEDGE_MAX_FILE_MB)"
+                f"over the {limit / MB:.0f} MB limit (BOTLOOM_KNOWLEDGE_MAX_FILE_MB)"
             )
-        if size == 0:
+        if not data:
             raise UnreadableDocument("empty file")
-        data = path.read_bytes()
-        parsed = read_document(path, data)
-        chunks = chunk_sections(
-            parsed.sections,
-            max_tokens=self._limits.max_tokens,
-            overlap_tokens=self._limits.overlap_tokens,
-        )
-        records = [ChunkRecord(c.text, c.heading, c.page, c.ordinal) for c in chunks]
-        source = str(path)
-        record = DocumentRecord(
-            id=document_id(source),
-            source=source,
-            title=parsed.title,
-            url="",
-            sha256=hashlib.sha256(data).hexdigest(),
-            model=self._embedder.model.name,
-        )
-        return record, records
+        return data, hashlib.sha256(data).hexdigest()
+
+
+def _still_there(source: Path, folders: list[Path]) -> bool:
+    """Whether an indexed file is still one to index: it exists and, found in a folder, does
+    not resolve outside it (a document indexed through a link that now escapes is removed)."""
+    if not source.is_file():
+        return False
+    return not folders or any(_escapes(source, folder) is None for folder in folders)
 
 
 def _embedding_text(title: str, chunk: ChunkRecord) -> str:

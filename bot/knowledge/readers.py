@@ -2,6 +2,12 @@
 
 Markdown, plain text, HTML, PDF (pypdf) and Word .docx (python-docx); all pure Python, no
 services. A file that cannot be read raises UnreadableDocument with a short reason.
+
+Reading is bounded by the input, whatever it holds: every pattern here runs in time linear in
+the text (no nested or overlapping quantifiers), a .docx is refused when its parts unpack past
+`ReadLimits.max_unpacked_bytes`, and PDF streams are held to pypdf's own output limits (75 MB a
+stream by default). The time a parse may take is bounded by the caller (bot/knowledge/parsing.py
+runs readers in a worker process and kills it at a deadline).
 """
 
 from __future__ import annotations
@@ -33,14 +39,39 @@ class ParsedDocument:
     sections: list[Section]
 
 
-def read_document(path: Path, data: bytes) -> ParsedDocument:
-    """Parse `data` (the content of `path`) by the file's extension."""
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one document may unpack to: the parts of a .docx (a zip), in bytes, all together."""
+
+    max_unpacked_bytes: int = 200 * MB
+
+
+Reader = Callable[[bytes, str, ReadLimits], ParsedDocument]
+
+
+def reader_for(path: Path) -> Reader:
+    """The reader for `path`'s extension (UnreadableDocument when there is none)."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise UnreadableDocument(f"unsupported file type {path.suffix or '(none)'}")
+    return reader
+
+
+def read_document(path: Path, data: bytes, limits: ReadLimits | None = None) -> ParsedDocument:
+    """Parse `data` (the content of `path`) by the file's extension."""
+    return read_with(reader_for(path), data, path.stem, limits or ReadLimits())
+
+
+def read_with(
+    reader: Reader, data: bytes, fallback_title: str, limits: ReadLimits
+) -> ParsedDocument:
+    """`reader` on `data`; empty input and a document without text raise UnreadableDocument."""
     if not data.strip():
         raise UnreadableDocument("empty file")
-    document = reader(data, path.stem)
+    document = reader(data, fallback_title, limits)
     if not any(section.text.strip() for section in document.sections):
         raise UnreadableDocument("no text in it")
     return document
@@ -76,10 +107,26 @@ class HeadingPath:
         return " > ".join(heading for _, heading in self._stack)
 
 
-_ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+def markdown_heading(line: str) -> tuple[int, str] | None:
+    """(level, text) when `line` is an ATX heading: 1-6 `#` at the start, whitespace, the text,
+    then optionally a closing run of `#`; None otherwise. Linear in the line's length (string
+    methods, no backtracking pattern)."""
+    level = len(line) - len(line.lstrip("#"))
+    if not 1 <= level <= 6:
+        return None
+    rest = line[level:]
+    text = rest.lstrip()
+    if len(text) == len(rest):  # no whitespace after the #s
+        return None
+    if not text:  # only whitespace: a heading with no text when there are two or more
+        return (level, "") if len(rest) >= 2 else None
+    core = text.rstrip().rstrip("#").rstrip()
+    return level, text[: max(1, len(core))].strip()
 
 
-def read_markdown(data: bytes, fallback_title: str) -> ParsedDocument:
+def read_markdown(
+    data: bytes, fallback_title: str, limits: ReadLimits | None = None
+) -> ParsedDocument:
     """Sections start at ATX headings (`#`..`######`); the heading path keeps the parents."""
     text = decode_text(data)
     title = ""
@@ -97,12 +144,12 @@ def read_markdown(data: bytes, fallback_title: str) -> ParsedDocument:
     for line in text.splitlines():
         if line.lstrip().startswith(("```", "~~~")):
             in_code = not in_code
-        match = None if in_code else _ATX.match(line)
-        if match is None:
+        heading_line = None if in_code else markdown_heading(line)
+        if heading_line is None:
             lines.append(line)
             continue
         flush()
-        level, heading = len(match.group(1)), match.group(2).strip()
+        level, heading = heading_line
         if level == 1 and not title and not sections:
             title = heading  # the title, not a heading of the path
             continue
@@ -111,7 +158,9 @@ def read_markdown(data: bytes, fallback_title: str) -> ParsedDocument:
     return ParsedDocument(title or fallback_title, sections)
 
 
-def read_plain_text(data: bytes, fallback_title: str) -> ParsedDocument:
+def read_plain_text(
+    data: bytes, fallback_title: str, limits: ReadLimits | None = None
+) -> ParsedDocument:
     """Paragraphs split on blank lines; a short line standing alone (no final period) is a
     heading, and the first one is the title."""
     text = decode_text(data)
@@ -206,7 +255,7 @@ class _HtmlText(HTMLParser):
         self._flush()
 
 
-def read_html(data: bytes, fallback_title: str) -> ParsedDocument:
+def read_html(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
     """Visible text only (no script, style or head); sections start at <h1>..<h6>."""
     parser = _HtmlText()
     parser.feed(decode_text(data))
@@ -214,7 +263,7 @@ def read_html(data: bytes, fallback_title: str) -> ParsedDocument:
     return ParsedDocument(parser.title or fallback_title, parser.sections)
 
 
-def read_pdf(data: bytes, fallback_title: str) -> ParsedDocument:
+def read_pdf(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
     """One section per page. An encrypted PDF opens only with an empty password."""
     import pypdf
     from pypdf.errors import PyPdfError
@@ -240,15 +289,45 @@ def read_pdf(data: bytes, fallback_title: str) -> ParsedDocument:
     return ParsedDocument(str(metadata_title).strip() or fallback_title, sections)
 
 
-def read_docx(data: bytes, fallback_title: str) -> ParsedDocument:
-    """Paragraphs and table rows; "Title" and "Heading n" styles make headings."""
+def check_unpacked_size(data: bytes, limit: int) -> None:
+    """Refuse the zip archive `data` (UnreadableDocument) when its members unpack to more than
+    `limit` bytes all together: first by the sizes its directory declares, then by inflating
+    each member a megabyte at a time and counting, stopping as soon as the count passes `limit`
+    (a member may hold more than it declares). Nothing is kept; zipfile raises on a damaged
+    archive."""
+    import zipfile
+
+    def refuse() -> UnreadableDocument:
+        return UnreadableDocument(
+            f"unpacks to more than {limit / MB:.0f} MB (BOTLOOM_KNOWLEDGE_MAX_UNPACKED_MB)"
+        )
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+        if sum(member.file_size for member in members) > limit:
+            raise refuse()
+        unpacked = 0
+        for member in members:
+            with archive.open(member) as part:
+                while piece := part.read(MB):
+                    unpacked += len(piece)
+                    if unpacked > limit:
+                        raise refuse()
+
+
+def read_docx(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
+    """Paragraphs and table rows; "Title" and "Heading n" styles make headings. Refused, before
+    python-docx reads it, when its parts unpack past `limits.max_unpacked_bytes`."""
     import zipfile
 
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
     try:
+        check_unpacked_size(data, (limits or ReadLimits()).max_unpacked_bytes)
         document = docx.Document(io.BytesIO(data))
+    except UnreadableDocument:
+        raise
     except (zipfile.BadZipFile, PackageNotFoundError, KeyError, ValueError) as error:
         raise UnreadableDocument(f"not a readable .docx ({type(error).__name__})") from None
     except Exception as error:  # lxml and zipfile raise assorted errors on damaged files
@@ -285,7 +364,7 @@ def read_docx(data: bytes, fallback_title: str) -> ParsedDocument:
     return ParsedDocument(title or fallback_title, sections)
 
 
-READERS: dict[str, Callable[[bytes, str], ParsedDocument]] = {
+READERS: dict[str, Reader] = {
     ".md": read_markdown,
     ".markdown": read_markdown,
     ".txt": read_plain_text,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.knowledge.ingest import Ingestion, IngestLimits, Progress
+from bot.knowledge.ingest import MB, Ingestion, IngestLimits, Progress
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
 from bot.settings import Settings
 from bot.storage import StorageURLError, create_backend
@@ -90,7 +90,12 @@ def build_knowledge(
         min_score=settings.knowledge_min_score,
         lexical_min_score=settings.knowledge_lexical_min_score,
     )
-    limits = IngestLimits(max_file_bytes=int(settings.knowledge_max_file_mb * 1024 * 1024))
+    limits = IngestLimits(
+        max_file_bytes=int(settings.knowledge_max_file_mb * MB),
+        max_unpacked_bytes=int(settings.knowledge_max_unpacked_mb * MB),
+        parse_timeout_s=settings.knowledge_parse_timeout_s,
+        parse_memory_bytes=int(settings.knowledge_parse_memory_mb * MB),
+    )
     prompt = KnowledgeOptions(settings.knowledge_passages, settings.knowledge_tokens)
     return Knowledge(store, worker, HybridRetriever(store, worker, options), limits, prompt)
 
