@@ -27,7 +27,10 @@ sys.path.insert(0, str(DEPLOYMENT))
 import check_policy  # noqa: E402  (deployment/ is not a package)
 
 EVERY_INTERFACE = {"0.0.0.0", "::"}
-_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+# What an operator's deployment/.env gives a required variable (${VAR:?message}).
+REQUIRED_VALUE = "0123456789abcdef0123456789abcdef"
 
 
 def dockerfile_env() -> dict[str, str]:
@@ -51,13 +54,16 @@ def env_lines(path: Path) -> dict[str, str]:
 
 
 def compose_env(service: str) -> dict[str, str]:
-    """The service's environment in compose.yaml, ${VAR:-default} read as its default."""
+    """The service's environment in compose.yaml, ${VAR:-default} read as its default and
+    ${VAR:?message} as a value an operator gave."""
     project = yaml.safe_load((DEPLOYMENT / "compose.yaml").read_text())
     environment = project["services"][service].get("environment") or {}
     if isinstance(environment, list):
         environment = dict(item.partition("=")[::2] for item in environment)
     return {
-        key: _VARIABLE.sub(lambda m: m.group(2) or "", str(value))
+        key: _VARIABLE.sub(
+            lambda m: REQUIRED_VALUE if m.group(2) == "?" else (m.group(3) or ""), str(value)
+        )
         for key, value in environment.items()
     }
 
