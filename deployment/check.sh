@@ -91,20 +91,47 @@ check_pins() {
 check_compose() {
     local d="$1" variant
     check-jsonschema --builtin-schema vendor.compose-spec "$d/compose.yaml" "$d/compose.gpu.yaml"
+    policy compose-source "$d/compose.yaml" "$d/compose.gpu.yaml"
+    # The secrets compose requires, as an operator's deployment/.env gives them (generated here;
+    # --env-file keeps a real deployment/.env out of the check).
+    printf 'POSTGRES_PASSWORD=%s\nBOTLOOM_MODEL_API_KEY=%s\n' "$(random_hex 24)" "$(random_hex 32)" \
+        >"$WORK/compose.env"
     for variant in "" "--profile vllm" "-f compose.gpu.yaml"; do
         # shellcheck disable=SC2086  # the variant is several words on purpose
-        (cd "$d" && docker-compose -f compose.yaml $variant config --format json) >"$WORK/compose.json"
+        (cd "$d" && env -u POSTGRES_PASSWORD -u BOTLOOM_MODEL_API_KEY docker-compose \
+            --env-file "$WORK/compose.env" -f compose.yaml $variant config --format json) \
+            >"$WORK/compose.json"
         policy compose "$WORK/compose.json"
         policy names "$WORK/compose.json"
         echo "compose -f compose.yaml ${variant:+$variant }config: valid"
     done
+    # Without them, compose must refuse to start (no default password, no open model server).
+    : >"$WORK/empty.env"
+    if (cd "$d" && env -u POSTGRES_PASSWORD -u BOTLOOM_MODEL_API_KEY docker-compose \
+        --env-file "$WORK/empty.env" -f compose.yaml config) >"$WORK/compose.out" 2>&1; then
+        echo "policy: compose starts without POSTGRES_PASSWORD and BOTLOOM_MODEL_API_KEY"
+        return 1
+    fi
+    grep -q "required variable" "$WORK/compose.out" || { cat "$WORK/compose.out"; return 1; }
+    echo "compose without POSTGRES_PASSWORD, BOTLOOM_MODEL_API_KEY: refused ($(grep -o 'required variable [A-Z_]*' "$WORK/compose.out" | head -1))"
+}
+
+random_hex() {  # random_hex BYTES: as `openssl rand -hex BYTES` (openssl may not be installed)
+    "$TOOLS/venv/bin/python" -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))' "$1"
 }
 
 check_kubernetes() {
     local d="$1" overlay rendered version
-    # The real credentials.env is git-ignored; render with the example's placeholder values.
-    cp "$d/kubernetes/overlays/production/credentials.env.example" \
-        "$d/kubernetes/overlays/production/credentials.env"
+    # The real credentials.env and database.env are git-ignored; render with the examples'
+    # placeholder values, a generated model API key (as the README generates it) and, unless the
+    # operator's database-ca.crt is there, a stand-in for the CA bundle.
+    local production="$d/kubernetes/overlays/production"
+    cp "$production/credentials.env.example" "$production/credentials.env"
+    cp "$production/database.env.example" "$production/database.env"
+    printf 'BOTLOOM_MODEL_API_KEY=%s\n' "$(random_hex 32)" >"$production/model-api-key.env"
+    [[ -f "$production/database-ca.crt" ]] ||
+        printf -- '-----BEGIN CERTIFICATE-----\nstand-in for deploy-check\n-----END CERTIFICATE-----\n' \
+            >"$production/database-ca.crt"
     for overlay in base overlays/production overlays/vllm; do
         rendered="$WORK/rendered-${overlay//\//-}.yaml"
         kubectl kustomize "$d/kubernetes/$overlay" >"$rendered"
@@ -205,11 +232,11 @@ path.write_text(text.replace(old, new, 1))
 EOF
     attempt "$check" "$copy"
     if [[ $RC -ne 0 ]] && grep -qF -- "$expected" "$LOG"; then
-        printf 'ok    rejects    %s: %s -> %s\n' "$file" "$old" "$new"
+        printf 'ok    rejects    %s: %s -> %s\n' "$file" "$old" "${new//$'\n'/\\n}"
         grep -F -m1 -- "$expected" "$LOG" | sed "s|$WORK/||g; s/^ */        /" | cut -c1-260
     else
         printf 'FAIL  rejects    %s: %s -> %s (status %s, expected "%s")\n' \
-            "$file" "$old" "$new" "$RC" "$expected"
+            "$file" "$old" "${new//$'\n'/\\n}" "$RC" "$expected"
         sed 's/^/        /' "$LOG"
         FAILED=1
     fi
@@ -267,6 +294,33 @@ main() {
             "resource bot 'Microsoft.BotService/botServices@2022-09-15' {" "Unexpected token"
         self_test check_bicep azure/main.bicep "  'UserAssignedMSI'" "  'MultiTenant'" \
             "msaAppType must be limited"
+        # Issue 24: the model API key, egress, verified TLS to PostgreSQL, least-privilege Jobs,
+        # no default secrets.
+        self_test check_compose compose.yaml "\${POSTGRES_PASSWORD:?" "\${POSTGRES_PASSWORD:-botloom" \
+            "POSTGRES_PASSWORD has a default value"
+        self_test check_compose compose.yaml "VLLM_API_KEY: *model-api-key" 'VLLM_API_KEY: ""' \
+            "does not require its API key"
+        self_test check_compose compose.yaml "  BOTLOOM_MODEL_API_KEY: *model-api-key" \
+            "  BOTLOOM_MODEL_API_KEYS: *model-api-key" "no BOTLOOM_MODEL_API_KEY"
+        self_test check_kubernetes kubernetes/base/model-server.yaml "name: botloom-model-api-key" \
+            "name: botloom-model-key" "different model API key Secrets"
+        self_test check_kubernetes kubernetes/overlays/vllm/vllm.yaml "- name: VLLM_API_KEY" \
+            "- name: VLLM_API_TOKEN" "no model API key"
+        self_test check_kubernetes kubernetes/base/bot.yaml "    - Egress" "    - Ingress" \
+            "no NetworkPolicy limits the egress"
+        self_test check_kubernetes kubernetes/base/bot.yaml "          port: 443" \
+            "          port: 443
+    - {}" "allows everything"
+        self_test check_kubernetes kubernetes/overlays/production/database.env.example \
+            "?sslmode=verify-full&" "?sslmode=require&" "not verify-full"
+        self_test check_kubernetes kubernetes/base/bot.yaml "mountPath: /etc/botloom/database-ca" \
+            "mountPath: /etc/botloom/db-ca" "is not in a mounted volume"
+        self_test check_kubernetes kubernetes/base/knowledge.yaml "activeDeadlineSeconds: 3600" \
+            "# activeDeadlineSeconds: 3600" "no activeDeadlineSeconds"
+        self_test check_kubernetes kubernetes/base/knowledge.yaml "name: botloom-database" \
+            "name: botloom-credentials" "gets MicrosoftAppId, MicrosoftAppPassword"
+        self_test check_kubernetes kubernetes/base/knowledge.yaml "readOnlyRootFilesystem: true" \
+            "readOnlyRootFilesystem: false" "no read-only root file system"
     fi
 
     if [[ $FAILED -ne 0 ]]; then

@@ -3,6 +3,7 @@
 
     check_policy.py k8s RENDERED.yaml        # kustomize output of an overlay (or the base)
     check_policy.py compose CONFIG.json      # `docker compose config --format json` output
+    check_policy.py compose-source FILE...   # compose files as written: no default secrets
     check_policy.py bicep main.bicep         # parsed with pycep-parser (the compiler is not here)
     check_policy.py pins Dockerfile Makefile # the image installs what the Makefile installs
     check_policy.py teams manifest.json      # BOTLOOM_PROMPT_STARTERS are the personal commands
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # Stop signal -> /readyz 503 -> BOTLOOM_DRAIN_S for turns in flight -> 5 s to stop generations
 # -> closing storage and the model client. The grace period must cover all of it.
@@ -37,9 +39,11 @@ def k8s(path: Path) -> Iterator[str]:
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
     config_maps = {c["metadata"]["name"]: c.get("data", {}) for c in by_kind.get("ConfigMap", [])}
+    secrets: dict[str, dict[str, str]] = {}
     for secret in by_kind.get("Secret", []):
         values = dict(secret.get("stringData", {}))
         values.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+        secrets[secret["metadata"]["name"]] = values
         if "MicrosoftAppType" in values:
             if values["MicrosoftAppType"].lower() == "multitenant":
                 yield f"Secret {secret['metadata']['name']}: MicrosoftAppType=MultiTenant (refused)"
@@ -65,6 +69,189 @@ def k8s(path: Path) -> Iterator[str]:
                 yield f"Deployment {name}: the model server requests no nvidia.com/gpu"
     if bots == 0:
         yield "no bot Deployment (a container with args [serve]) was rendered"
+    yield from _model_api_key(by_kind, secrets)
+    yield from _egress(by_kind)
+    yield from _jobs(by_kind, secrets)
+    yield from _database_tls(by_kind, config_maps, secrets)
+
+
+# --- issue 24: an API key between bot and model server, egress, verified TLS, least-privilege Jobs
+MODEL_KEY_NAMES = ("BOTLOOM_MODEL_API_KEY", "VLLM_API_KEY")  # botloom's model server, vLLM
+MIN_KEY_CHARS = 32
+JOB_LIMITS = ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished")
+JOB_FORBIDDEN_PREFIXES = ("Microsoft", "BOTLOOM_MODEL_API_KEY")  # app credentials, model key
+
+
+def _workloads(
+    by_kind: dict[str, list[Any]],
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(where, the pod template's metadata, the pod spec) of Deployments, Jobs and CronJobs."""
+    for kind in ("Deployment", "Job", "CronJob"):
+        for doc in by_kind.get(kind, []):
+            spec = doc["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else doc["spec"]
+            name = doc["metadata"].get("name") or doc["metadata"].get("generateName")
+            yield f"{kind} {name}", spec["template"].get("metadata", {}), spec["template"]["spec"]
+
+
+def _job_specs(by_kind: dict[str, list[Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in by_kind.get("Job", []):
+        yield (
+            f"Job {doc['metadata'].get('name') or doc['metadata'].get('generateName')}",
+            doc["spec"],
+        )
+    for doc in by_kind.get("CronJob", []):
+        yield f"CronJob {doc['metadata']['name']}", doc["spec"]["jobTemplate"]["spec"]
+
+
+def _model_api_key(
+    by_kind: dict[str, list[Any]], secrets: dict[str, dict[str, str]]
+) -> Iterator[str]:
+    """The bots and the model server (botloom's or vLLM) take the key from one Secret key."""
+    refs: dict[str, tuple[str, str]] = {}
+    for deployment in by_kind.get("Deployment", []):
+        name = deployment["metadata"]["name"]
+        component = deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            is_bot = (container.get("args") or [None])[0] == "serve"
+            if not is_bot and component != "model":
+                continue
+            where = f"Deployment {name}, container {container['name']}"
+            names = ("BOTLOOM_MODEL_API_KEY",) if is_bot else MODEL_KEY_NAMES
+            entries = [e for e in container.get("env", []) if e["name"] in names]
+            if not entries:
+                yield f"{where}: no model API key ({' or '.join(names)} from a Secret)"
+                continue
+            for entry in entries:
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if "value" in entry or not ref:
+                    yield f"{where}: the model API key {entry['name']} is not from a Secret"
+                else:
+                    refs[where] = (ref["name"], ref["key"])
+    if len(set(refs.values())) > 1:
+        yield f"the bot and the model server use different model API key Secrets: {refs}"
+    if not secrets:  # the base: the overlays generate the Secrets
+        return
+    for secret, key in sorted(set(refs.values())):
+        value = secrets.get(secret, {}).get(key)
+        if value is None:
+            yield f"the model API key Secret {secret} (key {key}) is not rendered"
+        elif len(value) < MIN_KEY_CHARS:
+            yield (
+                f"the model API key in Secret {secret} has {len(value)} characters, "
+                f"fewer than {MIN_KEY_CHARS}"
+            )
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"].get("podSelector", {})
+    if selector.get("matchExpressions"):
+        return False  # not read here; keep selectors to matchLabels
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _egress(by_kind: dict[str, list[Any]]) -> Iterator[str]:
+    """A NetworkPolicy limits the egress of the bot's pods and of every Job's pods, rule by port."""
+    policies = [
+        p for p in by_kind.get("NetworkPolicy", []) if "Egress" in p["spec"].get("policyTypes", [])
+    ]
+    for where, metadata, pod in _workloads(by_kind):
+        is_bot = any((c.get("args") or [None])[0] == "serve" for c in pod["containers"])
+        if not is_bot and not where.startswith(("Job", "CronJob")):
+            continue
+        labels = metadata.get("labels", {})
+        selecting = [p for p in policies if _selects(p, labels)]
+        if not selecting:
+            yield f"{where}: no NetworkPolicy limits the egress of its pods (policyTypes Egress)"
+        for policy in selecting:
+            for rule in policy["spec"].get("egress") or []:
+                if not rule.get("ports") or not rule.get("to"):
+                    yield (
+                        f"NetworkPolicy {policy['metadata']['name']}: an egress rule without "
+                        "ports or peers allows everything"
+                    )
+
+
+def _jobs(by_kind: dict[str, list[Any]], secrets: dict[str, dict[str, str]]) -> Iterator[str]:
+    """Jobs end (a deadline, a retry limit, a time to live), run as non-root on a read-only root
+    file system without a service account token, and get no app credentials or model key."""
+    for where, spec in _job_specs(by_kind):
+        for field in JOB_LIMITS:
+            if not isinstance(spec.get(field), int):
+                yield f"{where}: no {field}"
+        pod = spec["template"]["spec"]
+        if pod.get("securityContext", {}).get("runAsNonRoot") is not True:
+            yield f"{where}: the pod does not set runAsNonRoot: true"
+        if pod.get("automountServiceAccountToken") is not False:
+            yield f"{where}: the pod mounts a service account token"
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container.get("securityContext", {})
+            if context.get("readOnlyRootFilesystem") is not True:
+                yield f"{where}: container {container['name']} has no read-only root file system"
+            if context.get("allowPrivilegeEscalation") is not False:
+                yield f"{where}: container {container['name']} allows privilege escalation"
+            keys = {
+                e["valueFrom"]["secretKeyRef"]["key"]
+                for e in container.get("env", [])
+                if "secretKeyRef" in e.get("valueFrom", {})
+            }
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    keys.update(secrets.get(source["secretRef"]["name"], {}))
+            given = sorted(k for k in keys if k.startswith(JOB_FORBIDDEN_PREFIXES))
+            if given:
+                yield f"{where}: container {container['name']} gets {', '.join(given)}"
+
+
+def _database_tls(
+    by_kind: dict[str, list[Any]],
+    config_maps: dict[str, dict[str, str]],
+    secrets: dict[str, dict[str, str]],
+) -> Iterator[str]:
+    """Every PostgreSQL URL verifies the server (sslmode=verify-full) against a CA bundle, and the
+    pods that use it mount that bundle where sslrootcert says."""
+    sources = [(f"ConfigMap {n}", v) for n, v in config_maps.items()]
+    sources += [(f"Secret {n}", v) for n, v in secrets.items()]
+    for where, values in sources:
+        for key, value in values.items():
+            if _is_database_url(value):
+                yield from _verify_full(f"{where} {key}", value)
+    for where, _, pod in _workloads(by_kind):
+        for container in pod["containers"]:
+            env = _env_of(container, config_maps)
+            for source in container.get("envFrom", []):
+                env.update(secrets.get(source.get("secretRef", {}).get("name"), {}))
+            mounts = {m["mountPath"].rstrip("/") for m in container.get("volumeMounts", [])}
+            for key, value in env.items():
+                if not _is_database_url(value):
+                    continue
+                yield from _verify_full(f"{where} {key}", value)
+                ca_file = _query(value).get("sslrootcert", [""])[0]
+                if ca_file and str(Path(ca_file).parent) not in mounts:
+                    yield f"{where}: {key}'s sslrootcert {ca_file} is not in a mounted volume"
+    for name, data in config_maps.items():
+        if name.startswith("botloom-database-ca") and "BEGIN CERTIFICATE" not in data.get(
+            "ca.crt", ""
+        ):
+            yield f"ConfigMap {name}: ca.crt is not a PEM certificate bundle"
+
+
+def _is_database_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(url).query)
+
+
+def _verify_full(where: str, url: str) -> Iterator[str]:
+    query = _query(url)
+    if query.get("sslmode") != ["verify-full"]:
+        mode = query.get("sslmode", ["(none)"])[0]
+        yield f"{where}: the database URL has sslmode={mode}, not verify-full"
+    if not query.get("sslrootcert"):
+        yield f"{where}: the database URL names no CA bundle (sslrootcert=…)"
 
 
 def _bot(
@@ -141,6 +328,42 @@ def compose(path: Path) -> Iterator[str]:
             )
         if not environment.get("BOTLOOM_STORAGE", "").startswith("postgresql://"):
             yield f"service {name}: BOTLOOM_STORAGE is not the PostgreSQL service"
+        # The model server this bot calls requires the key the bot sends.
+        key = environment.get("BOTLOOM_MODEL_API_KEY") or ""
+        model_host = urlsplit(environment.get("BOTLOOM_MODEL_URL") or "").hostname
+        server = project["services"].get(model_host or "", {}).get("environment") or {}
+        server_keys = {server.get(n) for n in MODEL_KEY_NAMES if server.get(n) is not None}
+        if not key:
+            yield f"service {name}: no BOTLOOM_MODEL_API_KEY for the model server"
+        elif model_host not in project["services"]:
+            yield f"service {name}: BOTLOOM_MODEL_URL names no service here ({model_host})"
+        elif server_keys != {key}:
+            yield f"service {name}: the model server {model_host} does not require its API key"
+
+
+# compose files as written: variables whose names say secret never have a default value, and
+# these must be given (${VAR:?message}): compose stops with the message otherwise.
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|TOKEN", re.IGNORECASE)
+REQUIRED = ("POSTGRES_PASSWORD", "BOTLOOM_MODEL_API_KEY")
+_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def compose_source(*paths: Path) -> Iterator[str]:
+    used: set[str] = set()
+    for path in paths:
+        for match in _VARIABLE.finditer(path.read_text()):
+            name, operator, rest = match[1], match[2] or "", match[3] or ""
+            used.add(name)
+            if SECRET_NAME.search(name) and operator in ("-", ":-") and rest:
+                yield f"{path.name}: {name} has a default value ({match[0]})"
+            if name in REQUIRED and (operator != ":?" or not rest.strip()):
+                yield (
+                    f"{path.name}: {name} must be required with a message "
+                    f"(${{{name}:?…}}), not {match[0]}"
+                )
+    for name in REQUIRED:
+        if name not in used:
+            yield f"{'/'.join(p.name for p in paths)}: {name} is not used"
 
 
 def _seconds(duration: str) -> float:
@@ -211,7 +434,6 @@ def teams(manifest: Path) -> Iterator[str]:
             yield f"the prompt starters {expected} are not the personal commands {titles}"
 
 
-
 # Settings names: botloom's own and the Bot Framework's. The names botloom knows come from
 # bot/settings.py itself (it needs only the standard library), never from a list kept here.
 OWN_PREFIXES = ("BOTLOOM_", "Microsoft")
@@ -272,6 +494,7 @@ def names(*paths: Path) -> Iterator[str]:
 CHECKS = {
     "k8s": k8s,
     "compose": compose,
+    "compose-source": compose_source,
     "bicep": bicep,
     "pins": pins,
     "names": names,

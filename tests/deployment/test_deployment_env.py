@@ -15,6 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,10 @@ sys.path.insert(0, str(DEPLOYMENT))
 import check_policy  # noqa: E402  (deployment/ is not a package)
 
 EVERY_INTERFACE = {"0.0.0.0", "::"}
-_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+# What an operator's deployment/.env gives a required variable (${VAR:?message}).
+REQUIRED_VALUE = "0123456789abcdef0123456789abcdef"
 
 
 def dockerfile_env() -> dict[str, str]:
@@ -51,13 +57,16 @@ def env_lines(path: Path) -> dict[str, str]:
 
 
 def compose_env(service: str) -> dict[str, str]:
-    """The service's environment in compose.yaml, ${VAR:-default} read as its default."""
+    """The service's environment in compose.yaml, ${VAR:-default} read as its default and
+    ${VAR:?message} as a value an operator gave."""
     project = yaml.safe_load((DEPLOYMENT / "compose.yaml").read_text())
     environment = project["services"][service].get("environment") or {}
     if isinstance(environment, list):
         environment = dict(item.partition("=")[::2] for item in environment)
     return {
-        key: _VARIABLE.sub(lambda m: m.group(2) or "", str(value))
+        key: _VARIABLE.sub(
+            lambda m: REQUIRED_VALUE if m.group(2) == "?" else (m.group(3) or ""), str(value)
+        )
         for key, value in environment.items()
     }
 
@@ -112,9 +121,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bound_address(command: str, env: dict[str, str], port: int, tmp_path: Path) -> set[str]:
+def bound_address(
+    command: str,
+    env: dict[str, str],
+    port: int,
+    tmp_path: Path,
+    then: Callable[[], None] | None = None,
+) -> set[str]:
     """Start `botloom <command>` with exactly `env` (plus PATH and PYTHONPATH) and return the
-    addresses it listens on once it listens on `port`."""
+    addresses it listens on once it listens on `port` (after calling `then`, if given, while it
+    still runs)."""
     full_env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(ROOT),
@@ -136,6 +152,8 @@ def bound_address(command: str, env: dict[str, str], port: int, tmp_path: Path) 
                 assert process.poll() is None, f"{command} exited:\n{log_path.read_text()}"
                 assert time.monotonic() < deadline, f"not listening:\n{log_path.read_text()}"
                 time.sleep(0.2)
+            if then is not None:
+                then()
             return addresses
         finally:
             process.kill()
@@ -148,6 +166,42 @@ def test_compose_model_server_listens_on_every_interface(tmp_path: Path) -> None
     env.update(BOTLOOM_MODEL="fake", BOTLOOM_MODEL_SERVER_PORT=str(port))
     env.update(BOTLOOM_CACHE_DIR=str(tmp_path / "cache"))
     assert bound_address("model-server", env, port, tmp_path) <= EVERY_INTERFACE
+
+
+def http_status(port: int, path: str, key: str | None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as error:
+            status = error.code
+        if status != 503 or time.monotonic() > deadline:  # 503: the model is still loading
+            return status
+        time.sleep(0.2)
+
+
+def test_compose_model_server_requires_the_bots_api_key(tmp_path: Path) -> None:
+    """Issue 24: with compose's environment (the required key given, as deployment/.env gives it)
+    the model server refuses /v1/ without the key the bot sends; /health stays open."""
+    port = free_port()
+    env = {**dockerfile_env(), **compose_env("model-server")}
+    env.update(BOTLOOM_MODEL="fake", BOTLOOM_MODEL_SERVER_PORT=str(port))
+    env.update(BOTLOOM_CACHE_DIR=str(tmp_path / "cache"))
+    key = compose_env("bot").get("BOTLOOM_MODEL_API_KEY")
+    assert key and env.get("BOTLOOM_MODEL_API_KEY") == key
+    statuses: dict[str, int] = {}
+
+    def requests() -> None:
+        statuses["/health"] = http_status(port, "/health", None)
+        statuses["no key"] = http_status(port, "/v1/models", None)
+        statuses["another key"] = http_status(port, "/v1/models", "not-" + key)
+        statuses["the bot's key"] = http_status(port, "/v1/models", key)
+
+    bound_address("model-server", env, port, tmp_path, then=requests)
+    assert statuses == {"/health": 200, "no key": 401, "another key": 401, "the bot's key": 200}
 
 
 def test_kubernetes_model_server_listens_on_every_interface(tmp_path: Path) -> None:
