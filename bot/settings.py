@@ -13,9 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from models.engine_choices import ENGINE_WEIGHTS, ENGINES
+
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
-ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
-ENGINE_WEIGHTS = ("auto", "fp16", "bf16", "int8", "float32")  # EngineConfig.weights
 
 # bench/prompt_eval.py compared eight candidates on its held-out set (tests/data/prompt_eval.json):
 # none answered more often than this one, so it stays (README, "Measured").

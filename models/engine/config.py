@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from models.engine.request import EngineRequest, EngineStats
+from models.engine_choices import EngineWeights
 
 Backend = Literal["auto", "dynamic", "paged"]
-ENGINES = ("auto", "batched", "serial")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class EngineConfig:
     cuda_graphs: bool | None = None
     async_batching: bool | None = None
     # CPU speed (issue 16)
-    weights: Literal["auto", "fp16", "bf16", "int8", "float32"] = "auto"
+    weights: EngineWeights = "auto"
     prefix_cache_bytes: int | None = None
     torch_threads: int = 0
 

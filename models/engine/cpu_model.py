@@ -18,7 +18,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -31,10 +30,10 @@ from models.engine.fp16_linear import fp16_copy
 from models.engine.int8_linear import quantized_copy
 from models.engine.kv import BatchKV
 from models.engine.packed_linear import packed_copy
+from models.engine_choices import EngineWeights
 
 logger = logging.getLogger(__name__)
 
-Weights = Literal["auto", "fp16", "bf16", "int8", "float32"]
 MIN_PREFIX_CACHE_BYTES = 32 << 20
 
 
@@ -109,7 +108,7 @@ class EngineModel:
 
 
 def prepare_model(
-    model: PreTrainedModel, *, weights: Weights, pack_weights: bool, max_batch: int
+    model: PreTrainedModel, *, weights: EngineWeights, pack_weights: bool, max_batch: int
 ) -> EngineModel:
     """The batcher's model for a float32 model on the CPU: a float16 copy ("fp16", or "auto"
     where FBGEMM runs), a bfloat16 copy ("bf16", or "auto" where the CPU has native bfloat16) or

@@ -30,7 +30,6 @@ from transformers import DynamicCache, PreTrainedModel
 
 from models.api import ModelError, ModelUnavailable
 from models.engine.cpu_model import (
-    Weights,
     default_prefix_cache_bytes,
     kv_bytes_per_token,
     prepare_model,
@@ -48,6 +47,7 @@ from models.engine.request import (
     push_or_error,
 )
 from models.engine.sampling import SeenTokens, choose_tokens, finite_rows
+from models.engine_choices import EngineWeights
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class DynamicBatcher:
         max_batch: int = 16,
         prefix_cache_tokens: int = 16384,
         pack_weights: bool = True,
-        weights: Weights = "float32",
+        weights: EngineWeights = "float32",
         prefix_cache_bytes: int | None = None,
     ) -> None:
         if not supports_dynamic_batching(model):
