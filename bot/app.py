@@ -237,12 +237,9 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
             channel_url=settings.openid_metadata_url or None,
             emulator_url=settings.emulator_openid_metadata_url or None,
         )
-        start = getattr(runtime.model.inner, "start", None)
-        if start is not None:
-            start()
+        runtime.model.start()
         # Turns acknowledged but never run (a dead replica, a crash) are taken up once loaded.
-        wait_ready = getattr(runtime.model.inner, "wait_ready", None)
-        endpoint.runner.start(after=wait_ready() if wait_ready is not None else None)
+        endpoint.runner.start(after=runtime.model.wait_ready())
         probe = app.get(MODEL_PROBE)
         if probe is not None:
             probe.start(session)

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from models.api import ChatMessage, ChatModel, GenerationParams, ModelUnavailable
+from models.api import ChatMessage, ChatModel, GenerationParams, ModelUnavailable, close_model
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,9 @@ LOADING = "the model is still loading"
 class DeferredChatModel:
     """Wraps a blocking `loader`; until it has finished, calls raise ModelUnavailable.
 
-    `start()` runs the loader in a worker thread; `ready` tells whether it has finished;
-    `wait_ready()` waits for it and re-raises a load failure as ModelUnavailable.
+    Its ModelLifecycle: `start()` runs the loader in a worker thread; `ready` tells whether it
+    has finished; `wait_ready()` waits for it, returns the loaded model and re-raises a load
+    failure as ModelUnavailable; `close()` waits for a load in progress, then closes the model.
     """
 
     def __init__(self, loader: Callable[[], ChatModel], name: str) -> None:
@@ -92,8 +93,5 @@ class DeferredChatModel:
         if self._task is not None and not self._task.done():
             # A load in a worker thread cannot be interrupted; wait for it so the thread ends.
             await asyncio.wait({self._task})
-        close = getattr(self._model, "close", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
+        if self._model is not None:
+            await close_model(self._model)
