@@ -36,9 +36,8 @@ class DeferredChatModel:
     async def _load(self) -> ChatModel:
         """The loader in a thread of its own that then ends: the OpenMP threads torch started
         for it end with it. A pool thread would keep them, and with more OpenMP threads than
-        cores libgomp stops spinning between parallel regions: the engine's decode step, in
-        its own thread, then ran ~1.6x slower (bench/engine_step.py's figure against a step
-        after a load in the pool, 2 cores)."""
+        cores libgomp stops spinning between parallel regions, which made the engine's decode
+        step (in its own thread) much slower (see bench/results/design-measurements.md)."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botloom-load")
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, self._loader)

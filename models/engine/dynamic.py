@@ -10,12 +10,12 @@ per-row position ids. A row leaves as soon as its reply ends; its KV cache goes 
 PrefixCache, where the conversation's next turn finds it. On the CPU the batcher runs its own copy
 of a float32 model (models/engine/cpu_model.py: float16, bfloat16, int8 or packed float32 weights).
 
-Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
-nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU
-too: measured side by side with the embedded default (bench/engine.py --with-paged, 16
-conversations) it generated 28 tokens/s against this backend's 32 (before this backend's weights
-were packed and its prefills batched), and it has no repetition penalty, so its replies differ
-from serial `generate`'s; this backend's are the same.
+Why not `generate` on a padded batch: a static batch waits for its longest reply and admits nobody
+meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU too:
+measured side by side with the embedded default (bench/engine.py --with-paged) it generated fewer
+tokens per second than this backend, even before this backend's weights were packed and its prefills
+batched (see bench/results/design-measurements.md), and it has no repetition penalty, so its replies
+differ from serial `generate`'s; this backend's are the same.
 """
 
 from __future__ import annotations
