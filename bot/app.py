@@ -191,8 +191,8 @@ def create_app(
         limits,
     )
     app[RUNTIME] = runtime
-    # Issue 12: the rate limit before the inbox write, shared through the store; Host, Origin and
-    # JSON checks where no token protects the server (the local Direct Line, anonymous mode).
+    # The rate limit before the inbox write, shared through the store; Host, Origin and JSON
+    # checks where no token protects the server (the local Direct Line, anonymous mode).
     guard = OriginGuard(settings.allowed_hosts, settings.allowed_origins)
     rate_limit = UserRateLimit(create_rate_counts(runtime.storage), settings.rate_limit_per_minute)
     app[ENDPOINT] = MessagesEndpoint(
@@ -207,7 +207,7 @@ def create_app(
     if runtime.knowledge is not None:  # BOTLOOM_KNOWLEDGE, indexed while the bot serves
         app.cleanup_ctx.append(indexing_at_start(runtime.knowledge, settings.knowledge))
     app.router.add_post("/api/messages", app[ENDPOINT].handle)
-    # Issue 12: a remote model server's state on /healthz (it never makes /readyz fail).
+    # A remote model server's state on /healthz (it never makes /readyz fail).
     probe = None
     if settings.model_url and model is None:
         probe = ModelServerProbe(
