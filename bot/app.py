@@ -192,8 +192,8 @@ def create_app(
         limits,
     )
     app[RUNTIME] = runtime
-    # Issue 12: the rate limit before the inbox write, shared through the store; Host, Origin and
-    # JSON checks where no token protects the server (the local Direct Line, anonymous mode).
+    # The rate limit before the inbox write, shared through the store; Host, Origin and JSON
+    # checks where no token protects the server (the local Direct Line, anonymous mode).
     guard = OriginGuard(settings.allowed_hosts, settings.allowed_origins)
     rate_limit = UserRateLimit(runtime.backend.rate_counts(), settings.rate_limit_per_minute)
     app[ENDPOINT] = MessagesEndpoint(
@@ -208,7 +208,7 @@ def create_app(
     if runtime.knowledge is not None:  # BOTLOOM_KNOWLEDGE, indexed while the bot serves
         app.cleanup_ctx.append(indexing_at_start(runtime.knowledge, settings.knowledge))
     app.router.add_post("/api/messages", app[ENDPOINT].handle)
-    # Issue 12: a remote model server's state on /healthz (it never makes /readyz fail).
+    # A remote model server's state on /healthz (it never makes /readyz fail).
     probe = None
     if settings.model_url and model is None:
         probe = ModelServerProbe(
@@ -238,12 +238,9 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
             channel_url=settings.openid_metadata_url or None,
             emulator_url=settings.emulator_openid_metadata_url or None,
         )
-        start = getattr(runtime.model.inner, "start", None)
-        if start is not None:
-            start()
+        runtime.model.start()
         # Turns acknowledged but never run (a dead replica, a crash) are taken up once loaded.
-        wait_ready = getattr(runtime.model.inner, "wait_ready", None)
-        endpoint.runner.start(after=wait_ready() if wait_ready is not None else None)
+        endpoint.runner.start(after=runtime.model.wait_ready())
         probe = app.get(MODEL_PROBE)
         if probe is not None:
             probe.start(session)

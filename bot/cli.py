@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "script; real: the configured model (BOTLOOM_MODEL)",
     )
     test.add_argument("--junit-xml", type=Path, metavar="FILE", help="also write a JUnit report")
-    add_teams_commands(commands)  # issue 15: feedback export, notify
+    add_teams_commands(commands)  # Teams: feedback export, notify
     from bot.knowledge.command import add_knowledge_parser
 
     add_knowledge_parser(commands)

@@ -106,11 +106,10 @@ async def chat(
     user_id = getpass.getuser()
     conversation_id = conversation_id or f"console-{user_id}"
     adapter = ConsoleAdapter(output, user_id, conversation_id=conversation_id, recorder=recorder)
-    wait_ready = getattr(runtime.model.inner, "wait_ready", None)
-    if wait_ready is not None:
+    if not runtime.model.ready:
         output.write(f"Loading the model ({runtime.model.name})…\n")
         output.flush()
-        await wait_ready()
+    await runtime.model.wait_ready()
     await adapter.process(
         adapter.activity(ActivityTypes.conversation_update, members_added=[adapter.user]),
         runtime.bot.on_turn,

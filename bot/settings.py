@@ -13,9 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from models.engine_choices import ENGINE_WEIGHTS, ENGINES
+
 APP_TYPES = ("MultiTenant", "SingleTenant", "UserAssignedMSI")
-ENGINES = ("auto", "batched", "serial")  # models.engine.ENGINES, without importing torch here
-ENGINE_WEIGHTS = ("auto", "fp16", "bf16", "int8", "float32")  # EngineConfig.weights
 
 # bench/prompt_eval.py compared eight candidates on its held-out set (tests/data/prompt_eval.json):
 # none answered more often than this one, so it stays (README, "Measured").
@@ -107,18 +107,18 @@ class Settings:
     drain_s: float = 20.0  # on SIGTERM: how long turns in flight may take to finish
     log_level: str = "INFO"
     log_messages: bool = False  # put message text and user names in the turn log
-    # Teams-grade AI replies (issue 15): Teams' thumbs up / down under model replies, and the
+    # Teams-grade AI replies: Teams' thumbs up / down under model replies, and the
     # prompt starters ("title|text;title|text", at most 10) for the welcome and the Teams app.
     feedback_buttons: bool = True
     prompt_starters: str = ""
-    # Hardening (issue 12). Host names (besides loopback and this server's own addresses) and
+    # Hardening. Host names (besides loopback and this server's own addresses) and
     # page origins the local Direct Line and anonymous /api/messages accept: for a reverse proxy.
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     # How often the bot checks its remote model server (BOTLOOM_MODEL_URL) for /healthz.
     model_probe_interval_s: float = 15.0
 
-    # Knowledge (issue 13): answers from the user's documents, with citations. BOTLOOM_KNOWLEDGE
+    # Knowledge: answers from the user's documents, with citations. BOTLOOM_KNOWLEDGE
     # lists files and folders indexed at start (incrementally); `botloom knowledge add` adds more.
     # The index lives in knowledge_store (sqlite:///… or postgresql://…); empty: beside the state
     # (the same SQLite file or PostgreSQL database; with Redis or memory state, data/knowledge.db).
@@ -138,17 +138,16 @@ class Settings:
     knowledge_parse_timeout_s: float = 60.0
     knowledge_parse_memory_mb: float = 1024.0
 
-    # User memory, summaries and reply endings (issue 14): facts users state about themselves are
-    # kept per user across their conversations (/memory, /forget, /remember); false keeps nothing.
+    # User memory, summaries and reply endings: facts users state about themselves are kept per
+    # user across their conversations (/memory, /forget, /remember); false keeps nothing.
     memory: bool = True
     reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
     memory_extraction: str = "rules"  # "model": also the model's structured extraction (big models)
 
-    # CPU speed of the in-process engine (issue 16): weights "auto" (fp16 for a float32 model
-    # where FBGEMM runs, else bf16 on a CPU with native bfloat16, else int8), "fp16", "bf16",
-    # "int8" or "float32"; the prefix cache's
-    # bound in MB (0: a sixteenth of the model's weights, at least 32 MiB); torch threads on the
-    # CPU (0: every core the process is given).
+    # CPU speed of the in-process engine: weights "auto" (fp16 for a float32 model where FBGEMM
+    # runs, else bf16 on a CPU with native bfloat16, else int8), "fp16", "bf16", "int8" or
+    # "float32"; the prefix cache's bound in MB (0: a sixteenth of the model's weights, at least
+    # 32 MiB); torch threads on the CPU (0: every core the process is given).
     engine_weights: str = "auto"
     prefix_cache_mb: int = 0
     torch_threads: int = 0
@@ -226,7 +225,7 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
         raise SettingsError("BOTLOOM_MEMORY_EXTRACTION must be rules or model")
     if parsed.get("engine", "auto") not in ENGINES:
         raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
-    # CPU speed of the engine (issue 16)
+    # CPU speed of the engine
     if parsed.get("engine_weights", "auto") not in ENGINE_WEIGHTS:
         raise SettingsError(f"BOTLOOM_ENGINE_WEIGHTS must be one of {', '.join(ENGINE_WEIGHTS)}")
     for name in ("prefix_cache_mb", "torch_threads", "knowledge_parse_memory_mb"):

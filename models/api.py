@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -60,11 +60,62 @@ class ModelShuttingDown(ModelUnavailable):
 
 
 @runtime_checkable
-class ChatModel(Protocol):
+class ModelLifecycle(Protocol):
+    """Loading and releasing a model: every ChatModel and EmbeddingModel has these four.
+
+    `start()` begins loading in the background and returns at once (call it on the event loop;
+    a second call does nothing). `ready` tells whether the model can serve now. `wait_ready()` starts
+    loading if need be and returns once the model is ready, raising ModelUnavailable if it failed
+    to load (what it returns is the implementation's: DeferredChatModel's is the loaded model).
+    `close()` releases threads, connections and memory; it returns None where that is done at
+    once and an awaitable where it awaits (a remote model's HTTP session): `close_model` does
+    either. A model that is ready once constructed takes ReadyLifecycle's no-ops.
+    """
+
+    def start(self) -> None: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def wait_ready(self) -> object: ...
+
+    def close(self) -> Awaitable[None] | None: ...
+
+
+class ReadyLifecycle:
+    """The ModelLifecycle of a model that is ready once constructed: there is nothing to start or
+    wait for, `ready` is True, and `close` releases nothing (a subclass that holds a worker
+    thread or a connection overrides it)."""
+
+    def start(self) -> None:
+        """Nothing to load: the model is ready."""
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def wait_ready(self) -> None:
+        """Nothing to wait for: the model is ready."""
+
+    def close(self) -> Awaitable[None] | None:
+        """Nothing to release."""
+        return None
+
+
+async def close_model(model: ModelLifecycle) -> None:
+    """`model.close()`, awaited where it returns an awaitable."""
+    closing = model.close()
+    if closing is not None:
+        await closing
+
+
+@runtime_checkable
+class ChatModel(ModelLifecycle, Protocol):
     """A chat model: `stream` yields pieces of the reply as they are generated.
 
     Implementations never block the event loop. Cancelling the consumer of `stream` (or closing
-    the iterator) stops generation. Errors are raised as `ModelError` subclasses.
+    the iterator) stops generation. Errors are raised as `ModelError` subclasses. The model's
+    lifecycle (start, ready, wait_ready, close) is ModelLifecycle's.
     """
 
     @property
@@ -92,11 +143,24 @@ async def complete(
 
 
 class WrappedChatModel:
-    """A ChatModel around `inner` whose name, context window and token counts are the inner
-    model's; subclasses add behaviour around `stream` (admission control, recording)."""
+    """A ChatModel around `inner` whose name, context window, token counts and lifecycle are the
+    inner model's; subclasses add behaviour around `stream` (admission control, recording)."""
 
     def __init__(self, inner: ChatModel) -> None:
         self.inner = inner
+
+    def start(self) -> None:
+        self.inner.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    async def wait_ready(self) -> object:
+        return await self.inner.wait_ready()
+
+    def close(self) -> Awaitable[None] | None:
+        return self.inner.close()
 
     @property
     def name(self) -> str:
@@ -112,7 +176,7 @@ class WrappedChatModel:
 
 async def close_resource(resource: object) -> None:
     """Call `resource.close()` where it has one, awaiting it where it is a coroutine (models,
-    storages and indexes close either way)."""
+    storages and indexes close either way; `resource` may be None, or have no `close`)."""
     close = getattr(resource, "close", None)
     if close is not None:
         result = close()

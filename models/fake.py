@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from models.api import ChatMessage, GenerationParams, ModelError
+from models.api import ChatMessage, GenerationParams, ModelError, ReadyLifecycle
 
 TOKENS_PER_MESSAGE = 3  # role markers, like a chat template's
 
 
-class FakeChatModel:
+class FakeChatModel(ReadyLifecycle):
     """Replies ``"fake: <last user message>"`` one word at a time.
 
     `reply` overrides the text (a function of the prompt); `delay` sleeps before each piece;
     `fail_after` raises `error` after that many pieces; `hang` never produces a piece.
     Every prompt is recorded in `prompts`; `pieces_produced` counts pieces actually generated.
-    Tokens are whitespace-separated words plus a few per message.
+    Tokens are whitespace-separated words plus a few per message. Ready once constructed; it
+    holds nothing to close (ReadyLifecycle).
     """
 
     def __init__(

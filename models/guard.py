@@ -36,7 +36,8 @@ class GuardedChatModel(WrappedChatModel):
     Raises ModelOverloaded when `max_pending` requests are already admitted, ModelTimeout when a
     reply runs past its deadline (the inner stream is closed, which stops generation), and
     ModelShuttingDown for requests in flight when `abort_all` is called (shutdown).
-    Any other exception from the inner model surfaces as ModelError.
+    Any other exception from the inner model surfaces as ModelError. Its lifecycle (start,
+    ready, wait_ready, close) is the inner model's.
     """
 
     def __init__(self, inner: ChatModel, limits: GuardLimits) -> None:
@@ -44,10 +45,6 @@ class GuardedChatModel(WrappedChatModel):
         self.limits = limits
         self.pending = 0
         self._aborted = asyncio.Event()
-
-    @property
-    def ready(self) -> bool:
-        return bool(getattr(self.inner, "ready", True))
 
     def abort_all(self) -> None:
         """Make every admitted and future request fail with ModelShuttingDown."""

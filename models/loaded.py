@@ -7,14 +7,15 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from models.api import ChatMessage
+from models.api import ChatMessage, ReadyLifecycle
 from models.chat_template import ChatTemplate
 from models.loading import context_window_of, eos_token_ids
 
 
-class LoadedChatModel:
+class LoadedChatModel(ReadyLifecycle):
     """`context_window` defaults to the model's `max_position_embeddings`; `stop_token_ids` to
-    the model's and tokenizer's EOS tokens."""
+    the model's and tokenizer's EOS tokens. The model is loaded already, so it is ready once
+    constructed (ReadyLifecycle); subclasses' `close` ends their worker threads."""
 
     def __init__(
         self,

@@ -46,9 +46,7 @@ def load_script(path: Path) -> Script:
 
 async def run_script(script: Script, settings: Settings, model: ChatModel) -> None:
     """Replay `script` with `model` (left open: its owner closes it); raises ScriptFailure."""
-    wait_ready = getattr(model, "wait_ready", None)
-    if wait_ready is not None:
-        await wait_ready()
+    await model.wait_ready()
     runtime = build_runtime(settings, model=model, storage=MemoryStorage())
     await Replay(script, runtime.bot.on_turn).run()
 

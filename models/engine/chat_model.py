@@ -31,9 +31,10 @@ from models.api import (
     PromptTooLong,
 )
 from models.decoding import ReplyText
-from models.engine.config import ENGINES, Batcher, EngineConfig
+from models.engine.config import Batcher, EngineConfig
 from models.engine.cpu_model import release_freed_memory, use_cpu_threads
 from models.engine.request import EngineRequest, EngineStats
+from models.engine_choices import ENGINES
 from models.hf import load_chat_model, load_model
 from models.loaded import LoadedChatModel
 from models.loading import pick_device

@@ -1,12 +1,12 @@
 """CompactDecoder: the CPU backend's decode step for Llama-family models in a few torch ops a layer.
 
-transformers' forward spends about 40 small operations a layer on a decode step (mask building,
-rotary embeddings, repeat_kv, reshapes, SDPA's flash kernel, which at one query per row cost 3 ms a
-layer at 16 rows here). This step does per layer: RMSNorm, one fused QKV product, rotary embedding
-from the model's own `rotary_emb`, the new keys and values written into the batch's slots
-(models/engine/kv.py), attention as two batched matmuls over the slots with the query heads of a
-KV head grouped (no repeat_kv), the output product, RMSNorm, one fused gate/up product, SiLU, down.
-It runs on the fused layers of models/engine/fused.py (fp16, bf16) or int8_linear.py, so it
+transformers' forward spends dozens of small operations a layer on a decode step (mask building,
+rotary embeddings, repeat_kv, reshapes, SDPA's flash kernel, slow at one query per row: see
+bench/results/design-measurements.md). This step does per layer: RMSNorm, one fused QKV product,
+rotary embedding from the model's own `rotary_emb`, the new keys and values written into the batch's
+slots (models/engine/kv.py), attention as two batched matmuls over the slots with the query heads of
+a KV head grouped (no repeat_kv), the output product, RMSNorm, one fused gate/up product, SiLU,
+down. It runs on the fused layers of models/engine/fused.py (fp16, bf16) or int8_linear.py, so it
 exists only where those do, for the model types in SUPPORTED, and only once `matches` found its
 logits equal to the model's own forward on a small batch (else the batcher keeps transformers'
 forward).

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from models.engine.request import EngineRequest, EngineStats
+from models.engine_choices import EngineWeights
 
 Backend = Literal["auto", "dynamic", "paged"]
-ENGINES = ("auto", "batched", "serial")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class EngineConfig:
     `async_batching` (paged; double-buffered steps that hide CPU overhead): None lets transformers
     decide (both on with flash attention, off with SDPA).
 
-    CPU speed (issue 16; dynamic backend): `weights` "auto" runs a float32 model on the CPU on
+    CPU speed (dynamic backend): `weights` "auto" runs a float32 model on the CPU on
     float16 weights where FBGEMM runs, else bfloat16 or int8, with the compact decode step
     (models/engine/cpu_model.py), "float32" on its own (oneDNN-packed) weights.
     `prefix_cache_bytes` bounds the PrefixCache in bytes as well (None: a sixteenth of the
@@ -50,8 +50,8 @@ class EngineConfig:
     gpu_memory_fraction: float | None = None
     cuda_graphs: bool | None = None
     async_batching: bool | None = None
-    # CPU speed (issue 16)
-    weights: Literal["auto", "fp16", "bf16", "int8", "float32"] = "auto"
+    # CPU speed (dynamic backend)
+    weights: EngineWeights = "auto"
     prefix_cache_bytes: int | None = None
     torch_threads: int = 0
 

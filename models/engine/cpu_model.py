@@ -18,7 +18,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -31,10 +30,10 @@ from models.engine.fp16_linear import fp16_copy
 from models.engine.int8_linear import quantized_copy
 from models.engine.kv import BatchKV
 from models.engine.packed_linear import packed_copy
+from models.engine_choices import EngineWeights
 
 logger = logging.getLogger(__name__)
 
-Weights = Literal["auto", "fp16", "bf16", "int8", "float32"]
 MIN_PREFIX_CACHE_BYTES = 32 << 20
 
 
@@ -63,7 +62,8 @@ class EngineModel:
     def kv_dtype(self) -> torch.dtype:
         """The batch's and the kept KV cache's dtype: bfloat16 with bf16 weights and the compact
         step (its attention reads half the bytes), else the model's (with fp16 weights too: a
-        bfloat16 cache alone cost 5 of 32 greedy replies their agreement with float32)."""
+        bfloat16 cache alone cost greedy replies their agreement with float32's, as
+        bench/agreement.py measures)."""
         if self.weights == "bf16" and self.decoder is not None:
             return torch.bfloat16
         return self.model.dtype
@@ -109,7 +109,7 @@ class EngineModel:
 
 
 def prepare_model(
-    model: PreTrainedModel, *, weights: Weights, pack_weights: bool, max_batch: int
+    model: PreTrainedModel, *, weights: EngineWeights, pack_weights: bool, max_batch: int
 ) -> EngineModel:
     """The batcher's model for a float32 model on the CPU: a float16 copy ("fp16", or "auto"
     where FBGEMM runs), a bfloat16 copy ("bf16", or "auto" where the CPU has native bfloat16) or
@@ -144,28 +144,28 @@ def kv_bytes_per_token(model: PreTrainedModel, dtype: torch.dtype | None = None)
 
 def default_prefix_cache_bytes(model: PreTrainedModel) -> int:
     """The PrefixCache's default bound: a sixteenth of the model's weights as loaded, at least
-    32 MiB (the embedded default: 34 MB, about 730 tokens of 46 kB in float32). A kept cache
-    fills to its bound in use: `botloom serve` grew from 0.74 GB once ready to 0.87 GB over a
-    dozen turns with a quarter (135 MB), to 0.80 with a tenth, to 0.77 with this
-    (bench/serve_memory.py); 16 conversations at once (bench/engine.py's workload) reused the
-    same 4,213 of 5,321 prompt tokens with 32 MiB, 48 MiB and 135 MB. Many conversations at
-    human pace want more (BOTLOOM_PREFIX_CACHE_MB)."""
+    32 MiB. A kept cache fills to its bound in use, so the bound is memory `botloom serve` takes
+    on over its first turns (bench/serve_memory.py); larger bounds cost that memory without more
+    reuse for many conversations at once (bench/engine.py's workload reused the same prompt
+    tokens with each: see bench/results/design-measurements.md). Many conversations at human
+    pace want more (BOTLOOM_PREFIX_CACHE_MB)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return max(MIN_PREFIX_CACHE_BYTES, weights // 16)
 
 
 def release_freed_memory() -> None:
-    """Hand memory freed since loading back to the OS (glibc keeps freed blocks otherwise: the
-    embedded default stays at 1.1 GB resident after its float32 weights are dropped, 0.63 GB
-    after this). Best-effort; nothing happens off glibc."""
+    """Hand memory freed since loading back to the OS (glibc keeps freed blocks otherwise, so the
+    float32 weights a batcher's copy replaced would stay resident). Best-effort; nothing happens
+    off glibc."""
     gc.collect()
     trim_heap()
 
 
 def trim_heap() -> None:
-    """glibc's malloc_trim: freed heap memory back to the OS (a few ms; nothing off glibc).
-    The engine calls it when its batch empties: glibc keeps what prefills freed, and 12 turns
-    of one conversation grew the process by 240 MB (67 MB with it, 46 of them kept KV)."""
+    """glibc's malloc_trim: freed heap memory back to the OS (quick; nothing off glibc).
+    The engine calls it when its batch empties: glibc keeps what prefills freed, and without it
+    the process grows with every turn far beyond the KV cache it keeps (see
+    bench/results/design-measurements.md)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

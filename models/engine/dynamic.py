@@ -10,12 +10,12 @@ per-row position ids. A row leaves as soon as its reply ends; its KV cache goes 
 PrefixCache, where the conversation's next turn finds it. On the CPU the batcher runs its own copy
 of a float32 model (models/engine/cpu_model.py: float16, bfloat16, int8 or packed float32 weights).
 
-Why not `generate` on a padded batch: a static batch waits for its longest reply and admits
-nobody meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU
-too: measured side by side with the embedded default (bench/engine.py --with-paged, 16
-conversations) it generated 28 tokens/s against this backend's 32 (before this backend's weights
-were packed and its prefills batched), and it has no repetition penalty, so its replies differ
-from serial `generate`'s; this backend's are the same.
+Why not `generate` on a padded batch: a static batch waits for its longest reply and admits nobody
+meanwhile. Why not transformers' ContinuousBatchingManager (the CUDA backend) on the CPU too:
+measured side by side with the embedded default (bench/engine.py --with-paged) it generated fewer
+tokens per second than this backend, even before this backend's weights were packed and its prefills
+batched (see bench/results/design-measurements.md), and it has no repetition penalty, so its replies
+differ from serial `generate`'s; this backend's are the same.
 """
 
 from __future__ import annotations
@@ -26,18 +26,17 @@ from collections import deque
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
 from models.api import ModelError, ModelUnavailable
 from models.engine.cpu_model import (
-    Weights,
     default_prefix_cache_bytes,
     kv_bytes_per_token,
     prepare_model,
     supports_dynamic_batching,
 )
-from models.engine.kv import BatchKV, LayerKV, cast_kv, fill_cache, layer_kv
-from models.engine.prefill import Prefill, next_prefill_group, padded_pasts, prefill_inputs, row_kv
+from models.engine.kv import BatchKV, LayerKV
+from models.engine.prefill import Prefill, next_prefill_group, run_prefill
 from models.engine.prefix_cache import PrefixCache
 from models.engine.request import (
     NOT_FINITE,
@@ -48,6 +47,7 @@ from models.engine.request import (
     push_or_error,
 )
 from models.engine.sampling import SeenTokens, choose_tokens, finite_rows
+from models.engine_choices import EngineWeights
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class DynamicBatcher:
         max_batch: int = 16,
         prefix_cache_tokens: int = 16384,
         pack_weights: bool = True,
-        weights: Weights = "float32",
+        weights: EngineWeights = "float32",
         prefix_cache_bytes: int | None = None,
     ) -> None:
         if not supports_dynamic_batching(model):
@@ -198,45 +198,26 @@ class DynamicBatcher:
 
     def _prefill(self, group: list[Prefill]) -> list[tuple[_Row, LayerKV]]:
         """Run the prompts of `group` (what the PrefixCache lacks of each) in one forward pass
-        and choose their first tokens.
+        (run_prefill) and choose their first tokens.
 
         Returns a new row for each reply that goes on, with its KV cache (per layer
         [1, kv_heads, prompt, head_dim]).
-
-        Several prompts run as one batch: the reused prefixes left-padded to the longest, then the
-        new tokens left-padded to the longest suffix, so that every row's last token is in the
-        last column; the attention mask hides both paddings. (A padding query with nothing to
-        attend to gets zeros from PyTorch's attention, and its keys are masked for everyone.)
         """
-        rows, past, suffix = len(group), max(p.reused for p in group), max(p.suffix for p in group)
-        device = self._device
-        input_ids, positions, mask = prefill_inputs(group, past, suffix)
-        cache = DynamicCache(config=self._model.config)
-        if past:
-            dtype = self._model.dtype  # the forward's; the kept caches may be bfloat16
-            pasts = padded_pasts(group, past, dtype) if rows > 1 else group[0].past or []
-            fill_cache(cache, cast_kv(pasts, dtype))
-        out = self._model(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_argument: cache},
+        kvs, last_logits = run_prefill(
+            self._model,
+            group,
+            device=self._device,
+            cache_argument=self._cache_argument,
+            kv_dtype=self._kv_dtype,
         )
         self.stats.prefill_passes += 1
-        layers = [layer_kv(layer) for layer in cache.layers]
-        logits, broken = finite_rows(out.logits[:, -1])  # [rows, vocab]
+        logits, broken = finite_rows(last_logits)  # [rows, vocab]
         seen = SeenTokens()
         seen.add_rows([p.request.prompt_ids for p in group])
         tokens = choose_tokens(logits, [p.request.params for p in group], seen)
         started = []
-        for i, (p, token) in enumerate(zip(group, tokens, strict=True)):
+        for i, (p, token, kv) in enumerate(zip(group, tokens, kvs, strict=True)):
             request, ids = p.request, p.request.prompt_ids
-            # exactly this prompt's KV cache: [1, heads, len(ids), dim] per layer
-            kv = cast_kv(
-                layers if rows == 1 else row_kv(layers, i, p, past, suffix), self._kv_dtype
-            )
             request.reused_tokens = p.reused
             self.stats.requests += 1
             self.stats.prompt_tokens += len(ids)

@@ -4,7 +4,8 @@ FBGEMM lays a weight out in blocks of 512 input rows (`PackedGemmMatrixFP16`, as
 `linear_prepack_fp16` builds it): where the inputs are not a multiple of 512, the last block is
 still 512 rows tall, its real rows packed first and the rest a zero-filled tail at the end of the
 buffer that the kernels never read (they stop at the last block's real rows). The embedded
-default's 576 inputs take the room of 1024 that way: 168 MB of its 437 MB of packed weights.
+default's 576 inputs take the room of 1024 that way, so the padding is a large share of its packed
+weights (see bench/results/design-measurements.md).
 
 `pack_fp16` packs as torch does, then gives the pages wholly inside that tail back to the OS
 (`madvise(MADV_DONTNEED)`: a page given back reads as zeros again, so nothing any reader could

@@ -1,8 +1,8 @@
 """FileEmbedding: a model's input embedding read from its safetensors checkpoint, not copied.
 
 A step looks up one row of the input embedding per token and reads nothing else of it, yet the
-16-bit copies (models/engine/fused.py) kept the whole matrix in memory: the embedded default's
-56 MB as float16, its values rounded. Where the model was loaded from a safetensors folder, the
+16-bit copies (models/engine/fused.py) kept the whole matrix in memory, its values rounded (see
+bench/results/design-measurements.md). Where the model was loaded from a safetensors folder, the
 matrix is mapped from the file instead (copy-on-write, never written): the checkpoint's exact
 values, and only the pages of rows looked up are resident, as clean file pages that the kernel
 may drop. `release()` (the engine calls it when idle, with trim_heap) drops them from this

@@ -6,16 +6,15 @@ registers (F16C), and returns float32. A decode step reads half of float32's byt
 does, but nothing else is rounded: the weights keep float16's 11 bits (bfloat16: 8) and the
 activations stay float32, where llama.cpp's F16 path rounds them to float16 and oneDNN's bfloat16
 one rounds each product's input and output. So greedy replies agree with float32's as often as
-llama.cpp F16's agree with its F32, or more (bench/agreement.py). Measured on the 2-core AVX-512
-machine here, all the embedded default's products of one decode step: 8.3 ms at 1 row against
-9.7 ms bfloat16 and 36 ms float32; 16.5 ms at 16 rows against 12.6 ms and 56 ms.
+llama.cpp F16's agree with its F32, or more (bench/agreement.py). A decode step's products run
+several times faster than float32's, close to bfloat16's on a CPU with native bfloat16 (see
+bench/results/design-measurements.md).
 
 Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, so the embedded default's 576
 inputs take the room of 1024 in every layer but `down`; the zero padding is given back to the OS
-once packed (models/engine/fbgemm_pack.py), and the layers and lm_head keep 269 MB resident of
-the 437 MB they span. (Keeping the last 64 inputs in float32 beside a packed 512 instead cost a
-decode step 28 % at 1 row and 12 % at 16 rows, side by side in one process: the float32 rest is
-twice the bytes and one more product per layer.)
+once packed (models/engine/fbgemm_pack.py), so only the real rows stay resident. (Keeping the
+last 64 inputs in float32 beside a packed 512 instead made a decode step slower: the float32 rest
+is twice the bytes and one more product per layer.)
 
 FBGEMM is x86-only; `fp16_available` says whether this build has it. `fp16_copy` gives the
 batcher its own copy of the model (models/engine/fused.py: q/k/v and gate/up fused, the input

@@ -1,11 +1,11 @@
 """Int8Linear: weight-only int8 linear layers for the CPU backend, on torch's own kernels.
 
-A decode step reads every weight once per step; in float32 that is 540 MB for the embedded default
-(SmolLM2-135M), and on the 2-core machine here the step is bound by it. Int8 weights with one
-float32 scale per output channel read a quarter of that. Products of a few rows (decode: one row
-per reply) go to `torch._weight_int8pack_mm`, fed bfloat16 activations: its float32 and float16
-paths are not vectorised on AVX2 (5-20x slower here), its bfloat16 one is (lm_head at one row:
-14 ms against 33-44 ms float32 under the same load). Its result is bfloat16, rounded once; the
+A decode step reads every weight once per step, and on a CPU with few cores a float32 step is
+bound by those reads. Int8 weights with one float32 scale per output channel read a quarter of
+the bytes. Products of a few rows (decode: one row per reply) go to `torch._weight_int8pack_mm`,
+fed bfloat16 activations: its float32 and float16 paths are not vectorised on AVX2, its bfloat16
+one is, and is faster than float32's product (see bench/results/design-measurements.md). Its
+result is bfloat16, rounded once; the
 scales are applied in float32 afterwards. Larger products (prefill) dequantise the weight into a
 float32 scratch buffer reused by every layer and call `F.linear` (oneDNN/MKL), which beats the
 int8 kernel from about 32 rows on.

@@ -9,8 +9,9 @@ nothing but the cost. A decode step writes its token of every row in place, in t
 Rows join (newly prefilled replies) and leave (finished ones) between decode steps. A joining row
 is copied into the next free slot; a leaving row's slot is filled by moving the last row into it,
 so the rows' order changes (`remove` says how). Neither copies the rest of the batch, which the
-earlier layout (one tight tensor per layer, rebuilt at every join and leave) did: that took 12 %
-of the scheduler's time with 16 conversations. The buffers are reallocated (the batch copied once)
+earlier layout (one tight tensor per layer, rebuilt at every join and leave) did, at a noticeable
+share of the scheduler's time with many conversations (see bench/results/design-measurements.md).
+The buffers are reallocated (the batch copied once)
 only when they run out of columns, rows, or room on the left for a prompt longer than the rest.
 """
 

@@ -1,11 +1,11 @@
 """PackedLinear: the CPU backend's linear layers, with weights laid out ahead of time by oneDNN.
 
 A decode step multiplies a few rows (one per reply) by every weight matrix. PyTorch's float32 CPU
-`linear` goes to MKL, which re-packs the weight for each call when it has several rows; on the
-2-core AMD EPYC here that made a 16-row step cost about 2.6x a 1-row step (all linear layers of the
-embedded default: 123 ms against 47 ms, 1 thread). oneDNN's linear on a weight packed once
+`linear` goes to MKL, which re-packs the weight for each call when it has several rows, so a step
+of many rows cost several times a step of one. oneDNN's linear on a weight packed once
 (`torch.ops.mkldnn._reorder_linear_weight`, the layout PyTorch's own compiler uses when it freezes
-CPU models) did the same 16 rows in 71 ms, and prefill's larger products about 20 % faster too.
+CPU models) does many rows markedly faster, and prefill's larger products too (see
+bench/results/design-measurements.md).
 Results are float32 as before, summed in another order (differences of ~1e-6 relative).
 
 `packed_copy` gives the batcher its own copy of the model: linear layers packed, every other
@@ -90,7 +90,7 @@ def copy_memo(model: nn.Module) -> dict[int, torch.Tensor]:
     layers are replaced); the others (embeddings, norms, a tied output layer's weight) are
     cloned. Loaded weights are often views of one buffer, which a single view keeps alive whole:
     sharing the embedding would keep all of the caller's weights in memory after it drops its
-    model (measured: 1.4 GB instead of 1.0 GB resident for the embedded default)."""
+    model."""
     elsewhere = {
         id(tensor)
         for module in model.modules()

@@ -1,8 +1,11 @@
-"""Batched prefill: which waiting requests run their prompts together, and the batch they make.
+"""Batched prefill: which waiting requests run their prompts together, the batch they make, and
+its forward pass (`run_prefill`).
 
 Several prompts run as one forward pass: the reused prefixes (what the PrefixCache holds)
 left-padded to the longest, then the new tokens left-padded to the longest suffix, so that every
-row's last token is in the last column; the attention mask hides both paddings.
+row's last token is in the last column; the attention mask hides both paddings. (A padding query
+with nothing to attend to gets zeros from PyTorch's attention, and its keys are masked for
+everyone.)
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache, PreTrainedModel
 
-from models.engine.kv import LayerKV
+from models.engine.kv import LayerKV, cast_kv, fill_cache, layer_kv
 from models.engine.prefix_cache import PrefixCache
 from models.engine.request import EngineRequest
 
@@ -123,3 +127,40 @@ def next_prefill_group(
             break
         group.append(prefill)
     return group, later
+
+
+def run_prefill(
+    model: PreTrainedModel,
+    group: list[Prefill],
+    *,
+    device: torch.device,
+    cache_argument: str,
+    kv_dtype: torch.dtype,
+) -> tuple[list[LayerKV], torch.Tensor]:
+    """Run the prompts of `group` (what the PrefixCache lacks of each) in one forward pass of
+    `model` on `device` (`cache_argument`: the forward's name for the KV cache).
+
+    Returns each prompt's own KV cache, paddings dropped, in `kv_dtype` (per layer
+    [1, kv_heads, prompt, head_dim]), and the logits of each prompt's next token [rows, vocab].
+    """
+    rows, past, suffix = len(group), max(p.reused for p in group), max(p.suffix for p in group)
+    input_ids, positions, mask = prefill_inputs(group, past, suffix)
+    cache = DynamicCache(config=model.config)
+    if past:
+        dtype = model.dtype  # the forward's; the kept caches may be bfloat16
+        pasts = padded_pasts(group, past, dtype) if rows > 1 else group[0].past or []
+        fill_cache(cache, cast_kv(pasts, dtype))
+    out = model(
+        input_ids=input_ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_argument: cache},
+    )
+    layers = [layer_kv(layer) for layer in cache.layers]
+    kvs = [
+        cast_kv(layers if rows == 1 else row_kv(layers, i, p, past, suffix), kv_dtype)
+        for i, p in enumerate(group)
+    ]
+    return kvs, out.logits[:, -1]

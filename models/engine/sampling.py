@@ -5,7 +5,8 @@ over every token the row has seen (prompt and reply), then greedy argmax (temper
 temperature, top-p and a multinomial draw. Logits are scored in float32, as `generate` does.
 The batcher keeps each row's seen tokens as SeenTokens (the ids, gathered and scattered like
 generate's RepetitionPenaltyLogitsProcessor), so that no step does work over [rows, vocab] beyond
-the logits themselves (finding the seen tokens of a [16, 49152] mask took 5.5 ms a step).
+the logits themselves: finding the seen tokens in a [rows, vocab] mask took a noticeable part of
+a step (see bench/results/design-measurements.md).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class SeenTokens:
         if rows <= have_rows and columns <= have_columns:
             return
         # Only a dimension that is too small doubles: doubling both on every admission after
-        # `keep` dropped rows doubled the columns each time (23 GB after ~30 admissions).
+        # `keep` dropped rows doubled the columns each time, so memory grew exponentially.
         rows = have_rows if rows <= have_rows else max(rows, 2 * have_rows)
         columns = have_columns if columns <= have_columns else max(columns, 2 * have_columns, 64)
         grown = torch.zeros(rows, columns, dtype=torch.long)
@@ -98,7 +99,7 @@ def choose_tokens(
             scores = scores.clone().scatter_(1, index, penalised)
     elif any(penalty != 1.0 for penalty in penalties):
         # Only the seen tokens change (a few hundred of a row's vocabulary): index them instead
-        # of scoring the whole [rows, vocab] twice over (3x less time for 16 rows here).
+        # of scoring the whole [rows, vocab] twice over, which is slower.
         rows, tokens = seen.nonzero(as_tuple=True)
         picked = scores[rows, tokens]
         penalty = torch.tensor(penalties, device=scores.device, dtype=scores.dtype)[rows]

@@ -43,6 +43,7 @@ from models.api import (
     ModelTimeout,
     ModelUnavailable,
     PromptTooLong,
+    close_model,
 )
 from models.guard import GuardedChatModel, GuardLimits
 from models.serving.openai_wire import (
@@ -130,16 +131,10 @@ async def run_model_server(
 
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     model = app[MODEL]
-    start = getattr(model.inner, "start", None)
-    if start is not None:
-        start()
+    model.start()
     yield
     model.abort_all()
-    close = getattr(model.inner, "close", None)
-    if close is not None:
-        result = close()
-        if asyncio.iscoroutine(result):
-            await result
+    await close_model(model)
 
 
 async def _start_draining(app: web.Application) -> None:

@@ -32,6 +32,7 @@ from models.api import (
     ModelTimeout,
     ModelUnavailable,
     PromptTooLong,
+    ReadyLifecycle,
 )
 from models.backoff import backoff_s, retry_after_s
 from models.serving.openai_wire import model_error_from, request_body
@@ -84,12 +85,13 @@ class RemoteOptions:
         return f"RemoteOptions(url={url!r}, model={self.model!r})"
 
 
-class RemoteChatModel:
+class RemoteChatModel(ReadyLifecycle):
     """A ChatModel whose replies come from an OpenAI-compatible server.
 
     `stream` raises ModelOverloaded (429, with the server's Retry-After), ModelUnavailable (503,
     unreachable, refused API key, or the connection lost mid-reply), ModelTimeout (no data for
-    `read_timeout_s`, or 504), and ModelError for anything else. Call `close()` when done.
+    `read_timeout_s`, or 504), and ModelError for anything else. It is ready once constructed
+    (the server is reached on the first request); call `close()` (a coroutine) when done.
     """
 
     def __init__(self, options: RemoteOptions) -> None:
@@ -134,6 +136,7 @@ class RemoteChatModel:
                 response.close()  # also tells the server to stop generating
 
     async def close(self) -> None:
+        """Close the pooled HTTP session."""
         if self._session is not None:
             await self._session.close()
             self._session = None

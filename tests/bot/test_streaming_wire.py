@@ -22,6 +22,7 @@ from bot.channels.streaming_reply import INTERRUPTED_NOTE
 from bot.settings import Settings
 from dialogs.answer.apologies import apology_for
 from models import ChatMessage, GenerationParams, ModelError
+from models.api import ReadyLifecycle
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
@@ -42,9 +43,9 @@ def finished(activities: list[Activity]) -> bool:
     return any(a["type"] == "message" for a in activities)
 
 
-class CountingModel:
+class CountingModel(ReadyLifecycle):
     """Yields `words` one per `delay` seconds; records when each was produced and when the
-    stream was closed (generation stopped)."""
+    stream was closed (generation stopped). Ready once constructed, like the fake."""
 
     name = "counting"
     context_window = 4096
