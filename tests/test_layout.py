@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bot", "dialogs", "models")
-MAX_LINES = 320  # "about 300": a module past this wants splitting by purpose
+MAX_LINES = 300  # a module past this wants splitting by purpose, or says in its docstring why not
+LONG_REASON = "over 300 lines because"
 
 
 def product_modules() -> dict[str, Path]:
@@ -160,9 +161,15 @@ def test_aiohttp_in_models_only_where_it_serves_http() -> None:
     assert not wrong
 
 
-def test_modules_stay_small() -> None:
-    sizes = {name: len(path.read_text().splitlines()) for name, path in product_modules().items()}
-    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+def test_modules_stay_small_or_say_why() -> None:
+    too_long = {}
+    for name, path in product_modules().items():
+        source = path.read_text()
+        docstring = ast.get_docstring(ast.parse(source)) or ""
+        lines = len(source.splitlines())
+        if lines > MAX_LINES and LONG_REASON not in " ".join(docstring.lower().split()):
+            too_long[name] = lines
+    assert too_long == {}
 
 
 STORAGE_BACKENDS = ("memory", "sqlite", "postgres", "redis")  # the folders under bot/storage/

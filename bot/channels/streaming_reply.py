@@ -13,6 +13,9 @@ Leaving the block without `finish` (an exception, a cancelled turn) still closes
 what was produced and a short note, so no stream is ever left open. When the channel refuses the
 very first send, the reply falls back to one plain message. A reply longer than the channel's
 message size goes out in parts split at paragraph boundaries.
+
+Over 300 lines because the stream is one state machine (the informative update, paced updates,
+back-off, the final message, size and time refusals) whose parts all share its state.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
 `extract_facts("My name is Priya and I live in Lisbon.")` gives two `Fact`s written in the third
 person ("The user's name is Priya.", "The user lives in Lisbon."), each with a `key`: a newer fact
 with the same key replaces an older one ("I moved to Porto" replaces Lisbon). Questions, requests
-and statements about other people are not facts. `remembered(text)` turns a `/remember` text or
-"remember that ..." into one fact. Text is cleaned (control characters, chat-template tokens,
-markup) and bounded before it becomes a fact.
+and statements about other people are not facts. `remembered(text)` makes one fact of a
+`/remember` text; text is cleaned (control characters, template tokens, markup) and bounded.
 """
 
 from __future__ import annotations

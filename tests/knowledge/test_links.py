@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.knowledge.ingest import Ingestion, document_id
 from bot.storage.knowledge import ChunkRecord, DocumentRecord
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import HashingEmbeddingModel
 from tests.knowledge.test_parse_bounds import GOOD, skipped_line
 

@@ -17,7 +17,7 @@ from bot.app import RUNTIME, create_app
 from bot.knowledge import readers
 from bot.knowledge.ingest import Ingestion, IngestLimits
 from bot.settings import Settings
-from bot.storage.knowledge_sqlite import SqliteKnowledgeStore
+from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
 from models.embeddings import EmbeddingWorker, HashingEmbeddingModel
 from models.fake import FakeChatModel
 from tests.knowledge import slow_readers
