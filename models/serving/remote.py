@@ -6,10 +6,13 @@ refuses before the reply starts (429, 503, or a connection that cannot be made) 
 times; once any text has reached the caller, a failure is never retried, so a reply is never
 repeated or spliced from two generations.
 
-Token counts are estimates: servers differ in whether and how they expose their tokenizer, and
+Token counts are upper bounds: servers differ in whether and how they expose their tokenizer, and
 `count_tokens` must answer without a network round trip (prompts are trimmed on every turn), so it
-assumes ``CHARS_PER_TOKEN`` characters per token (English averages about 4 with current BPE
-vocabularies; fewer is the safe side) plus a few tokens per message for the chat template.
+counts one token per UTF-8 byte of each message (every token of a byte-level BPE vocabulary, and
+of a SentencePiece one, covers at least one byte; CJK text and emoji take far more tokens than
+characters) plus ``TOKENS_PER_MESSAGE`` for the chat template. A prompt trimmed to that count fits
+the server's window; English text is over-counted about fourfold. Should the server refuse a
+prompt as too long anyway (a template that adds more), the refusal is PromptTooLong.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -38,8 +40,9 @@ from models.serving.openai_wire import model_error_from, request_body
 
 logger = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 3.0
-TOKENS_PER_MESSAGE = 4  # role markers and separators of a typical chat template
+# Role markers, the role and separators of common chat templates (ChatML takes 5 a message),
+# with room for the generation prompt.
+TOKENS_PER_MESSAGE = 8
 DONE = "[DONE]"
 # Opening a request failed in a way worth another try (the server was reached or is restarting).
 _CONNECTION_ERRORS = (
@@ -89,7 +92,8 @@ class RemoteChatModel:
 
     `stream` raises ModelOverloaded (429, with the server's Retry-After), ModelUnavailable (503,
     unreachable, refused API key, or the connection lost mid-reply), ModelTimeout (no data for
-    `read_timeout_s`, or 504), and ModelError for anything else. Call `close()` when done.
+    `read_timeout_s`, or 504), PromptTooLong (the server says the prompt exceeds its context
+    window), and ModelError for anything else. Call `close()` when done.
     """
 
     def __init__(self, options: RemoteOptions) -> None:
@@ -108,10 +112,8 @@ class RemoteChatModel:
         return self.options.context_window
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """An estimate (see the module's doc): characters / CHARS_PER_TOKEN, plus per message."""
-        return sum(
-            math.ceil(len(m.content) / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE for m in messages
-        )
+        """An upper bound (see the module's doc): UTF-8 bytes, plus a few per message."""
+        return sum(len(m.content.encode("utf-8")) + TOKENS_PER_MESSAGE for m in messages)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -233,7 +235,7 @@ async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, 
     if status >= 500:
         return model_error_from(body, ModelError), False, None
     error = model_error_from(body, ModelError)
-    if isinstance(error, PromptTooLong):  # ours, and OpenAI-compatible servers that use the code
+    if isinstance(error, PromptTooLong):  # by its code, or what the message says (vLLM, TGI)
         return error, False, None
     return ModelError(f"the model server rejected the request ({status}): {error}"), False, None
 
