@@ -14,7 +14,7 @@ from bot.app import create_app
 from bot.model_setup import build_model
 from bot.settings import Settings
 from dialogs.answer.apologies import TOO_LONG, apology_for
-from models.api import ModelUnavailable
+from models.api import ChatMessage, ModelUnavailable
 from models.fake import FakeChatModel
 from models.serving.remote import RemoteChatModel
 from tests.activities import message
@@ -47,6 +47,17 @@ def test_the_model_url_setting_chooses_the_remote_backend() -> None:
     assert isinstance(named, RemoteChatModel) and named.name == "Qwen/Qwen2.5-1.5B-Instruct"
     local = build_model(Settings.from_env({"BOTLOOM_MODEL": "fake"}, env_file=None))
     assert isinstance(local, FakeChatModel)
+
+
+def test_the_model_tokenizer_setting_makes_remote_token_counts_exact(tiny_model_dir: Path) -> None:
+    env = {"BOTLOOM_MODEL_URL": "http://gpu-host:8000/v1"}
+    bound = build_model(Settings.from_env(env, env_file=None))
+    exact = build_model(
+        Settings.from_env({**env, "BOTLOOM_MODEL_TOKENIZER": str(tiny_model_dir)}, env_file=None)
+    )
+    assert isinstance(exact, RemoteChatModel) and exact.options.tokenizer == str(tiny_model_dir)
+    prompt = [ChatMessage("user", "the quick brown fox jumps over the lazy dog " * 10)]
+    assert exact.count_tokens(prompt) < bound.count_tokens(prompt)
 
 
 async def test_answers_through_a_model_server_that_is_killed_and_restarted(

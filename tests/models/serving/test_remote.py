@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -464,3 +465,20 @@ def test_tokens_are_estimated_and_the_window_is_configured() -> None:
     assert model.count_tokens([]) == 0
     assert "http://127.0.0.1:1/v1" in model.name
     assert "secret" not in repr(RemoteOptions(url="u", api_key="secret"))
+
+
+def test_with_the_served_models_tokenizer_counts_are_exact(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    model = RemoteChatModel(RemoteOptions(url="http://127.0.0.1:1", tokenizer=str(tiny_model_dir)))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for messages in (PROMPT, [ChatMessage("user", "你好，世界 🙂 " * 5)]):
+        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        expected = tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        assert model.count_tokens(messages) == len(expected)
+    with pytest.raises(ValueError, match="cannot load the tokenizer"):
+        RemoteChatModel(
+            RemoteOptions(url="http://127.0.0.1:1", tokenizer=str(tiny_model_dir / "x"))
+        )
