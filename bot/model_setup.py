@@ -35,6 +35,7 @@ def build_remote_model(settings: Settings) -> ChatModel:
             connect_timeout_s=settings.model_connect_timeout_s,
             read_timeout_s=settings.model_read_timeout_s,
             max_retries=settings.model_max_retries,
+            tokenizer=settings.model_tokenizer,
         )
     )
 

@@ -60,6 +60,9 @@ class Settings:
     model_connect_timeout_s: float = 5.0
     model_read_timeout_s: float = 30.0  # the longest silence before or between reply pieces
     model_max_retries: int = 2  # further tries when the server answers 429/503 or is unreachable
+    # The served model's tokenizer (a folder, or a downloaded Hugging Face name): exact token
+    # counts; without it the remote backend counts an upper bound (a token per UTF-8 byte).
+    model_tokenizer: str = ""
     # Where `botloom model-server` listens.
     model_server_host: str = "127.0.0.1"
     model_server_port: int = 8000

@@ -58,11 +58,14 @@ class GuardedChatModel(WrappedChatModel):
         if self.pending >= self.limits.max_pending:
             raise ModelOverloaded(retry_after=self.limits.retry_after_s)
         self.pending += 1
+        deadline = asyncio.get_running_loop().time() + self.limits.deadline_s
         try:
-            async with asyncio.timeout(self.limits.deadline_s):
-                async for piece in self._until_aborted(self.inner.stream(messages, params)):
-                    yield piece
-        except TimeoutError:
+            # The deadline bounds each wait for a piece, never the caller's own awaits between
+            # pieces: a timeout scope held across `yield` would cancel whatever the caller awaits
+            # at that moment, and the deadline would escape as a bare CancelledError.
+            async for piece in self._until_aborted(self.inner.stream(messages, params), deadline):
+                yield piece
+        except TimeoutError:  # the inner model's own timeout
             raise ModelTimeout(f"no complete reply within {self.limits.deadline_s} s") from None
         except (ModelError, GeneratorExit, asyncio.CancelledError):
             raise
@@ -71,21 +74,37 @@ class GuardedChatModel(WrappedChatModel):
         finally:
             self.pending -= 1
 
-    async def _until_aborted(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        """Yield from `pieces` until they end or `abort_all` is called; always close `pieces`.
+    async def _until_aborted(
+        self, pieces: AsyncIterator[str], deadline: float
+    ) -> AsyncIterator[str]:
+        """Yield from `pieces` until they end, `abort_all` is called (ModelShuttingDown) or the
+        loop's clock reaches `deadline` (ModelTimeout); always close `pieces`.
 
-        Each piece is awaited in its own task so that an abort (or the caller's cancellation)
-        can interrupt a backend that is stuck between pieces.
+        Each piece is awaited in its own task so that an abort, the deadline (or the caller's
+        cancellation) can interrupt a backend that is stuck between pieces. Time the caller
+        spends between pieces counts towards the deadline, and a deadline that passed meanwhile
+        is raised at the next request for a piece.
         """
+        loop = asyncio.get_running_loop()
         iterator = aiter(pieces)
         aborted = asyncio.ensure_future(self._aborted.wait())
         next_piece: asyncio.Future[str] | None = None
         try:
             while True:
-                next_piece = asyncio.ensure_future(anext(iterator))
-                await asyncio.wait({next_piece, aborted}, return_when=asyncio.FIRST_COMPLETED)
-                if not next_piece.done():
+                if self._aborted.is_set():
                     raise ModelShuttingDown("the bot is shutting down")
+                if loop.time() >= deadline:
+                    raise ModelTimeout(f"no complete reply within {self.limits.deadline_s} s")
+                next_piece = asyncio.ensure_future(anext(iterator))
+                await asyncio.wait(
+                    {next_piece, aborted},
+                    timeout=deadline - loop.time(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not next_piece.done():
+                    if self._aborted.is_set():
+                        raise ModelShuttingDown("the bot is shutting down")
+                    raise ModelTimeout(f"no complete reply within {self.limits.deadline_s} s")
                 try:
                     piece = next_piece.result()
                 except StopAsyncIteration:

@@ -123,7 +123,8 @@ class StreamingReply:
     async def pump(self, open_pieces: Callable[[], AsyncIterator[str]]) -> StreamResult:
         """Run the model (`open_pieces()` starts it) until it ends, the channel refuses the
         stream, or the stream's time limit passes; then close the model's iterator, which stops
-        generation on the engine. Exceptions other than ModelError propagate."""
+        generation on the engine. Exceptions other than ModelError propagate; a CancelledError
+        from the pieces (not a cancellation of the caller) is a ModelError."""
         consumer = asyncio.create_task(self._consume(open_pieces))
         refused = asyncio.create_task(self._refused.wait())
         try:
@@ -133,6 +134,11 @@ class StreamingReply:
         finally:
             await _cancel(consumer, refused)
         if consumer in done:
+            if consumer.cancelled():
+                # Not this turn's cancellation (that ends the wait above): a CancelledError that
+                # escaped from the model's side ends the reply as a model failure.
+                cut_off = ModelError("the reply was cancelled")
+                return StreamResult(self._text, StreamOutcome.MODEL_FAILED, cut_off)
             error = consumer.exception()
             if error is None:
                 return StreamResult(self._text, StreamOutcome.COMPLETED)

@@ -209,10 +209,19 @@ class TurnRunner:
         try:
             async with asyncio.timeout(self._limits.turn_timeout_s):
                 await self._turns.run(entry)
-        except Exception:  # not CancelledError: a turn cut off by shutdown stays in the inbox
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise  # shutdown: a turn cut off mid-way stays in the inbox for a replica
+            # A CancelledError nobody asked this worker for (one that escaped from a task the
+            # turn awaited): the turn failed, like any other error of its own.
+            logger.error(
+                "turn ended by a stray cancellation conversation=%s seq=%d", conversation, entry.seq
+            )
+        except Exception:
             logger.exception("turn failed conversation=%s seq=%d", conversation, entry.seq)
-        # Removed even when the turn failed: a message that breaks its turn must not come back
-        # forever (the turn's error handler has apologised already).
+        # Removed whenever the turn ended by itself, failed or not: it has replied or apologised
+        # (or broke before it could), and a message that breaks its turn must not come back
+        # forever.
         state.mine.pop(entry.seq, None)
         state.told_to_wait.discard(entry.seq)
         try:
@@ -296,3 +305,10 @@ class TurnRunner:
         await self.cancel_all()
         await self._locks.close()
         await self._inbox.close()
+
+
+def _being_cancelled() -> bool:
+    """True while the running task has a cancellation request pending (its own `cancel()`, not a
+    CancelledError raised from something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -52,7 +52,11 @@ class ModelReply:
 
     async def reply(self, turn_context: TurnContext, draft: TurnDraft) -> bool:
         """Reply to the draft's message; False when it apologised before the model ran (the
-        message does not fit, or the model failed while the prompt was built)."""
+        message does not fit, or the model failed while the prompt was built).
+
+        The message and the reply go into the history, except a message that does not fit the
+        model's window (found while the prompt is built, or said by the model when its tokenizer
+        counts more than `count_tokens`): kept, it would make every later prompt too long."""
         try:
             prompt, passages = await self._grounded_prompt(draft)
         except PromptTooLong:
@@ -75,9 +79,10 @@ class ModelReply:
             if completed and not is_empty_reply(reply):  # the final replaces what was streamed
                 reply = grounded_answer(reply, passages, draft.text)
             stopped = reply and result.outcome is StreamOutcome.USER_STOPPED
-            await self.remember(
-                turn_context, draft.text, reply + INCOMPLETE_MARK if stopped else reply
-            )
+            if not isinstance(result.error, PromptTooLong):  # kept, it would never fit again
+                await self.remember(
+                    turn_context, draft.text, reply + INCOMPLETE_MARK if stopped else reply
+                )
             if is_empty_reply(reply):
                 await out.finish(Reply(final_text(result)))
             elif completed:

@@ -8,6 +8,7 @@ No HTTP here.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,20 @@ ERROR_CODES: tuple[tuple[type[ModelError], str], ...] = (
     (ModelUnavailable, "model_unavailable"),
     (PromptTooLong, "context_length_exceeded"),  # OpenAI's code for it
     (ModelError, "model_error"),
+)
+# How servers that send no such code say that a prompt does not fit the model's context window.
+CONTEXT_OVERFLOW = re.compile(
+    "|".join(
+        [
+            r"maximum context length",  # vLLM, OpenAI: "This model's maximum context length is"
+            r"longer than the maximum model length",  # vLLM: "The decoder prompt (length N) is"
+            r"too long and exceeds limit",  # older vLLM: "Input prompt (N tokens) is"
+            r"`inputs` tokens \+ `max_new_tokens` must be",  # TGI
+            r"`inputs` must have less than",  # TGI
+            r"exceeds the available context size",  # llama.cpp
+        ]
+    ),
+    re.IGNORECASE,
 )
 
 
@@ -184,15 +199,22 @@ def model_error_body(error: ModelError) -> dict[str, Any]:
 
 
 def model_error_from(body: object, default: type[ModelError] = ModelError) -> ModelError:
-    """The typed error an error body describes (`default` for codes botloom does not know)."""
+    """The typed error an error body describes: by its code, else PromptTooLong where the message
+    says the prompt exceeds the context window (CONTEXT_OVERFLOW), else `default`."""
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):  # TGI: {"error": "message", "error_type": "..."}
-        return default(error)
+        return _by_message(error, default)
     if not isinstance(error, dict):
-        return default("the model server failed")
+        if not (isinstance(body, dict) and isinstance(body.get("message"), str)):
+            return default("the model server failed")
+        error = body  # older vLLM: {"object": "error", "message": ..., "code": 400}
     message = str(error.get("message") or "the model server failed")
-    kind = next((kind for kind, code in ERROR_CODES if code == error.get("code")), default)
-    return kind(message)
+    kind = next((kind for kind, code in ERROR_CODES if code == error.get("code")), None)
+    return kind(message) if kind is not None else _by_message(message, default)
+
+
+def _by_message(message: str, default: type[ModelError]) -> ModelError:
+    return PromptTooLong(message) if CONTEXT_OVERFLOW.search(message) else default(message)
 
 
 def _message(item: object, index: int) -> ChatMessage:

@@ -6,10 +6,16 @@ refuses before the reply starts (429, 503, or a connection that cannot be made) 
 times; once any text has reached the caller, a failure is never retried, so a reply is never
 repeated or spliced from two generations.
 
-Token counts are estimates: servers differ in whether and how they expose their tokenizer, and
-`count_tokens` must answer without a network round trip (prompts are trimmed on every turn), so it
-assumes ``CHARS_PER_TOKEN`` characters per token (English averages about 4 with current BPE
-vocabularies; fewer is the safe side) plus a few tokens per message for the chat template.
+Token counts are exact where the served model's tokenizer is configured (`tokenizer`: its chat
+template and tokenizer, counted as a local model counts). Otherwise they are upper bounds:
+servers differ in whether and how they expose their tokenizer, and `count_tokens` must answer
+without a network round trip (prompts are trimmed on every turn), so it counts one token per
+UTF-8 byte of each message (every token of a byte-level BPE vocabulary, and of a SentencePiece
+one, covers at least one byte; CJK text and emoji take far more tokens than characters) plus
+``TOKENS_PER_MESSAGE`` for the chat template. A prompt trimmed to that count fits the server's
+window; English text is over-counted about fourfold, so replies (capped in counted tokens) and
+the history kept are shorter than with the tokenizer. Should the server refuse a prompt as too
+long anyway (a template that adds more), the refusal is PromptTooLong.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,10 +43,14 @@ from models.api import (
 from models.backoff import backoff_s, retry_after_s
 from models.serving.openai_wire import model_error_from, request_body
 
+if TYPE_CHECKING:
+    from models.chat_template import ChatTemplate
+
 logger = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 3.0
-TOKENS_PER_MESSAGE = 4  # role markers and separators of a typical chat template
+# Role markers, the role and separators of common chat templates (ChatML takes 5 a message),
+# with room for the generation prompt.
+TOKENS_PER_MESSAGE = 8
 DONE = "[DONE]"
 # Opening a request failed in a way worth another try (the server was reached or is restarting).
 _CONNECTION_ERRORS = (
@@ -61,7 +71,9 @@ class RemoteOptions:
     `connect_timeout_s`: to open a connection. `read_timeout_s`: the longest silence while
     waiting for the reply to start or for its next piece. `max_retries`: further tries of a
     refused request, `retry_base_s` apart (doubling, with jitter) or as the server's Retry-After
-    says; a Retry-After longer than `max_retry_wait_s` is not waited for.
+    says; a Retry-After longer than `max_retry_wait_s` is not waited for. `tokenizer`: a folder
+    with the served model's tokenizer and chat template (or its Hugging Face name, downloaded
+    already): token counts are then exact; without it they are an upper bound.
     """
 
     url: str
@@ -73,6 +85,7 @@ class RemoteOptions:
     max_retries: int = 2
     retry_base_s: float = 0.25
     max_retry_wait_s: float = 5.0
+    tokenizer: str = ""
 
     def __repr__(self) -> str:
         """Without the API key, and with a password inside the URL masked."""
@@ -90,12 +103,15 @@ class RemoteChatModel(ReadyLifecycle):
 
     `stream` raises ModelOverloaded (429, with the server's Retry-After), ModelUnavailable (503,
     unreachable, refused API key, or the connection lost mid-reply), ModelTimeout (no data for
-    `read_timeout_s`, or 504), and ModelError for anything else. It is ready once constructed
-    (the server is reached on the first request); call `close()` (a coroutine) when done.
+    `read_timeout_s`, or 504), PromptTooLong (the server says the prompt exceeds its context
+    window), and ModelError for anything else. It is ready once constructed (the server is
+    reached on the first request); call `close()` (a coroutine) when done. A `tokenizer` that
+    cannot be loaded is a ValueError here.
     """
 
     def __init__(self, options: RemoteOptions) -> None:
         self.options = options
+        self._template = _chat_template(options.tokenizer) if options.tokenizer else None
         base = options.url.rstrip("/")
         self._base = base if base.endswith("/v1") else base + "/v1"
         self._model = options.model
@@ -110,10 +126,12 @@ class RemoteChatModel(ReadyLifecycle):
         return self.options.context_window
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """An estimate (see the module's doc): characters / CHARS_PER_TOKEN, plus per message."""
-        return sum(
-            math.ceil(len(m.content) / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE for m in messages
-        )
+        """Exact with the configured tokenizer (ModelError if its chat template rejects the
+        messages); else an upper bound (see the module's doc): UTF-8 bytes, plus a few per
+        message."""
+        if self._template is not None:
+            return len(self._template.encode(messages))
+        return sum(len(m.content.encode("utf-8")) + TOKENS_PER_MESSAGE for m in messages)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -213,6 +231,22 @@ class RemoteChatModel(ReadyLifecycle):
         return self._model
 
 
+def _chat_template(source: str) -> ChatTemplate:
+    """The served model's chat template and tokenizer, from a folder or a downloaded name."""
+    # Imported only here: transformers is slow to import, and most remote setups count without.
+    from transformers import AutoTokenizer
+
+    from models.chat_template import ChatTemplate
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot load the tokenizer {source!r}: {error}") from error
+    if not tokenizer.chat_template:
+        raise ValueError(f"the tokenizer {source!r} has no chat template")
+    return ChatTemplate(tokenizer, source)
+
+
 async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, float | None]:
     """The error a non-200 response means, whether to try again, and the server's Retry-After."""
     async with response:
@@ -236,7 +270,7 @@ async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, 
     if status >= 500:
         return model_error_from(body, ModelError), False, None
     error = model_error_from(body, ModelError)
-    if isinstance(error, PromptTooLong):  # ours, and OpenAI-compatible servers that use the code
+    if isinstance(error, PromptTooLong):  # by its code, or what the message says (vLLM, TGI)
         return error, False, None
     return ModelError(f"the model server rejected the request ({status}): {error}"), False, None
 

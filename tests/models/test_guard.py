@@ -68,3 +68,36 @@ async def test_abort_all_ends_streams_in_flight() -> None:
         await task
     with pytest.raises(ModelShuttingDown):
         await complete(guard, HI, PARAMS)
+
+
+async def test_a_deadline_passing_while_the_consumer_works_between_pieces_is_a_timeout() -> None:
+    inner = FakeChatModel(delay=0.01, reply=lambda _: "word " * 100)
+    guard = GuardedChatModel(inner, GuardLimits(deadline_s=0.2))
+
+    async def consume() -> None:
+        async for _ in guard.stream(HI, PARAMS):
+            await asyncio.to_thread(time.sleep, 0.05)  # e.g. counting the reply's tokens
+
+    started = time.perf_counter()
+    [outcome] = await asyncio.gather(asyncio.create_task(consume()), return_exceptions=True)
+    assert isinstance(outcome, ModelTimeout), f"ended with {outcome!r}"
+    assert time.perf_counter() - started < 0.5
+    produced = inner.pieces_produced
+    await asyncio.sleep(0.1)
+    assert inner.pieces_produced == produced, "generation stopped"
+    assert guard.pending == 0
+
+
+async def test_a_consumer_cancelled_between_pieces_is_cancelled_not_timed_out() -> None:
+    guard = GuardedChatModel(FakeChatModel(reply=lambda _: "word " * 100), GuardLimits())
+
+    async def consume() -> None:
+        async for _ in guard.stream(HI, PARAMS):
+            await asyncio.sleep(1)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    [outcome] = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert guard.pending == 0

@@ -17,6 +17,7 @@ from botbuilder.schema import (
 from bot.channels.connector_client import ConnectorError
 from bot.channels.streaming import StreamPolicy
 from bot.channels.streaming_reply import INTERRUPTED_NOTE, StreamingReply, StreamOutcome, with_note
+from models import ModelError
 
 POLICY = StreamPolicy(interval_s=0.01, limit_s=None, informative_text="Thinking…")
 
@@ -133,3 +134,32 @@ async def test_an_exception_inside_the_block_still_closes_the_stream() -> None:
     final = adapter.sent[-1]
     assert stream_type(final) == "final"
     assert final.text == with_note("w0 w1 w2 w3", INTERRUPTED_NOTE)
+
+
+async def test_pieces_that_end_in_a_stray_cancellation_are_a_model_failure() -> None:
+    async def cut_off() -> AsyncIterator[str]:
+        yield "w0 "
+        raise asyncio.CancelledError  # e.g. a timeout of someone else's that landed here
+
+    adapter = RecordingAdapter()
+    async with StreamingReply(turn(adapter), POLICY) as stream:
+        result = await stream.pump(cut_off)
+        await stream.finish(result.text.strip())
+    assert result.outcome is StreamOutcome.MODEL_FAILED
+    assert isinstance(result.error, ModelError)
+    assert result.text == "w0 "
+
+
+async def test_a_cancelled_turn_still_cancels_the_pump() -> None:
+    adapter = RecordingAdapter()
+
+    async def run() -> None:
+        async with StreamingReply(turn(adapter), POLICY) as stream:
+            await stream.pump(lambda: words(500))
+
+    task = asyncio.create_task(run())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    [outcome] = await asyncio.gather(task, return_exceptions=True)
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert stream_type(adapter.sent[-1]) == "final"

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from botbuilder.core import BotAdapter, TurnContext
+from botbuilder.schema import (
+    Activity,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationReference,
+    ResourceResponse,
+)
 
+from bot.channels.streaming import StreamPolicy
+from bot.channels.streaming_reply import INTERRUPTED_NOTE, StreamingReply
 from bot.storage import InboxEntry, backend_of
 from bot.storage.memory import LocalLocks, MemoryInbox
 from bot.storage.sqlite import SqliteStorage
 from bot.turns.runner import RunnerBusy, RunnerLimits, TurnRunner
+from dialogs.answer.apologies import apology_for
+from dialogs.answer.model_reply import final_text
+from dialogs.answer.reply_ending import end_on_sentence
+from models import ChatMessage, GenerationParams, ModelTimeout
+from models.fake import FakeChatModel
+from models.guard import GuardedChatModel, GuardLimits
 
 
 class RecordingTurns:
@@ -118,6 +135,129 @@ async def test_drain_refuses_new_turns_and_finishes_accepted_ones() -> None:
     assert turns.ran() == ["before"]
     with pytest.raises(RunnerBusy):
         await runner.accept("a", "2", "after")
+    await runner.close()
+
+
+class StrayCancellationTurns(RecordingTurns):
+    """A turn whose body names "stray" ends with a CancelledError from a task it awaited (not a
+    cancellation of the turn itself), as a cancelled helper task's result re-raises it."""
+
+    async def run(self, entry: InboxEntry) -> None:
+        if entry.body != "stray":
+            return await super().run(entry)
+        self.events.append(f"start {entry.body}")
+        helper = asyncio.create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        helper.cancel()
+        await asyncio.wait({helper})
+        helper.result()  # raises CancelledError
+
+
+async def test_a_turn_that_ends_in_a_stray_cancellation_is_done_and_not_run_again() -> None:
+    turns = StrayCancellationTurns()
+    inbox = MemoryInbox()
+    runner = TurnRunner(
+        LocalLocks(), inbox, turns, RunnerLimits(orphaned_after_s=0.1, sweep_s=0.05)
+    )
+    runner.start()
+    await runner.accept("a", "1", "stray")
+    await runner.accept("a", "2", "after")
+    await idle(runner)
+    await asyncio.sleep(0.3)  # the sweep would have taken a left entry up again by now
+    await idle(runner)
+    assert turns.events == ["start stray", "start after", "end after"]
+    assert await inbox.first("a") is None
+    await runner.close()
+
+
+async def test_a_turn_cut_off_by_shutdown_stays_in_the_inbox() -> None:
+    turns = RecordingTurns()
+    inbox = MemoryInbox()
+    runner = TurnRunner(LocalLocks(), inbox, turns, RunnerLimits())
+    turns.gates["long"] = asyncio.Event()
+    await runner.accept("a", "1", "long")
+    await asyncio.sleep(0.05)
+    await runner.cancel_all()
+    entry = await inbox.first("a")
+    assert entry is not None and entry.body == "long"
+    await runner.close()
+
+
+class SendingAdapter(BotAdapter):
+    """Records the texts a turn sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    async def send_activities(
+        self, context: TurnContext, activities: list[Activity]
+    ) -> list[ResourceResponse]:
+        self.texts.extend(activity.text or "" for activity in activities)
+        return [ResourceResponse(id=f"id-{len(self.texts)}") for _ in activities]
+
+    async def update_activity(self, context: TurnContext, activity: Activity) -> ResourceResponse:
+        raise NotImplementedError
+
+    async def delete_activity(self, context: TurnContext, reference: ConversationReference) -> None:
+        raise NotImplementedError
+
+
+class StreamedModelTurns(RecordingTurns):
+    """Runs an entry as the bot answers a message: the model's reply, ending on a sentence
+    (its tokens counted in a worker thread between pieces, `count_s` each time), is streamed
+    into the turn, and a model failure ends the reply with its apology."""
+
+    def __init__(self, model: GuardedChatModel, count_s: float) -> None:
+        super().__init__()
+        self.adapter = SendingAdapter()
+        self._model = model
+        self._count_s = count_s
+
+    async def run(self, entry: InboxEntry) -> None:
+        self.events.append(f"start {entry.body}")
+        activity = Activity(
+            type="message",
+            channel_id="directline",
+            conversation=ConversationAccount(id=entry.conversation),
+            from_property=ChannelAccount(id="u1"),
+            recipient=ChannelAccount(id="b1"),
+            text=entry.body,
+        )
+
+        def count(text: str) -> int:
+            time.sleep(self._count_s)
+            return len(text.split())
+
+        def pieces() -> AsyncIterator[str]:
+            prompt = [ChatMessage("user", entry.body)]
+            return end_on_sentence(self._model.stream(prompt, GenerationParams()), count, cap=200)
+
+        policy = StreamPolicy(interval_s=0.01)
+        async with StreamingReply(TurnContext(self.adapter, activity), policy) as stream:
+            await stream.finish(final_text(await stream.pump(pieces)))
+        self.events.append(f"end {entry.body}")
+
+
+async def test_a_reply_cut_off_by_the_model_deadline_is_apologised_for_once_and_not_run_again() -> (
+    None
+):
+    model = FakeChatModel(reply=lambda _: "word " * 100)
+    turns = StreamedModelTurns(GuardedChatModel(model, GuardLimits(deadline_s=0.3)), count_s=0.1)
+    inbox = MemoryInbox()
+    runner = TurnRunner(
+        LocalLocks(), inbox, turns, RunnerLimits(orphaned_after_s=0.1, sweep_s=0.05)
+    )
+    runner.start()
+    await runner.accept("a", "1", "tell me a long story")
+    await idle(runner)
+    await asyncio.sleep(0.5)  # the sweep would have taken the entry up again by now
+    await idle(runner)
+    assert await inbox.first("a") is None
+    assert [e for e in turns.events if e.startswith("start")] == ["start tell me a long story"]
+    apology = apology_for(ModelTimeout())
+    assert len([text for text in turns.adapter.texts if apology in text]) == 1
+    assert not [text for text in turns.adapter.texts if INTERRUPTED_NOTE in text]
     await runner.close()
 
 

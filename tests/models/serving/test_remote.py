@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +22,10 @@ from models.api import (
     ModelOverloaded,
     ModelTimeout,
     ModelUnavailable,
+    PromptTooLong,
     complete,
 )
-from models.serving.remote import RemoteChatModel, RemoteOptions
+from models.serving.remote import TOKENS_PER_MESSAGE, RemoteChatModel, RemoteOptions
 from tests.processes import free_port
 
 PROMPT = [ChatMessage("system", "Be brief."), ChatMessage("user", "hello")]
@@ -358,11 +360,125 @@ async def test_a_restarted_server_on_the_same_port_is_used_again() -> None:
         await model.close()
 
 
+# How servers say that a prompt does not fit (status, body): vLLM (the current error shape and
+# the older top-level one), TGI, llama.cpp.
+OVERFLOWS = [
+    (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 2048 tokens. However, you "
+                "requested 2301 tokens (2053 in the messages, 248 in the completion). Please "
+                "reduce the length of the messages or completion.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        },
+    ),
+    (
+        400,
+        {
+            "object": "error",
+            "message": "The decoder prompt (length 2100) is longer than the maximum model length "
+            "of 2048. Make sure that `max_model_len` is no smaller than the number of text tokens.",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+    ),
+    (
+        422,
+        {
+            "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 2048. "
+            "Given: 2000 `inputs` tokens and 248 `max_new_tokens`",
+            "error_type": "validation",
+        },
+    ),
+    (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+            }
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), OVERFLOWS)
+async def test_a_context_overflow_refusal_is_prompt_too_long(
+    status: int, body: dict[str, Any]
+) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", refuse)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    model = RemoteChatModel(RemoteOptions(url=str(server.make_url("/")), model="m"))
+    try:
+        with pytest.raises(PromptTooLong):
+            await complete(model, PROMPT, PARAMS)
+    finally:
+        await model.close()
+        await server.close()
+
+
+async def test_other_400s_stay_model_errors(server: FakeOpenAIServer) -> None:
+    server.plan = [Step("status", status=400, error={"message": "temperature must be >= 0"})]
+    model = remote_for(server, model="m")
+    try:
+        _, error = await pieces_until_error(model)
+    finally:
+        await model.close()
+    assert type(error) is ModelError
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 30,
+        "1234567890" * 3,
+        "你好，我想问一下明天的天气怎么样？" * 2,
+        "🙂🎉👍🏽🇩🇪" * 3,
+        "Grüße aus Köln, ça va? Ελληνικά και русский текст.",
+    ],
+)
+def test_token_counts_bound_what_a_tokenizer_can_make_of_the_text(text: str) -> None:
+    """Every token of a byte-level BPE (and of SentencePiece) covers at least one UTF-8 byte."""
+    model = RemoteChatModel(RemoteOptions(url="http://127.0.0.1:1"))
+    content_tokens = model.count_tokens([ChatMessage("user", text)]) - model.count_tokens(
+        [ChatMessage("user", "")]
+    )
+    assert content_tokens >= len(text.encode("utf-8"))
+
+
 def test_tokens_are_estimated_and_the_window_is_configured() -> None:
     model = RemoteChatModel(RemoteOptions(url="http://127.0.0.1:1", context_window=4096))
     assert isinstance(model, ChatModel)
     assert model.context_window == 4096
-    assert model.count_tokens([ChatMessage("user", "x" * 30)]) == 10 + 4
+    assert model.count_tokens([ChatMessage("user", "x" * 30)]) == 30 + TOKENS_PER_MESSAGE
     assert model.count_tokens([]) == 0
     assert "http://127.0.0.1:1/v1" in model.name
     assert "secret" not in repr(RemoteOptions(url="u", api_key="secret"))
+
+
+def test_with_the_served_models_tokenizer_counts_are_exact(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    model = RemoteChatModel(RemoteOptions(url="http://127.0.0.1:1", tokenizer=str(tiny_model_dir)))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for messages in (PROMPT, [ChatMessage("user", "你好，世界 🙂 " * 5)]):
+        conversation = [{"role": m.role, "content": m.content} for m in messages]
+        expected = tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        assert model.count_tokens(messages) == len(expected)
+    with pytest.raises(ValueError, match="cannot load the tokenizer"):
+        RemoteChatModel(
+            RemoteOptions(url="http://127.0.0.1:1", tokenizer=str(tiny_model_dir / "x"))
+        )
