@@ -66,7 +66,7 @@ class ModelLifecycle(Protocol):
     `start()` begins loading in the background and returns at once (call it on the event loop;
     a second call does nothing). `ready` tells whether the model can serve now. `wait_ready()`
     starts loading if need be and returns once the model is ready, raising ModelUnavailable if it
-    failed to load (what it returns is the implementation's: DeferredChatModel's is the loaded model).
+    failed to load (what it returns is the implementation's: DeferredChatModel's is the model).
     `close()` releases threads, connections and memory; it returns None where that is done at
     once and an awaitable where it awaits (a remote model's HTTP session): `close_model` does
     either. A model that is ready once constructed takes ReadyLifecycle's no-ops.
