@@ -23,7 +23,9 @@ from botframework.connector.auth import (
     AuthenticationConstants,
     BotFrameworkAuthentication,
     ConnectorFactory,
+    EmulatorValidation,
     GovernmentConstants,
+    SkillValidation,
 )
 from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor
@@ -136,15 +138,50 @@ def install_async_metadata(
 
 
 async def authenticate(
-    auth: BotFrameworkAuthentication, activity: Activity, auth_header: str
+    auth: BotFrameworkAuthentication, activity: Activity, auth_header: str, *, app_id: str = ""
 ) -> AuthenticateRequestResult:
-    """botbuilder's checks, with every token failure as Unauthorized."""
+    """botbuilder's checks, with every token failure as Unauthorized; with an `app_id`, Emulator
+    tokens must also be addressed to this bot (see `check_emulator_audience`)."""
     try:
-        return await auth.authenticate_request(activity, auth_header)
+        result = await auth.authenticate_request(activity, auth_header)
     except AuthUnavailable:
         raise
     except Exception as error:  # PermissionError, jwt errors, IndexError, KeyError, bare Exception
         raise Unauthorized(type(error).__name__) from None
+    if app_id and result.claims_identity is not None:
+        check_emulator_audience(result.claims_identity.claims or {}, app_id)
+    return result
+
+
+EMULATOR_ISSUERS = frozenset(
+    EmulatorValidation.TO_BOT_FROM_EMULATOR_TOKEN_VALIDATION_PARAMETERS.issuer
+)
+
+
+def check_emulator_audience(claims: dict[str, Any], app_id: str) -> None:
+    """Raise Unauthorized unless an Emulator token (one of the Emulator's issuers, and not a
+    skill's token) names this bot as its audience (`aud`) and as the app it was issued to
+    (`appid` in version 1.0 tokens, `azp` in 2.0).
+
+    botbuilder checks only `appid`/`azp` on Emulator tokens, and the bot's own outbound token
+    (audience https://api.botframework.com, issued by the same tenant to the bot's app id, and
+    sent with every reply to every allowed service URL) passes that check; its audience does not.
+    Channel tokens (issuer https://api.botframework.com) are not Emulator tokens: botbuilder
+    checks their audience itself.
+    """
+    if claims.get("iss") not in EMULATOR_ISSUERS or SkillValidation.is_skill_claim(claims):
+        return
+    audience = claims.get(AuthenticationConstants.AUDIENCE_CLAIM)
+    if audience != app_id and audience != [app_id]:
+        raise Unauthorized("Emulator token for another audience")
+    version = claims.get(AuthenticationConstants.VERSION_CLAIM)
+    party = (
+        AuthenticationConstants.AUTHORIZED_PARTY
+        if version == "2.0"
+        else AuthenticationConstants.APP_ID_CLAIM
+    )
+    if claims.get(party) != app_id:
+        raise Unauthorized("Emulator token issued to another app")
 
 
 class CachingBotFrameworkAuthentication(BotFrameworkAuthentication):
