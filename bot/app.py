@@ -235,7 +235,7 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
     settings = runtime.settings
     await runtime.backend.open()
     async with aiohttp.ClientSession() as session:
-        install_async_metadata(
+        key_sources = install_async_metadata(
             session,
             channel_url=settings.openid_metadata_url or None,
             emulator_url=settings.emulator_openid_metadata_url or None,
@@ -257,6 +257,8 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
         if endpoint.rate_limit is not None:
             await endpoint.rate_limit.close()
         await endpoint.adapter.close()
+        for source in key_sources.values():  # a background key refresh, before its session closes
+            await source.close()
         await runtime.aclose()
 
 
