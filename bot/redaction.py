@@ -3,8 +3,9 @@
 `mask_url` parses a URL and hides the password of its user info (as written, percent-encoded or
 not) and the value of every query parameter whose name says it is a secret (`password`,
 `access_token`, `api-key`, `sig`, `code`, `X-Amz-Signature`, ...). `redact` applies it to every
-URL inside a free text, then replaces each registered secret, in each of its encodings (as
-written, percent-encoded, form-encoded, JSON-escaped), by `***`.
+URL inside a free text (and masks the secret parameters of relative ones, `/path?sig=...`),
+then replaces each registered secret, in each of its encodings (as written, percent-encoded,
+form-encoded, JSON-escaped), by `***`.
 
 The secrets are registered once per process from the settings (`register_settings`: the fields
 `Settings.secret_values` names) by the app's wiring and the `botloom` command; `SecretsFilter`
@@ -58,6 +59,7 @@ SECRET_PARAMS = frozenset(
 _SECRET_SUFFIXES = ("_token", "_secret", "_password", "_key", "_signature", "_credential")
 
 _URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s"'<>`]+""")
+_QUERY_PAIR = re.compile(r"""(?<=[?&;])([A-Za-z0-9_.\-%]+)=([^&;#\s"'<>`]*)""")
 
 
 def is_secret_param(name: str) -> bool:
@@ -106,10 +108,18 @@ def mask_url(url: str) -> str:
 
 
 def mask_urls(text: str) -> str:
-    """`text` with `mask_url` applied to every URL in it."""
-    if "://" not in text:
-        return text
-    return _URL.sub(lambda match: mask_url(match.group(0)), text)
+    """`text` with `mask_url` applied to every URL in it, and the secret query parameters of
+    relative ones (`GET /v1/models?api-key=...`) masked too."""
+    if "://" in text:
+        text = _URL.sub(lambda match: mask_url(match.group(0)), text)
+    if "=" in text and ("?" in text or "&" in text):
+        text = _QUERY_PAIR.sub(_mask_pair, text)
+    return text
+
+
+def _mask_pair(match: re.Match[str]) -> str:
+    name, value = match.group(1), match.group(2)
+    return f"{name}={MASK}" if value and value != MASK and is_secret_param(name) else match[0]
 
 
 def url_secrets(url: str) -> list[str]:

@@ -122,6 +122,7 @@ def test_every_secret_setting_is_masked_in_every_encoding() -> None:
         log.warning("form body client_secret=app+s3cret%2F%2B%26")  # form-encoded
         log.warning('json body {"password": "app s3cret/+&"}')
         log.warning("token in https://elsewhere.example/cb?access_token=unregistered-t0k")
+        log.warning("GET /v1/models?model=m&access_token=unregistered-t0k failed")
     finally:
         log.removeHandler(handler)
     written = stream.getvalue()
