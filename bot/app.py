@@ -25,6 +25,7 @@ from bot.http.rate_limit import UserRateLimit
 from bot.knowledge.setup import Knowledge, build_knowledge, indexing_at_start
 from bot.model_setup import build_model, guard_limits, reply_params
 from bot.proactive import ConversationReferences
+from bot.redaction import register_settings
 from bot.security.origin_guard import OriginGuard
 from bot.security.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
@@ -165,6 +166,7 @@ def create_app(
             f"no MicrosoftAppId is set (anonymous mode) but BOTLOOM_HOST={settings.host} is not a "
             "loopback address; set an app id, or BOTLOOM_ALLOW_PUBLIC_ANONYMOUS=true if you must"
         )
+    register_settings(settings)  # its credentials out of logs, /healthz, traces and responses
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
     runtime = build_runtime(settings, model=model, storage=storage, embedding_model=embedding_model)
     adapter = RetryingCloudAdapter(
@@ -233,7 +235,7 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
     settings = runtime.settings
     await runtime.backend.open()
     async with aiohttp.ClientSession() as session:
-        install_async_metadata(
+        key_sources = install_async_metadata(
             session,
             channel_url=settings.openid_metadata_url or None,
             emulator_url=settings.emulator_openid_metadata_url or None,
@@ -252,6 +254,8 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
         if endpoint.rate_limit is not None:
             await endpoint.rate_limit.close()
         await endpoint.adapter.close()
+        for source in key_sources.values():  # a background key refresh, before its session closes
+            await source.close()
         await runtime.aclose()
 
 

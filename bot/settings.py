@@ -36,7 +36,7 @@ class Settings:
     port: int = 3978
     # Bot Framework credentials: empty app id means anonymous mode (Emulator, local tests).
     app_id: str = ""
-    app_password: str = field(default="", repr=False)
+    app_password: str = field(default="", repr=False, metadata={"secret": "value"})
     app_type: str = "MultiTenant"
     app_tenant_id: str = ""
     # The model: "embedded" (the default SmolLM2-135M-Instruct), a hub id, a folder or a .gguf.
@@ -55,8 +55,8 @@ class Settings:
     # A remote model: an OpenAI-compatible server (`botloom model-server`, vLLM, TGI, Ollama).
     # When model_url is set the bot uses it (and BOTLOOM_MODEL, unless left at "embedded", is the
     # model name sent); model_api_key is sent to it, and `botloom model-server` requires it.
-    model_url: str = ""
-    model_api_key: str = field(default="", repr=False)
+    model_url: str = field(default="", metadata={"secret": "url"})
+    model_api_key: str = field(default="", repr=False, metadata={"secret": "value"})
     model_connect_timeout_s: float = 5.0
     model_read_timeout_s: float = 30.0  # the longest silence before or between reply pieces
     model_max_retries: int = 2  # further tries when the server answers 429/503 or is unreachable
@@ -67,7 +67,7 @@ class Settings:
     model_server_host: str = "127.0.0.1"
     model_server_port: int = 8000
     # Conversation and user state: sqlite:///…, postgresql://…, redis://… or memory://.
-    storage: str = "sqlite:///data/botloom.db"
+    storage: str = field(default="sqlite:///data/botloom.db", metadata={"secret": "url"})
     storage_namespace: str = "botloom"  # PostgreSQL table-name prefix, Redis key prefix
     storage_pool_size: int = 10  # PostgreSQL / Redis connections per process
     # PostgreSQL / Redis: a conversation's lock is a lease renewed while its turn runs, so a
@@ -126,7 +126,7 @@ class Settings:
     # The index lives in knowledge_store (sqlite:///… or postgresql://…); empty: beside the state
     # (the same SQLite file or PostgreSQL database; with Redis or memory state, data/knowledge.db).
     knowledge: tuple[str, ...] = ()
-    knowledge_store: str = ""
+    knowledge_store: str = field(default="", metadata={"secret": "url"})
     embedding_model: str = "embedded"  # all-MiniLM-L6-v2 from its wheel; or a hub id / folder
     knowledge_min_score: float = 0.27  # cosine similarity a passage needs (calibrated: README)
     knowledge_lexical_min_score: float = 0.23  # ... when the words search found it too
@@ -165,6 +165,22 @@ class Settings:
                 value = getattr(self, f.name)
                 shown.append(f"{f.name}={mask_url(value) if isinstance(value, str) else value!r}")
         return f"Settings({', '.join(shown)})"
+
+    def secret_values(self) -> list[str]:
+        """Every credential these settings hold: the fields marked `secret` "value" whole, and
+        the passwords and secret query parameters inside the fields marked `secret` "url" (as
+        written and percent-decoded). A new credential setting is marked, never listed elsewhere.
+        """
+        from bot.redaction import url_secrets
+
+        found: list[str] = []
+        for f in fields(self):
+            kind, value = f.metadata.get("secret"), getattr(self, f.name)
+            if kind == "value" and value:
+                found.append(value)
+            elif kind == "url" and value:
+                found += url_secrets(value)
+        return found
 
     @property
     def anonymous(self) -> bool:

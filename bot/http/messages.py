@@ -74,6 +74,7 @@ class MessagesEndpoint:
                 self.adapter.bot_framework_authentication,
                 activity,
                 request.headers.get("Authorization", ""),
+                app_id=self._settings.app_id,
             )
         except Unauthorized as error:
             logger.info("rejected token: %s", error)

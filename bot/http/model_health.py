@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from bot.redaction import mask_url
+from bot.redaction import describe_error, mask_url, redact
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ class ModelServerProbe:
         log_every_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        base = url.rstrip("/")
-        self._models_url = (base if base.endswith("/v1") else base + "/v1") + "/models"
+        self._models_url = _models_url(url)
         self._shown_url = mask_url(url)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._interval_s = interval_s
@@ -50,7 +50,8 @@ class ModelServerProbe:
         self._task: asyncio.Task[None] | None = None
 
     def state(self) -> dict[str, Any]:
-        """What /healthz shows."""
+        """What /healthz shows: the URL without its credentials, and the last error as its class
+        name and redacted message (whatever the error quoted: the URL, the key)."""
         return {
             "url": self._shown_url,
             "reachable": self.reachable,
@@ -69,11 +70,9 @@ class ModelServerProbe:
             ) as response:
                 await response.read()
                 if response.status >= 400:
-                    error = f"HTTP {response.status} from {self._models_url}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as failure:
-            error = (
-                f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
-            )
+                    error = f"HTTP {response.status} from {redact(self._models_url)}"
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as failure:
+            error = describe_error(failure)
         self.latency_ms = round((self._clock() - started) * 1000, 1)
         self._record(error)
 
@@ -108,3 +107,11 @@ class ModelServerProbe:
             with suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def _models_url(url: str) -> str:
+    """`GET /v1/models` of the server at `url`, its query (an API key, say) kept."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    path = (path if path.endswith("/v1") else path + "/v1") + "/models"
+    return urlunsplit(parts._replace(path=path))

@@ -1,4 +1,10 @@
-"""What happens when a turn fails: log it, tell the user, and show the trace in the Emulator."""
+"""What happens when a turn fails: log it, tell the user, and show the trace in a local Emulator.
+
+The trace (the traceback, redacted) is posted only to an Emulator on this machine: channel
+`emulator`, a loopback serviceUrl, and a normal delivery. An `expectReplies` request gets its
+replies in the HTTP response, to whoever sent it, wherever its serviceUrl points: it gets the
+apology and never a trace.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from botbuilder.core import TurnContext
-from botbuilder.schema import Activity, ActivityTypes
+from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
 
+from bot.redaction import redact
 from bot.security.service_urls import is_loopback_host
 
 logger = logging.getLogger(__name__)
@@ -36,7 +43,7 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
                     timestamp=datetime.now(UTC),
                     name="on_turn_error Trace",
                     label="TurnError",
-                    value="".join(traceback.format_exception(error)),
+                    value=redact("".join(traceback.format_exception(error))),
                     value_type="https://www.botframework.com/schemas/error",
                 )
             )
@@ -46,7 +53,10 @@ async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
 
 def _is_local_emulator(activity: Activity) -> bool:
     """Tracebacks go to an Emulator on this machine only: anyone may claim channelId emulator,
-    but only a local client is answered on a loopback serviceUrl."""
+    but only a local client is answered on a loopback serviceUrl, and only when the replies go
+    to that serviceUrl (expectReplies answers the HTTP request instead)."""
+    if activity.delivery_mode == DeliveryModes.expect_replies:
+        return False
     try:
         host = urlsplit(activity.service_url or "").hostname
     except ValueError:

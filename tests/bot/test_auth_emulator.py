@@ -1,6 +1,7 @@
-"""With an app id, an Emulator token names no service URL (a channel's token does, and botbuilder
-checks it), so the bot would attach its own bearer token to whatever serviceUrl the activity names.
-Such activities must name an allowed service URL (issue 12, item 5)."""
+"""With an app id, an Emulator token must be addressed to this bot (`aud`, and `appid` or `azp`):
+the bot's own outbound token is not. And it names no service URL (a channel's token does, and
+botbuilder checks it), so the bot would attach its own bearer token to whatever serviceUrl the
+activity names: such activities must name an allowed service URL."""
 
 from __future__ import annotations
 
@@ -105,3 +106,55 @@ async def test_emulator_token_to_a_loopback_service_url_is_answered(
         assert replies[0]["text"] == "fake: hello"
     finally:
         await client.close()
+
+
+def outbound_shaped_token(key: SigningKey, version: str) -> str:
+    """What the bot's own app credentials get from the Bot Framework tenant, and send with every
+    reply: audience the Bot Framework API, issued to the bot's app id."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "aud": "https://api.botframework.com",
+        "ver": version,
+        "nbf": now - 10,
+        "exp": now + 600,
+    }
+    if version == "1.0":
+        claims.update(iss=EMULATOR_ISSUER, appid=APP_ID)
+    else:
+        claims.update(
+            iss="https://login.microsoftonline.com/d6d49420-f39b-4df7-a1dc-d59a935871db/v2.0",
+            azp=APP_ID,
+        )
+    return jwt.encode(claims, key.pem, algorithm="RS256", headers={"kid": key.kid})
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+async def test_the_bots_own_outbound_token_is_refused(
+    tmp_path: Path, key_server: FakeKeyServer, connector: FakeConnector, version: str
+) -> None:
+    client = await secured_bot(tmp_path, key_server)
+    key = key_server.keys[0]
+    try:
+        activity = message("hello", service_url=connector.url, channel="emulator")
+        headers = {"Authorization": f"Bearer {outbound_shaped_token(key, version)}"}
+        assert (await client.post("/api/messages", json=activity, headers=headers)).status == 401
+        # an Emulator token addressed to this bot but issued to another app is refused too
+        now = int(time.time())
+        foreign = jwt.encode(
+            {
+                "iss": EMULATOR_ISSUER,
+                "aud": APP_ID,
+                "appid": "another-app",
+                "ver": "1.0",
+                "nbf": now - 10,
+                "exp": now + 600,
+            },
+            key.pem,
+            algorithm="RS256",
+            headers={"kid": key.kid},
+        )
+        headers = {"Authorization": f"Bearer {foreign}"}
+        assert (await client.post("/api/messages", json=activity, headers=headers)).status == 401
+    finally:
+        await client.close()
+    assert connector.activities == []

@@ -65,19 +65,25 @@ class SigningKey:
 
 
 class FakeKeyServer:
-    """Serves /.well-known/openid-configuration and /keys; counts fetches; can be slow."""
+    """Serves /.well-known/openid-configuration and /keys; counts fetches; can be slow, or fail
+    (503 for the metadata while `failing`)."""
 
     def __init__(self, keys: list[SigningKey]) -> None:
         self.keys = keys
         self.delay = 0.0
-        self.fetches = 0
+        self.fetches = 0  # key sets served
+        self.failing = False
+        self.metadata_requests = 0  # answered or failed
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", self._metadata)
         app.router.add_get("/keys", self._keys)
         self._server = TestServer(app, host="127.0.0.1")
 
     async def _metadata(self, request: web.Request) -> web.Response:
+        self.metadata_requests += 1
         await asyncio.sleep(self.delay)
+        if self.failing:
+            return web.Response(status=503)
         return web.json_response(
             {"issuer": ISSUER, "jwks_uri": str(self._server.make_url("/keys"))}
         )
