@@ -114,3 +114,27 @@ async def test_rotating_the_from_id_does_not_escape_the_rate_limit(
         await client.close()
     assert statuses == [202, 202, 429, 429]
     assert other_status == 202, "another conversation is counted on its own"
+
+
+async def test_a_teams_user_is_counted_across_conversations(
+    tmp_path: Path,
+    key_server: FakeKeyServer,  # noqa: F811
+    connector: FakeConnector,
+) -> None:
+    client = await secured_bot(tmp_path, key_server, rate_limit_per_minute=2)
+    headers = {"Authorization": f"Bearer {token(key_server.keys[0], connector.url)}"}
+    statuses = []
+    try:
+        await start_of_a_window()
+        for n in range(3):
+            activity = message(
+                f"m{n}", service_url=connector.url, conversation=f"c{n}", user=f"29:{n}"
+            )
+            activity["channelId"] = "msteams"
+            activity["from"]["aadObjectId"] = "aad-1"
+            statuses.append(
+                (await client.post("/api/messages", json=activity, headers=headers)).status
+            )
+    finally:
+        await client.close()
+    assert statuses == [202, 202, 429], "one Entra user, whatever the chat or from.id"

@@ -92,8 +92,8 @@ class LocalDirectLine:
     async def start_conversation(self, request: web.Request) -> web.Response:
         """The conversation of a live bearer token, else a new one. A body `{"user": {"id": ...}}`
         (Direct Line JS sends the user id it was given) names a conversation's user when its
-        token does not: the bot hears that this user joined (and says hello) before the first
-        message."""
+        token does not. Once the user is known, the bot hears that they joined (and says hello)
+        before the first message."""
         token = _bearer(request)
         conversation = self.store.by_token(token)
         if conversation is None:
@@ -101,7 +101,9 @@ class LocalDirectLine:
         user = await _user_of(request)
         if conversation.user_id is None and user is not None:
             conversation.user_id = user["id"]
-        if user is not None and user["id"] == conversation.user_id:
+        if user is None or user["id"] != conversation.user_id:
+            user = _account(conversation.user_id) if conversation.user_id else None
+        if user is not None:
             self._forwarder.forward(conversation, user, self._own_base(request), None)
         return web.json_response(
             self._conversation_info(request, conversation, token, -1), status=201
@@ -238,6 +240,10 @@ class LocalDirectLine:
         return conversation, given
 
 
+def _account(user_id: str) -> dict[str, Any]:
+    return {"id": user_id, "name": user_id, "role": "user"}
+
+
 async def _user_of(request: web.Request) -> dict[str, Any] | None:
     """The user named in a start-conversation body, if any."""
     if not request.can_read_body:
@@ -252,7 +258,7 @@ async def _user_of(request: web.Request) -> dict[str, Any] | None:
     user_id = user.get("id")
     if not isinstance(user_id, str) or not user_id.strip():
         return None
-    return {"id": user_id, "name": str(user.get("name") or user_id), "role": "user"}
+    return {**_account(user_id), "name": str(user.get("name") or user_id)}
 
 
 def _bearer(request: web.Request) -> str:

@@ -18,6 +18,7 @@ from bot.app import RUNTIME, create_app
 from bot.channels.directline import DIRECTLINE, LocalDirectLine
 from bot.security.local_secret import LOCAL_CHANNEL_HEADER, LocalSecret
 from bot.settings import Settings
+from bot.turns.activity_handler import WELCOME_TEXT
 from dialogs.memory.commands import NOTHING_KEPT
 from models.fake import FakeChatModel
 from tests.activities import message
@@ -257,3 +258,12 @@ async def test_memory_follows_the_bound_user_and_a_spoof_reaches_none_of_it(
     assert "Your name is Alice." in (await bot_texts(client, alice, 3))[-1]
     key = f"directline/users/{alice_id}/memory"
     assert key in await client.server.app[RUNTIME].storage.read([key])
+
+
+async def test_the_user_of_a_generated_token_is_welcomed_when_the_conversation_starts(
+    client: TestClient,
+) -> None:
+    conversation = await generate(client)
+    started = await client.post(f"{DL}/conversations", headers=bearer(conversation["token"]))
+    assert started.status == 201
+    assert await bot_texts(client, conversation, 1) == [WELCOME_TEXT]
