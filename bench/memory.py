@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.app import build_runtime
 from bot.model_setup import build_model
 from bot.settings import Settings
+from bot.turns.identity import as_identity
 from dialogs.answer.reply_ending import ends_mid_sentence
 from models import ChatMessage, ChatModel, GenerationParams
 from models.api import WrappedChatModel, close_resource
@@ -87,9 +88,10 @@ class Bot:
             self.adapters[(conversation, user)] = adapter
         adapter.activity_buffer.clear()
         started = time.perf_counter()
-        await adapter.process_activity(
-            Activity(type="message", text=text), self.runtime.bot.on_turn
-        )
+        # The user as a channel that vouches for its users (Teams) would hand them to the bot:
+        # an Emulator's from.id alone keeps memory within its conversation.
+        logic = as_identity(f"emulator/users/{user}", self.runtime.bot.on_turn)
+        await adapter.process_activity(Activity(type="message", text=text), logic)
         self.latencies.append(time.perf_counter() - started)
         texts = [a.text or "" for a in adapter.activity_buffer if a.type == "message"]
         reply = "\n".join(texts)

@@ -26,6 +26,7 @@ from bot.knowledge.setup import Knowledge, build_knowledge, indexing_at_start
 from bot.model_setup import build_model, guard_limits, reply_params
 from bot.proactive import ConversationReferences
 from bot.redaction import register_settings
+from bot.security.local_secret import LocalSecret
 from bot.security.origin_guard import OriginGuard
 from bot.security.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
@@ -169,12 +170,15 @@ def create_app(
     register_settings(settings)  # its credentials out of logs, /healthz, traces and responses
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
     runtime = build_runtime(settings, model=model, storage=storage, embedding_model=embedding_model)
+    # The local Direct Line and this bot know each other's requests by a secret of the process.
+    local_secret = LocalSecret()
     adapter = RetryingCloudAdapter(
         CachingBotFrameworkAuthentication(
             ConfigurationBotFrameworkAuthentication(
                 settings.bot_framework_config(), credentials_factory=credentials_factory
             )
-        )
+        ),
+        local_secret=local_secret,
     )
     adapter.on_turn_error = on_turn_error
     adapter.use(TurnLogMiddleware(log_messages=settings.log_messages))
@@ -205,6 +209,7 @@ def create_app(
         runner,
         rate_limit=rate_limit,
         guard=guard if settings.anonymous else None,
+        local_secret=local_secret if settings.anonymous else None,
     )
     app.cleanup_ctx.append(lifespan)
     if runtime.knowledge is not None:  # BOTLOOM_KNOWLEDGE, indexed while the bot serves
@@ -224,7 +229,7 @@ def create_app(
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     # /chat and its local Direct Line
-    add_directline_routes(app, anonymous=settings.anonymous, guard=guard)
+    add_directline_routes(app, anonymous=settings.anonymous, guard=guard, secret=local_secret)
     return app
 
 

@@ -21,6 +21,7 @@ from botbuilder.schema import (
 
 from bot.app import Runtime
 from bot.turns.error_handler import on_turn_error
+from dialogs.memory.user_store import USER_IDENTITY_KEY
 
 CHANNEL_ID = "console"
 TYPING = "bot is typing…"
@@ -58,9 +59,13 @@ class ConsoleAdapter(BotAdapter):
         )
 
     async def process(self, activity: Activity, logic: Callable[[TurnContext], Awaitable]) -> None:
+        """Run a turn; the terminal's user is who they say (the OS account running botloom), so
+        their memory follows them across conversations."""
         if self._recorder is not None:
             self._recorder(activity)
-        await self.run_pipeline(TurnContext(self, activity), logic)
+        context = TurnContext(self, activity)
+        context.turn_state[USER_IDENTITY_KEY] = f"{CHANNEL_ID}/users/{self.user.id}"
+        await self.run_pipeline(context, logic)
 
     async def send_activities(
         self, context: TurnContext, activities: list[Activity]

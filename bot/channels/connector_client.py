@@ -25,6 +25,7 @@ from botframework.connector import Channels
 from botframework.connector.auth import AuthenticationConstants
 
 from bot.channels.streaming import is_stream_activity
+from bot.security.local_secret import LocalSecret
 from models.backoff import backoff_s, retry_after_s
 
 logger = logging.getLogger(__name__)
@@ -67,9 +68,16 @@ class RetryingCloudAdapter(CloudAdapter):
     and transient connector errors. Activities are sent one at a time, so a retry never repeats
     one that was delivered. Call `close()` at shutdown."""
 
-    def __init__(self, *args: object, retry: RetryPolicy = RetryPolicy(), **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        retry: RetryPolicy = RetryPolicy(),
+        local_secret: LocalSecret | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.retry = retry
+        self._local_secret = local_secret  # sent to the local Direct Line only
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -114,6 +122,8 @@ class RetryingCloudAdapter(CloudAdapter):
             raise ConnectorError(None, "no connector client for this turn")
         url = activity_url(client.config.base_url, activity)
         headers = await _auth_headers(client.config.credentials)
+        if self._local_secret is not None:
+            headers.update(self._local_secret.headers_for(client.config.base_url))
         body = activity.serialize()
         if self._session is None:
             self._session = aiohttp.ClientSession()

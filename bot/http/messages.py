@@ -1,4 +1,5 @@
-"""POST /api/messages: validate, authenticate, store the activity in the inbox, acknowledge."""
+"""POST /api/messages: validate, authenticate, decide who the sender is (bot/turns/identity.py),
+rate-limit, store the activity in the inbox with that identity, acknowledge."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from bot.channels.connector_client import RetryingCloudAdapter
 from bot.http.auth import AuthUnavailable, Unauthorized, authenticate
 from bot.http.rate_limit import UserRateLimit
 from bot.http.request_parsing import read_activity
+from bot.security.local_secret import LOCAL_CHANNEL_HEADER, LocalSecret
 from bot.security.origin_guard import OriginGuard
 from bot.security.service_urls import service_url_allowed
 from bot.settings import Settings
 from bot.storage import StorageUnavailable
+from bot.turns.identity import as_identity, vouched_identity
 from bot.turns.inbox_entries import entry_body
 from bot.turns.runner import RunnerBusy, TurnRunner
 
@@ -51,6 +54,7 @@ class MessagesEndpoint:
         *,
         rate_limit: UserRateLimit | None = None,
         guard: OriginGuard | None = None,
+        local_secret: LocalSecret | None = None,
     ) -> None:
         self._settings = settings
         self.adapter = adapter
@@ -58,6 +62,7 @@ class MessagesEndpoint:
         self.runner = runner
         self.rate_limit = rate_limit
         self._guard = guard
+        self._local_secret = local_secret  # what the local Direct Line's forwards carry
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.runner.draining:
@@ -88,15 +93,33 @@ class MessagesEndpoint:
             auth, activity, self._settings
         ):
             raise web.HTTPForbidden(text="serviceUrl not allowed for this token")
-        await self._check_rate(activity, auth)
-        return await self._enqueue(activity, data, auth)
+        user = vouched_identity(
+            activity,
+            auth.claims_identity,
+            anonymous=self._settings.anonymous,
+            from_local_directline=self._from_local_directline(request),
+        )
+        await self._check_rate(activity, auth, user)
+        return await self._enqueue(activity, data, auth, user)
 
-    async def _check_rate(self, activity: Activity, auth: AuthenticateRequestResult) -> None:
+    def _from_local_directline(self, request: web.Request) -> bool:
+        """Whether the local Direct Line sent this (it carries the process's secret); 401 for a
+        request that names the header with anything else."""
+        given = request.headers.get(LOCAL_CHANNEL_HEADER)
+        if given is None:
+            return False
+        if self._local_secret is None or not self._local_secret.matches(given):
+            raise web.HTTPUnauthorized(text=f"invalid {LOCAL_CHANNEL_HEADER}")
+        return True
+
+    async def _check_rate(
+        self, activity: Activity, auth: AuthenticateRequestResult, user: str | None
+    ) -> None:
         """429 with Retry-After for a user over the limit, before anything is stored."""
         if self.rate_limit is None:
             return
         try:
-            decision = await self.rate_limit.check(activity)
+            decision = await self.rate_limit.check(activity, user)
         except StorageUnavailable:
             logger.warning("cannot count the message: state store unreachable")
             raise web.HTTPServiceUnavailable(
@@ -112,18 +135,23 @@ class MessagesEndpoint:
         )
 
     async def _enqueue(
-        self, activity: Activity, data: dict[str, Any], auth: AuthenticateRequestResult
+        self,
+        activity: Activity,
+        data: dict[str, Any],
+        auth: AuthenticateRequestResult,
+        user: str | None,
     ) -> web.StreamResponse:
         key = conversation_key(activity)
         try:
             if is_synchronous(activity):
-                turn = partial(self.adapter.process_activity, auth, activity, self._bot.on_turn)
+                logic = as_identity(user, self._bot.on_turn)
+                turn = partial(self.adapter.process_activity, auth, activity, logic)
                 done = self.runner.call(key, turn, activity_id=activity.id)
                 if done is None:
                     return web.json_response({"status": "duplicate"}, status=200)
                 return invoke_http_response(await done)
             # Stored before the 202: an acknowledged message outlives this replica.
-            if not await self.runner.accept(key, activity.id, entry_body(data, auth)):
+            if not await self.runner.accept(key, activity.id, entry_body(data, auth, user)):
                 return web.json_response({"status": "duplicate"}, status=200)
         except RunnerBusy as error:
             raise web.HTTPServiceUnavailable(

@@ -1,7 +1,9 @@
 """The per-user rate limit, checked on /api/messages before anything is stored.
 
-At most `per_minute` messages per user (channel + user id) in each minute of the clock (fixed
-windows, counted in the configured store, so every replica sees the same counts). A message over
+At most `per_minute` messages per user in each minute of the clock (fixed windows, counted in the
+configured store, so every replica sees the same counts). A user is the identity the channel
+vouches for (bot/turns/identity.py); where none does, the conversation is counted, so a client
+that changes its `from.id` with every message is still one sender. A message over
 the limit is answered 429 with Retry-After (the seconds left in the window) and never reaches the
 inbox or the dialogs; the first one of a window also gets one polite reply, sent at once outside
 the turn order, so a flood costs one outbound message per window, not one per message. Only
@@ -24,6 +26,7 @@ from botframework.connector.auth.authenticate_request_result import Authenticate
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.storage import RateCounts
+from bot.turns.identity import rate_key
 from bot.turns.teams_rules import addressed_to_bot
 from dialogs.answer.apologies import OUTCOME_KEY
 
@@ -51,18 +54,18 @@ class UserRateLimit:
         self._clock = clock
         self._notices: set[asyncio.Task[None]] = set()
 
-    async def check(self, activity: Activity) -> RateDecision:
-        """Count `activity` if it is a message; StorageUnavailable if the store cannot count."""
+    async def check(self, activity: Activity, user: str | None = None) -> RateDecision:
+        """Count `activity` if it is a message, for `user` (the vouched identity; None: the
+        conversation); StorageUnavailable if the store cannot count."""
         if (
             self._per_minute <= 0
             or activity.type != ActivityTypes.message
             or not addressed_to_bot(activity)  # a group message for others: never answered
         ):
             return RateDecision(True)
-        user = activity.from_property.id if activity.from_property else ""
         now = self._clock()
         window = int(now // WINDOW_S)
-        count = await self._counts.hit(f"{activity.channel_id}/{user}", window, 2 * WINDOW_S)
+        count = await self._counts.hit(rate_key(activity, user), window, 2 * WINDOW_S)
         if count <= self._per_minute:
             return RateDecision(True)
         wait = max(1, math.ceil((window + 1) * WINDOW_S - now))

@@ -13,18 +13,23 @@ from botframework.connector.auth.authenticate_request_result import Authenticate
 
 from bot.channels.connector_client import RetryingCloudAdapter
 from bot.storage import InboxEntry
+from bot.turns.identity import as_identity
 from bot.turns.transcripts import NOTICE_ONLY
 
 ONE_MOMENT = "One moment, please: I'm still answering your previous message. This one is next."
 
 
-def entry_body(activity: dict[str, Any], auth: AuthenticateRequestResult) -> str:
-    """What the inbox keeps: the activity as it came (JSON), and the verified claims the turn's
-    replies need (the token itself is not kept)."""
+def entry_body(
+    activity: dict[str, Any], auth: AuthenticateRequestResult, user: str | None = None
+) -> str:
+    """What the inbox keeps: the activity as it came (JSON), the verified claims the turn's
+    replies need (the token itself is not kept), and the sender's vouched identity
+    (bot/turns/identity.py; None when no one vouches)."""
     identity = auth.claims_identity
     return json.dumps(
         {
             "activity": activity,
+            "user": user,
             "claims": identity.claims if identity is not None else {},
             "authenticated": bool(identity is not None and identity.is_authenticated),
             "authentication_type": getattr(identity, "authentication_type", None),
@@ -50,6 +55,12 @@ def restore(
     return Activity().deserialize(stored["activity"]), auth
 
 
+def vouched_user(body: str) -> str | None:
+    """The sender's vouched identity kept with an entry (None: none, or an older entry)."""
+    user = json.loads(body).get("user")
+    return user if isinstance(user, str) and user else None
+
+
 class InboxTurns:
     """Runs an inbox entry through the adapter and the bot, as the endpoint would have."""
 
@@ -59,7 +70,8 @@ class InboxTurns:
 
     async def run(self, entry: InboxEntry) -> None:
         activity, auth = restore(entry.body, self._adapter.bot_framework_authentication)
-        await self._adapter.process_activity(auth, activity, self._bot.on_turn)
+        logic = as_identity(vouched_user(entry.body), self._bot.on_turn)
+        await self._adapter.process_activity(auth, activity, logic)
 
     async def say_one_moment(self, entry: InboxEntry) -> None:
         activity, auth = restore(entry.body, self._adapter.bot_framework_authentication)

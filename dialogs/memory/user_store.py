@@ -1,8 +1,13 @@
 """What botloom keeps about each user: facts, in one storage record per user, across all of the
 user's conversations on a channel.
 
-The record's key is the user's: on Teams the Entra ID object id (`aadObjectId`, the same in every
-chat and team), elsewhere the channel's user id: `<channel>/users/<id>/memory`. Each update reads
+The record's key is the identity the channel vouches for, which bot/ decides once per turn and
+puts in the TurnContext's turn_state under USER_IDENTITY_KEY: `<identity>/memory` (on Teams
+`msteams/users/aad:<Entra object id>`, the same in every chat and team). A sender no channel
+vouches for (the Emulator, a Web Chat page: their `from.id` is whatever the client says) gets
+memory of the conversation only, `<channel>/conversations/<id>/users/<from.id>/memory`, so a
+spoofed id never reaches another conversation's memory (and in a group chat each member still
+has their own). Each update reads
 the record, changes it and writes it back with the etag it read; when another replica wrote in
 between (a conflict), it reads again and re-applies the change, so concurrent updates of one user
 are all kept. The first write of a user's record has no etag to check (the storages have no
@@ -34,17 +39,24 @@ class MemoryConflict(Exception):
     """Other writers kept winning: the update was not stored after MAX_TRIES rounds."""
 
 
+USER_IDENTITY_KEY = "botloom.user_identity"
+"""turn_state key: the sender as the channel vouches for them, `<channel>/users/<id>` (a str), set
+by bot/ before the dialogs run; absent or None when no one vouches for the sender."""
+
+
 def memory_key(turn_context: TurnContext) -> str | None:
-    """The storage key of the sender's memory; None when the activity names no sender."""
+    """The storage key of the sender's memory: the vouched identity's, else the sender's within
+    this conversation; None when the activity names no sender."""
+    identity = turn_context.turn_state.get(USER_IDENTITY_KEY)
+    if isinstance(identity, str) and identity:
+        return f"{identity}/memory"
     activity = turn_context.activity
     sender = activity.from_property
-    if sender is None or not sender.id:
+    conversation = activity.conversation.id if activity.conversation else None
+    if sender is None or not sender.id or not conversation:
         return None
     channel = (activity.channel_id or "").lower()
-    aad = getattr(sender, "aad_object_id", None)
-    if channel == "msteams" and aad:
-        return f"msteams/users/aad:{aad}/memory"
-    return f"{channel}/users/{sender.id}/memory"
+    return f"{channel}/conversations/{conversation}/users/{sender.id}/memory"
 
 
 class UserMemory:

@@ -19,7 +19,7 @@ from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
 from bot.storage import StorageConflictError
 from dialogs.memory.user_facts import remembered
-from dialogs.memory.user_store import UserMemory
+from dialogs.memory.user_store import USER_IDENTITY_KEY, UserMemory
 from tests.bot.storage.test_storage import STORAGES, Opener, close
 
 
@@ -64,7 +64,9 @@ def turn_of(user: str, conversation: str) -> TurnContext:
         from_property=ChannelAccount(id=f"29:{conversation}", aad_object_id=user),
         recipient=ChannelAccount(id="bot"),
     )
-    return TurnContext(TestAdapter(), activity)
+    context = TurnContext(TestAdapter(), activity)
+    context.turn_state[USER_IDENTITY_KEY] = f"msteams/users/aad:{user}"  # as the endpoint vouches
+    return context
 
 
 @pytest.fixture(params=sorted(STORAGES))

@@ -1,9 +1,11 @@
 """A bot of dialogs with user memory on one MemoryStorage, spoken to by several users in several
-conversations (DialogTestClient has one of each)."""
+conversations (DialogTestClient has one of each). By default each turn's sender is vouched for
+as bot/ does for a channel that vouches (Teams by `aadObjectId`); `vouched=False` is a sender no
+one vouches for (the Emulator, a Web Chat page)."""
 
 from __future__ import annotations
 
-from botbuilder.core import ConversationState, MemoryStorage, Storage, UserState
+from botbuilder.core import ConversationState, MemoryStorage, Storage, TurnContext, UserState
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.dialogs import DialogExtensions
 from botbuilder.schema import (
@@ -20,7 +22,7 @@ from dialogs.main_dialog import MainDialog
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
 from dialogs.memory.model_facts import ModelFacts
-from dialogs.memory.user_store import UserMemory
+from dialogs.memory.user_store import USER_IDENTITY_KEY, UserMemory
 from models import ChatModel, GenerationParams
 
 OPTIONS = ChatOptions("You are a test.", 2048, GenerationParams(max_new_tokens=50))
@@ -65,6 +67,7 @@ class MemoryBot:
         channel: str = "emulator",
         aad: str | None = None,
         conversation_type: str | None = None,
+        vouched: bool = True,
     ) -> list[str]:
         template = Activity(  # (TestAdapter takes only the channel from a ConversationReference)
             channel_id=channel,
@@ -75,7 +78,13 @@ class MemoryBot:
         )
         adapter = TestAdapter(template_or_conversation=template)
 
-        async def logic(turn_context: object) -> None:
+        identity = None
+        if vouched:
+            identity = f"msteams/users/aad:{aad}" if aad else f"{channel}/users/{user}"
+
+        async def logic(turn_context: TurnContext) -> None:
+            if identity is not None:
+                turn_context.turn_state[USER_IDENTITY_KEY] = identity
             await DialogExtensions.run_dialog(self.root, turn_context, self.dialog_state)
             await self.conversation_state.save_changes(turn_context)
             await self.user_state.save_changes(turn_context)

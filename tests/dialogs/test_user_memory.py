@@ -167,3 +167,27 @@ async def test_two_concurrent_updates_of_one_user_both_survive() -> None:
     shown = (await bot.say("/memory"))[0]
     assert "Your car is red." in shown and "Your bike is blue." in shown
     assert "First thing." in shown and "Second thing." in shown
+
+
+async def test_a_sender_no_one_vouches_for_cannot_reach_another_conversations_memory() -> None:
+    model = FakeChatModel()
+    bot = MemoryBot(model)
+    alice = {"user": "alice", "conversation": "alice-chat", "vouched": False}
+    spoofer = {"user": "alice", "conversation": "mallory-chat", "vouched": False}
+    await bot.say("My name is Alice and I live in Oslo.", **alice)
+    assert await bot.say("/memory", **spoofer) == [NOTHING_KEPT], "read"
+    await bot.say("/remember my manager is Mallory", **spoofer)
+    assert await bot.say("/forget", **spoofer) == [FORGOT_ALL]
+    kept = (await bot.say("/memory", **alice))[0]
+    assert "Your name is Alice." in kept and "Oslo" in kept, "not deleted"
+    assert "Mallory" not in kept, "nothing planted"
+
+
+async def test_a_vouched_identity_keeps_memory_across_conversations_whatever_the_from_id() -> None:
+    model = FakeChatModel()
+    bot = MemoryBot(model)
+    await bot.say("Call me Sam.", channel="msteams", user="29:a", aad="aad-1", conversation="x")
+    spoof = await bot.say("/memory", channel="msteams", user="29:a", vouched=False)
+    assert spoof == [NOTHING_KEPT], "the same from.id, unvouched, is not the user"
+    again = await bot.say("/memory", channel="msteams", user="29:b", aad="aad-1", conversation="y")
+    assert "Your name is Sam." in again[0]

@@ -12,6 +12,7 @@ from bot.channels.directline.connector_api import BotConnectorApi
 from bot.channels.directline.store import ConversationStore
 from bot.channels.directline.webchat_api import LocalDirectLine
 from bot.channels.webchat.page import BUNDLE, ChatPage
+from bot.security.local_secret import LocalSecret
 from bot.security.origin_guard import OriginGuard
 
 DIRECTLINE = web.AppKey("directline", LocalDirectLine)
@@ -27,6 +28,7 @@ def add_directline_routes(
     webchat_bundle: Path = BUNDLE,
     store: ConversationStore | None = None,
     guard: OriginGuard | None = None,
+    secret: LocalSecret | None = None,
 ) -> None:
     """Serve the chat page on GET /chat and, in anonymous mode only, the Direct Line that it
     uses (/v3/directline/...) and the connector routes the bot replies to (/v3/conversations/...).
@@ -34,19 +36,22 @@ def add_directline_routes(
     With an app id the bot only accepts channel tokens, which a local Direct Line cannot issue,
     so /chat then explains that instead. Every Direct Line and connector route goes through
     `guard` (JSON bodies, this server's Host, the page's own Origin: bot/security/origin_guard.py).
+    `secret` is the process's (bot/security/local_secret.py): the connector routes require it,
+    and the bot's connector client must be given the same one.
     """
     page = ChatPage(webchat_bundle, enabled=anonymous)
     app.router.add_get("/chat", page.page)
     app.router.add_get("/chat/webchat.js", page.script)
     if not anonymous:
         return
-    service = LocalDirectLine(store, messages_path)
+    service = LocalDirectLine(store, messages_path, secret)
     app[DIRECTLINE] = service
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_close_sockets)
-    connector = BotConnectorApi(service.store)
+    connector = BotConnectorApi(service.store, service.secret)
     wrap = (guard or OriginGuard()).wrap
     routes = [
+        ("POST", "/v3/directline/tokens/generate", service.generate_token),
         ("POST", "/v3/directline/conversations", service.start_conversation),
         ("GET", "/v3/directline/conversations/{conversation}", service.reconnect),
         ("POST", "/v3/directline/tokens/refresh", service.refresh_token),

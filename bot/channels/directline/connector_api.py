@@ -1,8 +1,11 @@
 """The local Direct Line service, the bot's side: the Bot Connector API under /v3/conversations.
 
-The bot's replies (streaming updates included) and updates of sent activities, from loopback
-callers only. A reply to a stream the user stopped is refused with 403 ContentStreamNotAllowed,
-as Teams does after its Stop button, which stops the generation.
+The bot's replies (streaming updates included) and updates of sent activities, from the bot of
+this process only: each request must carry `Authorization: Bearer <the process's secret>`
+(bot/security/local_secret.py), which the bot's own connector client sends; without it, 401. The
+peer address proves nothing (a reverse proxy on this host makes everyone local). A reply to a
+stream the user stopped is refused with 403 ContentStreamNotAllowed, as Teams does after its Stop
+button, which stops the generation.
 """
 
 from __future__ import annotations
@@ -10,14 +13,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.channels.directline.store import BOT_ACCOUNT, Activity, Conversation, ConversationStore
-from bot.security.service_urls import is_loopback_host
+from bot.security.local_secret import LocalSecret
 
 
 class BotConnectorApi:
     """Request handlers for the bot's replies into the conversations of `store`."""
 
-    def __init__(self, store: ConversationStore) -> None:
+    def __init__(self, store: ConversationStore, secret: LocalSecret) -> None:
         self.store = store
+        self._secret = secret
 
     async def bot_sends(self, request: web.Request) -> web.Response:
         """POST /v3/conversations/{id}/activities[/{replyTo}]: a reply or a streaming update."""
@@ -44,9 +48,10 @@ class BotConnectorApi:
         return web.json_response({"id": activity["id"]})
 
     def _for_bot(self, request: web.Request) -> Conversation:
-        if request.remote is None or not is_loopback_host(request.remote):
-            raise web.HTTPForbidden(
-                text="the local Direct Line accepts bot activities from loopback only"
+        if not self._secret.admits_bearer(request.headers.get("Authorization", "")):
+            raise web.HTTPUnauthorized(
+                text="the local Direct Line accepts bot activities from this process's bot only",
+                headers={"WWW-Authenticate": "Bearer"},
             )
         conversation = self.store.get(request.match_info["conversation"])
         if conversation is None:

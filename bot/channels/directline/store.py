@@ -1,17 +1,27 @@
-"""Conversations of the local Direct Line: activities in order, watermarks, and open streams.
+"""Conversations of the local Direct Line: tokens, activities in order, watermarks, open streams.
 
-Everything lives in memory and is bounded: the oldest conversations and, within a conversation,
-the oldest activities are dropped. A watermark is the sequence number of the last activity a
-client has seen; an updated activity is appended again (same id, new sequence number).
+Everything lives in memory and is bounded. Each conversation has its tokens (a refresh adds one;
+each expires `token_lifetime_s` after it was issued, as `expires_in` says) and its user: one the
+server chose and bound into the token (`vouched`), or the first one a client named. A
+conversation whose tokens have all expired is gone. A client (the page's origin and the peer
+address) has at most `max_per_client` live conversations, and the store `max_conversations`:
+beyond either, a new conversation is refused (TooManyConversations), never made room for by
+dropping someone else's. Within a conversation the oldest activities are dropped. A watermark is
+the sequence number of the last activity a client has seen; an updated activity is appended
+again (same id, new sequence number).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
+import math
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +31,16 @@ Activity = dict[str, Any]
 BOT_ACCOUNT: dict[str, str] = {"id": "botloom", "name": "botloom", "role": "bot"}
 STREAMINFO = "streaminfo"
 STREAM_IDLE_S = 60.0  # a stream not updated for this long is over (its turn failed)
+TOKEN_LIFETIME_S = 3600  # what `expires_in` says
+MAX_TOKENS = 4  # live tokens per conversation (refreshes); the oldest goes first
+
+
+class TooManyConversations(Exception):
+    """A new conversation would pass a bound; `retry_after_s`: when one will have expired."""
+
+    def __init__(self, reason: str, retry_after_s: int) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
 
 
 def now_iso() -> str:
@@ -41,8 +61,11 @@ def stream_info(activity: Activity) -> dict[str, Any] | None:
 @dataclass
 class Conversation:
     id: str
-    token: str
     max_activities: int
+    client: str = ""  # who started it (the page's origin and the peer address)
+    user_id: str | None = None  # the only sender its tokens admit, once known
+    vouched: bool = False  # the server chose `user_id` (not a client)
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> when it expires
     created: float = field(default_factory=time.monotonic)
     users: set[str] = field(default_factory=set)  # users whose arrival the bot was told about
     # stream id -> when it was last updated; a stream silent for STREAM_IDLE_S counts as closed
@@ -55,6 +78,21 @@ class Conversation:
 
     def __post_init__(self) -> None:
         self._log = deque(maxlen=self.max_activities)
+
+    def expires(self) -> float:
+        """When its last token expires (-inf without tokens)."""
+        return max(self.tokens.values(), default=float("-inf"))
+
+    def admits(self, token: str, now: float) -> bool | None:
+        """True for a live token of this conversation, False for an expired one, None for a
+        token that is not its own (constant-time comparisons)."""
+        found = None
+        for own, expires in self.tokens.items():
+            if _same_token(own, token):
+                found = expires
+        if found is None:
+            return None
+        return now < found
 
     def add(self, activity: Activity, *, keep_id: bool = False) -> Activity:
         """Store an activity (a new id unless `keep_id`, a timestamp) and wake the readers."""
@@ -113,23 +151,60 @@ class Conversation:
 
 
 class ConversationStore:
-    """At most `max_conversations`, the least recently created dropped first."""
+    """The live conversations, bounded per client and in all (see the module's docstring)."""
 
-    def __init__(self, max_conversations: int = 500, max_activities: int = 2000) -> None:
+    def __init__(
+        self,
+        max_conversations: int = 500,
+        max_activities: int = 2000,
+        *,
+        max_per_client: int = 100,
+        token_lifetime_s: float = TOKEN_LIFETIME_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._conversations: OrderedDict[str, Conversation] = OrderedDict()
-        self._max_conversations = max_conversations
+        self.max_conversations = max_conversations
         self._max_activities = max_activities
+        self.max_per_client = max_per_client
+        self.token_lifetime_s = token_lifetime_s
+        self.clock = clock
 
-    def create(self) -> Conversation:
+    def create(
+        self, client: str = "", *, user_id: str | None = None, vouched: bool = False
+    ) -> tuple[Conversation, str]:
+        """A new conversation and its first token; TooManyConversations past a bound."""
+        self._drop_expired()
+        mine = [c for c in self._conversations.values() if c.client == client]
+        if len(mine) >= self.max_per_client:
+            raise TooManyConversations(
+                f"too many conversations from this client (at most {self.max_per_client} "
+                "at a time); finish or wait for one to expire",
+                self._retry_after(mine),
+            )
+        if len(self._conversations) >= self.max_conversations:
+            raise TooManyConversations(
+                "too many conversations on this server; try again later",
+                self._retry_after(list(self._conversations.values())),
+            )
         conversation = Conversation(
             id=secrets.token_hex(12),
-            token=secrets.token_urlsafe(24),
             max_activities=self._max_activities,
+            client=client,
+            user_id=user_id,
+            vouched=vouched,
         )
         self._conversations[conversation.id] = conversation
-        while len(self._conversations) > self._max_conversations:
-            self._conversations.popitem(last=False)
-        return conversation
+        return conversation, self.issue_token(conversation)
+
+    def issue_token(self, conversation: Conversation) -> str:
+        """A new token for `conversation`, live for `token_lifetime_s` (at most MAX_TOKENS are
+        kept; the oldest goes). Shaped like a JWT whose payload names the bound user, which is
+        where Web Chat reads its user id from."""
+        token = _token(conversation.user_id)
+        conversation.tokens[token] = self.clock() + self.token_lifetime_s
+        while len(conversation.tokens) > MAX_TOKENS:
+            conversation.tokens.pop(next(iter(conversation.tokens)))
+        return token
 
     def __len__(self) -> int:
         return len(self._conversations)
@@ -138,10 +213,32 @@ class ConversationStore:
         return self._conversations.get(conversation_id)
 
     def by_token(self, token: str) -> Conversation | None:
-        return next(
-            (c for c in self._conversations.values() if _same_token(c.token, token)),
-            None,
-        )
+        """The conversation a live `token` belongs to."""
+        now = self.clock()
+        return next((c for c in self._conversations.values() if c.admits(token, now)), None)
+
+    def _drop_expired(self) -> None:
+        now = self.clock()
+        for conversation_id in [i for i, c in self._conversations.items() if c.expires() <= now]:
+            del self._conversations[conversation_id]
+
+    def _retry_after(self, conversations: list[Conversation]) -> int:
+        soonest = min((c.expires() for c in conversations), default=self.clock())
+        return max(1, math.ceil(soonest - self.clock()))
+
+
+def _token(user_id: str | None) -> str:
+    """`header.payload.random`: the payload says the user (Web Chat decodes it, and uses it as
+    its user id); the random part makes the token unguessable. It is checked by comparing the
+    whole string with the ones issued, not by a signature."""
+    payload = {"user": user_id} if user_id else {}
+    parts = [{"alg": "none", "typ": "JWT"}, payload]
+    encoded = [_b64(json.dumps(part, separators=(",", ":")).encode()) for part in parts]
+    return ".".join([*encoded, secrets.token_urlsafe(24)])
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _same_token(expected: str, given: str) -> bool:

@@ -1,13 +1,21 @@
 """The local Direct Line service, Web Chat's side: the Direct Line 3.0 API, and the bot's user.
 
-Web Chat side (Direct Line 3.0, under /v3/directline): start a conversation, reconnect, refresh
-the token, post an activity, get activities after a watermark (polling), or receive them on the
-conversation's websocket (`streamUrl`). Each conversation has its own token; any bearer token
-starts a conversation (this is a local development tool).
+Web Chat side (Direct Line 3.0, under /v3/directline): generate a token, start a conversation,
+reconnect, refresh the token, post an activity, get activities after a watermark (polling), or
+receive them on the conversation's websocket (`streamUrl`). Each conversation has its own tokens,
+which expire after `expires_in` seconds (a refresh issues a new one); any other bearer token
+starts a new conversation (this is a local development tool), at most so many per client
+(429 beyond: store.py).
+
+Users: `POST /tokens/generate` (what the /chat page does) makes a conversation whose user id the
+server chooses ("dl_…") and puts in the token, where Web Chat reads it. Such a user is vouched
+for: the activities it forwards carry this process's secret, and the bot keeps that user's memory
+(bot/turns/identity.py). A conversation started otherwise is bound to the first user id a client
+names, which vouches for no one. Either way, an activity from another id is refused (403).
 
 The bot replies through the Bot Connector API beside it (connector_api.py). User activities reach
-the bot the way a channel's do: POSTed to this app's own /api/messages on loopback, with channelId
-"directline" and this app as serviceUrl, one at a time per conversation.
+the bot the way a channel's do (forwarding.py), with channelId "directline" and this app as
+serviceUrl.
 
 Like Teams' Stop button, a user message "stop" while a reply streams is not forwarded: the next
 update of that stream is refused with 403 ContentStreamNotAllowed, which stops the generation.
@@ -19,7 +27,6 @@ import asyncio
 import logging
 import secrets
 import weakref
-from collections.abc import Coroutine
 from contextlib import suppress
 from typing import Any
 
@@ -27,27 +34,34 @@ import aiohttp
 from aiohttp import web
 
 from bot.channels.directline.connector_api import read_activity_object
-from bot.channels.directline.store import BOT_ACCOUNT, Activity, Conversation, ConversationStore
+from bot.channels.directline.forwarding import CHANNEL_ID, BotForwarder
+from bot.channels.directline.store import (
+    BOT_ACCOUNT,
+    Activity,
+    Conversation,
+    ConversationStore,
+    TooManyConversations,
+)
+from bot.security.local_secret import LocalSecret
 from bot.security.service_urls import is_loopback_host
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_ID = "directline"
-TOKEN_LIFETIME_S = 3600
 STOP_WORDS = ("stop", "/stop")
-FORWARD_TIMEOUT_S = 30.0
 
 
 class LocalDirectLine:
     """Request handlers and the state behind them; `messages_path` is the bot's endpoint."""
 
     def __init__(
-        self, store: ConversationStore | None = None, messages_path: str = "/api/messages"
+        self,
+        store: ConversationStore | None = None,
+        messages_path: str = "/api/messages",
+        secret: LocalSecret | None = None,
     ) -> None:
         self.store = store or ConversationStore()
-        self._messages_path = messages_path
-        self._session: aiohttp.ClientSession | None = None
-        self._forwards: set[asyncio.Task[None]] = set()
+        self.secret = secret or LocalSecret()
+        self._forwarder = BotForwarder(messages_path, self.secret)
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     async def close_sockets(self) -> None:
@@ -57,51 +71,76 @@ class LocalDirectLine:
 
     async def close(self) -> None:
         """Stop forwarding, close the websockets and the HTTP session (app cleanup)."""
-        for task in list(self._forwards):
-            task.cancel()
-        if self._forwards:
-            await asyncio.wait(self._forwards)
+        await self._forwarder.stop()
         await self.close_sockets()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._forwarder.close()
 
     # Web Chat side -----------------------------------------------------------------------
 
-    async def start_conversation(self, request: web.Request) -> web.Response:
-        """Web Chat sends `{"user": {"id": ...}}`: the bot hears that this user joined (and says
-        hello) before the first message."""
-        conversation = self.store.by_token(_bearer(request)) or self.store.create()
-        user = await _user_of(request)
-        if user is not None:
-            self._forward(self._deliver(conversation, user, _loopback_base(request), None))
-        return web.json_response(self._conversation_info(request, conversation, -1), status=201)
-
-    async def reconnect(self, request: web.Request) -> web.Response:
-        conversation = self._authorized(request)
-        watermark = _watermark(request.query.get("watermark"))
-        return web.json_response(self._conversation_info(request, conversation, watermark))
-
-    async def refresh_token(self, request: web.Request) -> web.Response:
-        conversation = self.store.by_token(_bearer(request))
-        if conversation is None:
-            raise web.HTTPForbidden(text="unknown token")
+    async def generate_token(self, request: web.Request) -> web.Response:
+        """A new conversation for a user the server names ("dl_…"), carried in its token."""
+        user_id = f"dl_{secrets.token_hex(12)}"
+        conversation, token = self._create(request, user_id=user_id, vouched=True)
         return web.json_response(
             {
                 "conversationId": conversation.id,
-                "token": conversation.token,
-                "expires_in": TOKEN_LIFETIME_S,
+                "token": token,
+                "expires_in": self._lifetime(),
+            }
+        )
+
+    async def start_conversation(self, request: web.Request) -> web.Response:
+        """The conversation of a live bearer token, else a new one. A body `{"user": {"id": ...}}`
+        (Direct Line JS sends the user id it was given) names a conversation's user when its
+        token does not. Once the user is known, the bot hears that they joined (and says hello)
+        before the first message."""
+        token = _bearer(request)
+        conversation = self.store.by_token(token)
+        if conversation is None:
+            conversation, token = self._create(request)
+        user = await _user_of(request)
+        if conversation.user_id is None and user is not None:
+            conversation.user_id = user["id"]
+        if user is None or user["id"] != conversation.user_id:
+            user = _account(conversation.user_id) if conversation.user_id else None
+        if user is not None:
+            self._forwarder.forward(conversation, user, self._own_base(request), None)
+        return web.json_response(
+            self._conversation_info(request, conversation, token, -1), status=201
+        )
+
+    async def reconnect(self, request: web.Request) -> web.Response:
+        conversation, token = self._authorized(request)
+        watermark = _watermark(request.query.get("watermark"))
+        return web.json_response(self._conversation_info(request, conversation, token, watermark))
+
+    async def refresh_token(self, request: web.Request) -> web.Response:
+        """A new token for the conversation of a live one (the old one still expires when it
+        said); an expired or unknown token is refused."""
+        conversation = self.store.by_token(_bearer(request))
+        if conversation is None:
+            raise web.HTTPForbidden(text="unknown or expired token")
+        return web.json_response(
+            {
+                "conversationId": conversation.id,
+                "token": self.store.issue_token(conversation),
+                "expires_in": self._lifetime(),
             }
         )
 
     async def post_activity(self, request: web.Request) -> web.Response:
-        conversation = self._authorized(request)
+        conversation, _ = self._authorized(request)
         activity = await read_activity_object(request)
         sender = activity.get("from")
         sender = sender if isinstance(sender, dict) else {}
-        activity["from"] = {**sender, "id": str(sender.get("id") or "user"), "role": "user"}
+        sender_id = str(sender.get("id") or conversation.user_id or "user")
+        if conversation.user_id is None:
+            conversation.user_id = sender_id  # the first id a client names
+        elif sender_id != conversation.user_id:
+            raise web.HTTPForbidden(text="from.id is not the user of this conversation's token")
+        activity["from"] = {**sender, "id": sender_id, "role": "user"}
         activity.update(
-            channelId=CHANNEL_ID, recipient=dict(BOT_ACCOUNT), serviceUrl=_loopback_base(request)
+            channelId=CHANNEL_ID, recipient=dict(BOT_ACCOUNT), serviceUrl=self._own_base(request)
         )
         activity.pop("timestamp", None)
         conversation.add(activity)
@@ -111,18 +150,18 @@ class LocalDirectLine:
             logger.info("user stopped the stream conversation=%s", conversation.id)
         elif activity["type"] != "typing":
             sender, base = activity["from"], activity["serviceUrl"]
-            self._forward(self._deliver(conversation, sender, base, activity))
+            self._forwarder.forward(conversation, sender, base, activity)
         return web.json_response({"id": activity["id"]})
 
     async def get_activities(self, request: web.Request) -> web.Response:
-        conversation = self._authorized(request)
+        conversation, _ = self._authorized(request)
         activities, watermark = conversation.after(_watermark(request.query.get("watermark")))
         return web.json_response({"activities": activities, "watermark": str(watermark)})
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         """The conversation's websocket: every activity after the watermark, as they arrive, in
         `{"activities": [...], "watermark": "n"}` frames. Web Chat pings with empty messages."""
-        conversation = self._authorized(request, token=request.query.get("t", ""))
+        conversation, _ = self._authorized(request, token=request.query.get("t", ""))
         cursor = _watermark(request.query.get("watermark"))
         socket = web.WebSocketResponse(heartbeat=30.0)
         await socket.prepare(request)
@@ -148,85 +187,61 @@ class LocalDirectLine:
             await socket.close()
         return socket
 
-    def _forward(self, delivery: Coroutine[Any, Any, None]) -> None:
-        """Run a `_deliver` in the background (closed with the service)."""
-        task = asyncio.create_task(delivery)
-        self._forwards.add(task)
-        task.add_done_callback(self._forwards.discard)
-
-    async def _deliver(
-        self,
-        conversation: Conversation,
-        user: dict[str, Any],
-        service_url: str,
-        activity: Activity | None,
-    ) -> None:
-        """POST the activity to the bot, after telling it about a user it has not met yet."""
-        async with conversation.turn_order:
-            if user["id"] not in conversation.users:
-                conversation.users.add(user["id"])
-                joined = {
-                    "type": "conversationUpdate",
-                    "id": f"{conversation.id}|join-{len(conversation.users)}",
-                    "channelId": CHANNEL_ID,
-                    "serviceUrl": service_url,
-                    "conversation": {"id": conversation.id},
-                    "from": user,
-                    "recipient": dict(BOT_ACCOUNT),
-                    "membersAdded": [user],
-                }
-                await self._post_to_bot(conversation, joined)
-            if activity is not None:
-                await self._post_to_bot(conversation, activity)
-
-    async def _post_to_bot(self, conversation: Conversation, activity: Activity) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        url = activity["serviceUrl"] + self._messages_path
-        problem = None
+    def _create(
+        self, request: web.Request, *, user_id: str | None = None, vouched: bool = False
+    ) -> tuple[Conversation, str]:
+        """A new conversation for the request's client; 429 with a reason past a bound."""
+        client = f"{request.headers.get('Origin', '')} {request.remote or ''}"
         try:
-            async with self._session.post(
-                url, json=activity, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
-            ) as response:
-                if response.status >= 300:
-                    problem = f"HTTP {response.status}: {(await response.text())[:200]}"
-        except (aiohttp.ClientError, TimeoutError) as error:
-            problem = type(error).__name__
-        if problem is not None:
-            logger.warning(
-                "local Direct Line could not deliver conversation=%s: %s", conversation.id, problem
-            )
-            note = {
-                "type": "message",
-                "from": dict(BOT_ACCOUNT),
-                "text": f"(botloom could not take that message: {problem})",
-            }
-            conversation.add(note)
+            return self.store.create(client, user_id=user_id, vouched=vouched)
+        except TooManyConversations as refused:
+            raise web.HTTPTooManyRequests(
+                text=str(refused), headers={"Retry-After": str(refused.retry_after_s)}
+            ) from None
+
+    def _own_base(self, request: web.Request) -> str:
+        """This server's loopback base URL, which the bot's replies go to (and which may be
+        sent the process's secret)."""
+        base = _loopback_base(request)
+        self.secret.add_own_service_url(base)
+        return base
+
+    def _lifetime(self) -> int:
+        return int(self.store.token_lifetime_s)
 
     def _conversation_info(
-        self, request: web.Request, conversation: Conversation, watermark: int
+        self, request: web.Request, conversation: Conversation, token: str, watermark: int
     ) -> dict[str, Any]:
         scheme = "wss" if request.secure else "ws"
-        stream_url = f"{scheme}://{request.host}/v3/directline/conversations/{conversation.id}/stream?t={conversation.token}"
+        stream_url = f"{scheme}://{request.host}/v3/directline/conversations/{conversation.id}/stream?t={token}"
         if watermark >= 0:
             stream_url += f"&watermark={watermark}"
         return {
             "conversationId": conversation.id,
-            "token": conversation.token,
-            "expires_in": TOKEN_LIFETIME_S,
+            "token": token,
+            "expires_in": self._lifetime(),
             "streamUrl": stream_url,
         }
 
-    def _authorized(self, request: web.Request, token: str | None = None) -> Conversation:
+    def _authorized(
+        self, request: web.Request, token: str | None = None
+    ) -> tuple[Conversation, str]:
+        """The conversation named in the path and the token, which must be one of its live
+        ones (403 otherwise, saying whether it expired)."""
         conversation = self.store.get(request.match_info["conversation"])
         if conversation is None:
             raise web.HTTPNotFound(text="unknown conversation")
         given = token if token is not None else _bearer(request)
-        if not secrets.compare_digest(
-            given.encode("utf-8", "surrogateescape"), conversation.token.encode()
-        ):
+        admitted = conversation.admits(given, self.store.clock())
+        if admitted is None:
             raise web.HTTPForbidden(text="token does not match the conversation")
-        return conversation
+        if not admitted:
+            raise web.HTTPForbidden(text="token expired")
+        return conversation, given
+
+
+def _account(user_id: str) -> dict[str, Any]:
+    return {"id": user_id, "name": user_id, "role": "user"}
 
 
 async def _user_of(request: web.Request) -> dict[str, Any] | None:
@@ -243,7 +258,7 @@ async def _user_of(request: web.Request) -> dict[str, Any] | None:
     user_id = user.get("id")
     if not isinstance(user_id, str) or not user_id.strip():
         return None
-    return {"id": user_id, "name": str(user.get("name") or user_id), "role": "user"}
+    return {**_account(user_id), "name": str(user.get("name") or user_id)}
 
 
 def _bearer(request: web.Request) -> str:

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_app
+from bot.channels.directline import DIRECTLINE
 from bot.channels.webchat.page import ChatPage
 from bot.settings import Settings
 from bot.turns.activity_handler import WELCOME_TEXT
@@ -89,6 +90,11 @@ async def serve(settings: Settings, model: FakeChatModel) -> TestClient:
     client = TestClient(TestServer(create_app(settings, model=model), host="127.0.0.1"))
     await client.start_server()
     return client
+
+
+def bot_auth(client: TestClient) -> dict[str, str]:
+    """What the bot's own connector client sends to the connector routes: the process's secret."""
+    return {"Authorization": f"Bearer {client.server.app[DIRECTLINE].secret.token}"}
 
 
 def final_reply(seen: list[Activity]) -> bool:
@@ -205,7 +211,9 @@ async def test_conversations_need_their_own_token(fast: Settings) -> None:
         assert bad.status == 400
         not_json = await client.post(url, data="not json", headers=first.headers)  # text/plain
         assert not_json.status == 415
-        unknown = await client.post("/v3/conversations/nope/activities", json={"type": "message"})
+        unknown = await client.post(
+            "/v3/conversations/nope/activities", json={"type": "message"}, headers=bot_auth(client)
+        )
         assert unknown.status == 404
     finally:
         await client.close()
@@ -217,8 +225,11 @@ async def test_bot_updates_replace_an_activity_under_the_same_id(fast: Settings)
         webchat = WebChatClient(client)
         conversation = (await webchat.start())["conversationId"]
         base = f"/v3/conversations/{conversation}/activities"
-        sent = await (await client.post(base, json={"type": "message", "text": "draft"})).json()
-        await client.put(f"{base}/{sent['id']}", json={"type": "message", "text": "final"})
+        auth = bot_auth(client)
+        draft = {"type": "message", "text": "draft"}
+        sent = await (await client.post(base, json=draft, headers=auth)).json()
+        final = {"type": "message", "text": "final"}
+        await client.put(f"{base}/{sent['id']}", json=final, headers=auth)
         seen = await webchat.poll()
     finally:
         await client.close()
