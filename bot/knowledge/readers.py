@@ -12,44 +12,36 @@ runs readers in a worker process and kills it at a deadline).
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from bot.knowledge.document import (
+    MB,
+    HeadingPath,
+    ParsedDocument,
+    Reader,
+    ReadLimits,
+    Section,
+    UnreadableDocument,
+)
+from bot.knowledge.office_readers import check_unpacked_size, read_docx, read_pdf
 
-class UnreadableDocument(Exception):
-    """The file is not a document we can read; the message says why, for one log line."""
-
-
-@dataclass(frozen=True)
-class Section:
-    """A run of text under one heading (a heading path such as "Holidays") or on one page."""
-
-    text: str
-    heading: str = ""
-    page: int | None = None
-
-
-@dataclass(frozen=True)
-class ParsedDocument:
-    title: str
-    sections: list[Section]
-
-
-MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """What one document may unpack to: the parts of a .docx (a zip), in bytes, all together."""
-
-    max_unpacked_bytes: int = 200 * MB
-
-
-Reader = Callable[[bytes, str, ReadLimits], ParsedDocument]
+__all__ = [
+    "MB",
+    "READERS",
+    "HeadingPath",
+    "ParsedDocument",
+    "ReadLimits",
+    "Reader",
+    "Section",
+    "UnreadableDocument",
+    "check_unpacked_size",
+    "read_document",
+    "read_docx",
+    "read_pdf",
+    "reader_for",
+]
 
 
 def reader_for(path: Path) -> Reader:
@@ -90,21 +82,6 @@ def decode_text(data: bytes) -> str:
     if controls > len(text[:65536]) * 0.01 or text.count("\ufffd") > len(text) * 0.01:
         raise UnreadableDocument("binary content, not text")
     return text
-
-
-class HeadingPath:
-    """The headings above the current line: entering level n leaves every heading at n or below."""
-
-    def __init__(self) -> None:
-        self._stack: list[tuple[int, str]] = []
-
-    def enter(self, level: int, heading: str) -> None:
-        while self._stack and self._stack[-1][0] >= level:
-            self._stack.pop()
-        self._stack.append((level, heading))
-
-    def text(self) -> str:
-        return " > ".join(heading for _, heading in self._stack)
 
 
 def markdown_heading(line: str) -> tuple[int, str] | None:
@@ -261,107 +238,6 @@ def read_html(data: bytes, fallback_title: str, limits: ReadLimits | None = None
     parser.feed(decode_text(data))
     parser.close()
     return ParsedDocument(parser.title or fallback_title, parser.sections)
-
-
-def read_pdf(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
-    """One section per page. An encrypted PDF opens only with an empty password."""
-    import pypdf
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise UnreadableDocument("encrypted PDF (needs a password)")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        metadata_title = (reader.metadata.title if reader.metadata else None) or ""
-    except UnreadableDocument:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
-        raise UnreadableDocument(f"not a readable PDF ({type(error).__name__})") from None
-    except Exception as error:  # pypdf raises assorted errors on damaged files
-        if "crypt" in str(error).lower():
-            raise UnreadableDocument("encrypted PDF (unsupported encryption)") from None
-        raise UnreadableDocument(f"not a readable PDF ({type(error).__name__})") from None
-    sections = [Section(text.strip(), "", number) for number, text in enumerate(pages, 1)]
-    sections = [s for s in sections if s.text]
-    if not sections:
-        raise UnreadableDocument("no text in the PDF (a scanned document?)")
-    return ParsedDocument(str(metadata_title).strip() or fallback_title, sections)
-
-
-def check_unpacked_size(data: bytes, limit: int) -> None:
-    """Refuse the zip archive `data` (UnreadableDocument) when its members unpack to more than
-    `limit` bytes all together: first by the sizes its directory declares, then by inflating
-    each member a megabyte at a time and counting, stopping as soon as the count passes `limit`
-    (a member may hold more than it declares). Nothing is kept; zipfile raises on a damaged
-    archive."""
-    import zipfile
-
-    def refuse() -> UnreadableDocument:
-        return UnreadableDocument(
-            f"unpacks to more than {limit / MB:.0f} MB (BOTLOOM_KNOWLEDGE_MAX_UNPACKED_MB)"
-        )
-
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = archive.infolist()
-        if sum(member.file_size for member in members) > limit:
-            raise refuse()
-        unpacked = 0
-        for member in members:
-            with archive.open(member) as part:
-                while piece := part.read(MB):
-                    unpacked += len(piece)
-                    if unpacked > limit:
-                        raise refuse()
-
-
-def read_docx(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
-    """Paragraphs and table rows; "Title" and "Heading n" styles make headings. Refused, before
-    python-docx reads it, when its parts unpack past `limits.max_unpacked_bytes`."""
-    import zipfile
-
-    import docx
-    from docx.opc.exceptions import PackageNotFoundError
-
-    try:
-        check_unpacked_size(data, (limits or ReadLimits()).max_unpacked_bytes)
-        document = docx.Document(io.BytesIO(data))
-    except UnreadableDocument:
-        raise
-    except (zipfile.BadZipFile, PackageNotFoundError, KeyError, ValueError) as error:
-        raise UnreadableDocument(f"not a readable .docx ({type(error).__name__})") from None
-    except Exception as error:  # lxml and zipfile raise assorted errors on damaged files
-        raise UnreadableDocument(f"not a readable .docx ({type(error).__name__})") from None
-    title = (document.core_properties.title or "").strip()
-    path = HeadingPath()
-    sections: list[Section] = []
-    body: list[str] = []
-
-    def flush() -> None:
-        if body:
-            sections.append(Section("\n\n".join(body), path.text()))
-            body.clear()
-
-    for paragraph in document.paragraphs:
-        text = paragraph.text.strip()
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
-        if not text:
-            continue
-        if style == "Title":
-            title = title or text
-            continue
-        match = re.fullmatch(r"Heading (\d)", style)
-        if match:
-            flush()
-            path.enter(int(match.group(1)), text)
-            continue
-        body.append(text)
-    flush()
-    for table in document.tables:
-        rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
-        if rows:
-            sections.append(Section("\n".join(rows), "table"))
-    return ParsedDocument(title or fallback_title, sections)
 
 
 READERS: dict[str, Reader] = {

@@ -21,7 +21,6 @@ long anyway (a template that adds more), the refusal is PromptTooLong.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -34,14 +33,13 @@ from models.api import (
     ChatMessage,
     GenerationParams,
     ModelError,
-    ModelOverloaded,
     ModelTimeout,
     ModelUnavailable,
-    PromptTooLong,
     ReadyLifecycle,
 )
-from models.backoff import backoff_s, retry_after_s
-from models.serving.openai_wire import model_error_from, request_body
+from models.backoff import backoff_s
+from models.serving.openai_wire import request_body
+from models.serving.responses import refusal, reply_pieces
 
 if TYPE_CHECKING:
     from models.chat_template import ChatTemplate
@@ -51,7 +49,6 @@ logger = logging.getLogger(__name__)
 # Role markers, the role and separators of common chat templates (ChatML takes 5 a message),
 # with room for the generation prompt.
 TOKENS_PER_MESSAGE = 8
-DONE = "[DONE]"
 # Opening a request failed in a way worth another try (the server was reached or is restarting).
 _CONNECTION_ERRORS = (
     aiohttp.ClientConnectorError,
@@ -140,7 +137,7 @@ class RemoteChatModel(ReadyLifecycle):
         response = await self._open(request_body(model, messages, params))
         finished = False
         try:
-            async for piece in _reply_pieces(response):
+            async for piece in reply_pieces(response):
                 yield piece
             finished = True
         except TimeoutError as error:  # aiohttp's read timeout (before its ClientConnectionError)
@@ -192,7 +189,7 @@ class RemoteChatModel(ReadyLifecycle):
             else:
                 if response.status == 200:
                     return response
-                failure, retryable, retry_after = await _refusal(response)
+                failure, retryable, retry_after = await refusal(response)
                 if not retryable:
                     raise failure
             wait = self._retry_wait(attempt, retry_after)
@@ -215,7 +212,7 @@ class RemoteChatModel(ReadyLifecycle):
         try:
             async with self._client().get(f"{self._base}/models") as response:
                 if response.status != 200:
-                    failure, _, _ = await _refusal(response)
+                    failure, _, _ = await refusal(response)
                     raise failure
                 listed = (await response.json(content_type=None)).get("data") or []
                 self._model = str(listed[0]["id"])
@@ -245,76 +242,3 @@ def _chat_template(source: str) -> ChatTemplate:
     if not tokenizer.chat_template:
         raise ValueError(f"the tokenizer {source!r} has no chat template")
     return ChatTemplate(tokenizer, source)
-
-
-async def _refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, float | None]:
-    """The error a non-200 response means, whether to try again, and the server's Retry-After."""
-    async with response:
-        try:
-            body: object = await response.json(content_type=None)
-        except (ValueError, aiohttp.ClientError):
-            body = None
-    retry_after = retry_after_s(response.headers.get("Retry-After"))
-    status = response.status
-    if status == 429:
-        error = model_error_from(body, ModelOverloaded)
-        overloaded = error if isinstance(error, ModelOverloaded) else ModelOverloaded(str(error))
-        overloaded.retry_after = retry_after if retry_after is not None else 1.0
-        return overloaded, True, retry_after
-    if status == 503:
-        return model_error_from(body, ModelUnavailable), True, retry_after
-    if status in (401, 403):
-        return ModelUnavailable(f"the model server refused the API key ({status})"), False, None
-    if status == 504:
-        return model_error_from(body, ModelTimeout), False, None
-    if status >= 500:
-        return model_error_from(body, ModelError), False, None
-    error = model_error_from(body, ModelError)
-    if isinstance(error, PromptTooLong):  # by its code, or what the message says (vLLM, TGI)
-        return error, False, None
-    return ModelError(f"the model server rejected the request ({status}): {error}"), False, None
-
-
-async def _reply_pieces(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """The reply's text pieces from an event stream (or from one JSON completion)."""
-    if response.content_type == "application/json":
-        yield _content(await response.json())
-        return
-    data: list[str] = []
-    async for raw in response.content:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif not line and data:  # a blank line ends an event
-            event, data = "\n".join(data), []
-            if event.strip() == DONE:
-                return
-            piece = _delta(event)
-            if piece:
-                yield piece
-        # comments (":"), "event:", "id:" and "retry:" lines carry nothing we use
-    raise ModelUnavailable("the model server ended the reply without [DONE]")
-
-
-def _delta(event: str) -> str:
-    try:
-        payload = json.loads(event)
-    except ValueError as error:
-        raise ModelError(f"unreadable event from the model server: {event[:80]!r}") from error
-    if not isinstance(payload, dict):
-        raise ModelError("unreadable event from the model server")
-    if "error" in payload:
-        raise model_error_from(payload)
-    choices = payload.get("choices")  # the usage chunk has none
-    first = choices[0] if isinstance(choices, list) and choices else None
-    delta = first.get("delta") if isinstance(first, dict) else None
-    content = delta.get("content") if isinstance(delta, dict) else None
-    return content if isinstance(content, str) else ""
-
-
-def _content(payload: object) -> str:
-    try:
-        content = payload["choices"][0]["message"]["content"]  # type: ignore[index]
-    except (TypeError, LookupError) as error:
-        raise ModelError("the model server's reply has no message content") from error
-    return str(content or "")
