@@ -106,7 +106,7 @@ class MessagesEndpoint:
         if decision.tell_user:
             self.rate_limit.tell_user(self.adapter, auth, activity, decision.retry_after_s)
         raise web.HTTPTooManyRequests(
-            text="too many messages from this user",
+            text="too many activities from this user",
             headers={"Retry-After": str(decision.retry_after_s)},
         )
 

@@ -1,12 +1,14 @@
 """The per-user rate limit, checked on /api/messages before anything is stored.
 
-At most `per_minute` messages per user (channel + user id) in each minute of the clock (fixed
-windows, counted in the configured store, so every replica sees the same counts). A message over
-the limit is answered 429 with Retry-After (the seconds left in the window) and never reaches the
-inbox or the dialogs; the first one of a window also gets one polite reply, sent at once outside
-the turn order, so a flood costs one outbound message per window, not one per message. Only
-messages to the bot count: conversation updates, invokes, the bot's own notices and group
-messages that do not @mention it do not.
+At most `per_minute` activities per user (channel + from.id) in each minute of the clock (fixed
+windows, counted in the configured store, so every replica sees the same counts). Every activity
+type counts (messages, invokes such as feedback clicks, reactions, conversation updates, events,
+group messages that do not @mention the bot): each costs an inbox entry or a turn under the
+conversation's lock. An activity over the limit is answered 429 with Retry-After (the seconds
+left in the window) and never reaches the inbox or the dialogs. The first refused message
+addressed to the bot in a window also gets one polite reply, sent at once outside the turn
+order, so a flood costs at most one outbound message per window, not one per activity; other
+refused activities get the 429 alone (the bot answers none of them with a message).
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ NOTICE = "You're sending messages faster than I can answer. Please wait {wait} s
 class RateDecision:
     allowed: bool
     retry_after_s: int = 0
-    tell_user: bool = False  # the first refused message of the window
+    tell_user: bool = False  # the first refused message to the bot in the window
 
 
 class UserRateLimit:
-    """Counts each user's messages in `counts`; 0 `per_minute` turns the limit off."""
+    """Counts each user's activities in `counts`; 0 `per_minute` turns the limit off."""
 
     def __init__(
         self, counts: RateCounts, per_minute: int, *, clock: Callable[[], float] = time.time
@@ -52,21 +54,23 @@ class UserRateLimit:
         self._notices: set[asyncio.Task[None]] = set()
 
     async def check(self, activity: Activity) -> RateDecision:
-        """Count `activity` if it is a message; StorageUnavailable if the store cannot count."""
-        if (
-            self._per_minute <= 0
-            or activity.type != ActivityTypes.message
-            or not addressed_to_bot(activity)  # a group message for others: never answered
-        ):
+        """Count `activity`, whatever its type; StorageUnavailable if the store cannot count."""
+        if self._per_minute <= 0:
             return RateDecision(True)
         user = activity.from_property.id if activity.from_property else ""
         now = self._clock()
         window = int(now // WINDOW_S)
-        count = await self._counts.hit(f"{activity.channel_id}/{user}", window, 2 * WINDOW_S)
+        key = f"{activity.channel_id}/{user}"
+        count = await self._counts.hit(key, window, 2 * WINDOW_S)
         if count <= self._per_minute:
             return RateDecision(True)
         wait = max(1, math.ceil((window + 1) * WINDOW_S - now))
-        return RateDecision(False, wait, tell_user=count == self._per_minute + 1)
+        tell = (
+            activity.type == ActivityTypes.message
+            and addressed_to_bot(activity)  # a group message for others is never answered
+            and await self._counts.hit(f"{key}/told", window, 2 * WINDOW_S) == 1
+        )
+        return RateDecision(False, wait, tell_user=tell)
 
     def tell_user(
         self,
