@@ -65,12 +65,17 @@ class UserRateLimit:
         if count <= self._per_minute:
             return RateDecision(True)
         wait = max(1, math.ceil((window + 1) * WINDOW_S - now))
-        tell = (
-            activity.type == ActivityTypes.message
-            and addressed_to_bot(activity)  # a group message for others is never answered
-            and await self._counts.hit(f"{key}/told", window, 2 * WINDOW_S) == 1
-        )
+        tell = await self.notice_due(activity, key)
         return RateDecision(False, wait, tell_user=tell)
+
+    async def notice_due(self, activity: Activity, scope: str) -> bool:
+        """Whether the refused `activity` gets the polite reply: only a message addressed to the
+        bot (a group message for others is never answered), once a window for each `scope` (a
+        user, a conversation). StorageUnavailable if the store cannot count."""
+        if activity.type != ActivityTypes.message or not addressed_to_bot(activity):
+            return False
+        window = int(self._clock() // WINDOW_S)
+        return await self._counts.hit(f"{scope}/told", window, 2 * WINDOW_S) == 1
 
     def tell_user(
         self,

@@ -23,6 +23,11 @@ class RunnerBusy(Exception):
     """Too many turns are queued (or the runner is draining); the channel should retry later."""
 
 
+class ConversationBusy(RunnerBusy):
+    """This conversation has its whole share of the queue waiting; other conversations are
+    still admitted."""
+
+
 class EntryTurns(Protocol):
     """How an inbox entry becomes a turn (bot/turns/inbox_entries.py)."""
 
@@ -36,6 +41,7 @@ class EntryTurns(Protocol):
 @dataclass(frozen=True)
 class RunnerLimits:
     max_queued: int = 1000  # turns waiting or running in this process, all conversations
+    max_queued_per_conversation: int = 20  # ... of one conversation: its share of max_queued
     turn_timeout_s: float = 90.0  # a turn (model, storage, replies) is cancelled after this
     lock_wait_s: float = 10.0  # how long a turn waits for another process's lock
     dedupe_window: int = 10_000  # how many recent activity ids are remembered
@@ -79,6 +85,7 @@ class TurnRunner:
         self._limits = limits
         self._conversations: dict[str, _Conversation] = {}
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._storing: dict[str, int] = {}  # accepts whose inbox entry is being stored
         self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
 
@@ -97,10 +104,17 @@ class TurnRunner:
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever(after))
 
-    def _check_room(self) -> None:
+    def _check_room(self, conversation: str) -> None:
         if self.draining:
             raise RunnerBusy("shutting down")
-        if self.queued >= self._limits.max_queued:
+        # Accepts still storing their entry count too: a burst cannot overshoot either bound.
+        state = self._conversations.get(conversation)
+        waiting = self._storing.get(conversation, 0)
+        if state is not None:
+            waiting += len(state.mine) + len(state.calls)
+        if waiting >= self._limits.max_queued_per_conversation:
+            raise ConversationBusy("too many turns waiting in this conversation")
+        if self.queued + sum(self._storing.values()) >= self._limits.max_queued:
             raise RunnerBusy("too many turns queued")
 
     def _remember(self, conversation: str, activity_id: str | None) -> bool:
@@ -118,16 +132,22 @@ class TurnRunner:
     async def accept(self, conversation: str, activity_id: str | None, body: str) -> bool:
         """Store the activity in the inbox and have its turn run; False for a repeated activity.
 
-        Raises RunnerBusy (no room, or draining) and StorageUnavailable (not stored).
+        Raises ConversationBusy (the conversation has its share of the queue waiting),
+        RunnerBusy (no room, or draining) and StorageUnavailable (not stored).
         """
-        self._check_room()
+        self._check_room(conversation)
         if not self._remember(conversation, activity_id):
             return False
+        self._storing[conversation] = self._storing.get(conversation, 0) + 1
         try:
             seq = await self._inbox.put(conversation, activity_id, body)
         except BaseException:
             self._recent.pop((conversation, activity_id or ""), None)  # a retry may succeed
             raise
+        finally:
+            self._storing[conversation] -= 1
+            if not self._storing[conversation]:
+                del self._storing[conversation]
         if seq is None:  # another replica accepted this activity and has not run it yet
             return False
         state = self._conversation(conversation)
@@ -137,7 +157,7 @@ class TurnRunner:
 
     def call(self, conversation: str, turn: Turn, *, activity_id: str | None = None) -> Any:
         """Run `turn` under the conversation's lock; its future, or None for a repeated id."""
-        self._check_room()
+        self._check_room(conversation)
         if not self._remember(conversation, activity_id):
             return None
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
