@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.storage import StorageUnavailable
 from bot.turns.inbox_entries import entry_body
 from bot.turns.runner import ConversationBusy, RunnerBusy, TurnRunner
+from bot.turns.teams_rules import addressed_to_bot
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,11 @@ class MessagesEndpoint:
             auth, activity, self._settings
         ):
             raise web.HTTPForbidden(text="serviceUrl not allowed for this token")
+        if activity.type == ActivityTypes.message and not addressed_to_bot(activity):
+            # Teams (resource-specific consent) delivers every group message; one that does not
+            # @mention the bot gets no answer and is not kept, so it costs no inbox entry, no
+            # turn and no share of its sender's rate limit.
+            return web.Response(status=200)
         await self._check_rate(activity, auth)
         return await self._enqueue(activity, data, auth)
 

@@ -2,9 +2,10 @@
 
 At most `per_minute` activities per user (channel + from.id) in each minute of the clock (fixed
 windows, counted in the configured store, so every replica sees the same counts). Every activity
-type counts (messages, invokes such as feedback clicks, reactions, conversation updates, events,
-group messages that do not @mention the bot): each costs an inbox entry or a turn under the
-conversation's lock. An activity over the limit is answered 429 with Retry-After (the seconds
+type counts (messages, invokes such as feedback clicks, reactions, conversation updates, events):
+each costs an inbox entry or a turn under the conversation's lock. (A group message that does not
+@mention the bot costs neither: the endpoint acknowledges it without storing it, uncounted.) An
+activity over the limit is answered 429 with Retry-After (the seconds
 left in the window) and never reaches the inbox or the dialogs. The first refused message
 addressed to the bot in a window also gets one polite reply, sent at once outside the turn
 order, so a flood costs at most one outbound message per window, not one per activity; other

@@ -269,10 +269,11 @@ async def test_group_messages_for_others_never_count_towards_the_rate_limit(
     try:
         await start_of_a_window()
         for index in range(3):
-            await client.post(
+            response = await client.post(
                 "/api/messages",
                 json=group_message(f"chat {index}", connector.url, mention=False, kind="groupChat"),
             )
+            assert response.status == 200, "acknowledged without being stored or run"
         mentioned = group_message("question", connector.url, mention=True, kind="groupChat")
         await client.post("/api/messages", json=mentioned)
         await connector.wait_for_messages(1)
