@@ -186,6 +186,7 @@ def create_app(
         adapter.use(TranscriptMiddleware(runtime.storage, settings.transcripts))
     limits = RunnerLimits(
         max_queued=settings.max_queued_turns,
+        max_queued_per_conversation=settings.max_queued_turns_per_conversation,
         turn_timeout_s=settings.turn_timeout_s,
         lock_wait_s=settings.lock_wait_s,
         orphaned_after_s=settings.lock_lease_s,

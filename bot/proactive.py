@@ -3,13 +3,17 @@ a conversation the bot has seen, from its stored conversation reference, through
 outbound path (and retries) as replies.
 
 A reference is stored (key ``conversation-references/<conversation id>``) the first time the bot
-sees a conversation and whenever its service URL changes. Teams delivers a proactive message
+sees a conversation and whenever its service URL changes. To skip the storage's read on every
+turn, each process remembers the references it has written for its MAX_KNOWN most recently seen
+conversations (least recently seen forgotten first; a forgotten one costs one read when it comes
+back). Teams delivers a proactive message
 only where the bot is installed: in the user's personal scope, or in the team or group chat.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from botbuilder.core import MessageFactory, Storage, TurnContext
@@ -30,12 +34,23 @@ def reference_key(conversation_id: str) -> str:
     return f"conversation-references/{conversation_id}"
 
 
-class ConversationReferences:
-    """Stores each conversation's reference; `remember` writes only when it is new or changed."""
+MAX_KNOWN = 10_000
 
-    def __init__(self, storage: Storage) -> None:
+
+class ConversationReferences:
+    """Stores each conversation's reference; `remember` writes only when it is new or changed.
+    `max_known`: how many conversations' written references this process remembers."""
+
+    def __init__(self, storage: Storage, *, max_known: int = MAX_KNOWN) -> None:
         self._storage = storage
-        self._known: dict[str, str] = {}  # conversation id -> service URL written (this process)
+        self._max_known = max_known
+        # conversation id -> service URL written, least recently seen first
+        self._known: OrderedDict[str, str] = OrderedDict()
+
+    @property
+    def remembered(self) -> int:
+        """How many conversations' written references this process remembers."""
+        return len(self._known)
 
     async def remember(self, turn_context: TurnContext) -> None:
         """Store the turn's conversation reference if it is new; a failure is logged only."""
@@ -50,6 +65,7 @@ class ConversationReferences:
             return
         conversation_id = activity.conversation.id
         if self._known.get(conversation_id) == activity.service_url:
+            self._known.move_to_end(conversation_id)
             return
         key = reference_key(conversation_id)
         stored = (await self._storage.read([key])).get(key)
@@ -57,6 +73,9 @@ class ConversationReferences:
             reference = TurnContext.get_conversation_reference(activity).serialize()
             await self._storage.write({key: {"reference": reference}})
         self._known[conversation_id] = activity.service_url
+        self._known.move_to_end(conversation_id)
+        while len(self._known) > self._max_known:
+            self._known.popitem(last=False)
 
     async def get(self, conversation_id: str) -> ConversationReference:
         key = reference_key(conversation_id)

@@ -104,6 +104,9 @@ class Settings:
     max_pending_requests: int = 32
     busy_retry_after_s: float = 5.0
     max_queued_turns: int = 1000
+    # One conversation's share of the turn queue: past it that conversation gets 429 (and one
+    # notice a minute), while the others are still admitted.
+    max_queued_turns_per_conversation: int = 20
     lock_wait_s: float = 10.0
     rate_limit_per_minute: int = 20
     # Operations.

@@ -1,4 +1,5 @@
-"""Replies longer than a channel's message size, split into messages at paragraph boundaries."""
+"""Replies longer than a channel's message size, split into messages at paragraph boundaries, and
+what a stream's updates and final message hold of such a reply."""
 
 from __future__ import annotations
 
@@ -29,3 +30,33 @@ def _boundary(rest: str, fits: int) -> int:
         if 0 < at <= fits:
             return at + len(separator)
     return fits
+
+
+def update_text(text: str, max_bytes: int | None) -> str | None:
+    """What a streaming update shows of the reply `text` so far; None once it is too long for one
+    message (the final message and the next ones carry it). Past half the limit, a reply that may
+    need splitting shows whole paragraphs only, so the final message (split at a paragraph) holds
+    everything the stream showed."""
+    text = text.lstrip()
+    if max_bytes is None:
+        return text
+    size = len(text.encode())
+    if size > max_bytes:
+        return None
+    if size > max_bytes // 2 and "\n\n" in text:
+        return text[: text.rfind("\n\n")]
+    return text
+
+
+def final_parts(text: str, shown: str, max_bytes: int | None, *, size_refused: bool) -> list[str]:
+    """A stream's final message and the messages after it, split at paragraphs. The final holds
+    at least what the stream `shown` (Teams requires it); after the channel refused the stream's
+    size (`size_refused`), exactly that."""
+    parts = split_message(text, max_bytes)
+    shown = shown.rstrip()
+    if not shown or not text.startswith(shown):
+        return parts
+    if not size_refused and parts[0].startswith(shown):
+        return parts
+    rest = text[len(shown) :].strip()
+    return [shown, *(split_message(rest, max_bytes) if rest else [])]

@@ -1,5 +1,6 @@
 """The pace of a stream: the next send waits `interval_s` after the previous one returned, and
-longer after a throttled one (doubling each time, at least the connector's Retry-After)."""
+longer after a throttled one (doubling each time, at least the connector's Retry-After); and
+stopping a stream's tasks (its sender, the model's consumer) without leaking their errors."""
 
 from __future__ import annotations
 
@@ -38,3 +39,19 @@ class StreamPacer:
         delay = self._next_at - self._clock()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+async def cancel_tasks(*tasks: asyncio.Task[object] | None) -> None:
+    """Cancel tasks that still run and wait until they have ended, whatever they raised.
+
+    Only the caller's own cancellation propagates from here.
+    """
+    pending = {task for task in tasks if task is not None}
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    await asyncio.wait(pending)
+    for task in pending:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller reads it from the task if it needs it

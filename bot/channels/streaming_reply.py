@@ -6,13 +6,15 @@ stream reaches its time limit, or the turn is cancelled.
         result = await stream.pump(lambda: model.stream(prompt, params))
         await stream.finish(final_text_for(result))                # the final message
 
-At most one update is in flight, the next goes out only `interval_s` after the previous one
-returned, and a throttled update (429, 412, 502, 504, no answer in time) makes the stream back off
-(Retry-After honoured) and skip the updates in between; the final message always goes out.
-Leaving the block without `finish` (an exception, a cancelled turn) still closes the stream with
-what was produced and a short note, so no stream is ever left open. When the channel refuses the
-very first send, the reply falls back to one plain message. A reply longer than the channel's
-message size goes out in parts split at paragraph boundaries.
+The stream starts when the channel accepts the informative update; if that is throttled (429,
+412, 502 or 504), the model starts at once and the update is tried again after the back-off
+(Retry-After honoured) until the reply is complete. At most one update is in flight, the next
+goes out only `interval_s` after the previous one returned, and a throttled update (or one with
+no answer in time) makes the stream back off and skip the updates in between. A started stream
+always ends with the final message, even when the block is left without `finish` (an exception,
+a cancelled turn: what was produced and a short note). When the channel refuses the stream
+otherwise, or the reply was complete before the stream could start, the reply is one plain
+message. A reply longer than the channel's message size goes out in parts split at paragraphs.
 
 Over 300 lines because the stream is one state machine (the informative update, paced updates,
 back-off, the final message, size and time refusals) whose parts all share its state.
@@ -30,8 +32,8 @@ from contextlib import suppress
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
-from bot.channels.message_parts import split_message
-from bot.channels.stream_pacing import MAX_BACK_OFF_S, StreamPacer
+from bot.channels.message_parts import final_parts, split_message, update_text
+from bot.channels.stream_pacing import StreamPacer, cancel_tasks
 from bot.channels.streaming import (
     Refusal,
     SendRefusal,
@@ -69,6 +71,7 @@ class StreamingReply:
         self._sequence = 0
         self._stream_id: str | None = None
         self._streaming = False  # the channel accepted the informative update
+        self._starting = False  # the informative update was throttled: it is tried again
         self._opened_at = 0.0
         self._pacer = StreamPacer(policy.interval_s, clock)
         self._size_refused = False  # the channel refused the stream's size: the rest follows
@@ -76,12 +79,15 @@ class StreamingReply:
         self._refused = asyncio.Event()
         self._refusal: SendRefusal | None = None
         self._finishing = False
+        self._in_flight = False  # a send is waiting for the channel's answer
         self._finished = False
         self._sender: asyncio.Task[None] | None = None
 
     @property
     def streaming(self) -> bool:
-        """False when the channel refused the stream at once: the reply goes out as one message."""
+        """True once the channel accepted the informative update: the final message closes the
+        stream. False while a throttled start waits to be tried again, and for good when the
+        channel refused the stream (the reply then goes out as one plain message)."""
         return self._streaming
 
     @property
@@ -90,35 +96,49 @@ class StreamingReply:
 
     async def __aenter__(self) -> StreamingReply:
         self._opened_at = self._clock()
-        self._sequence = 1
-        informative = informative_update(self._policy.informative_text, self._sequence)
-        for attempt in (1, 2):
-            try:
-                await self._send(informative)
-                break
-            except Exception as error:  # e.g. "streaming api is not enabled": one message instead
-                refusal = classify_send_error(error)
-                if attempt == 1 and refusal.kind is Refusal.THROTTLED and refusal.status:
-                    # Throttled (the typing indicator just went out): once more, after a pause.
-                    await asyncio.sleep(min(refusal.retry_after_s or 1.0, MAX_BACK_OFF_S))
-                    continue
-                logger.info(
-                    "channel refused to stream conversation=%s: %s", self._conversation_id, error
-                )
-                return self
-        self._streaming = True
-        self._sender = asyncio.create_task(self._send_updates())
+        self._starting = True
+        if await self._start():
+            self._sender = asyncio.create_task(self._send_updates())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
-            if self._streaming and not self._finished:
+            if not self._finished and (self._streaming or self._starting):
                 with suppress(Exception):
-                    await asyncio.wait_for(
-                        self.finish(with_note(self._text, INTERRUPTED_NOTE)), CLOSE_TIMEOUT_S
-                    )
+                    await asyncio.wait_for(self._close_interrupted(), CLOSE_TIMEOUT_S)
         finally:
-            await _cancel(self._sender)
+            await cancel_tasks(self._sender)
+
+    async def _close_interrupted(self) -> None:
+        await self._stop_sender()  # a start in flight may still open the stream
+        if self._streaming:
+            await self.finish(with_note(self._text, INTERRUPTED_NOTE))
+
+    async def _start(self) -> bool:
+        """Send the informative update. True while the stream is open or may still start (the
+        update was throttled: `_send_updates` tries again after the back-off); False when the
+        channel refused the stream, whose reply then goes out as one plain message."""
+        self._sequence = 1
+        try:
+            await self._send(informative_update(self._policy.informative_text, self._sequence))
+        except Exception as error:  # e.g. "streaming api is not enabled": one message instead
+            refusal = classify_send_error(error)
+            # Only an answer that says "later" is tried again: after silence the update may have
+            # been delivered, and another would open a second stream.
+            self._starting = refusal.kind is Refusal.THROTTLED and refusal.status is not None
+            logger.info(
+                "channel refused to start a stream conversation=%s (again later: %s): %s",
+                self._conversation_id,
+                self._starting,
+                error,
+            )
+            if self._starting:
+                self._pacer.throttled(refusal.retry_after_s)
+                self._wake.set()
+            return self._starting
+        self._starting, self._streaming = False, True
+        self._wake.set()  # show what the model wrote while the start waited
+        return True
 
     async def pump(self, open_pieces: Callable[[], AsyncIterator[str]]) -> StreamResult:
         """Run the model (`open_pieces()` starts it) until it ends, the channel refuses the
@@ -132,7 +152,7 @@ class StreamingReply:
                 {consumer, refused}, timeout=self._time_left(), return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            await _cancel(consumer, refused)
+            await cancel_tasks(consumer, refused)
         if consumer in done:
             if consumer.cancelled():
                 # Not this turn's cancellation (that ends the wait above): a CancelledError that
@@ -163,15 +183,13 @@ class StreamingReply:
         if self._finished:
             return
         self._finished = True
-        if not self._streaming:
+        await self._stop_sender()
+        if not self._streaming:  # refused, or never started: one plain message
             for part in split_message(text, self._policy.max_message_bytes):
                 await self._context.send_activity(_decorated(MessageFactory.text(part), decorate))
             return
-        self._finishing = True
-        self._wake.set()
-        if self._sender is not None:
-            await asyncio.wait({self._sender})  # a send in flight completes; then it stops
-        first, *rest = self._final_parts(text)
+        limit = self._policy.max_message_bytes
+        first, *rest = final_parts(text, self._sent_text, limit, size_refused=self._size_refused)
         await self._pacer.wait()
         try:
             await self._send(_decorated(final_message(first, self._stream_id), decorate))
@@ -180,18 +198,14 @@ class StreamingReply:
         for part in rest:
             await self._context.send_activity(_decorated(MessageFactory.text(part), decorate))
 
-    def _final_parts(self, text: str) -> list[str]:
-        """The final message and the messages after it, split at paragraphs. The final holds at
-        least what the stream showed (Teams requires it); after a size refusal, exactly that."""
-        limit = self._policy.max_message_bytes
-        parts = split_message(text, limit)
-        shown = self._sent_text.rstrip()
-        if not shown or not text.startswith(shown):
-            return parts
-        if not self._size_refused and parts[0].startswith(shown):
-            return parts
-        rest = text[len(shown) :].strip()
-        return [shown, *(split_message(rest, limit) if rest else [])]
+    async def _stop_sender(self) -> None:
+        """No more updates (nor start attempts): a send in flight completes first; a back-off
+        is cut short (the final message waits out the pace itself)."""
+        self._finishing = True
+        self._wake.set()
+        if self._sender is not None and self._in_flight:
+            await asyncio.wait({self._sender})
+        await cancel_tasks(self._sender)
 
     async def _final_refused(
         self, text: str, error: Exception, decorate: Callable[[Activity], object] | None
@@ -231,23 +245,23 @@ class StreamingReply:
         """The one task that sends streaming updates: at most one in flight, each with the whole
         text so far, the next `interval_s` after the previous returned. A throttled update makes
         it back off (the text grows meanwhile: the updates in between are skipped); a size
-        refusal ends the updates, and any other refusal ends the stream."""
-        limit = self._policy.max_message_bytes
+        refusal ends the updates, and any other refusal ends the stream. While a throttled start
+        waits, it tries the informative update again first."""
         while True:
             await self._wake.wait()
             await self._pacer.wait()
             self._wake.clear()
             if self._finishing:
                 return
+            if not self._streaming:
+                if not await self._start():
+                    return  # refused: the reply goes out as one plain message
+                continue
             if not self._policy.text_updates:
                 continue
-            text = self._text.lstrip()
-            if limit is not None and len(text.encode()) > limit:
+            text = update_text(self._text, self._policy.max_message_bytes)
+            if text is None:
                 return  # too long for one message: the final and the next ones carry the rest
-            if limit is not None and len(text.encode()) > limit // 2 and "\n\n" in text:
-                # A reply that may need splitting shows whole paragraphs only, so the final
-                # message (split at a paragraph) holds everything the stream showed.
-                text = text[: text.rfind("\n\n")]
             if not text.strip() or not text.startswith(self._sent_text) or text == self._sent_text:
                 continue  # nothing new (an update must hold everything shown before)
             try:
@@ -280,14 +294,19 @@ class StreamingReply:
         return False
 
     async def _send(self, activity: Activity) -> None:
-        response = await self._context.send_activity(activity)
+        self._in_flight = True
+        try:
+            response = await self._context.send_activity(activity)
+        finally:
+            self._in_flight = False
         self._pacer.sent()
         if self._stream_id is None:
-            # The first send's id names the stream (Teams and Web Chat both work this way).
+            # The first accepted send's id names the stream (Teams and Web Chat both work this way).
             self._stream_id = (response.id if response is not None else None) or str(uuid.uuid4())
 
     def _time_left(self) -> float | None:
-        if not self._streaming or self._policy.limit_s is None:
+        # A stream that starts late counts from its first try: it ends early, never late.
+        if not (self._streaming or self._starting) or self._policy.limit_s is None:
             return None
         return max(0.0, self._opened_at + self._policy.limit_s - self._clock())
 
@@ -301,19 +320,3 @@ def _decorated(activity: Activity, decorate: Callable[[Activity], object] | None
     if decorate is not None:
         decorate(activity)
     return activity
-
-
-async def _cancel(*tasks: asyncio.Task[object] | None) -> None:
-    """Cancel tasks that still run and wait until they have ended, whatever they raised.
-
-    Only the caller's own cancellation propagates from here.
-    """
-    pending = {task for task in tasks if task is not None}
-    if not pending:
-        return
-    for task in pending:
-        task.cancel()
-    await asyncio.wait(pending)
-    for task in pending:
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller reads it from the task if it needs it

@@ -24,9 +24,12 @@ from bot.settings import Settings
 from bot.storage import StorageUnavailable
 from bot.turns.identity import as_identity, vouched_identity
 from bot.turns.inbox_entries import entry_body
-from bot.turns.runner import RunnerBusy, TurnRunner
+from bot.turns.runner import ConversationBusy, RunnerBusy, TurnRunner
+from bot.turns.teams_rules import addressed_to_bot
 
 logger = logging.getLogger(__name__)
+
+BUSY_RETRY_AFTER_S = 5  # Retry-After (seconds) for a conversation with its share of the queue
 
 
 def conversation_key(activity: Activity) -> str:
@@ -93,6 +96,11 @@ class MessagesEndpoint:
             auth, activity, self._settings
         ):
             raise web.HTTPForbidden(text="serviceUrl not allowed for this token")
+        if activity.type == ActivityTypes.message and not addressed_to_bot(activity):
+            # Teams (resource-specific consent) delivers every group message; one that does not
+            # @mention the bot gets no answer and is not kept, so it costs no inbox entry, no
+            # turn and no share of its sender's rate limit.
+            return web.Response(status=200)
         user = vouched_identity(
             activity,
             auth.claims_identity,
@@ -130,7 +138,7 @@ class MessagesEndpoint:
         if decision.tell_user:
             self.rate_limit.tell_user(self.adapter, auth, activity, decision.retry_after_s)
         raise web.HTTPTooManyRequests(
-            text="too many messages from this user",
+            text="too many activities from this user",
             headers={"Retry-After": str(decision.retry_after_s)},
         )
 
@@ -153,6 +161,11 @@ class MessagesEndpoint:
             # Stored before the 202: an acknowledged message outlives this replica.
             if not await self.runner.accept(key, activity.id, entry_body(data, auth, user)):
                 return web.json_response({"status": "duplicate"}, status=200)
+        except ConversationBusy as error:  # this conversation only: the others are admitted
+            await self._tell_busy(activity, auth, key)
+            raise web.HTTPTooManyRequests(
+                text=str(error), headers={"Retry-After": str(BUSY_RETRY_AFTER_S)}
+            ) from None
         except RunnerBusy as error:
             raise web.HTTPServiceUnavailable(
                 text=str(error), headers={"Retry-After": "5"}
@@ -163,6 +176,20 @@ class MessagesEndpoint:
                 text="cannot store the message right now", headers={"Retry-After": "5"}
             ) from None
         return web.Response(status=202)
+
+    async def _tell_busy(
+        self, activity: Activity, auth: AuthenticateRequestResult, key: str
+    ) -> None:
+        """The rate limit's polite reply, once a minute per conversation, for a message refused
+        because its conversation has its share of the turn queue waiting."""
+        if self.rate_limit is None:
+            return
+        try:
+            due = await self.rate_limit.notice_due(activity, f"busy/{key}")
+        except StorageUnavailable:
+            return
+        if due:
+            self.rate_limit.tell_user(self.adapter, auth, activity, BUSY_RETRY_AFTER_S)
 
 
 def _bound_to_service_url(

@@ -1,4 +1,18 @@
-"""Reading an inbound activity: every client mistake becomes a 4xx with a short reason."""
+"""Reading an inbound activity: every client mistake becomes a 4xx with a short reason.
+
+Beyond the body size (413), an activity is bounded where the bot keeps or works through what it
+carries (400 past a bound, with the field and the bound in the reason):
+
+- ids (MAX_ID_BYTES, 512 UTF-8 bytes): the activity's id and replyToId, channelId,
+  conversation.id, from.id, from.aadObjectId, recipient.id, and each reaction's type. They become
+  storage keys (PostgreSQL indexes an entry of at most 2,704 bytes; the inbox's index holds the
+  conversation key and the activity id together) and cache entries. Real ids are ASCII and far
+  shorter: Teams' longest, a personal chat's conversation id (``a:1…``) and a user's ``29:1…``
+  id, are about 100 to 200 characters; Direct Line's are under 50.
+- lists the bot works through item by item (MAX_ITEMS): membersAdded and membersRemoved 256 (a
+  Teams group chat has at most 250 members), reactionsAdded and reactionsRemoved 16 (a channel
+  sends one reaction at a time), entities 64 (a mention each, client info), attachments 32.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +22,17 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from botbuilder.schema import Activity
+
+MAX_ID_BYTES = 512
+
+MAX_ITEMS = {
+    "membersAdded": 256,
+    "membersRemoved": 256,
+    "reactionsAdded": 16,
+    "reactionsRemoved": 16,
+    "entities": 64,
+    "attachments": 32,
+}
 
 
 class InvalidActivity(web.HTTPBadRequest):
@@ -66,6 +91,33 @@ def check_activity_shape(data: Any) -> None:
     service_url = data.get("serviceUrl")
     if not _non_empty_str(service_url) or not _is_http_url(service_url):
         raise InvalidActivity("activity.serviceUrl must be an http(s) URL")
+    check_bounds(data)
+
+
+def check_bounds(data: dict[str, Any]) -> None:
+    """Ids no longer than MAX_ID_BYTES, lists no longer than MAX_ITEMS (400 past either)."""
+    ids = {
+        "id": data.get("id"),
+        "replyToId": data.get("replyToId"),
+        "channelId": data.get("channelId"),
+        "conversation.id": data["conversation"].get("id"),
+        "from.id": data["from"].get("id"),
+        "from.aadObjectId": data["from"].get("aadObjectId"),
+        "recipient.id": (data.get("recipient") or {}).get("id"),
+    }
+    for name, value in ids.items():
+        if isinstance(value, str) and len(value.encode(errors="replace")) > MAX_ID_BYTES:
+            raise InvalidActivity(f"activity.{name} is longer than {MAX_ID_BYTES} bytes")
+    for name, most in MAX_ITEMS.items():
+        items = data.get(name)
+        if isinstance(items, list) and len(items) > most:
+            raise InvalidActivity(f"activity.{name} has more than {most} items")
+    for name in ("reactionsAdded", "reactionsRemoved"):
+        reactions = data.get(name)
+        for reaction in reactions if isinstance(reactions, list) else ():
+            kind = reaction.get("type") if isinstance(reaction, dict) else None
+            if isinstance(kind, str) and len(kind.encode(errors="replace")) > MAX_ID_BYTES:
+                raise InvalidActivity(f"activity.{name}[].type is longer than {MAX_ID_BYTES} bytes")
 
 
 def _non_empty_str(value: Any) -> bool:

@@ -58,7 +58,7 @@ class Backend(ABC):
 
     @abstractmethod
     def rate_counts(self) -> RateCounts:
-        """Per-user message counts for the rate limit, shared by the replicas that share the
+        """Per-user activity counts for the rate limit, shared by the replicas that share the
         state (in this process for memory://)."""
 
     def knowledge_store(self) -> KnowledgeStore:

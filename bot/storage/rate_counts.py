@@ -1,4 +1,4 @@
-"""Per-user message counts in fixed windows, kept where the state lives so replicas share them.
+"""Per-user activity counts in fixed windows, kept where the state lives so replicas share them.
 
 `hit(key, window, ttl_s)` adds one to `key`'s count in the numbered `window` and returns the
 count after it, in one atomic step: SQLite (an upsert in the state file), PostgreSQL (an upsert in

@@ -114,17 +114,18 @@ class AssistantBot(ActivityHandler):
     async def on_reactions_added(
         self, message_reactions: list[MessageReaction], turn_context: TurnContext
     ) -> None:
-        """A reaction on one of the bot's replies counts as feedback (Teams' like is "like")."""
+        """A reaction on one of the bot's replies counts as feedback (Teams' like is "like"): one
+        entry for each kind of reaction the activity adds, however often it lists it."""
         activity = turn_context.activity
         if self._feedback is None or not activity.reply_to_id:
             return
-        for reaction in message_reactions:
+        for kind in dict.fromkeys(str(reaction.type or "") for reaction in message_reactions):
             await self._feedback.record(
                 source="reaction",
                 channel=activity.channel_id,
                 conversation=activity.conversation.id if activity.conversation else None,
                 reply_id=activity.reply_to_id,
-                reaction=str(reaction.type or ""),
+                reaction=kind,
             )
 
 

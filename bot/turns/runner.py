@@ -7,53 +7,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import Any
 
 from bot.storage import ConversationLocks, Inbox, InboxEntry, LockTimeout, StorageUnavailable
+from bot.turns.runner_terms import (
+    ConversationBusy,
+    ConversationWork,
+    EntryTurns,
+    RunnerBusy,
+    RunnerLimits,
+    Turn,
+)
+
+__all__ = ["ConversationBusy", "EntryTurns", "RunnerBusy", "RunnerLimits", "TurnRunner"]
 
 logger = logging.getLogger(__name__)
-
-Turn = Callable[[], Awaitable[Any]]
-
-
-class RunnerBusy(Exception):
-    """Too many turns are queued (or the runner is draining); the channel should retry later."""
-
-
-class EntryTurns(Protocol):
-    """How an inbox entry becomes a turn (bot/turns/inbox_entries.py)."""
-
-    async def run(self, entry: InboxEntry) -> None:
-        """The entry's turn."""
-
-    async def say_one_moment(self, entry: InboxEntry) -> None:
-        """Tell the user their message waits behind a turn that another replica is running."""
-
-
-@dataclass(frozen=True)
-class RunnerLimits:
-    max_queued: int = 1000  # turns waiting or running in this process, all conversations
-    turn_timeout_s: float = 90.0  # a turn (model, storage, replies) is cancelled after this
-    lock_wait_s: float = 10.0  # how long a turn waits for another process's lock
-    dedupe_window: int = 10_000  # how many recent activity ids are remembered
-    # Entries that waited this long while no replica worked on their conversation are taken up
-    # by any replica (their replica died); the inbox is looked at every sweep_s.
-    orphaned_after_s: float = 8.0
-    sweep_s: float = 4.0
-
-
-@dataclass
-class _Conversation:
-    """This process's work on one conversation."""
-
-    mine: dict[int, InboxEntry] = field(default_factory=dict)  # accepted here, not yet run
-    told_to_wait: set[int] = field(default_factory=set)
-    calls: deque[tuple[Turn, asyncio.Future[Any]]] = field(default_factory=deque)  # synchronous
-    adopted: bool = False  # taken up by the sweep: run what waits, whoever accepted it
-    worker: asyncio.Task[None] | None = None
 
 
 class TurnRunner:
@@ -77,8 +47,9 @@ class TurnRunner:
         self._inbox = inbox
         self._turns = turns
         self._limits = limits
-        self._conversations: dict[str, _Conversation] = {}
+        self._conversations: dict[str, ConversationWork] = {}
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._storing: dict[str, int] = {}  # accepts whose inbox entry is being stored
         self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
 
@@ -97,10 +68,17 @@ class TurnRunner:
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep_forever(after))
 
-    def _check_room(self) -> None:
+    def _check_room(self, conversation: str) -> None:
         if self.draining:
             raise RunnerBusy("shutting down")
-        if self.queued >= self._limits.max_queued:
+        # Accepts still storing their entry count too: a burst cannot overshoot either bound.
+        state = self._conversations.get(conversation)
+        waiting = self._storing.get(conversation, 0)
+        if state is not None:
+            waiting += len(state.mine) + len(state.calls)
+        if waiting >= self._limits.max_queued_per_conversation:
+            raise ConversationBusy("too many turns waiting in this conversation")
+        if self.queued + sum(self._storing.values()) >= self._limits.max_queued:
             raise RunnerBusy("too many turns queued")
 
     def _remember(self, conversation: str, activity_id: str | None) -> bool:
@@ -118,16 +96,22 @@ class TurnRunner:
     async def accept(self, conversation: str, activity_id: str | None, body: str) -> bool:
         """Store the activity in the inbox and have its turn run; False for a repeated activity.
 
-        Raises RunnerBusy (no room, or draining) and StorageUnavailable (not stored).
+        Raises ConversationBusy (the conversation has its share of the queue waiting),
+        RunnerBusy (no room, or draining) and StorageUnavailable (not stored).
         """
-        self._check_room()
+        self._check_room(conversation)
         if not self._remember(conversation, activity_id):
             return False
+        self._storing[conversation] = self._storing.get(conversation, 0) + 1
         try:
             seq = await self._inbox.put(conversation, activity_id, body)
         except BaseException:
             self._recent.pop((conversation, activity_id or ""), None)  # a retry may succeed
             raise
+        finally:
+            self._storing[conversation] -= 1
+            if not self._storing[conversation]:
+                del self._storing[conversation]
         if seq is None:  # another replica accepted this activity and has not run it yet
             return False
         state = self._conversation(conversation)
@@ -137,7 +121,7 @@ class TurnRunner:
 
     def call(self, conversation: str, turn: Turn, *, activity_id: str | None = None) -> Any:
         """Run `turn` under the conversation's lock; its future, or None for a repeated id."""
-        self._check_room()
+        self._check_room(conversation)
         if not self._remember(conversation, activity_id):
             return None
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -146,16 +130,16 @@ class TurnRunner:
         self._start_worker(conversation, state)
         return done
 
-    def _conversation(self, conversation: str) -> _Conversation:
-        return self._conversations.setdefault(conversation, _Conversation())
+    def _conversation(self, conversation: str) -> ConversationWork:
+        return self._conversations.setdefault(conversation, ConversationWork())
 
-    def _start_worker(self, conversation: str, state: _Conversation) -> None:
+    def _start_worker(self, conversation: str, state: ConversationWork) -> None:
         if state.worker is None:
             state.worker = asyncio.create_task(self._work(conversation, state))
 
     # --- the worker ----------------------------------------------------------------------
 
-    async def _work(self, conversation: str, state: _Conversation) -> None:
+    async def _work(self, conversation: str, state: ConversationWork) -> None:
         limits = self._limits
         try:
             while state.calls or state.mine or state.adopted:
@@ -195,7 +179,7 @@ class TurnRunner:
                 )
             self._conversations.pop(conversation, None)
 
-    async def _next_turn(self, conversation: str, state: _Conversation) -> bool:
+    async def _next_turn(self, conversation: str, state: ConversationWork) -> bool:
         """Holding the lock: run one synchronous call, or the oldest entry. False if none."""
         if state.calls:
             turn, done = state.calls.popleft()
@@ -244,7 +228,7 @@ class TurnRunner:
             if not done.done():
                 done.set_result(result)
 
-    async def _tell_waiting_users(self, state: _Conversation) -> None:
+    async def _tell_waiting_users(self, state: ConversationWork) -> None:
         for seq, entry in list(state.mine.items()):
             if seq not in state.told_to_wait:
                 state.told_to_wait.add(seq)

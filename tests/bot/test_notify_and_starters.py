@@ -8,12 +8,16 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from botbuilder.core import MemoryStorage, TurnContext
+from botbuilder.core.adapters import TestAdapter
+from botbuilder.schema import Activity
 
 from bot.app import create_app
-from bot.proactive import UnknownConversation, notify
+from bot.proactive import ConversationReferences, UnknownConversation, notify
 from bot.settings import Settings, SettingsError
 from bot.storage import create_backend
 from bot.turns.feedback_store import export_feedback
@@ -139,3 +143,41 @@ async def test_feedback_ratings_go_to_the_same_store(
     assert [(e["source"], e["reaction"], e["text"]) for e in entries] == [
         ("/feedback", "great", "lovely answers")
     ]
+
+
+class CountingStorage(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = self.writes = 0
+
+    async def read(self, keys: list[str]) -> dict[str, Any]:
+        self.reads += 1
+        return await super().read(keys)
+
+    async def write(self, changes: dict[str, Any]) -> None:
+        self.writes += 1
+        await super().write(changes)
+
+
+async def test_conversation_references_remember_only_the_most_recently_seen() -> None:
+    storage = CountingStorage()
+    references = ConversationReferences(storage, max_known=3)
+
+    def turn(conversation: str) -> TurnContext:
+        activity = Activity().deserialize(
+            message("hi", service_url="https://smba.example/", conversation=conversation)
+        )
+        return TurnContext(TestAdapter(), activity)
+
+    for n in range(5):
+        await references.remember(turn(f"c{n}"))
+    assert references.remembered == 3, "bounded: the least recently seen are forgotten"
+    assert storage.writes == 5
+    for n in range(5):
+        assert (await references.get(f"c{n}")).conversation.id == f"c{n}", "all stored"
+    reads = storage.reads
+    await references.remember(turn("c4"))  # remembered: no read, no write
+    assert (storage.reads, storage.writes) == (reads, 5)
+    await references.remember(turn("c0"))  # forgotten: read once, not written again
+    assert (storage.reads, storage.writes) == (reads + 1, 5)
+    assert references.remembered == 3

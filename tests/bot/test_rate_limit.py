@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -110,3 +111,41 @@ async def test_the_limit_can_be_turned_off(tmp_path: Path, connector: FakeConnec
     )
     async with replicas(settings, 1) as clients:
         assert await flood(clients, connector, LIMIT + 2) == [202] * (LIMIT + 2)
+
+
+async def test_every_activity_type_counts_and_only_messages_get_the_notice(
+    tmp_path: Path, connector: FakeConnector
+) -> None:
+    """Reactions, feedback clicks (invokes) and events cost a turn each, so they count: with a
+    limit of 3 a user's fourth activity is refused, whatever its type. The polite notice goes to
+    the first refused message only, once."""
+    settings = Settings(
+        storage=f"sqlite:///{tmp_path}/state.db", rate_limit_per_minute=LIMIT, typing_interval_s=30
+    )
+
+    def of_user(kind: str, **extra: Any) -> dict[str, Any]:
+        activity = message(None, service_url=connector.url, user="busy", channel="msteams")
+        return {**activity, "type": kind, **extra}
+
+    reaction = of_user("messageReaction", replyToId="r1", reactionsAdded=[{"type": "like"}])
+    click = of_user(
+        "invoke",
+        name="message/submitAction",
+        value={"actionName": "feedback", "actionValue": {"reaction": "like", "feedback": "{}"}},
+    )
+    event = of_user("event", name="ping")
+    async with replicas(settings, 1) as (client,):
+        await start_of_a_window()
+        statuses = []
+        for n, activity in enumerate([reaction, click, event, reaction, click, event]):
+            fresh = {**activity, "id": f"a{n}"}  # not a retry of an earlier one
+            statuses.append((await client.post("/api/messages", json=fresh)).status)
+        assert statuses == [202, 200, 202, 429, 429, 429]
+        await asyncio.sleep(0.5)
+        assert connector.messages() == [], "no notice for refused reactions, clicks or events"
+        for text in ("one", "two"):
+            hi = message(text, service_url=connector.url, user="busy", channel="msteams")
+            assert (await client.post("/api/messages", json=hi)).status == 429
+        (notice,) = await connector.wait_for_messages(1)
+        await asyncio.sleep(0.5)
+        assert notice["text"].startswith(NOTICE) and len(connector.messages()) == 1

@@ -260,3 +260,39 @@ async def test_a_throttled_informative_update_is_tried_again_and_the_reply_still
     informative, *updates, final = stream_of(connector.activities)
     assert stream_info(informative)["streamType"] == "informative" and updates
     assert stream_info(final)["streamType"] == "final" and final["text"] == reply
+
+
+async def test_a_stream_throttled_at_its_start_resumes_after_retry_after(
+    settings: Settings, connector: FakeConnector
+) -> None:
+    """The first two sends of the stream (the informative update and its next try) are answered
+    429 with Retry-After: 1; the third starts the stream, and the final message closes it."""
+    connector.refuse_when(
+        lambda a: stream_info(a) is not None,
+        status=429,
+        code="Throttled",
+        message="Too many requests",
+        headers={"Retry-After": "1"},
+        times=2,
+    )
+    reply = " ".join(WORDS[:60])
+    model = FakeChatModel(reply=lambda _: reply, delay=0.1)  # about 6 s of text
+    client = await start(dataclasses.replace(settings, max_new_tokens=500), model)
+    try:
+        await run_teams_turn(client, connector)
+    finally:
+        await client.close()
+    assert len(connector.refused) == 2
+    informative, *updates, final = stream_of(connector.activities)
+    assert stream_info(informative)["streamType"] == "informative"
+    assert updates, "the stream showed the text while the model wrote it"
+    assert stream_info(final)["streamType"] == "final" and final["text"] == reply
+    stream_id = stream_info(updates[0])["streamId"]
+    assert stream_info(final)["streamId"] == stream_id, "the final message closes the stream"
+    assert [m["text"] for m in connector.messages()] == [reply], "one message, the final"
+    arrivals = sorted(
+        [t for t, a in zip(connector.times, connector.activities, strict=True) if stream_info(a)]
+        + [t for t, _ in connector.refused]
+    )
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.95, f"more than one request a second reached the connector: {gaps}"

@@ -17,6 +17,7 @@ from bot.app import ENDPOINT, create_app
 from bot.channels.connector_client import RetryPolicy
 from bot.settings import Settings
 from bot.storage import create_backend
+from bot.turns.feedback_store import export_feedback
 from bot.turns.transcripts import export_transcript
 from models.fake import FakeChatModel
 from tests.activities import message
@@ -269,10 +270,11 @@ async def test_group_messages_for_others_never_count_towards_the_rate_limit(
     try:
         await start_of_a_window()
         for index in range(3):
-            await client.post(
+            response = await client.post(
                 "/api/messages",
                 json=group_message(f"chat {index}", connector.url, mention=False, kind="groupChat"),
             )
+            assert response.status == 200, "acknowledged without being stored or run"
         mentioned = group_message("question", connector.url, mention=True, kind="groupChat")
         await client.post("/api/messages", json=mentioned)
         await connector.wait_for_messages(1)
@@ -287,3 +289,30 @@ async def test_group_messages_for_others_never_count_towards_the_rate_limit(
     assert [a.get("text") for a in kept] == ["<at>botloom</at> question", "fake: question"], (
         "the colleagues' messages are not kept in the transcript"
     )
+
+
+async def test_a_reaction_listed_many_times_is_one_feedback_entry(
+    settings: Settings, connector: FakeConnector
+) -> None:
+    client = await start(fast(settings), FakeChatModel())
+    try:
+        reactions = [{"type": "like"}] * 12 + [{"type": "heart"}] * 4
+        response = await client.post(
+            "/api/messages",
+            json=message(
+                None,
+                service_url=connector.url,
+                channel="msteams",
+                type="messageReaction",
+                replyToId="reply-1",
+                reactionsAdded=reactions,
+            ),
+        )
+        assert response.status == 202
+    finally:
+        await client.close()  # its turn ends before the server closes
+    backend = create_backend(settings.storage)
+    await backend.open()
+    entries = [e async for e in export_feedback(backend.storage)]
+    await backend.storage.close()
+    assert sorted(e["reaction"] for e in entries) == ["heart", "like"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from botbuilder.core import BotAdapter, TurnContext
@@ -163,3 +164,57 @@ async def test_a_cancelled_turn_still_cancels_the_pump() -> None:
     [outcome] = await asyncio.gather(task, return_exceptions=True)
     assert isinstance(outcome, asyncio.CancelledError)
     assert stream_type(adapter.sent[-1]) == "final"
+
+
+def throttled(retry_after_s: float) -> ConnectorError:
+    return ConnectorError(
+        429, "connector answered 429 to typing: Throttled", retry_after_s=retry_after_s
+    )
+
+
+def stream_id(activity: Activity) -> str | None:
+    return next((e.stream_id for e in activity.entities or [] if e.type == "streaminfo"), None)
+
+
+async def test_a_stream_throttled_at_its_start_starts_after_retry_after() -> None:
+    """The final message closes the stream the third try started."""
+    adapter = RecordingAdapter()
+    adapter.refusals.update({1: throttled(0.1), 2: throttled(0.1)})
+    began = time.monotonic()
+    async with StreamingReply(turn(adapter), POLICY) as stream:
+        entered_after = time.monotonic() - began
+        result = await stream.pump(lambda: words(60, delay=0.01))
+        await stream.finish(result.text.strip())
+    kinds = [stream_type(a) for a in adapter.sent]
+    assert kinds[0] == "informative" and "streaming" in kinds and kinds[-1] == "final", kinds
+    assert stream.streaming and result.outcome is StreamOutcome.COMPLETED
+    assert entered_after < 0.05, "the model did not wait for the back-off"
+    final = adapter.sent[-1]
+    assert final.text == result.text.strip() and stream_id(final) == "id-3"
+    assert all(stream_id(a) == "id-3" for a in adapter.sent[1:]), "one stream, the accepted one"
+
+
+async def test_a_reply_done_before_a_throttled_stream_could_start_is_one_plain_message() -> None:
+    adapter = RecordingAdapter()
+    adapter.refusals[1] = throttled(5.0)
+    began = time.monotonic()
+    async with StreamingReply(turn(adapter), POLICY) as stream:
+        result = await stream.pump(lambda: words(3, delay=0))
+        await stream.finish(result.text.strip())
+    assert time.monotonic() - began < 1.0, "the back-off did not hold the reply"
+    assert not stream.streaming
+    assert [(a.type, a.text, stream_type(a)) for a in adapter.sent] == [
+        ("message", "w0 w1 w2", None)
+    ]
+
+
+async def test_an_exception_while_a_throttled_start_waits_sends_nothing_of_a_stream() -> None:
+    adapter = RecordingAdapter()
+    adapter.refusals[1] = throttled(5.0)
+    try:
+        async with StreamingReply(turn(adapter), POLICY) as stream:
+            await stream.pump(lambda: words(2, delay=0))
+            raise RuntimeError("bug after generation")
+    except RuntimeError:
+        pass
+    assert adapter.sent == [], "no stream was opened, so none is closed (the turn apologises)"

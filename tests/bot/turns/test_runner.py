@@ -22,7 +22,7 @@ from bot.channels.streaming_reply import INTERRUPTED_NOTE, StreamingReply
 from bot.storage import InboxEntry, backend_of
 from bot.storage.memory import LocalLocks, MemoryInbox
 from bot.storage.sqlite import SqliteStorage
-from bot.turns.runner import RunnerBusy, RunnerLimits, TurnRunner
+from bot.turns.runner import ConversationBusy, RunnerBusy, RunnerLimits, TurnRunner
 from dialogs.answer.apologies import apology_for
 from dialogs.answer.model_reply import final_text
 from dialogs.answer.reply_ending import end_on_sentence
@@ -357,3 +357,47 @@ async def test_a_message_that_waits_for_another_replica_is_told_so_once_and_stil
     assert turns.told_to_wait == ["next"]
     await holder.close()
     await waiter.close()
+
+
+async def test_a_conversation_past_its_share_of_the_queue_is_refused_and_others_admitted() -> None:
+    turns = RecordingTurns()
+    runner = local_runner(turns, max_queued=10, max_queued_per_conversation=3)
+    turns.gates["a0"] = gate = asyncio.Event()
+    for n in range(3):
+        assert await runner.accept("a", f"a{n}", f"a{n}")
+    with pytest.raises(ConversationBusy):
+        await runner.accept("a", "a3", "a3")
+    with pytest.raises(ConversationBusy):
+        runner.call("a", lambda: asyncio.sleep(0), activity_id="a-invoke")
+    for n in range(5):
+        assert await runner.accept(f"b{n}", f"b{n}", f"b{n}"), "other conversations still admitted"
+    gate.set()
+    await idle(runner)
+    assert await runner.accept("a", "a3", "a3"), "admitted once its turns ran (and not a retry)"
+    await idle(runner)
+    assert sorted(turns.ran()) == sorted([f"a{n}" for n in range(4)] + [f"b{n}" for n in range(5)])
+    await runner.close()
+
+
+class SlowInbox(MemoryInbox):
+    """Storing an entry takes a moment, as it does in a database."""
+
+    async def put(self, conversation: str, activity_id: str | None, body: str) -> int | None:
+        await asyncio.sleep(0.01)
+        return await super().put(conversation, activity_id, body)
+
+
+async def test_a_burst_of_one_conversation_cannot_overshoot_its_share() -> None:
+    turns = RecordingTurns()
+    limits = RunnerLimits(max_queued=100, max_queued_per_conversation=3)
+    runner = TurnRunner(LocalLocks(), SlowInbox(), turns, limits)  # type: ignore[arg-type]
+    turns.gates["m0"] = gate = asyncio.Event()
+    results = await asyncio.gather(
+        *(runner.accept("a", f"m{n}", f"m{n}") for n in range(10)), return_exceptions=True
+    )
+    assert results.count(True) == 3
+    assert all(isinstance(r, ConversationBusy) for r in results if r is not True)
+    gate.set()
+    await idle(runner)
+    assert turns.ran() == ["m0", "m1", "m2"]
+    await runner.close()
