@@ -10,12 +10,16 @@ llama.cpp F16's agree with its F32, or more (bench/agreement.py). Measured on th
 machine here, all the embedded default's products of one decode step: 8.3 ms at 1 row against
 9.7 ms bfloat16 and 36 ms float32; 16.5 ms at 16 rows against 12.6 ms and 56 ms.
 
-Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, so the embedded default's 576
-inputs take the room of 1024 in every layer but `down`; the zero padding is given back to the OS
-once packed (models/engine/fbgemm_pack.py), and the layers and lm_head keep 269 MB resident of
-the 437 MB they span. (Keeping the last 64 inputs in float32 beside a packed 512 instead cost a
-decode step 28 % at 1 row and 12 % at 16 rows, side by side in one process: the float32 rest is
-twice the bytes and one more product per layer.)
+Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, zero-filled, so the embedded
+default's 576 inputs take the room of 1024 in every layer but `down`: the layers and lm_head
+take 437 MB where their float16 values are 269 MB. The padding is kept. No supported API packs
+without it (`linear_prepack_fp16` fixes the block height), and the two ways tried around it are
+gone: keeping the last 64 inputs in float32 beside a packed 512 cost a decode step 28 % at 1 row
+and 12 % at 16 (twice the bytes and one more product per layer), and giving the padding's pages
+back to the OS after packing (madvise on pages found through /proc/self/maps, glibc's mmap
+threshold changed for the whole process) read and released memory by address that other threads
+were mapping and unmapping meanwhile: the bot died with SIGSEGV in 1 start of 8 while its
+embedding model loaded (issue 24; tests/models/test_engine_threads.py).
 
 FBGEMM is x86-only; `fp16_available` says whether this build has it. `fp16_copy` gives the
 batcher its own copy of the model (models/engine/fused.py: q/k/v and gate/up fused, the input
@@ -30,7 +34,6 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from models.engine.fbgemm_pack import large_allocations_mapped, pack_fp16
 from models.engine.fused import HalfLinear, agrees, fused_copy
 
 logger = logging.getLogger(__name__)
@@ -56,7 +59,9 @@ class Fp16Linear(HalfLinear):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
         with torch.no_grad():
-            self.packed = pack_fp16(weight)
+            self.packed = torch.ops.quantized.linear_prepack_fp16(
+                weight.detach().float().contiguous(), None
+            )
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.linear_dynamic_fp16(flat.float().contiguous(), self.packed)
@@ -80,8 +85,7 @@ def fp16_copy(model: PreTrainedModel) -> PreTrainedModel | None:
     try:
         if not agrees(Fp16Linear, _rounded, round_inputs=False, tolerance=1e-4):
             return None
-        with large_allocations_mapped():
-            return fused_copy(model, Fp16Linear, torch.float16)
+        return fused_copy(model, Fp16Linear, torch.float16)
     except Exception:  # an op missing from this PyTorch build: serve another format
         logger.warning("float16 weights are unavailable here", exc_info=True)
         return None
