@@ -147,9 +147,11 @@ def default_prefix_cache_bytes(model: PreTrainedModel) -> int:
     32 MiB (the embedded default: 34 MB, about 730 tokens of 46 kB in float32). A kept cache
     fills to its bound in use: `botloom serve` grew from 0.74 GB once ready to 0.87 GB over a
     dozen turns with a quarter (135 MB), to 0.80 with a tenth, to 0.77 with this
-    (bench/serve_memory.py); 16 conversations at once (bench/engine.py's workload) reused the
-    same 4,213 of 5,321 prompt tokens with 32 MiB, 48 MiB and 135 MB. Many conversations at
-    human pace want more (BOTLOOM_PREFIX_CACHE_MB)."""
+    (bench/serve_memory.py; figures from when FBGEMM's zero padding was given back to the OS:
+    with it kept, issue 24, 0.90 GB once ready and 0.94 after a dozen turns); 16 conversations
+    at once (bench/engine.py's workload) reused the same 4,213 of 5,321 prompt tokens with
+    32 MiB, 48 MiB and 135 MB. Many conversations at human pace want more
+    (BOTLOOM_PREFIX_CACHE_MB)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     return max(MIN_PREFIX_CACHE_BYTES, weights // 16)
 
