@@ -1,5 +1,6 @@
 """`botloom serve`'s resident memory with the embedded default: once ready, after a dozen turns
-of one conversation, after four more conversations (issue 16: at most 0.8 GB).
+of one conversation, after four more conversations (issue 16: at most 0.8 GB; 0.90 GB once
+ready since issue 24 keeps FBGEMM's zero padding, 0.74 before: serve-memory-cpu-before.json).
 
     PYTHONPATH=. python bench/serve_memory.py [--port 3991]
 

@@ -165,7 +165,11 @@ def trim_heap() -> None:
     """glibc's malloc_trim: freed heap memory back to the OS (quick; nothing off glibc).
     The engine calls it when its batch empties: glibc keeps what prefills freed, and without it
     the process grows with every turn far beyond the KV cache it keeps (see
-    bench/results/design-measurements.md)."""
+    bench/results/design-measurements.md).
+
+    Safe beside other threads: it is the allocator's own documented call, run under the
+    allocator's own locks, and gives back only the pages of chunks that are already free, so it
+    reads and writes no memory any thread holds; it changes no allocator setting either."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

@@ -58,7 +58,12 @@ class FileEmbedding(nn.Module):
         return F.embedding(ids, self.weight).float()
 
     def release(self) -> None:
-        """Drop the pages looked up so far from this process's memory (Linux; elsewhere a no-op)."""
+        """Drop the pages looked up so far from this process's memory (Linux; elsewhere a no-op).
+
+        Through the mmap object's own madvise, on the mapping this object made and keeps: no
+        other mapping is touched, whatever other threads map meanwhile (issue 24). The mapping
+        is never written (copy-on-write only so that torch gets a writable buffer), so a page
+        dropped reads back from the file as it was, also to a lookup running at that moment."""
         if hasattr(mmap, "MADV_DONTNEED"):
             self._map.madvise(mmap.MADV_DONTNEED)
 

@@ -10,11 +10,14 @@ llama.cpp F16's agree with its F32, or more (bench/agreement.py). A decode step'
 several times faster than float32's, close to bfloat16's on a CPU with native bfloat16 (see
 bench/results/design-measurements.md).
 
-Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, so the embedded default's 576
-inputs take the room of 1024 in every layer but `down`; the zero padding is given back to the OS
-once packed (models/engine/fbgemm_pack.py), so only the real rows stay resident. (Keeping the
-last 64 inputs in float32 beside a packed 512 instead made a decode step slower: the float32 rest
-is twice the bytes and one more product per layer.)
+Memory: FBGEMM packs a weight's inputs in blocks of 512 rows, zero-filled, so the embedded
+default's 576 inputs take the room of 1024 in every layer but `down`. The padding is kept: no
+supported API packs without it (`linear_prepack_fp16` fixes the block height), and the two ways
+tried around it are gone. Keeping the last 64 inputs in float32 beside a packed 512 made a decode
+step slower (twice the bytes and one more product per layer); giving the padding's pages back to
+the OS after packing read and released memory by address that other threads were mapping and
+unmapping meanwhile, and crashed the bot (tests/models/test_engine_threads.py). Figures in
+bench/results/design-measurements.md.
 
 FBGEMM is x86-only; `fp16_available` says whether this build has it. `fp16_copy` gives the
 batcher its own copy of the model (models/engine/fused.py: q/k/v and gate/up fused, the input
@@ -29,7 +32,6 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from models.engine.fbgemm_pack import large_allocations_mapped, pack_fp16
 from models.engine.fused import HalfLinear, agrees, fused_copy
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,9 @@ class Fp16Linear(HalfLinear):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__(weight, bias)
         with torch.no_grad():
-            self.packed = pack_fp16(weight)
+            self.packed = torch.ops.quantized.linear_prepack_fp16(
+                weight.detach().float().contiguous(), None
+            )
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.linear_dynamic_fp16(flat.float().contiguous(), self.packed)
@@ -79,8 +83,7 @@ def fp16_copy(model: PreTrainedModel) -> PreTrainedModel | None:
     try:
         if not agrees(Fp16Linear, _rounded, round_inputs=False, tolerance=1e-4):
             return None
-        with large_allocations_mapped():
-            return fused_copy(model, Fp16Linear, torch.float16)
+        return fused_copy(model, Fp16Linear, torch.float16)
     except Exception:  # an op missing from this PyTorch build: serve another format
         logger.warning("float16 weights are unavailable here", exc_info=True)
         return None
