@@ -1,10 +1,13 @@
 """The knowledge evaluation: questions about an invented organisation, answered by the bot.
 
-    .venv/bin/python bench/knowledge_eval.py [--set eval|eval_fresh|both] [--limit N]
+    .venv/bin/python bench/knowledge_eval.py [--set eval|eval_fresh|both|blind] [--limit N]
 
 The documents and questions live in tests/knowledge/eval/ (the questions are data: no prompt
 or code names them) and tests/knowledge/eval_fresh/ (a second organisation, written after the
-grounding was designed and never tuned on). The documents are indexed with the default
+grounding was designed and never tuned on). `--set blind` runs bench/data/blind/knowledge/
+(written by a helper session that never saw the code; never tune on it), whose follow-up
+questions are asked in the conversation of the question they follow, right after it, and whose
+uncovered questions count as the off-topic ones. The documents are indexed with the default
 embedding model into a fresh SQLite file; every question is asked in a new conversation
 through the real bot (dialogs, the embedded default model, the console channel, whose replies
 end with a "Sources:" line); then the same questions with an empty index, in the same run.
@@ -40,6 +43,7 @@ from bot.console import ConsoleAdapter
 from bot.settings import Settings
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "knowledge"
+FOLDERS = {"blind": Path(__file__).resolve().parent / "data" / "blind" / "knowledge"}
 RESULTS = Path(__file__).resolve().parent / "results" / "knowledge-eval.json"
 PARTIAL_DIR = Path(tempfile.gettempdir())
 
@@ -87,8 +91,15 @@ async def off_topic_sources(settings: Settings, questions: list[dict]) -> int:
         await runtime.aclose()
 
 
-async def run(settings: Settings, questions: list[dict], label: str, docs: Path | None) -> dict:
-    """Every question in a new conversation; `docs` indexed first (None: an empty index)."""
+async def run(
+    settings: Settings,
+    questions: list[dict],
+    label: str,
+    docs: Path | None,
+    earlier: dict[str, dict] | None = None,
+) -> dict:
+    """Every question in a new conversation; `docs` indexed first (None: an empty index). A
+    follow-up (`follows`: the id of a question in `earlier`) comes right after that question."""
     runtime = build_runtime(settings)
     try:
         runtime.model.inner.start()
@@ -102,10 +113,14 @@ async def run(settings: Settings, questions: list[dict], label: str, docs: Path 
         rows = []
         started = time.monotonic()
         for number, item in enumerate(questions):
-            text = await ask(runtime, item["question"], f"{label}-{number}")
+            conversation = f"{label}-{number}"
+            if item.get("follows") and earlier:
+                await ask(runtime, earlier[item["follows"]]["question"], conversation)
+            text = await ask(runtime, item["question"], conversation)
             reply, sources = split_sources(text)
             facts = [f.lower() for f in item.get("facts", [])]
             row = {
+                "kind": item.get("kind", "plain"),
                 "question": item["question"],
                 "reply": reply,
                 "sources": sources,
@@ -130,26 +145,45 @@ def rate(rows: list[dict], key: str) -> float:
 
 async def evaluate(name: str, base: Settings, args: argparse.Namespace) -> dict:
     """One set, with and without knowledge (and its off-topic questions), in this process."""
-    folder = SETS / name
-    questions = load(folder, "questions.jsonl")[: args.limit or None]
-    off_topic = load(folder, "off_topic.jsonl")
+    folder = FOLDERS.get(name, SETS / name)
+    every = load(folder, "questions.jsonl")
+    questions = every[: args.limit or None]
+    earlier = {q["id"]: q for q in every if "id" in q}
+    off_topic = load(folder, "off_topic.jsonl") or load(folder, "uncovered.jsonl")
     state = Path(tempfile.mkdtemp(prefix=f"botloom-{name}-"))
     with_settings = dataclasses.replace(base, storage=f"sqlite:///{state}/with.db")
     without_settings = dataclasses.replace(base, storage=f"sqlite:///{state}/without.db")
     empty = {"rows": [], "seconds": 0.0}
     docs = folder / "docs"
     label = f"{name} with knowledge"
-    grounded = await run(with_settings, questions, label, docs) if args.only != "without" else empty
+    grounded = (
+        await run(with_settings, questions, label, docs, earlier)
+        if args.only != "without"
+        else empty
+    )
     noise = 0
     if off_topic and args.only != "without":
         noise = await off_topic_sources(with_settings, off_topic)
         print(f"[{name}] off-topic questions that found passages: {noise}/{len(off_topic)}")
     label = f"{name} without knowledge"
-    plain = await run(without_settings, questions, label, None) if args.only != "with" else empty
+    plain = (
+        await run(without_settings, questions, label, None, earlier)
+        if args.only != "with"
+        else empty
+    )
     rows = grounded["rows"]
     summary = {
         "questions": len(questions),
         "with_knowledge": {"hit_rate": rate(rows, "hit"), "fact_rate": rate(rows, "fact")},
+        "by_kind": {
+            kind: {
+                "questions": len(of_kind),
+                "hit_rate": rate(of_kind, "hit"),
+                "fact_rate": rate(of_kind, "fact"),
+            }
+            for kind in sorted({r["kind"] for r in rows})
+            for of_kind in [[r for r in rows if r["kind"] == kind]]
+        },
         "without_knowledge": {"fact_rate": rate(plain["rows"], "fact")},
         "off_topic_with_passages": noise,
         "off_topic": len(off_topic),
@@ -160,7 +194,7 @@ async def evaluate(name: str, base: Settings, args: argparse.Namespace) -> dict:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--set", choices=("eval", "eval_fresh", "both"), default="both")
+    parser.add_argument("--set", choices=("eval", "eval_fresh", "both", "blind"), default="both")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--only", choices=("with", "without"), help="one half")
