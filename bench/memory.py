@@ -227,10 +227,8 @@ async def main() -> None:
     environ = {"BOTLOOM_MODEL": args.model, "BOTLOOM_GENERATION_TIMEOUT_S": "1800"}
     base = Settings.from_env(environ, env_file=None)
     inner = build_model(base)
-    start = getattr(inner, "start", None)
-    if start is not None:
-        start()
-        await inner.wait_ready()  # type: ignore[attr-defined]
+    inner.start()
+    await inner.wait_ready()
     model = Recorder(inner)
     short = replace(base, max_new_tokens=args.recall_tokens)
     configs = {"memory off": replace(short, memory=False), "memory on": short}
