@@ -36,7 +36,4 @@ class PostgresBackend(Backend):
         return PostgresRateCounts(self.storage)
 
     def knowledge_store(self) -> PostgresKnowledgeStore:
-        from bot.storage.postgres.knowledge import PostgresKnowledgeStore  # numpy only when used
-
-        # The URL as configured, password included: passed on, never shown.
-        return PostgresKnowledgeStore(self.storage._url, namespace=self.storage.namespace)
+        return self.storage.knowledge_store()

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from asyncpg import exceptions as pg_errors
@@ -16,6 +16,9 @@ from bot.storage.fencing import current_fence
 from bot.storage.postgres.backend import PostgresBackend
 from bot.storage.server_storage import ServerStorage
 from bot.storage.values import loads, rows_to_write, set_etags
+
+if TYPE_CHECKING:
+    from bot.storage.postgres.knowledge import PostgresKnowledgeStore
 
 # What "the database cannot be reached" looks like from asyncpg: refused or dropped sockets,
 # timeouts, a server shutting down or starting, a bad login or database name, too many clients.
@@ -80,6 +83,13 @@ class PostgresStorage(ServerStorage):
     default_port = 5432
     backend_type = PostgresBackend
     default_max_connections = 10
+
+    def knowledge_store(self) -> PostgresKnowledgeStore:
+        """The knowledge index in this database and namespace, with a pool of its own (the
+        storage hands on its URL, credentials included, without showing it)."""
+        from bot.storage.postgres.knowledge import PostgresKnowledgeStore  # numpy only when used
+
+        return PostgresKnowledgeStore(self._url, namespace=self.namespace)
 
     def _prepare(self) -> None:
         self.table = f"{self.namespace}_items"
