@@ -41,7 +41,7 @@ from bot.turns.runner import TurnRunner
 from bot.turns.runner_terms import EntryTurns
 from models import ChatModel
 from models.api import ModelLifecycle
-from models.serving.telemetry import metrics_route, server_spans
+from models.serving.telemetry import ServerTelemetry, metrics_route, server_spans
 
 INSTRUMENTATION = "botloom"
 
@@ -65,6 +65,14 @@ def tracer_provider(service: str, processor: SpanProcessor | None = None) -> Tra
         processor = BatchSpanProcessor(OTLPSpanExporter())
     provider.add_span_processor(processor)
     return provider
+
+
+def model_server_telemetry(settings: Settings) -> tuple[ServerTelemetry, TracerProvider | None]:
+    """`botloom model-server`'s spans (with the same switches as the bot's) and /metrics; the
+    provider to shut down at exit, if tracing."""
+    provider = tracer_provider("botloom-model-server") if tracing_wanted(settings) else None
+    tracer = provider.get_tracer(INSTRUMENTATION) if provider is not None else trace.NoOpTracer()
+    return ServerTelemetry(tracer=tracer, metrics_token=settings.metrics_token), provider
 
 
 @dataclass

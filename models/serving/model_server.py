@@ -118,12 +118,17 @@ def create_model_server(
 
 
 async def run_model_server(
-    model: ChatModel, *, host: str, port: int, options: ServerOptions | None = None
+    model: ChatModel,
+    *,
+    host: str,
+    port: int,
+    options: ServerOptions | None = None,
+    telemetry: ServerTelemetry | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then /health answers 503 and replies in flight get
     `drain_s` to finish before their connections are closed."""
     options = options or ServerOptions()
-    app = create_model_server(model, options)
+    app = create_model_server(model, options, telemetry)
     runner = web.AppRunner(
         app,
         handle_signals=False,
