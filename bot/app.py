@@ -24,7 +24,7 @@ from bot.http.plain_errors import plain_errors
 from bot.http.rate_limit import UserRateLimit
 from bot.knowledge.setup import Knowledge, build_knowledge, indexing_at_start
 from bot.model_setup import build_model, guard_limits, reply_params
-from bot.observability import Telemetry
+from bot.observability import Telemetry, UsageStore
 from bot.proactive import ConversationReferences
 from bot.redaction import register_settings
 from bot.security.local_secret import LocalSecret
@@ -64,6 +64,7 @@ class Runtime:
     model: GuardedChatModel
     bot: AssistantBot
     knowledge: Knowledge | None = None
+    usage: UsageStore | None = None  # token usage (bot/observability), written before closing
 
     @property
     def storage(self) -> Storage:
@@ -71,7 +72,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Close the model (its worker), the storage and the knowledge index (connections)."""
-        for resource in (self.model.inner, self.storage, self.knowledge):
+        for resource in (self.model.inner, self.usage, self.storage, self.knowledge):
             await close_resource(resource)
 
 
@@ -122,6 +123,7 @@ def build_runtime(
     )
     replies = ChannelReplies(stream, feedback_buttons=settings.feedback_buttons)
     on_record = telemetry.metrics.count_feedback if telemetry else None
+    usage = UsageStore(storage) if telemetry else None
     feedback = FeedbackStore(storage, transcripts=settings.transcripts, on_record=on_record)
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
@@ -134,7 +136,7 @@ def build_runtime(
         retriever=knowledge.retriever,
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
-        observer=telemetry.answer_observer(model, storage) if telemetry else None,
+        observer=telemetry.answer_observer(model, usage) if telemetry and usage else None,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
     root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))
@@ -147,7 +149,9 @@ def build_runtime(
         starters=parse_prompt_starters(settings.prompt_starters),
         references=ConversationReferences(storage),
     )
-    return Runtime(settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge)
+    return Runtime(
+        settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge, usage=usage
+    )
 
 
 def create_app(
@@ -193,7 +197,7 @@ def create_app(
     )
     adapter.on_turn_error = on_turn_error
     adapter.use(TurnLogMiddleware(log_messages=settings.log_messages))
-    for middleware in telemetry.turn_middlewares(runtime.storage):  # the dialog's span, quota
+    for middleware in telemetry.turn_middlewares(runtime.usage):  # the dialog's span, quota
         adapter.use(middleware)
     if check_mode(settings.transcripts) != "off":
         adapter.use(TranscriptMiddleware(runtime.storage, settings.transcripts))

@@ -119,7 +119,7 @@ class TelemetryObserver:
         tenant = tenant_of(turn_context.activity)
         self._metrics.input_tokens.labels(self._model.name, tenant).inc(input_tokens)
         self._metrics.output_tokens.labels(self._model.name, tenant).inc(output_tokens)
-        await self._usage.add(user_of(turn_context), tenant, input_tokens, output_tokens)
+        self._usage.add(user_of(turn_context), tenant, input_tokens, output_tokens)
 
     def answered(self, turn_context: TurnContext, *, passages: int, citations: int) -> None:
         if passages:

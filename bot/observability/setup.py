@@ -22,7 +22,6 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from botbuilder.core import Middleware as TurnMiddleware
-from botbuilder.core import Storage
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -125,19 +124,19 @@ class Telemetry:
             ObservedTurns(turns, times, self.tracer, self.metrics),
         )
 
-    def turn_middlewares(self, storage: Storage) -> list[TurnMiddleware]:
+    def turn_middlewares(self, usage: UsageStore | None) -> list[TurnMiddleware]:
         """The dialog's span and turn counter; the daily quota where one is set."""
         found: list[TurnMiddleware] = [
             TurnTelemetryMiddleware(self.tracer, self.metrics, log_messages=self.log_messages)
         ]
-        if self.tokens_per_user_per_day > 0:
+        if self.tokens_per_user_per_day > 0 and usage is not None:
             limit = self.tokens_per_user_per_day
-            found.append(QuotaMiddleware(UsageStore(storage), limit, self.metrics))
+            found.append(QuotaMiddleware(usage, limit, self.metrics))
         return found
 
-    def answer_observer(self, model: ChatModel, storage: Storage) -> TelemetryObserver:
+    def answer_observer(self, model: ChatModel, usage: UsageStore) -> TelemetryObserver:
         return TelemetryObserver(
-            model, self.tracer, self.metrics, UsageStore(storage), log_messages=self.log_messages
+            model, self.tracer, self.metrics, usage, log_messages=self.log_messages
         )
 
     def serve_metrics(self, app: web.Application, runner: TurnRunner) -> None:

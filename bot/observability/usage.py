@@ -1,5 +1,7 @@
 """Token usage per user and tenant, per UTC day, in the bot's storage; the daily quota's reads.
 
+Replies add their tokens here in memory; a background flush writes them at most every
+`flush_s` seconds (and at close), so a busy bot writes once per user per flush, not per reply.
 One record per user and day (`botloom/usage/<day>/<user>`: tenant, input and output tokens,
 turns), written with the etag it was read with, so replicas add up rather than overwrite; and one
 index per day (`botloom/usage/<day>`: the users with a record) for `botloom usage`. Users are the
@@ -9,7 +11,10 @@ channel's vouched identity (bot/turns/identity.py) or, where no one vouches, `<c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -62,40 +67,83 @@ def today() -> date:
 
 
 class UsageStore:
-    """Reads and adds up token usage in a botbuilder Storage."""
+    """Reads and adds up token usage in a botbuilder Storage. Call `close()` before the storage
+    closes: it writes what is still pending."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, flush_s: float = 2.0) -> None:
         self._storage = storage
+        self._flush_s = flush_s
+        self._pending: dict[tuple[str, str], Counter[str]] = {}  # (day, user) -> tokens, turns
+        self._tenants: dict[tuple[str, str], str] = {}
+        self._writing: dict[tuple[str, str], Counter[str]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
-    async def add(self, user: str, tenant: str, input_tokens: int, output_tokens: int) -> None:
-        """Add one reply's tokens to the user's record for today (logged, never raised)."""
-        day = today().isoformat()
-        key = f"{PREFIX}/{day}/{user}"
-        try:
-            for _ in range(WRITE_TRIES):
-                record = (await self._storage.read([key])).get(key)
-                first = record is None
-                value = dict(record or {"tenant": tenant, "input": 0, "output": 0, "turns": 0})
-                value["input"] += input_tokens
-                value["output"] += output_tokens
-                value["turns"] += 1
-                value["tenant"] = tenant or value.get("tenant", "")
-                value["e_tag"] = _etag(record) or "*"
+    def add(self, user: str, tenant: str, input_tokens: int, output_tokens: int) -> None:
+        """Count one reply's tokens for the user today; written by the next flush."""
+        key = (today().isoformat(), user)
+        self._pending.setdefault(key, Counter()).update(
+            input=input_tokens, output=output_tokens, turns=1
+        )
+        if tenant:
+            self._tenants[key] = tenant
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
+
+    async def close(self) -> None:
+        """Write what is pending now."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self._flush_s)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every pending count into its record (logged, never raised; a count that could
+        not be written waits for the next flush)."""
+        async with self._lock:
+            self._writing, self._pending = self._pending, {}
+            for day, user in list(self._writing):
+                counts = self._writing[(day, user)]
+                tenant = self._tenants.pop((day, user), "")
                 try:
-                    await self._storage.write({key: value})
-                except (StorageConflictError, KeyError):
-                    continue
-                if first:
-                    await self._index(day, user)
-                return
-            logger.warning("usage write kept conflicting user record for %s", day)
-        except Exception:
-            logger.exception("could not record token usage")
+                    await self._write(day, user, tenant, counts)
+                except Exception:
+                    logger.exception("could not record token usage")
+                    self._pending.setdefault((day, user), Counter()).update(counts)
+                finally:
+                    del self._writing[(day, user)]  # stored now, or pending again
+
+    async def _write(self, day: str, user: str, tenant: str, counts: Counter[str]) -> None:
+        key = f"{PREFIX}/{day}/{user}"
+        for _ in range(WRITE_TRIES):
+            record = (await self._storage.read([key])).get(key)
+            value = dict(record or {"tenant": tenant, "input": 0, "output": 0, "turns": 0})
+            for name in ("input", "output", "turns"):
+                value[name] += counts[name]
+            value["tenant"] = tenant or value.get("tenant", "")
+            value["e_tag"] = _etag(record) or "*"
+            try:
+                await self._storage.write({key: value})
+            except (StorageConflictError, KeyError):
+                continue  # another replica wrote meanwhile: add to what it wrote
+            if record is None:
+                await self._index(day, user)
+            return
+        raise StorageConflictError(f"the usage record {key!r} kept changing")
 
     async def tokens_today(self, user: str) -> int:
-        key = f"{PREFIX}/{today().isoformat()}/{user}"
+        """The user's tokens today: stored, and counted here but not yet written."""
+        day = today().isoformat()
+        key = f"{PREFIX}/{day}/{user}"
         record = (await self._storage.read([key])).get(key)
-        return int(record["input"] + record["output"]) if record else 0
+        stored = int(record["input"] + record["output"]) if record else 0
+        waiting = [c.get((day, user)) for c in (self._pending, self._writing)]
+        return stored + sum(c["input"] + c["output"] for c in waiting if c is not None)
 
     async def since(self, first: date, last: date | None = None) -> list[Usage]:
         """Every user's usage per day from `first` to `last` (today) inclusive."""

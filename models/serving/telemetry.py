@@ -158,13 +158,25 @@ class EngineCollector(Collector):
             stats.reused_tokens / stats.prompt_tokens if stats.prompt_tokens else 0.0,
         )
         for name, text, value in (
-            ("requests", "Requests the engine started.", stats.requests),
-            ("prompt_tokens", "Prompt tokens, prefilled or reused.", stats.prompt_tokens),
-            ("prefix_reused_tokens", "Prompt tokens reused from the cache.", stats.reused_tokens),
-            ("generated_tokens", "Tokens generated.", stats.tokens_generated),
-            ("decode_steps", "Decode steps (one token for each running reply).", stats.steps),
+            ("botloom_engine_requests", "Requests the engine started.", stats.requests),
+            (
+                "botloom_engine_prompt_tokens",
+                "Prompt tokens, prefilled or reused.",
+                stats.prompt_tokens,
+            ),
+            (
+                "botloom_engine_prefix_reused_tokens",
+                "Prompt tokens reused from the cache.",
+                stats.reused_tokens,
+            ),
+            ("botloom_engine_generated_tokens", "Tokens generated.", stats.tokens_generated),
+            (
+                "botloom_engine_decode_steps",
+                "Decode steps (a token for each running reply).",
+                stats.steps,
+            ),
         ):
-            yield CounterMetricFamily(f"botloom_engine_{name}", text, value)
+            yield CounterMetricFamily(name, text, value)
 
 
 @dataclass

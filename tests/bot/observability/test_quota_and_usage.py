@@ -4,6 +4,7 @@ and the engine's gauges on a model server with the tiny real engine."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,8 +13,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.observability import Telemetry
 from bot.observability.turn_middleware import quota_notice
+from bot.observability.usage import UsageStore, today
 from bot.observability.usage_command import parse_day, run_usage
 from bot.settings import Settings
+from bot.storage import create_backend
 from models.engine import BatchedChatModel
 from models.fake import FakeChatModel
 from models.serving.model_server import create_model_server
@@ -94,3 +97,25 @@ async def test_engine_gauges_on_the_model_server(tiny_model_dir: Path, tmp_path:
         assert 0 < scraped["botloom_engine_prefix_cache_hit_ratio{}"] < 1
     finally:
         await server.close()
+
+
+async def test_usage_adds_up_across_replicas_and_concurrent_replies(tmp_path: Path) -> None:
+    """Two stores on one database (two replicas), replies counted concurrently: the totals are
+    exact, whoever flushes when."""
+    backend = create_backend(f"sqlite:///{tmp_path}/usage.db")
+    await backend.open()
+    replicas = [UsageStore(backend.storage, flush_s=0.01), UsageStore(backend.storage)]
+    try:
+        for n in range(40):
+            replicas[n % 2].add("teams/users/aad:1", "tenant-a", 10, 2)
+            replicas[n % 2].add(f"teams/users/aad:{n % 3 + 2}", "tenant-b", 1, 1)
+            if n % 7 == 0:
+                await asyncio.sleep(0.02)  # the first replica's flush runs meanwhile
+        assert await replicas[1].tokens_today("teams/users/aad:1") >= 20 * 12  # its own, pending
+        await asyncio.gather(*(replica.close() for replica in replicas))
+        rows = {row.user: row for row in await replicas[0].since(today())}
+    finally:
+        await backend.storage.close()
+    assert (rows["teams/users/aad:1"].input_tokens, rows["teams/users/aad:1"].turns) == (400, 40)
+    assert rows["teams/users/aad:1"].tenant == "tenant-a"
+    assert sum(rows[f"teams/users/aad:{n}"].turns for n in (2, 3, 4)) == 40
