@@ -99,11 +99,13 @@ class TelemetryObserver:
             span.set_attribute("error.type", type(error).__name__)
             raise
         finally:
-            aclose = getattr(pieces, "aclose", None)
-            if aclose is not None:
-                await aclose()  # stops the generation when the reader stops early
-            await self._count(turn_context, prompt, "".join(text), span)
-            span.end()
+            try:
+                aclose = getattr(pieces, "aclose", None)
+                if aclose is not None:
+                    await aclose()  # stops the generation when the reader stops early
+                await self._count(turn_context, prompt, "".join(text), span)
+            finally:
+                span.end()
 
     async def _count(
         self, turn_context: TurnContext, prompt: Sequence[ChatMessage], reply: str, span: Span
