@@ -14,6 +14,8 @@ to its reply at the sink):
 - on: tracing on as well (BOTLOOM_TRACES=true): every span batched and exported over OTLP/HTTP to
   a collector stand-in in this process (it answers 200 and counts the requests), /metrics
   scraped every second.
+- on 10%: the same, sampling one trace in ten (OTEL_TRACES_SAMPLER=parentbased_traceidratio,
+  OTEL_TRACES_SAMPLER_ARG=0.1), as a busy deployment would.
 
 Rounds alternate the order of the bots; each figure is the median over rounds. CPU ms per turn
 (user + system of the bot process, from /proc) depends less on how busy the machine is than
@@ -103,11 +105,21 @@ def start_bots(folder: Path, collector: str) -> list[BotServer]:
         ("before", before, {}),
         ("off", ROOT, {}),
         ("on", ROOT, {"BOTLOOM_TRACES": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector}),
+        (
+            "on 10%",
+            ROOT,
+            {
+                "BOTLOOM_TRACES": "true",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            },
+        ),
     ]
     bots = []
     for index, (name, code, extra) in enumerate(variants):
         port = free_port()
-        log = (folder / f"{name}.log").open("wb")
+        log = (folder / f"bot-{index}.log").open("wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTLOOM_", "OTEL_"))}
         env.update({**common, **extra, "PYTHONPATH": str(code)})
         env["BOTLOOM_STORAGE"] = f"sqlite:///{folder}/{index}.db"
@@ -189,7 +201,7 @@ def main() -> None:
             f"{name:<8} {row['turns_s']:8.1f} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f}"
             f" {row['cpu_ms_per_turn']:12.2f}"
         )
-    before, off, on = summary["before"], summary["off"], summary["on"]
+    before, off, on, sampled = (summary[n] for n in ("before", "off", "on", "on 10%"))
     result = {
         "bench": "observability",
         "clients": args.clients,
@@ -201,6 +213,11 @@ def main() -> None:
         "throughput_off_vs_before": round(off["turns_s"] / before["turns_s"], 3),
         "cpu_per_turn_on_vs_before": round(on["cpu_ms_per_turn"] / before["cpu_ms_per_turn"], 3),
         "cpu_per_turn_on_vs_off": round(on["cpu_ms_per_turn"] / off["cpu_ms_per_turn"], 3),
+        "cpu_per_turn_off_vs_before": round(off["cpu_ms_per_turn"] / before["cpu_ms_per_turn"], 3),
+        "throughput_sampled_vs_before": round(sampled["turns_s"] / before["turns_s"], 3),
+        "cpu_per_turn_sampled_vs_before": round(
+            sampled["cpu_ms_per_turn"] / before["cpu_ms_per_turn"], 3
+        ),
         "bots": summary,
     }
     print()
@@ -208,7 +225,8 @@ def main() -> None:
         f"throughput on/before {result['throughput_on_vs_before']:.3f}, on/off "
         f"{result['throughput_on_vs_off']:.3f}; CPU per turn on/before "
         f"{result['cpu_per_turn_on_vs_before']:.3f}, on/off {result['cpu_per_turn_on_vs_off']:.3f}"
-        f"; {exports} OTLP exports received"
+        f", off/before {result['cpu_per_turn_off_vs_before']:.3f}, on 10%/before "
+        f"{result['cpu_per_turn_sampled_vs_before']:.3f}; {exports} OTLP exports received"
     )
     line = json.dumps(result)
     if not args.no_save:

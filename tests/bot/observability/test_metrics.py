@@ -81,3 +81,21 @@ async def test_apps_in_one_process_keep_their_own_counters(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_feedback_reactions_are_counted(settings: Settings, connector: FakeConnector) -> None:
+    from tests.bot.test_teams_replies import feedback_invoke
+
+    bot = await start_bot(settings, Telemetry(), FakeChatModel())
+    try:
+        for reaction in ("like", "dislike", "like"):
+            response = await bot.post(
+                "/api/messages", json=feedback_invoke(connector.url, "r-1", reaction, "")
+            )
+            assert response.status == 200
+        scraped = await scrape(bot)
+        assert scraped['botloom_feedback_reactions_total{reaction="like"}'] == 2
+        assert scraped['botloom_feedback_reactions_total{reaction="dislike"}'] == 1
+        assert scraped['botloom_turns_total{channel="msteams",outcome="ok"}'] == 3
+    finally:
+        await bot.close()
