@@ -24,6 +24,7 @@ from bot.http.plain_errors import plain_errors
 from bot.http.rate_limit import UserRateLimit
 from bot.knowledge.setup import Knowledge, build_knowledge, indexing_at_start
 from bot.model_setup import build_model, guard_limits, reply_params
+from bot.observability import Telemetry, UsageStore
 from bot.proactive import ConversationReferences
 from bot.redaction import register_settings
 from bot.security.local_secret import LocalSecret
@@ -63,6 +64,7 @@ class Runtime:
     model: GuardedChatModel
     bot: AssistantBot
     knowledge: Knowledge | None = None
+    usage: UsageStore | None = None  # token usage (bot/observability), written before closing
 
     @property
     def storage(self) -> Storage:
@@ -70,13 +72,14 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Close the model (its worker), the storage and the knowledge index (connections)."""
-        for resource in (self.model.inner, self.storage, self.knowledge):
+        for resource in (self.model.inner, self.usage, self.storage, self.knowledge):
             await close_resource(resource)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
 ENDPOINT = web.AppKey("endpoint", MessagesEndpoint)
 MODEL_PROBE = web.AppKey("model_probe", ModelServerProbe)
+TELEMETRY = web.AppKey("telemetry", Telemetry)
 
 
 def build_runtime(
@@ -85,6 +88,7 @@ def build_runtime(
     model: ChatModel | None = None,
     storage: Storage | None = None,
     embedding_model: EmbeddingModel | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Runtime:
     """Storage, state, model, dialogs and the activity handler: shared by `serve` and `chat`."""
     if storage is None:
@@ -118,7 +122,9 @@ def build_runtime(
         grace_tokens=settings.reply_grace_tokens,
     )
     replies = ChannelReplies(stream, feedback_buttons=settings.feedback_buttons)
-    feedback = FeedbackStore(storage, transcripts=settings.transcripts)
+    on_record = telemetry.metrics.count_feedback if telemetry else None
+    usage = UsageStore(storage) if telemetry else None
+    feedback = FeedbackStore(storage, transcripts=settings.transcripts, on_record=on_record)
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )
@@ -130,6 +136,7 @@ def build_runtime(
         retriever=knowledge.retriever,
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
+        observer=telemetry.answer_observer(model, usage) if telemetry and usage else None,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
     root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))
@@ -142,7 +149,9 @@ def build_runtime(
         starters=parse_prompt_starters(settings.prompt_starters),
         references=ConversationReferences(storage),
     )
-    return Runtime(settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge)
+    return Runtime(
+        settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge, usage=usage
+    )
 
 
 def create_app(
@@ -152,11 +161,12 @@ def create_app(
     storage: Storage | None = None,
     credentials_factory: ServiceClientCredentialsFactory | None = None,
     embedding_model: EmbeddingModel | None = None,
+    telemetry: Telemetry | None = None,
 ) -> web.Application:
     """The aiohttp app: /api/messages, /healthz, /readyz. Raises SettingsError for unsafe settings.
 
     `model`, `storage`, `credentials_factory` and `embedding_model` replace what the settings
-    would build (tests).
+    would build (tests); so does `telemetry` (traces, metrics, quota: bot/observability).
     """
     if (
         settings.anonymous
@@ -168,8 +178,12 @@ def create_app(
             "loopback address; set an app id, or BOTLOOM_ALLOW_PUBLIC_ANONYMOUS=true if you must"
         )
     register_settings(settings)  # its credentials out of logs, /healthz, traces and responses
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[plain_errors])
-    runtime = build_runtime(settings, model=model, storage=storage, embedding_model=embedding_model)
+    telemetry = telemetry or Telemetry.from_settings(settings)
+    middlewares = [*telemetry.http_middlewares(), plain_errors]
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    runtime = build_runtime(
+        settings, model=model, storage=storage, embedding_model=embedding_model, telemetry=telemetry
+    )
     # The local Direct Line and this bot know each other's requests by a secret of the process.
     local_secret = LocalSecret()
     adapter = RetryingCloudAdapter(
@@ -179,9 +193,12 @@ def create_app(
             )
         ),
         local_secret=local_secret,
+        trace_configs=telemetry.connector_traces(),
     )
     adapter.on_turn_error = on_turn_error
     adapter.use(TurnLogMiddleware(log_messages=settings.log_messages))
+    for middleware in telemetry.turn_middlewares(runtime.usage):  # the dialog's span, quota
+        adapter.use(middleware)
     if check_mode(settings.transcripts) != "off":
         adapter.use(TranscriptMiddleware(runtime.storage, settings.transcripts))
     limits = RunnerLimits(
@@ -193,12 +210,16 @@ def create_app(
         sweep_s=settings.lock_lease_s / 2,
     )
     runner = TurnRunner(
-        runtime.backend.locks(lease_s=settings.lock_lease_s),
-        runtime.backend.inbox(),
-        InboxTurns(adapter, runtime.bot),
+        *telemetry.runner_parts(  # spans and metrics around the lock, inbox and turn
+            runtime.backend.locks(lease_s=settings.lock_lease_s),
+            runtime.backend.inbox(),
+            InboxTurns(adapter, runtime.bot),
+            settings.max_queued_turns,
+        ),
         limits,
     )
     app[RUNTIME] = runtime
+    app[TELEMETRY] = telemetry
     # The rate limit before the inbox write, shared through the store; Host, Origin and JSON
     # checks where no token protects the server (the local Direct Line, anonymous mode).
     guard = OriginGuard(settings.allowed_hosts, settings.allowed_origins)
@@ -212,6 +233,7 @@ def create_app(
         guard=guard if settings.anonymous else None,
         local_secret=local_secret if settings.anonymous else None,
     )
+    app.cleanup_ctx.append(telemetry.lifespan(runtime.model))  # closed last: spans flushed
     app.cleanup_ctx.append(lifespan)
     if runtime.knowledge is not None:  # BOTLOOM_KNOWLEDGE, indexed while the bot serves
         app.cleanup_ctx.append(indexing_at_start(runtime.knowledge, settings.knowledge))
@@ -229,6 +251,7 @@ def create_app(
     health = Health(runtime.model, runtime.storage, runner, probe)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    telemetry.serve_metrics(app, runner)  # GET /metrics
     # /chat and its local Direct Line
     add_directline_routes(app, anonymous=settings.anonymous, guard=guard, secret=local_secret)
     return app

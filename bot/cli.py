@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from bot.knowledge.command import add_knowledge_parser
 
     add_knowledge_parser(commands)
+    from bot.observability.usage_command import add_usage_parser
+
+    add_usage_parser(commands)  # botloom usage --since
     args = parser.parse_args(argv)
 
     try:
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.knowledge.command import run_knowledge
 
         return asyncio.run(run_knowledge(settings, args))
+    if args.command == "usage":
+        from bot.observability.usage_command import run_usage
+
+        return asyncio.run(run_usage(settings, args))
     if args.command == "test":
         from bot.scripted.command import run_tests
 
@@ -134,8 +141,17 @@ def serve_model(settings: Settings) -> int:
         max_body_bytes=settings.max_body_bytes,
         drain_s=settings.drain_s,
     )
+    from bot.observability.setup import model_server_telemetry
+
     model = build_local_model(settings)
-    asyncio.run(run_model_server(model, host=host, port=port, options=options))
+    telemetry, provider = model_server_telemetry(settings)  # spans (when on) and /metrics
+    try:
+        asyncio.run(
+            run_model_server(model, host=host, port=port, options=options, telemetry=telemetry)
+        )
+    finally:
+        if provider is not None:
+            provider.shutdown()
     return 0
 
 

@@ -157,6 +157,12 @@ class Settings:
     engine_weights: str = "auto"
     prefix_cache_mb: int = 0
     torch_threads: int = 0
+    # Observability (docs/observability.md): OTLP traces when either is set (the SDK reads the
+    # other OTEL_* variables); GET /metrics behind this bearer token when set; daily token quota.
+    traces: bool = False
+    otel_endpoint: str = field(default="", metadata={"secret": "url"})
+    metrics_token: str = field(default="", repr=False, metadata={"secret": "value"})
+    tokens_per_user_per_day: int = 0  # 0: no quota
 
     def __repr__(self) -> str:
         """The settings, with passwords inside URLs masked and secret fields left out."""
@@ -216,6 +222,7 @@ _ENV_NAMES: dict[str, str] = {
     "app_password": "MicrosoftAppPassword",
     "app_type": "MicrosoftAppType",
     "app_tenant_id": "MicrosoftAppTenantId",
+    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
 }
 
 

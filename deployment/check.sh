@@ -96,7 +96,7 @@ check_compose() {
     # --env-file keeps a real deployment/.env out of the check).
     printf 'POSTGRES_PASSWORD=%s\nBOTLOOM_MODEL_API_KEY=%s\n' "$(random_hex 24)" "$(random_hex 32)" \
         >"$WORK/compose.env"
-    for variant in "" "--profile vllm" "-f compose.gpu.yaml"; do
+    for variant in "" "--profile vllm" "--profile observability" "-f compose.gpu.yaml"; do
         # shellcheck disable=SC2086  # the variant is several words on purpose
         (cd "$d" && env -u POSTGRES_PASSWORD -u BOTLOOM_MODEL_API_KEY docker-compose \
             --env-file "$WORK/compose.env" -f compose.yaml $variant config --format json) \
@@ -118,6 +118,31 @@ check_compose() {
 
 random_hex() {  # random_hex BYTES: as `openssl rand -hex BYTES` (openssl may not be installed)
     "$TOOLS/venv/bin/python" -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])))' "$1"
+}
+
+check_observability() {
+    # Issue 29: the Grafana dashboard (JSON, panels, only metrics botloom exposes), the compose
+    # profile (services, pinned images, loopback ports, mounted files, Prometheus' targets), and,
+    # where promtool is installed (Debian's prometheus package), the panels' PromQL and
+    # prometheus.yml. The profile itself cannot run here (no Docker engine).
+    local d="$1" board="$1/observability/grafana/dashboards/botloom.json"
+    local observe=("$TOOLS/venv/bin/python" "$d/check_observability.py")
+    "${observe[@]}" dashboard "$board" "$ROOT/bot/observability/metrics.py" \
+        "$ROOT/models/serving/telemetry.py"
+    printf 'POSTGRES_PASSWORD=%s\nBOTLOOM_MODEL_API_KEY=%s\n' "$(random_hex 24)" "$(random_hex 32)" \
+        >"$WORK/observability.env"
+    (cd "$d" && env -u POSTGRES_PASSWORD -u BOTLOOM_MODEL_API_KEY docker-compose \
+        --env-file "$WORK/observability.env" -f compose.yaml --profile observability config \
+        --format json) >"$WORK/observability.json"
+    "${observe[@]}" compose "$WORK/observability.json" "$d"
+    echo "compose --profile observability: prometheus, grafana, jaeger; dashboard $(grep -c '"expr"' "$board") queries"
+    if command -v promtool >/dev/null; then
+        "${observe[@]}" rules "$board" >"$WORK/dashboard-rules.json"
+        promtool check rules "$WORK/dashboard-rules.json"
+        promtool check config "$d/observability/prometheus.yml"
+    else
+        echo "promtool skipped: not installed (apt-get install prometheus); PromQL not parsed"
+    fi
 }
 
 check_kubernetes() {
@@ -207,7 +232,7 @@ report() {  # report CHECK WHAT
     attempt "$1" "$DEPLOY_COPY"
     if [[ $RC -eq 0 ]]; then
         printf 'ok    %-11s %s\n' "${1#check_}" "$2"
-        grep -E '^(bicep build skipped|compose |base|overlays/|teams manifest|names: )' "$LOG" | sed 's/^/        /' || true
+        grep -E '^(bicep build skipped|promtool skipped|compose |base|overlays/|teams manifest|names: |  SUCCESS)' "$LOG" | sed 's/^/        /' || true
     else
         printf 'FAIL  %-11s %s\n' "${1#check_}" "$2"
         sed 's/^/        /' "$LOG"
@@ -257,6 +282,7 @@ main() {
     report check_shell "docker/entrypoint.sh check.sh"
     report check_pins "docker/Dockerfile installs the Makefile's torch and embedded-model pins"
     report check_compose "compose.yaml, compose.gpu.yaml"
+    report check_observability "observability/ (dashboard, compose profile, PromQL)"
     report check_kubernetes "kubernetes/ (kustomize build, schemas, policy)"
     report check_names "settings names in env files, the Dockerfile, compose and Kubernetes"
     report check_teams "azure/teams/manifest.template.json"
@@ -294,6 +320,14 @@ main() {
             "resource bot 'Microsoft.BotService/botServices@2022-09-15' {" "Unexpected token"
         self_test check_bicep azure/main.bicep "  'UserAssignedMSI'" "  'MultiTenant'" \
             "msaAppType must be limited"
+        # Issue 29: the dashboard queries only metrics botloom exposes; Prometheus scrapes the bot.
+        self_test check_observability observability/grafana/dashboards/botloom.json \
+            "rate(botloom_turns_total" "rate(botloom_turn_total" \
+            "botloom_turn_total is not a metric botloom exposes"
+        self_test check_observability observability/prometheus.yml '"bot:3978"' '"bot:3979"' \
+            "does not scrape bot:3978"
+        self_test check_observability compose.yaml "image: grafana/grafana:11.3.1" \
+            "image: grafana/grafana:latest" "is not pinned"
         # Issue 24: the model API key, egress, verified TLS to PostgreSQL, least-privilege Jobs,
         # no default secrets.
         self_test check_compose compose.yaml "\${POSTGRES_PASSWORD:?" "\${POSTGRES_PASSWORD:-botloom" \

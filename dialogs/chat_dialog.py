@@ -16,6 +16,7 @@ from dialogs.answer.apologies import OUTCOME_KEY, TOO_LONG, apology_for, outcome
 from dialogs.answer.knowledge_stage import KnowledgeStage
 from dialogs.answer.memory_stage import MemoryStage
 from dialogs.answer.model_reply import ModelReply
+from dialogs.answer.observer import AnswerObserver, PassiveObserver
 from dialogs.answer.options import ChatOptions
 from dialogs.answer.reply import Reply, ReplyChannel
 from dialogs.answer.stages import AnswerStage, TurnDraft
@@ -45,8 +46,10 @@ class ChatDialog(Dialog):
         retriever: Retriever | None = None,
         user_memory: UserMemory | None = None,
         model_facts: ModelFacts | None = None,
+        observer: AnswerObserver | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
+        self._observer = observer or PassiveObserver()  # spans, metrics, token usage (bot/)
         self._model = model
         self._memory = memory
         self._options = options
@@ -61,7 +64,7 @@ class ChatDialog(Dialog):
             ),
             *([KnowledgeStage(retriever, model, options.knowledge)] if retriever else []),
         ]
-        self._model_reply = ModelReply(model, memory, replies, options)
+        self._model_reply = ModelReply(model, memory, replies, options, observer=self._observer)
 
     async def begin_dialog(
         self, dialog_context: DialogContext, options: object = None
@@ -81,11 +84,18 @@ class ChatDialog(Dialog):
             budget_tokens=self._options.prompt_budget(self._model),
         )
         for stage in self._stages:
-            await stage.prepare(turn_context, draft)
+            with self._observer.stage(turn_context, stage_name(stage)):
+                await stage.prepare(turn_context, draft)
             if draft.answer is not None:  # needs no model: sent as is
+                self._observer.answered(turn_context, passages=len(draft.passages), citations=0)
                 await self._model_reply.remember(turn_context, text, draft.answer)
                 await self._replies.send(turn_context, Reply(draft.answer))
                 return
         if await self._model_reply.reply(turn_context, draft):
             for stage in self._stages:  # after the reply: nothing here is on the user's wait
                 await stage.after_reply(turn_context, draft)
+
+
+def stage_name(stage: AnswerStage) -> str:
+    """A stage's name in traces: MemoryStage -> "memory"."""
+    return type(stage).__name__.removesuffix("Stage").lower()

@@ -73,10 +73,12 @@ class RetryingCloudAdapter(CloudAdapter):
         *args: object,
         retry: RetryPolicy = RetryPolicy(),
         local_secret: LocalSecret | None = None,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.retry = retry
+        self._trace_configs = trace_configs  # spans and metrics per request (bot/observability)
         self._local_secret = local_secret  # sent to the local Direct Line only
         self._session: aiohttp.ClientSession | None = None
 
@@ -126,7 +128,7 @@ class RetryingCloudAdapter(CloudAdapter):
             headers.update(self._local_secret.headers_for(client.config.base_url))
         body = activity.serialize()
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(trace_configs=self._trace_configs)
         policy = self.retry
         tries, timeout_s = tries_of(activity, policy)
         attempts = attempts or tries
@@ -138,6 +140,7 @@ class RetryingCloudAdapter(CloudAdapter):
                     json=body,
                     headers=headers,
                     timeout=aiohttp.ClientTimeout(total=timeout_s),
+                    trace_request_ctx={"attempt": attempt},
                 ) as response:
                     if response.status < 300:
                         data = (

@@ -14,7 +14,7 @@ and, only where transcripts are ``full``, ``prompt`` and ``reply`` (looked up in
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +38,15 @@ class FeedbackStore:
     """Appends feedback entries; `transcripts` is BOTLOOM_TRANSCRIPTS (prompt and reply text are
     kept only when it is ``full``). A failed write is logged and never fails the turn."""
 
-    def __init__(self, storage: Storage, *, transcripts: str = "off") -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        transcripts: str = "off",
+        on_record: Callable[[str], None] | None = None,
+    ) -> None:
         self._storage = storage
+        self._on_record = on_record  # told each reaction (bot/observability counts them)
         self._full = transcripts == "full"
 
     async def record(
@@ -62,6 +69,8 @@ class FeedbackStore:
             "reaction": reaction,
             "text": text,
         }
+        if self._on_record is not None:
+            self._on_record(reaction)
         if self._full and channel and conversation and reply_id:
             entry.update(await self._exchange(channel, conversation, reply_id))
         for _ in range(WRITE_TRIES):

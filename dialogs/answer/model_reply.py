@@ -13,6 +13,7 @@ from functools import cache, partial
 from botbuilder.core import TurnContext
 
 from dialogs.answer.apologies import OUTCOME_KEY, TOO_LONG, apology_for, outcome_of
+from dialogs.answer.observer import AnswerObserver, PassiveObserver
 from dialogs.answer.options import ChatOptions
 from dialogs.answer.prompt import build_prompt
 from dialogs.answer.reply import Reply, ReplyChannel, StreamOutcome, StreamResult, with_note
@@ -44,7 +45,10 @@ class ModelReply:
         memory: ConversationMemory,
         replies: ReplyChannel,
         options: ChatOptions,
+        *,
+        observer: AnswerObserver | None = None,
     ) -> None:
+        self._observer = observer or PassiveObserver()
         self._model = model
         self._memory = memory
         self._replies = replies
@@ -67,10 +71,10 @@ class ModelReply:
             await self._replies.send(turn_context, Reply(apology_for(error)))
             return False
         async with self._replies.open(turn_context, show_text=not passages) as out:
-            result = await out.pump(lambda: self._pieces(prompt, 0, passages))
+            result = await out.pump(lambda: self._pieces(turn_context, prompt, 0, passages))
             if result.outcome is StreamOutcome.COMPLETED and is_empty_reply(result.text):
                 # nothing was streamed (end_on_sentence holds back text without content)
-                result = await out.pump(lambda: self._pieces(prompt, 1, passages))
+                result = await out.pump(lambda: self._pieces(turn_context, prompt, 1, passages))
             if result.error is not None:
                 self._log_model_error(turn_context, result.error)
                 turn_context.turn_state[OUTCOME_KEY] = outcome_of(result.error)
@@ -87,6 +91,9 @@ class ModelReply:
                 await out.finish(Reply(final_text(result)))
             elif completed:
                 cited = cite(reply, passages)
+                self._observer.answered(
+                    turn_context, passages=len(passages), citations=len(cited.cited)
+                )
                 await out.finish(Reply(cited.text, cited.cited, generated=True))
             else:
                 await out.finish(Reply(final_text(result), generated=True))
@@ -130,7 +137,11 @@ class ModelReply:
         )
 
     def _pieces(
-        self, prompt: Sequence[ChatMessage], attempt: int, passages: Sequence[Passage]
+        self,
+        turn_context: TurnContext,
+        prompt: Sequence[ChatMessage],
+        attempt: int,
+        passages: Sequence[Passage],
     ) -> AsyncIterator[str]:
         """The model's reply, ending on a sentence. A reply from passages is greedy (it should
         copy their facts, not vary them); a retry of an empty reply samples more freely."""
@@ -149,7 +160,10 @@ class ModelReply:
         def count(text: str) -> int:  # end_on_sentence calls it in a worker thread
             return model.count_tokens([ChatMessage("assistant", text)]) - template_tokens()
 
-        return end_on_sentence(self._model.stream(prompt, params), count, cap=cap, grace=grace)
+        pieces = self._observer.generation(
+            turn_context, prompt, params, self._model.stream(prompt, params)
+        )
+        return end_on_sentence(pieces, count, cap=cap, grace=grace)
 
     @staticmethod
     def _log_model_error(turn_context: TurnContext, error: ModelError) -> None:

@@ -109,6 +109,15 @@ class BatchedChatModel(LoadedChatModel):
         return self._batcher.stats.tokens_generated
 
     @property
+    def running(self) -> int:
+        """Requests decoding now: the admitted ones up to max_batch (the rest wait)."""
+        return min(self._admitted, self.config.max_batch)
+
+    @property
+    def max_batch(self) -> int:
+        return self.config.max_batch
+
+    @property
     def admitted(self) -> int:
         """Requests generating or waiting now."""
         return self._admitted

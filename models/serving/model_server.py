@@ -7,6 +7,8 @@ Several bot replicas can share one GPU host this way (the bots use models.servin
   ``data: [DONE]``); otherwise one ``chat.completion`` with token ``usage``.
 - ``GET /v1/models``: the one model served.
 - ``GET /health``: 200 once the model is loaded; 503 while it loads or the server drains.
+- ``GET /metrics``: Prometheus metrics (models/serving/telemetry.py); spans continue the
+  caller's trace (``traceparent``) when a tracer is given.
 
 Every model call goes through GuardedChatModel, so admission is bounded: an overloaded model
 answers 429 with Retry-After, a loading or unavailable one 503, a reply past its deadline 504.
@@ -58,6 +60,7 @@ from models.serving.openai_wire import (
     usage,
 )
 from models.serving.signals import stop_signal
+from models.serving.telemetry import ServerTelemetry, metrics_route, server_spans
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +85,14 @@ class ServerState:
 MODEL = web.AppKey("model", GuardedChatModel)
 OPTIONS = web.AppKey("options", ServerOptions)
 STATE = web.AppKey("state", ServerState)
+TELEMETRY = web.AppKey("telemetry", ServerTelemetry)
 
 
-def create_model_server(model: ChatModel, options: ServerOptions | None = None) -> web.Application:
+def create_model_server(
+    model: ChatModel,
+    options: ServerOptions | None = None,
+    telemetry: ServerTelemetry | None = None,
+) -> web.Application:
     """The model server's aiohttp app. It starts the model's loading (a `start()` method, as
     DeferredChatModel has) on startup and closes the model on cleanup.
 
@@ -93,7 +101,10 @@ def create_model_server(model: ChatModel, options: ServerOptions | None = None) 
     that is noticed at the next piece written.
     """
     options = options or ServerOptions()
-    app = web.Application(client_max_size=options.max_body_bytes, middlewares=[_require_api_key])
+    telemetry = telemetry or ServerTelemetry()  # spans (continuing the bot's trace), /metrics
+    middlewares = [server_spans(telemetry.tracer), telemetry.count_requests, _require_api_key]
+    app = web.Application(client_max_size=options.max_body_bytes, middlewares=middlewares)
+    app[TELEMETRY] = telemetry
     app[MODEL] = GuardedChatModel(model, options.limits)
     app[OPTIONS] = options
     app[STATE] = ServerState()
@@ -102,16 +113,22 @@ def create_model_server(model: ChatModel, options: ServerOptions | None = None) 
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_route(telemetry.registry, telemetry.metrics_token))
     return app
 
 
 async def run_model_server(
-    model: ChatModel, *, host: str, port: int, options: ServerOptions | None = None
+    model: ChatModel,
+    *,
+    host: str,
+    port: int,
+    options: ServerOptions | None = None,
+    telemetry: ServerTelemetry | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then /health answers 503 and replies in flight get
     `drain_s` to finish before their connections are closed."""
     options = options or ServerOptions()
-    app = create_model_server(model, options)
+    app = create_model_server(model, options, telemetry)
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -132,7 +149,9 @@ async def run_model_server(
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     model = app[MODEL]
     model.start()
+    watching = asyncio.create_task(app[TELEMETRY].engine.watch(model))
     yield
+    watching.cancel()
     model.abort_all()
     await close_model(model)
 
@@ -174,15 +193,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return web.json_response(error_body(str(error), param=error.param), status=400)
     if request.app[STATE].draining:
         return _model_error_response(ModelUnavailable("the model server is shutting down"))
-    model = request.app[MODEL]
+    model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
     # GuardedChatModel.stream is an async generator: closing it stops the generation.
     reply = cast(AsyncGenerator[str, None], model.stream(chat.messages, chat.params))
     async with aclosing(reply) as pieces:
         try:
             first = await anext(pieces, None)  # statuses are possible until the first piece
+            telemetry.first_piece(model.name, started)
             if not chat.stream:
                 text = "".join([first or "", *[piece async for piece in pieces]])
                 finish, counts = await asyncio.to_thread(_finish, model, chat, text)
+                telemetry.finished(model.name, counts)
                 return web.json_response(completion(model.name, text, finish, counts))
         except ModelError as error:
             return _model_error_response(error)
@@ -214,6 +235,7 @@ async def _stream(
             await _event(response, model_error_body(error))
             return response
         finish, counts = await asyncio.to_thread(_finish, model, chat, text)
+        request.app[TELEMETRY].finished(name, counts)
         await _event(response, chunk(ident, name, created, {}, finish))
         if chat.include_usage:
             last = chunk(ident, name, created, {})

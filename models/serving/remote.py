@@ -40,6 +40,7 @@ from models.api import (
 from models.backoff import backoff_s
 from models.serving.openai_wire import request_body
 from models.serving.responses import refusal, reply_pieces
+from models.serving.telemetry import trace_headers
 
 if TYPE_CHECKING:
     from models.chat_template import ChatTemplate
@@ -179,7 +180,7 @@ class RemoteChatModel(ReadyLifecycle):
         for attempt in range(self.options.max_retries + 1):
             retry_after: float | None = None
             try:
-                response = await self._client().post(url, json=body)
+                response = await self._client().post(url, json=body, headers=trace_headers({}))
             except _CONNECTION_ERRORS as error:
                 failure: ModelError = ModelUnavailable(f"cannot reach the model server: {error!r}")
             except TimeoutError as error:  # the server accepted but said nothing in time
