@@ -16,6 +16,7 @@ from bot.channels.connector_client import RetryingCloudAdapter
 from bot.channels.directline import add_directline_routes
 from bot.channels.replies import ChannelReplies
 from bot.channels.streaming import StreamOptions
+from bot.files.setup import build_files
 from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.http.health import Health
 from bot.http.messages import MessagesEndpoint
@@ -119,6 +120,7 @@ def build_runtime(
     )
     replies = ChannelReplies(stream, feedback_buttons=settings.feedback_buttons)
     feedback = FeedbackStore(storage, transcripts=settings.transcripts)
+    files = build_files(settings, storage, knowledge, stream) if settings.files else None
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )
@@ -130,9 +132,10 @@ def build_runtime(
         retriever=knowledge.retriever,
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
+        files=files,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
-    root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))
+    root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory), files=files)
     bot = AssistantBot(
         root,
         conversation_state,
