@@ -233,7 +233,13 @@ def create_app(
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     # /chat and its local Direct Line
-    add_directline_routes(app, anonymous=settings.anonymous, guard=guard, secret=local_secret)
+    add_directline_routes(
+        app,
+        anonymous=settings.anonymous,
+        guard=guard,
+        secret=local_secret,
+        max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+    )
     return app
 
 
