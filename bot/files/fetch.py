@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
+from urllib.request import url2pathname
 
 import aiohttp
 
@@ -20,6 +21,7 @@ from bot.security.service_urls import service_url_allowed
 from dialogs.files import Refusal
 
 TEAMS_FILE_HOST_SUFFIX = ".sharepoint.com"
+LOCAL_CHANNEL = "console"  # botloom chat: `/file PATH`
 MAX_REDIRECTS = 3
 PIECE_BYTES = 64 * 1024
 
@@ -54,7 +56,10 @@ def origin(url: str) -> tuple[str, str, int] | None:
 
 
 def may_fetch(url: str, service_url: str, channel_id: str, allowed: tuple[str, ...]) -> bool:
-    """Whether a file at `url` may be downloaded for an activity from `service_url`."""
+    """Whether a file at `url` may be downloaded for an activity from `service_url` (a local
+    file:// URL only in `botloom chat`, whose user is the one running the bot)."""
+    if url.startswith("file://"):
+        return channel_id == LOCAL_CHANNEL
     target = origin(url)
     if target is None:
         return False
@@ -69,6 +74,8 @@ def may_fetch(url: str, service_url: str, channel_id: str, allowed: tuple[str, .
 async def fetch(url: str, limits: FetchLimits) -> bytes:
     """The file's bytes; FetchRefused when it is over `limits.max_bytes`, the server answers
     with an error, redirects to another origin, or the deadline passes."""
+    if url.startswith("file://"):
+        return await asyncio.to_thread(_read_local, url, limits.max_bytes)
     read = 0
     try:
         async with asyncio.timeout(limits.timeout_s):
@@ -98,3 +105,15 @@ async def fetch(url: str, limits: FetchLimits) -> bytes:
         raise FetchRefused(Refusal.UNAVAILABLE, "timed out", read) from None
     except aiohttp.ClientError as error:
         raise FetchRefused(Refusal.UNAVAILABLE, type(error).__name__, read) from None
+
+
+def _read_local(url: str, max_bytes: int) -> bytes:
+    """A local file's bytes (at most `max_bytes` + 1 read)."""
+    try:
+        with open(url2pathname(urlsplit(url).path), "rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as error:
+        raise FetchRefused(Refusal.UNAVAILABLE, error.strerror or "unreadable") from None
+    if len(data) > max_bytes:
+        raise FetchRefused(Refusal.TOO_LARGE, bytes_read=len(data))
+    return data
