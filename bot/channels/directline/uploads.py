@@ -77,7 +77,13 @@ class Uploads:
             attachments.append({"contentType": content_type, "contentUrl": url, "name": name})
         if activity is None:
             raise web.HTTPBadRequest(text=f"no part of type {ACTIVITY_TYPE}")
-        activity["attachments"] = [*(activity.get("attachments") or []), *attachments]
+        # Web Chat describes the files in the activity (type and name, no URL): the uploaded
+        # files, in the same order, take their place (a described type fills in an empty one).
+        described = [a for a in activity.get("attachments") or [] if isinstance(a, dict)]
+        for attachment, description in zip(attachments, described, strict=False):
+            if attachment["contentType"] in ("", "application/octet-stream"):
+                attachment["contentType"] = str(description.get("contentType") or "")
+        activity["attachments"] = attachments
         return web.json_response({"id": self._service.accept(request, conversation, activity)})
 
     async def file(self, request: web.Request) -> web.Response:

@@ -25,6 +25,7 @@ def upload_form(text: str | None, files: list[tuple[str, bytes, str]]) -> aiohtt
     activity = {"type": "message", "from": {"id": "web-user", "role": "user"}}
     if text is not None:
         activity["text"] = text
+    activity["attachments"] = [{"contentType": t, "name": n} for n, _, t in files]  # no URLs
     form.add_field(
         "activity", json.dumps(activity), content_type="application/vnd.microsoft.activity"
     )
