@@ -21,7 +21,7 @@ from bot.security.service_urls import service_url_allowed
 from dialogs.files import Refusal
 
 TEAMS_FILE_HOST_SUFFIX = ".sharepoint.com"
-LOCAL_CHANNEL = "console"  # botloom chat: `/file PATH`
+LOCAL_CHANNEL, LOCAL_SERVICE_URL = "console", "console://"  # botloom chat: `/file PATH`
 MAX_REDIRECTS = 3
 PIECE_BYTES = 64 * 1024
 
@@ -58,8 +58,8 @@ def origin(url: str) -> tuple[str, str, int] | None:
 def may_fetch(url: str, service_url: str, channel_id: str, allowed: tuple[str, ...]) -> bool:
     """Whether a file at `url` may be downloaded for an activity from `service_url` (a local
     file:// URL only in `botloom chat`, whose user is the one running the bot)."""
-    if url.startswith("file://"):
-        return channel_id == LOCAL_CHANNEL
+    if url.startswith("file://"):  # no HTTP activity has this serviceUrl (bot/security)
+        return channel_id == LOCAL_CHANNEL and service_url == LOCAL_SERVICE_URL
     target = origin(url)
     if target is None:
         return False

@@ -90,6 +90,10 @@ class ChatFiles:
         """Fetch, parse, embed and keep one file (kept only once all of it is done)."""
         data = await fetch(ref.url, self._config.fetch)
         parsed = await self._parse(ref, data)
+        most = self._config.collection.max_chunks  # embedding is the slow part: never more
+        if len(parsed.chunks) > most:
+            logger.info("files: %s: only its first %d chunks are kept", ref.name, most)
+            parsed = ParsedChunks(parsed.title, parsed.chunks[:most])
         titled = [
             f"{ref.name}{' — ' + c.heading if c.heading else ''}\n{c.text}" for c in parsed.chunks
         ]

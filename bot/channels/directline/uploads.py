@@ -9,8 +9,8 @@ the bot may download it). Files are served as downloads (`Content-Disposition: a
 `nosniff`, a sandbox CSP), never rendered as pages of this origin.
 
 Bounds: a file keeps at most `max_file_bytes + 1` bytes (the rest of the part is read and
-dropped, so the bot sees it is over the limit and says so); at most `max_files` files are kept,
-the oldest dropped first.
+dropped, so the bot sees it is over the limit and says so); at most `max_files` files and
+`max_total_bytes` are kept, the oldest dropped first.
 """
 
 from __future__ import annotations
@@ -42,11 +42,18 @@ class Uploads:
     """The upload handler and the files uploaded, for `service`'s conversations."""
 
     def __init__(
-        self, service: LocalDirectLine, *, max_file_bytes: int, max_files: int = 100
+        self,
+        service: LocalDirectLine,
+        *,
+        max_file_bytes: int,
+        max_files: int = 100,
+        max_total_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._service = service
         self._max_file_bytes = max_file_bytes
         self._max_files = max_files
+        self._max_total_bytes = max(max_total_bytes, max_file_bytes + 1)
+        self._total_bytes = 0
         self._files: OrderedDict[str, UploadedFile] = OrderedDict()
 
     async def upload(self, request: web.Request) -> web.Response:
@@ -111,8 +118,10 @@ class Uploads:
 
     def _keep(self, file_id: str, uploaded: UploadedFile) -> None:
         self._files[file_id] = uploaded
-        while len(self._files) > self._max_files:
-            self._files.popitem(last=False)
+        self._total_bytes += len(uploaded.data)
+        while len(self._files) > self._max_files or self._total_bytes > self._max_total_bytes:
+            _, dropped = self._files.popitem(last=False)
+            self._total_bytes -= len(dropped.data)
 
 
 def _activity(data: bytes) -> dict:

@@ -3,6 +3,7 @@ file served back to the bot from its own serviceUrl origin, and the cited answer
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import aiohttp
@@ -90,5 +91,30 @@ async def test_an_upload_needs_the_conversation_token_and_an_activity(
         no_activity.add_field("file", b"# A", filename="a.md", content_type="text/markdown")
         response = await client.post(url, data=no_activity, headers=web_chat.headers)
         assert response.status == 400
+    finally:
+        await client.close()
+
+
+async def test_an_upload_over_the_limit_is_kept_cut_and_the_bot_refuses_it(
+    files_settings: Settings, model: FakeChatModel
+) -> None:
+    settings = dataclasses.replace(files_settings, max_upload_mb=1.0)
+    app = create_app(settings, model=model, embedding_model=HashingEmbeddingModel())
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        web_chat = WebChatClient(client)
+        await web_chat.start()
+        url = f"{DL}/conversations/{web_chat.conversation['conversationId']}/upload?userId=u"
+        big = b"a" * (3 * 1024 * 1024)
+        form = upload_form(None, [("big.txt", big, "text/plain")])
+        response = await client.post(url, data=form, headers=web_chat.headers)
+        assert response.status == 200, await response.text()
+        seen = await web_chat.poll_until(lambda seen: len(messages(seen)) >= 2, within_s=30)
+        assert messages(seen)[-1]["text"].startswith("Sorry, big.txt is larger than I can read.")
+        echo = next(a for a in seen if a["from"]["role"] == "user" and a.get("attachments"))
+        path = echo["attachments"][0]["contentUrl"].removeprefix(echo["serviceUrl"])
+        served = await (await client.get(path)).read()
+        assert len(served) == 1024 * 1024 + 1, "kept cut just past the limit"
     finally:
         await client.close()

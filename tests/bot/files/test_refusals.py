@@ -3,6 +3,8 @@ over the limit, and files on an origin it may not download from (never requested
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -107,3 +109,16 @@ def test_the_allowed_origins() -> None:
     assert may_fetch("https://files.example/shared/a.pdf", service, "emulator", allowed)
     assert not may_fetch("https://files.example/other/a.pdf", service, "emulator", allowed)
     assert not may_fetch("file:///etc/passwd", "file:///", "emulator", ())
+    # A local file only in `botloom chat` (whose serviceUrl no HTTP activity can have).
+    assert may_fetch("file:///tmp/a.pdf", "console://", "console", ())
+    assert not may_fetch("file:///etc/passwd", "http://127.0.0.1:1/", "console", ())
+
+
+async def test_an_http_activity_cannot_have_a_local_file_read(
+    client: TestClient, connector: FakeConnector, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.md"
+    secret.write_text("The vault code is 7741.")
+    attachment = {"contentType": "", "contentUrl": secret.as_uri(), "name": "secret.md"}
+    [reply] = await send(client, connector, None, attachments=[attachment], channel="console")
+    assert reply["text"] == "Sorry, I may not download secret.md from where it is stored."
