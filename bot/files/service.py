@@ -83,6 +83,9 @@ class ChatFiles:
             except UnreadableDocument as error:
                 logger.info("files: %s unreadable: %s", ref.name, error)
                 received.refused.append(RefusedFile(ref.name, Refusal.UNREADABLE, str(error)))
+            except Exception:  # nothing was kept (one write, at the end): the user is told
+                logger.exception("files: reading %s failed", ref.name)
+                received.refused.append(RefusedFile(ref.name, Refusal.UNREADABLE))
         await progress.done(acknowledge(received))
         return received
 
