@@ -3,9 +3,11 @@ searched like the knowledge index."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import numpy as np
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from botbuilder.core import MemoryStorage
 
@@ -16,6 +18,7 @@ from bot.settings import Settings
 from models.embeddings import EmbeddingWorker, HashingEmbeddingModel
 from models.fake import FakeChatModel
 from tests.bot.files.conftest import fare_pdf, send
+from tests.bot.storage.test_storage import STORAGES, Opener, close
 from tests.connector import FakeConnector
 
 
@@ -93,3 +96,27 @@ async def test_a_file_that_fails_half_way_leaves_nothing(
         assert none["text"] == "There are no files in this conversation."
     finally:
         await client.close()
+
+
+@pytest.fixture(params=sorted(STORAGES))
+async def place(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    async with STORAGES[request.param](tmp_path) as open_one:
+        yield open_one
+
+
+async def test_every_replica_sees_the_files(place: Opener) -> None:
+    """Two replicas (their own storage clients on one database): a file one of them read is
+    searched by the other, and forgotten for both."""
+    model = HashingEmbeddingModel()
+    first, second = place(), place()
+    try:
+        await FileCollections(first).add("k", await new_file("a.md", ["alpha", "beta"], model))
+        other = FileCollections(second)
+        chunks = await other.chunks("k")
+        assert [c.text for c in chunks.chunks] == ["alpha", "beta"]
+        assert np.allclose(chunks.vectors, model.embed(["a.md\nalpha", "a.md\nbeta"]))
+        assert await other.forget("k") == 1
+        assert await FileCollections(first).names("k") == []
+    finally:
+        await close(first)
+        await close(second)
