@@ -1,4 +1,9 @@
-"""The composition root: settings in, a running bot out. The whole wiring is on this screen."""
+"""The composition root: settings in, a running bot out.
+
+It is over 300 lines because it is the one place where every part is wired (channels, storage,
+knowledge, files, tools, memory, telemetry): each part is built in its own module, and only the
+calls that connect them are here.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from bot.channels.connector_client import RetryingCloudAdapter
 from bot.channels.directline import add_directline_routes
 from bot.channels.replies import ChannelReplies
 from bot.channels.streaming import StreamOptions
+from bot.files.setup import build_files
 from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.http.health import Health
 from bot.http.messages import MessagesEndpoint
@@ -125,6 +131,7 @@ def build_runtime(
     on_record = telemetry.metrics.count_feedback if telemetry else None
     usage = UsageStore(storage) if telemetry else None
     feedback = FeedbackStore(storage, transcripts=settings.transcripts, on_record=on_record)
+    files = build_files(settings, storage, knowledge, stream) if settings.files else None
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )
@@ -137,9 +144,10 @@ def build_runtime(
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
         observer=telemetry.answer_observer(model, usage) if telemetry and usage else None,
+        files=files,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
-    root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))
+    root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory), files=files)
     bot = AssistantBot(
         root,
         conversation_state,
@@ -253,7 +261,13 @@ def create_app(
     app.router.add_get("/readyz", health.readyz)
     telemetry.serve_metrics(app, runner)  # GET /metrics
     # /chat and its local Direct Line
-    add_directline_routes(app, anonymous=settings.anonymous, guard=guard, secret=local_secret)
+    add_directline_routes(
+        app,
+        anonymous=settings.anonymous,
+        guard=guard,
+        secret=local_secret,
+        max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+    )
     return app
 
 

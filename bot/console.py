@@ -7,12 +7,14 @@ import getpass
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TextIO
 
 from botbuilder.core import BotAdapter, TurnContext
 from botbuilder.schema import (
     Activity,
     ActivityTypes,
+    Attachment,
     ChannelAccount,
     ConversationAccount,
     ConversationReference,
@@ -129,7 +131,23 @@ async def chat(
         text = line.strip()
         if text in ("/quit", "/exit"):
             return
-        if text:
+        if text.startswith("/file ") or text == "/file":
+            message = _file_message(adapter, text.removeprefix("/file").strip().strip("'\""))
+            if message is None:
+                output.write("bot> Usage: /file PATH (a file on this computer)\n")
+            else:
+                await adapter.process(message, runtime.bot.on_turn)
+        elif text:
             await adapter.process(
                 adapter.activity(ActivityTypes.message, text=text), runtime.bot.on_turn
             )
+
+
+def _file_message(adapter: ConsoleAdapter, path: str) -> Activity | None:
+    """`/file PATH`: a message with that local file attached (read like a channel's upload),
+    or None when there is no such file."""
+    file = Path(path).expanduser()
+    if not path or not file.is_file():
+        return None
+    attachment = Attachment(content_type="", content_url=file.resolve().as_uri(), name=file.name)
+    return adapter.activity(ActivityTypes.message, attachments=[attachment])

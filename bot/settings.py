@@ -1,7 +1,8 @@
 """Settings: read once from the environment (and an optional .env file), then passed down by parts.
 
 Bot Framework names are spelled as the ecosystem spells them (MicrosoftAppId, ...); botloom's own
-settings share the BOTLOOM_ prefix. Nothing else in botloom reads environment variables.
+settings share the BOTLOOM_ prefix. Nothing else in botloom reads environment variables. The module
+is over 300 lines because every setting is declared here, in one place (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -143,6 +144,16 @@ class Settings:
     knowledge_max_unpacked_mb: float = 200.0
     knowledge_parse_timeout_s: float = 60.0
     knowledge_parse_memory_mb: float = 1024.0
+    # Files attached in chat (docs/files.md): read within the bounds above, at most max_upload_mb
+    # each, downloaded only from the serviceUrl's origin, https://*.sharepoint.com (Teams) or
+    # allowed_file_urls; kept per conversation (bounded); files=false turns them off.
+    files: bool = True
+    max_upload_mb: float = 25.0
+    allowed_file_urls: tuple[str, ...] = ()
+    file_fetch_timeout_s: float = 30.0
+    files_ttl_hours: float = 24.0
+    files_per_conversation: int = 5
+    files_max_chunks: int = 1000
 
     # User memory, summaries and reply endings: facts users state about themselves are kept per
     # user across their conversations (/memory, /forget, /remember); false keeps nothing.

@@ -13,6 +13,7 @@ from botbuilder.core import TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
 
 from dialogs.answer.apologies import OUTCOME_KEY, TOO_LONG, apology_for, outcome_of
+from dialogs.answer.files_stage import FilesStage
 from dialogs.answer.knowledge_stage import KnowledgeStage
 from dialogs.answer.memory_stage import MemoryStage
 from dialogs.answer.model_reply import ModelReply
@@ -20,6 +21,7 @@ from dialogs.answer.observer import AnswerObserver, PassiveObserver
 from dialogs.answer.options import ChatOptions
 from dialogs.answer.reply import Reply, ReplyChannel
 from dialogs.answer.stages import AnswerStage, TurnDraft
+from dialogs.files import ConversationFiles
 from dialogs.knowledge.passages import Retriever
 from dialogs.memory.history import ConversationMemory
 from dialogs.memory.model_facts import ModelFacts
@@ -33,8 +35,9 @@ NOT_TEXT = "I can only read text messages for now."
 
 class ChatDialog(Dialog):
     """One answer per turn, from these stages in order: the user's memory (what is known about
-    the user; `user_memory` None turns it off), then the knowledge index (`retriever`; None turns
-    it off), then the model. `replies` shows the answer as the turn's channel does."""
+    the user; `user_memory` None turns it off), then the conversation's files (`files`; None
+    turns them off), then the knowledge index (`retriever`; None turns it off), then the model.
+    `replies` shows the answer as the turn's channel does."""
 
     def __init__(
         self,
@@ -47,6 +50,7 @@ class ChatDialog(Dialog):
         user_memory: UserMemory | None = None,
         model_facts: ModelFacts | None = None,
         observer: AnswerObserver | None = None,
+        files: ConversationFiles | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._observer = observer or PassiveObserver()  # spans, metrics, token usage (bot/)
@@ -54,6 +58,8 @@ class ChatDialog(Dialog):
         self._memory = memory
         self._options = options
         self._replies = replies
+        self._files = FilesStage(files) if files is not None else None
+        searches = retriever is not None or files is not None
         self._stages: Sequence[AnswerStage] = [
             MemoryStage(
                 memory,
@@ -62,7 +68,8 @@ class ChatDialog(Dialog):
                 model=model,
                 system_prompt=options.system_prompt,
             ),
-            *([KnowledgeStage(retriever, model, options.knowledge)] if retriever else []),
+            *([self._files] if self._files is not None else []),
+            *([KnowledgeStage(retriever, model, options.knowledge)] if searches else []),
         ]
         self._model_reply = ModelReply(model, memory, replies, options, observer=self._observer)
 
@@ -71,6 +78,10 @@ class ChatDialog(Dialog):
     ) -> DialogTurnResult:
         turn_context = dialog_context.context
         text = (turn_context.activity.text or "").strip()
+        if self._files is not None and self._files.attached(turn_context):
+            await self._files.receive(turn_context, question=bool(text))
+            if not text:  # the files' acknowledgement was the answer
+                return await dialog_context.end_dialog()
         if not text:
             await self._replies.send(turn_context, Reply(NOT_TEXT))
         else:

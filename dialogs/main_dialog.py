@@ -14,6 +14,7 @@ from botbuilder.dialogs import (
 
 from dialogs.chat_dialog import ChatDialog
 from dialogs.feedback_dialog import FeedbackDialog
+from dialogs.files import ConversationFiles, forgot_text
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
 
@@ -24,6 +25,7 @@ HELP_TEXT = (
     "- /reset: forget our conversation so far\n"
     "- /feedback: tell us how I'm doing\n"
     "- /memory: what I keep about you; /forget clears it; /remember <something> adds to it\n"
+    "- /forget files: forget the files you sent in this conversation\n"
     "- help or cancel: at any time, even in the middle of /feedback"
 )
 RESET_TEXT = "Done: I've forgotten our conversation. What shall we talk about?"
@@ -39,6 +41,10 @@ def command_of(turn_context: TurnContext) -> str:
     return text.split()[0] if text.startswith("/") else text
 
 
+def _forgets_files(turn_context: TurnContext) -> bool:
+    return " ".join((turn_context.activity.text or "").lower().split()) == "/forget files"
+
+
 class MainDialog(ComponentDialog):
     """Routes each message: a /command, an interruption, or the chat dialog."""
 
@@ -48,8 +54,10 @@ class MainDialog(ComponentDialog):
         feedback: FeedbackDialog,
         memory: ConversationMemory,
         memory_commands: MemoryCommands | None = None,
+        files: ConversationFiles | None = None,
     ) -> None:
         super().__init__(MainDialog.__name__)
+        self._files = files
         self._memory = memory
         self._memory_commands = memory_commands or MemoryCommands(None)
         self._chat_id = chat.id
@@ -90,10 +98,15 @@ class MainDialog(ComponentDialog):
             return await step.end_dialog()
         if command == "/reset":
             await self._memory.clear(step.context)
+            if self._files is not None:
+                await self._files.forget(step.context)
             await step.context.send_activity(RESET_TEXT)
             return await step.end_dialog()
         if command == "/feedback":
             return await step.replace_dialog(self._feedback_id)
+        if self._files is not None and _forgets_files(step.context):
+            await step.context.send_activity(forgot_text(await self._files.forget(step.context)))
+            return await step.end_dialog()
         if await self._memory_commands.run(step.context, command):
             return await step.end_dialog()
         if command.startswith("/"):

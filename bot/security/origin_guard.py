@@ -50,8 +50,10 @@ class OriginGuard:
         self._hosts = {h for h in (host_name(entry) for entry in allowed_hosts) if h}
         self._origins = {o.strip().rstrip("/").lower() for o in allowed_origins if o.strip()}
 
-    def check(self, request: web.Request) -> None:
-        """Raise 403 for a foreign Host or Origin, 415 for a body that is not JSON."""
+    def check(self, request: web.Request, *, multipart: bool = False) -> None:
+        """Raise 403 for a foreign Host or Origin, 415 for a body that is not JSON (`multipart`:
+        or multipart/form-data with an Authorization header, which a foreign page cannot send
+        without a CORS preflight that this server never grants)."""
         host = request.headers.get("Host", "")
         if not self._host_allowed(host, request):
             raise web.HTTPForbidden(text="this server does not answer to that Host")
@@ -59,14 +61,17 @@ class OriginGuard:
         if origin is not None and not self._origin_allowed(origin, host, request):
             raise web.HTTPForbidden(text="cross-origin requests are not allowed")
         if request.method in ("POST", "PUT", "PATCH") and _has_body(request):
-            if not _is_json(request.content_type):
+            uploads = multipart and request.content_type == "multipart/form-data"
+            if uploads and "Authorization" not in request.headers:
+                raise web.HTTPForbidden(text="an upload needs the conversation's token")
+            if not uploads and not _is_json(request.content_type):
                 raise web.HTTPUnsupportedMediaType(text="Content-Type must be application/json")
 
-    def wrap(self, handler: Handler) -> Handler:
+    def wrap(self, handler: Handler, *, multipart: bool = False) -> Handler:
         """`handler`, checked first."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            self.check(request)
+            self.check(request, multipart=multipart)
             return await handler(request)
 
         return guarded

@@ -14,6 +14,7 @@ from botbuilder.core import TurnContext
 from dialogs.answer.stages import TurnDraft
 from dialogs.knowledge.grounding import choose_passages
 from dialogs.knowledge.passages import KnowledgeOptions, Passage, Retriever
+from dialogs.knowledge.preferred import PreferredRetriever
 from models import ChatMessage, ChatModel
 
 logger = logging.getLogger(__name__)
@@ -22,14 +23,19 @@ logger = logging.getLogger(__name__)
 class KnowledgeStage:
     """Adds the turn's passages to the draft; never answers by itself."""
 
-    def __init__(self, retriever: Retriever, model: ChatModel, options: KnowledgeOptions) -> None:
+    def __init__(
+        self, retriever: Retriever | None, model: ChatModel, options: KnowledgeOptions
+    ) -> None:
         self._retriever = retriever
         self._model = model
         self._options = options
 
     async def prepare(self, turn_context: TurnContext, draft: TurnDraft) -> None:
+        retriever = self._retriever
+        if draft.sources:  # the conversation's files first, the index beside them
+            retriever = PreferredRetriever(draft.sources, retriever)
         draft.passages = await find_passages(
-            self._retriever, self._model, draft.history, draft.text, self._options
+            retriever, self._model, draft.history, draft.text, self._options
         )
 
     async def after_reply(self, turn_context: TurnContext, draft: TurnDraft) -> None:

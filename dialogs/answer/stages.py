@@ -13,7 +13,7 @@ from typing import Protocol
 
 from botbuilder.core import TurnContext
 
-from dialogs.knowledge.passages import Passage
+from dialogs.knowledge.passages import Passage, Retriever
 from models import ChatMessage
 
 
@@ -27,6 +27,7 @@ class TurnDraft:
     note: str = ""  # added after the message in the prompt's user turn
     context: list[str] = field(default_factory=list)  # system blocks, least important first
     passages: list[Passage] = field(default_factory=list)  # to ground the reply in
+    sources: list[Retriever] = field(default_factory=list)  # searched before the index (files)
     answer: str | None = None  # an answer that needs no model: the turn ends with it
 
 

@@ -6,6 +6,8 @@
 //   Line delivers the stream's final activity (window.botloomDirectLine, set by the page)
 //   config.stopText: sent while the reply grows (to stop it)
 //   config.clickSuggestion: instead of typing config.message, click the suggested action so named
+//   config.attach: a file to attach with the paperclip (upload button) before sending the message;
+//   config.finals: how many final activities complete the reply (default 1)
 //   config.screenshots: {dir, prefix}; config.timeoutMs
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -48,8 +50,8 @@ try {
 
   // In the page: sample the bot's bubbles every 20 ms, note when Enter is pressed, and (where the
   // page exposes it) when the Direct Line delivers the stream's final activity.
-  await page.evaluate(() => {
-    const state = (window.__probe = { samples: [], sentAt: null, finalAt: null, finalText: null });
+  await page.evaluate(finals => {
+    const state = (window.__probe = { samples: [], sentAt: null, finalAt: null, finalText: null, finals: 0 });
     const botTexts = () =>
       [...document.querySelectorAll('.webchat__bubble:not(.webchat__bubble--from-user)')].map(b => b.innerText.trim());
     let last = '';
@@ -70,11 +72,12 @@ try {
         state.arrivals.push({ t: performance.now(), type: activity.type, streamType: streamType ?? null });
       }
       if (activity.type === 'message' && streamType === 'final' && state.sentAt !== null && state.finalAt === null) {
+        if (++state.finals < finals) return;
         state.finalAt = performance.now();
         state.finalText = activity.text;
       }
     });
-  });
+  }, config.finals || 1);
   const bubbles = config.welcomeBubbles || 0;
   if (bubbles) {
     await page.waitForFunction(
@@ -92,6 +95,10 @@ try {
     await page.evaluate(() => { window.__probe.sentAt = performance.now(); });
     await button.click();
   } else {
+    if (config.attach) {
+      await page.locator('input.webchat__upload-button--file-input').setInputFiles(config.attach);
+      result.screenshots.push(await shot(page, '1-attached'));
+    }
     await input.fill(config.message);
     await input.press('Enter');
   }

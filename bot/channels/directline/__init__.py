@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bot.channels.directline.connector_api import BotConnectorApi
 from bot.channels.directline.store import ConversationStore
+from bot.channels.directline.uploads import Uploads
 from bot.channels.directline.webchat_api import LocalDirectLine
 from bot.channels.webchat.page import BUNDLE, ChatPage
 from bot.security.local_secret import LocalSecret
@@ -29,6 +30,7 @@ def add_directline_routes(
     store: ConversationStore | None = None,
     guard: OriginGuard | None = None,
     secret: LocalSecret | None = None,
+    max_upload_bytes: int = 25 * 1024 * 1024,
 ) -> None:
     """Serve the chat page on GET /chat and, in anonymous mode only, the Direct Line that it
     uses (/v3/directline/...) and the connector routes the bot replies to (/v3/conversations/...).
@@ -37,7 +39,8 @@ def add_directline_routes(
     so /chat then explains that instead. Every Direct Line and connector route goes through
     `guard` (JSON bodies, this server's Host, the page's own Origin: bot/security/origin_guard.py).
     `secret` is the process's (bot/security/local_secret.py): the connector routes require it,
-    and the bot's connector client must be given the same one.
+    and the bot's connector client must be given the same one. Web Chat's uploads (up to
+    `max_upload_bytes` a file) are kept in this process and served to the bot (uploads.py).
     """
     page = ChatPage(webchat_bundle, enabled=anonymous)
     app.router.add_get("/chat", page.page)
@@ -64,6 +67,10 @@ def add_directline_routes(
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, wrap(handler))
+    uploads = Uploads(service, max_file_bytes=max_upload_bytes)
+    upload_path = "/v3/directline/conversations/{conversation}/upload"
+    app.router.add_post(upload_path, wrap(uploads.upload, multipart=True))
+    app.router.add_get("/v3/directline/files/{file}/{name}", wrap(uploads.file))
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:

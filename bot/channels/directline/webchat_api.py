@@ -81,13 +81,7 @@ class LocalDirectLine:
         """A new conversation for a user the server names ("dl_…"), carried in its token."""
         user_id = f"dl_{secrets.token_hex(12)}"
         conversation, token = self._create(request, user_id=user_id, vouched=True)
-        return web.json_response(
-            {
-                "conversationId": conversation.id,
-                "token": token,
-                "expires_in": self._lifetime(),
-            }
-        )
+        return self._token_reply(conversation, token)
 
     async def start_conversation(self, request: web.Request) -> web.Response:
         """The conversation of a live bearer token, else a new one. A body `{"user": {"id": ...}}`
@@ -104,13 +98,13 @@ class LocalDirectLine:
         if user is None or user["id"] != conversation.user_id:
             user = _account(conversation.user_id) if conversation.user_id else None
         if user is not None:
-            self._forwarder.forward(conversation, user, self._own_base(request), None)
+            self._forwarder.forward(conversation, user, self.own_base(request), None)
         return web.json_response(
             self._conversation_info(request, conversation, token, -1), status=201
         )
 
     async def reconnect(self, request: web.Request) -> web.Response:
-        conversation, token = self._authorized(request)
+        conversation, token = self.authorized(request)
         watermark = _watermark(request.query.get("watermark"))
         return web.json_response(self._conversation_info(request, conversation, token, watermark))
 
@@ -120,17 +114,19 @@ class LocalDirectLine:
         conversation = self.store.by_token(_bearer(request))
         if conversation is None:
             raise web.HTTPForbidden(text="unknown or expired token")
-        return web.json_response(
-            {
-                "conversationId": conversation.id,
-                "token": self.store.issue_token(conversation),
-                "expires_in": self._lifetime(),
-            }
-        )
+        return self._token_reply(conversation, self.store.issue_token(conversation))
+
+    def _token_reply(self, conversation: Conversation, token: str) -> web.Response:
+        reply = {"conversationId": conversation.id, "token": token, "expires_in": self._lifetime()}
+        return web.json_response(reply)
 
     async def post_activity(self, request: web.Request) -> web.Response:
-        conversation, _ = self._authorized(request)
+        conversation, _ = self.authorized(request)
         activity = await read_activity_object(request)
+        return web.json_response({"id": self.accept(request, conversation, activity)})
+
+    def accept(self, request: web.Request, conversation: Conversation, activity: Activity) -> str:
+        """Add a user's activity to the conversation and forward it to the bot; its id."""
         sender = activity.get("from")
         sender = sender if isinstance(sender, dict) else {}
         sender_id = str(sender.get("id") or conversation.user_id or "user")
@@ -140,7 +136,7 @@ class LocalDirectLine:
             raise web.HTTPForbidden(text="from.id is not the user of this conversation's token")
         activity["from"] = {**sender, "id": sender_id, "role": "user"}
         activity.update(
-            channelId=CHANNEL_ID, recipient=dict(BOT_ACCOUNT), serviceUrl=self._own_base(request)
+            channelId=CHANNEL_ID, recipient=dict(BOT_ACCOUNT), serviceUrl=self.own_base(request)
         )
         activity.pop("timestamp", None)
         conversation.add(activity)
@@ -151,17 +147,17 @@ class LocalDirectLine:
         elif activity["type"] != "typing":
             sender, base = activity["from"], activity["serviceUrl"]
             self._forwarder.forward(conversation, sender, base, activity)
-        return web.json_response({"id": activity["id"]})
+        return str(activity["id"])
 
     async def get_activities(self, request: web.Request) -> web.Response:
-        conversation, _ = self._authorized(request)
+        conversation, _ = self.authorized(request)
         activities, watermark = conversation.after(_watermark(request.query.get("watermark")))
         return web.json_response({"activities": activities, "watermark": str(watermark)})
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:
         """The conversation's websocket: every activity after the watermark, as they arrive, in
         `{"activities": [...], "watermark": "n"}` frames. Web Chat pings with empty messages."""
-        conversation, _ = self._authorized(request, token=request.query.get("t", ""))
+        conversation, _ = self.authorized(request, token=request.query.get("t", ""))
         cursor = _watermark(request.query.get("watermark"))
         socket = web.WebSocketResponse(heartbeat=30.0)
         await socket.prepare(request)
@@ -199,7 +195,7 @@ class LocalDirectLine:
                 text=str(refused), headers={"Retry-After": str(refused.retry_after_s)}
             ) from None
 
-    def _own_base(self, request: web.Request) -> str:
+    def own_base(self, request: web.Request) -> str:
         """This server's loopback base URL, which the bot's replies go to (and which may be
         sent the process's secret)."""
         base = _loopback_base(request)
@@ -223,7 +219,7 @@ class LocalDirectLine:
             "streamUrl": stream_url,
         }
 
-    def _authorized(
+    def authorized(
         self, request: web.Request, token: str | None = None
     ) -> tuple[Conversation, str]:
         """The conversation named in the path and the token, which must be one of its live

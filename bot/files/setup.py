@@ -1,0 +1,50 @@
+"""The files' wiring from settings (bot/app.py calls it)."""
+
+from __future__ import annotations
+
+from botbuilder.core import Storage
+
+from bot.channels.streaming import StreamOptions
+from bot.files.collection import CollectionLimits
+from bot.files.fetch import FetchLimits
+from bot.files.service import MB, ChatFiles, FilesConfig
+from bot.knowledge.retriever import RetrievalOptions
+from bot.knowledge.setup import Knowledge
+from bot.settings import Settings, SettingsError, env_name
+
+POSITIVE = (
+    "max_upload_mb",
+    "file_fetch_timeout_s",
+    "files_ttl_hours",
+    "files_per_conversation",
+    "files_max_chunks",
+)
+
+
+def build_files(
+    settings: Settings, storage: Storage, knowledge: Knowledge, stream: StreamOptions
+) -> ChatFiles:
+    """Files kept in the state's `storage`, embedded by the knowledge index's embedder and read
+    within its bounds. SettingsError for a bound that is not above 0."""
+    for name in POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{env_name(name)} must be more than 0")
+    config = FilesConfig(
+        fetch=FetchLimits(
+            max_bytes=int(settings.max_upload_mb * MB),
+            timeout_s=settings.file_fetch_timeout_s,
+            allowed=settings.allowed_file_urls,
+        ),
+        collection=CollectionLimits(
+            ttl_s=settings.files_ttl_hours * 3600.0,
+            max_files=settings.files_per_conversation,
+            max_chunks=settings.files_max_chunks,
+        ),
+        read=knowledge.limits,
+        retrieval=RetrievalOptions(
+            min_score=settings.knowledge_min_score,
+            lexical_min_score=settings.knowledge_lexical_min_score,
+        ),
+        stream=stream,
+    )
+    return ChatFiles(storage, knowledge.embedder, config)
