@@ -31,6 +31,7 @@ from bot.security.origin_guard import OriginGuard
 from bot.security.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
 from bot.storage import Backend, StorageConflictError, backend_of, create_backend
+from bot.tools.setup import Tools, build_tools
 from bot.turns.activity_handler import AssistantBot
 from bot.turns.error_handler import on_turn_error
 from bot.turns.feedback_store import FeedbackStore
@@ -63,6 +64,7 @@ class Runtime:
     model: GuardedChatModel
     bot: AssistantBot
     knowledge: Knowledge | None = None
+    tools: Tools | None = None  # BOTLOOM_MCP_CONFIG's servers
 
     @property
     def storage(self) -> Storage:
@@ -72,6 +74,8 @@ class Runtime:
         """Close the model (its worker), the storage and the knowledge index (connections)."""
         for resource in (self.model.inner, self.storage, self.knowledge):
             await close_resource(resource)
+        if self.tools is not None:
+            await self.tools.close()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -119,6 +123,7 @@ def build_runtime(
     )
     replies = ChannelReplies(stream, feedback_buttons=settings.feedback_buttons)
     feedback = FeedbackStore(storage, transcripts=settings.transcripts)
+    tools = build_tools(settings, storage, conversation_state, embedding_model=embedding_model)
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )
@@ -130,9 +135,16 @@ def build_runtime(
         retriever=knowledge.retriever,
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
+        tool_stage=tools.stage if tools else None,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
-    root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))
+    root = MainDialog(
+        chat,
+        feedback_flow,
+        memory,
+        MemoryCommands(user_memory),
+        tool_commands=tools.commands if tools else None,
+    )
     bot = AssistantBot(
         root,
         conversation_state,
@@ -141,8 +153,11 @@ def build_runtime(
         feedback=feedback,
         starters=parse_prompt_starters(settings.prompt_starters),
         references=ConversationReferences(storage),
+        tool_clicks=tools.clicks if tools else None,
     )
-    return Runtime(settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge)
+    return Runtime(
+        settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge, tools=tools
+    )
 
 
 def create_app(
@@ -226,7 +241,8 @@ def create_app(
             timeout_s=settings.model_connect_timeout_s + settings.model_read_timeout_s,
         )
         app[MODEL_PROBE] = probe
-    health = Health(runtime.model, runtime.storage, runner, probe)
+    tools_down = runtime.tools.servers.down if runtime.tools else None
+    health = Health(runtime.model, runtime.storage, runner, probe, tools_down=tools_down)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     # /chat and its local Direct Line
@@ -247,6 +263,8 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
             emulator_url=settings.emulator_openid_metadata_url or None,
         )
         runtime.model.start()
+        if runtime.tools is not None:  # a server that is down does not stop the start
+            runtime.tools.start()
         # Turns acknowledged but never run (a dead replica, a crash) are taken up once loaded.
         endpoint.runner.start(after=runtime.model.wait_ready())
         probe = app.get(MODEL_PROBE)

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from bot.knowledge.command import add_knowledge_parser
 
     add_knowledge_parser(commands)
+    from bot.tools.command import add_tools_parser
+
+    add_tools_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -81,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         from bot.knowledge.command import run_knowledge
 
         return asyncio.run(run_knowledge(settings, args))
+    if args.command == "tools":
+        from bot.tools.command import list_tools, print_audit
+
+        if args.verb == "list":
+            return asyncio.run(list_tools(settings, args.wait))
+        return print_audit(settings, args.since)
     if args.command == "test":
         from bot.scripted.command import run_tests
 

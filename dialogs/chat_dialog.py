@@ -45,6 +45,7 @@ class ChatDialog(Dialog):
         retriever: Retriever | None = None,
         user_memory: UserMemory | None = None,
         model_facts: ModelFacts | None = None,
+        tool_stage: AnswerStage | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._model = model
@@ -60,6 +61,8 @@ class ChatDialog(Dialog):
                 system_prompt=options.system_prompt,
             ),
             *([KnowledgeStage(retriever, model, options.knowledge)] if retriever else []),
+            # tools last: a tool's result replaces the knowledge passages the reply answers from
+            *([tool_stage] if tool_stage else []),
         ]
         self._model_reply = ModelReply(model, memory, replies, options)
 

@@ -16,6 +16,7 @@ from dialogs.chat_dialog import ChatDialog
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
+from dialogs.tools.commands import ToolCommands
 
 HELP_TEXT = (
     "Here is what I understand:\n\n"
@@ -24,6 +25,7 @@ HELP_TEXT = (
     "- /reset: forget our conversation so far\n"
     "- /feedback: tell us how I'm doing\n"
     "- /memory: what I keep about you; /forget clears it; /remember <something> adds to it\n"
+    "- /tools: the tools I can use for you (when any are set up)\n"
     "- help or cancel: at any time, even in the middle of /feedback"
 )
 RESET_TEXT = "Done: I've forgotten our conversation. What shall we talk about?"
@@ -48,10 +50,12 @@ class MainDialog(ComponentDialog):
         feedback: FeedbackDialog,
         memory: ConversationMemory,
         memory_commands: MemoryCommands | None = None,
+        tool_commands: ToolCommands | None = None,
     ) -> None:
         super().__init__(MainDialog.__name__)
         self._memory = memory
         self._memory_commands = memory_commands or MemoryCommands(None)
+        self._tool_commands = tool_commands
         self._chat_id = chat.id
         self._feedback_id = feedback.id
         self.add_dialog(chat)
@@ -95,6 +99,8 @@ class MainDialog(ComponentDialog):
         if command == "/feedback":
             return await step.replace_dialog(self._feedback_id)
         if await self._memory_commands.run(step.context, command):
+            return await step.end_dialog()
+        if self._tool_commands is not None and await self._tool_commands.run(step.context, command):
             return await step.end_dialog()
         if command.startswith("/"):
             await step.context.send_activity(f"I don't know the command {command}. Try /help.")

@@ -21,8 +21,21 @@ from pydantic import Field
 READ = ToolAnnotations(readOnlyHint=True)
 WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=True)
 
-OrderId = Annotated[str, Field(description='An order id such as "A-10234".')]
-TicketId = Annotated[str, Field(description='A ticket id such as "INC-4711".')]
+OrderId = Annotated[
+    str, Field(description='An order id such as "A-10234".', pattern=r"^A-[0-9]{5}$")
+]
+TicketId = Annotated[
+    str, Field(description='A ticket id such as "INC-4711".', pattern=r"^INC-[0-9]{4}$")
+]
+Tracking = Annotated[
+    str,
+    Field(
+        description='A carrier tracking number such as "1Z84X2K9".', pattern=r"^1Z[0-9A-Z]{4,16}$"
+    ),
+]
+Email = Annotated[
+    str, Field(description="The customer's email address.", pattern=r"^[^@ ]+@[^@ ]+\.[a-z]{2,}$")
+]
 Date = Annotated[str, Field(description="A date, YYYY-MM-DD.", pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
@@ -79,7 +92,7 @@ def shop_server() -> MCPServer:
         )
 
     @server.tool(annotations=READ, description="List a customer's most recent orders.")
-    def list_orders(email: str, limit: Annotated[int, Field(ge=1, le=20)] = 5) -> str:
+    def list_orders(email: Email, limit: Annotated[int, Field(ge=1, le=20)] = 5) -> str:
         mine = [(key, o) for key, o in orders.items() if o["email"] == email.strip().lower()]
         if not mine:
             return f"No orders for {email}."
@@ -90,7 +103,7 @@ def shop_server() -> MCPServer:
     @server.tool(
         annotations=READ, description="Where a parcel is now, from its carrier tracking number."
     )
-    def track_parcel(tracking_number: str) -> str:
+    def track_parcel(tracking_number: Tracking) -> str:
         return parcels.get(
             tracking_number.strip().upper(), f"No parcel {tracking_number} is known."
         )
@@ -174,7 +187,10 @@ def helpdesk_server() -> MCPServer:
         return outages.get(service, f"{service}: working normally, no known outage.")
 
     @server.tool(annotations=WRITE, description="Open a new IT ticket.")
-    def open_ticket(title: str, priority: Literal["low", "normal", "high"] = "normal") -> str:
+    def open_ticket(
+        title: Annotated[str, Field(description="What the problem is, in a few words.")],
+        priority: Literal["low", "normal", "high"] = "normal",
+    ) -> str:
         ticket_id = f"INC-{4800 + len(tickets)}"
         tickets[ticket_id] = {
             "title": title,
@@ -219,7 +235,7 @@ def office_server() -> MCPServer:
         annotations=READ,
         description="Look up a colleague's email, phone, team and office in the company directory.",
     )
-    def find_colleague(name: str) -> str:
+    def find_colleague(name: Annotated[str, Field(description="The colleague's name.")]) -> str:
         wanted = name.strip().lower()
         found = [card for key, card in people.items() if wanted in key or key.split()[0] == wanted]
         return "\n".join(found) or f"Nobody called {name} is in the directory."
