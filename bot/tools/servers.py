@@ -73,6 +73,7 @@ class ServerConnection:
             raise
         except Exception as error:  # the connection broke (a stdio server that died): reconnect
             if self._session is session and not await self._alive(session):
+                self._session = None  # down until the keeper has reconnected
                 self._broken.set()
                 raise ServerDown(f"{self.config.name}: {type(error).__name__}") from error
             raise

@@ -101,12 +101,13 @@ class ToolRouter:
     async def fill(self, tool: ToolSpec, text: str, known: dict[str, Any] | None = None) -> Routed:
         """`tool`'s arguments from `text` (its dates written out first), over `known` ones."""
         written = normalise_dates(text, self._today())
-        schema = argument_schema(tool.input_schema)
+        schema = argument_schema(tool.input_schema, written)
         filled: dict[str, Any] = {}
         if schema["properties"]:
             prompt = argument_prompt(tool, written, self._today())
             filled = await asyncio.to_thread(self._arguments.generate, prompt, schema)
-        kept, _ = checked_arguments(filled, tool.input_schema, written)
+        about = f"{tool.name.replace('_', ' ')} {tool.description}"
+        kept, _ = checked_arguments(filled, tool.input_schema, written, about)
         arguments = {**(known or {}), **kept}
         missing = [name for name in tool.required if name not in arguments]
         return Routed(tool, 1.0, arguments, missing)
