@@ -161,9 +161,9 @@ class McpToolRunner:
         if record is None or record["user"] != user:
             return None
         result, record, outcome = await self.decide(record["id"], user, yes)
-        if outcome is not None:
-            return outcome
-        return ToolOutcome(result, record.get("outcome", ""))
+        outcome = outcome or ToolOutcome(result, record.get("outcome", ""))
+        outcome.meta.update(tool=record["tool"], server=record["server"])
+        return outcome
 
     async def wait_ready(self, timeout_s: float) -> None:
         await asyncio.wait_for(self.servers.wait_tried(timeout_s), timeout_s + 1)

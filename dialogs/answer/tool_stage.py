@@ -65,7 +65,9 @@ class ToolStage:
         if word in YES or word in NO:
             outcome = await self._runner.answer_approval(turn_context, word in YES)
             if outcome is not None:
-                draft.answer = outcome_answer("the tool", "the approved tool", outcome)
+                tool = outcome.meta.get("tool", "the tool")
+                source = f"{outcome.meta.get('server', '')}/{tool}"
+                draft.answer = outcome_answer(tool, source, outcome)
                 return
         tools = self._runner.tools()
         try:

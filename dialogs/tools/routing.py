@@ -7,6 +7,7 @@ JSON schema, kept only where the user's words support them."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,6 +23,7 @@ from models.embeddings import EmbeddingModel
 
 DEFAULT_THRESHOLD = 0.35
 EVIDENCE_BONUS = 0.15  # per argument of the tool's shape in the message (an id, a date, a choice)
+READ_MARGIN = 0.1  # a read-only tool this close to a write the message does not name wins
 
 
 class ArgumentModel(Protocol):
@@ -42,6 +44,14 @@ def tool_text(tool: ToolSpec) -> str:
     """What a tool is scored by: its name in words, its description and its parameters."""
     params = ", ".join(name.replace("_", " ") for name in tool.properties)
     return f"{tool.name.replace('_', ' ')}: {tool.description} ({params})"
+
+
+def names_action(tool: ToolSpec, text: str) -> bool:
+    """Whether `text` names what the tool does: the verb its name starts with ("cancel",
+    "refund", "book"), in any form."""
+    verb = tool.name.split("_")[0].lower()
+    root = verb[:-1] if len(verb) > 4 else verb  # "close" → "clos": closed, closing
+    return any(word.startswith(root) for word in re.findall(r"[a-z]+", text.lower()))
 
 
 def argument_prompt(tool: ToolSpec, text: str, today: date) -> list[ChatMessage]:
@@ -96,6 +106,11 @@ class ToolRouter:
         best = int(np.argmax(scores))
         if scores[best] < self.threshold:
             return Routed(None, scores[best])
+        if not tools[best].read_only and not names_action(tools[best], text):
+            reads = [i for i, t in enumerate(tools) if t.read_only]
+            near = max(reads, key=lambda i: scores[i], default=None)
+            if near is not None and scores[near] >= scores[best] - READ_MARGIN:
+                best = near  # "where is my order A-1?" reads the order, it does not change it
         return Routed(tools[best], scores[best])
 
     async def fill(self, tool: ToolSpec, text: str, known: dict[str, Any] | None = None) -> Routed:
