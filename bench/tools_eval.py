@@ -42,6 +42,7 @@ from dialogs.answer.stages import TurnDraft
 from dialogs.answer.tool_stage import ToolStage
 from dialogs.tools.arguments import content_words
 from dialogs.tools.routing import ToolRouter
+from models import ChatMessage
 from models.embeddings import HFEmbeddingModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,12 +66,15 @@ class Recording(McpToolRunner):
 class TimedRouter(ToolRouter):
     spent: list[float]
 
-    async def choose(self, text, tools):  # type: ignore[no-untyped-def]
+    async def choose_in_context(self, text, previous, tools):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         try:
-            return await super().choose(text, tools)
+            return await super().choose_in_context(text, previous, tools)
         finally:
             self.spent.append(time.perf_counter() - start)
+
+    async def choose(self, text, tools):  # type: ignore[no-untyped-def]
+        return await ToolRouter.choose(self, text, tools)
 
     async def fill(self, tool, text, known=None):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
@@ -130,6 +134,7 @@ async def run(set_name: str, limit: int | None) -> dict:
     results = []
     adapter = TestAdapter()
     for row in rows:
+        history: list[ChatMessage] = []
         for index, text in enumerate(row["turns"]):
             activity = Activity(
                 type=ActivityTypes.message,
@@ -143,8 +148,9 @@ async def run(set_name: str, limit: int | None) -> dict:
             context = TurnContext(adapter, activity)
             runner.calls.clear()
             router.spent.clear()
-            draft = TurnDraft(text, history=[], budget_tokens=1000)
+            draft = TurnDraft(text, history=list(history), budget_tokens=1000)
             await stage.prepare(context, draft)
+            history += [ChatMessage("user", text), ChatMessage("assistant", draft.answer or "OK.")]
             await state.save_changes(context)
             per_turn.append(sum(router.spent))
         calls = list(runner.calls)
@@ -169,7 +175,8 @@ async def run(set_name: str, limit: int | None) -> dict:
             }
         )
         print(
-            f"{'PASS' if ok else 'FAIL'} {row['id']} {row.get('kind', ''):13s} {calls or ('asked' if asked else '-')}"
+            f"{'PASS' if ok else 'FAIL'} {row['id']} {row.get('kind', ''):13s} "
+            f"{calls or ('asked' if asked else '-')}"
             f"  want {expect and (expect['tool'], expect['arguments'])}"
         )
     await servers.close()
@@ -185,11 +192,12 @@ async def run(set_name: str, limit: int | None) -> dict:
     tool_rows = [r for r in results if r["expect"]]
     none_rows = [r for r in results if not r["expect"]]
     timings = sorted(per_turn)
+    right_tool = sum(1 for r in tool_rows if r["calls"] and r["calls"][0][0] == r["expect"]["tool"])
     summary = {
         "set": set_name,
         "requests": len(results),
         "right_tool_and_arguments": f"{sum(r['ok'] for r in tool_rows)}/{len(tool_rows)}",
-        "right_tool": f"{sum(1 for r in tool_rows if r['calls'] and r['calls'][0][0] == r['expect']['tool'])}/{len(tool_rows)}",
+        "right_tool": f"{right_tool}/{len(tool_rows)}",
         "no_tool_requests_with_a_call": f"{sum(not r['ok'] for r in none_rows)}/{len(none_rows)}",
         "write_calls_run_without_approval": unapproved,
         "by_kind": {k: f"{passed[k]}/{n}" for k, n in sorted(kinds.items())},

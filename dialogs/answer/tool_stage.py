@@ -71,8 +71,9 @@ class ToolStage:
                 return
         tools = self._runner.tools()
         try:
+            previous = next((m.content for m in reversed(draft.history) if m.role == "user"), "")
             routed = await asyncio.wait_for(
-                self._route(turn_context, text, tools), self._turn_timeout_s
+                self._route(turn_context, text, previous, tools), self._turn_timeout_s
             )
         except TimeoutError:
             logger.warning("tool routing took longer than %ss", self._turn_timeout_s)
@@ -91,18 +92,24 @@ class ToolStage:
         await self._call(turn_context, draft, ToolCall(tool, routed.arguments))
 
     async def _route(
-        self, turn_context: TurnContext, text: str, tools: list[ToolSpec]
+        self, turn_context: TurnContext, text: str, previous: str, tools: list[ToolSpec]
     ) -> Routed | None:
+        """The tool and arguments for `text`: a call that waited for arguments gets them from
+        it; else the tool it asks for (with the previous message where it alone holds only an
+        argument), its arguments from it, and missing ones from the previous message."""
         waiting: dict[str, Any] | None = await self._waiting.get(turn_context, lambda: None)
         await self._waiting.delete(turn_context)
-        routed = await self._router.choose(text, tools)
+        routed = await self._router.choose_in_context(text, previous, tools)
         if waiting:
             wanted = next((t for t in tools if f"{t.server}/{t.name}" == waiting["tool"]), None)
             if wanted is not None and routed.tool in (None, wanted):
                 return await self._router.fill(wanted, text, waiting.get("arguments"))
         if routed.tool is None:
             return None
-        return await self._router.fill(routed.tool, text)
+        filled = await self._router.fill(routed.tool, text)
+        if filled.missing and previous:  # "cancel it": the order named just before
+            filled = await self._router.fill(routed.tool, f"{previous}\n{text}", filled.arguments)
+        return filled
 
     async def _call(self, turn_context: TurnContext, draft: TurnDraft, call: ToolCall) -> None:
         tool = call.tool

@@ -91,6 +91,9 @@ class NamedRouter:
         tool = next((t for t in tools if t.name in text.split()), None)
         return Routed(tool, 1.0 if tool else 0.0)
 
+    async def choose_in_context(self, text, previous, tools):  # type: ignore[no-untyped-def]
+        return await self.choose(text, tools)
+
     async def fill(self, tool, text, known=None):  # type: ignore[no-untyped-def]
         arguments = {**(known or {}), **self.arguments}
         return Routed(tool, 1.0, arguments, [n for n in tool.required if n not in arguments])
