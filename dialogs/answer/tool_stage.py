@@ -21,10 +21,9 @@ from dialogs.tools.routing import Routed, ToolRouter
 
 logger = logging.getLogger(__name__)
 
-YES = frozenset(
-    {"y", "yes", "approve", "approved", "ok", "okay", "yes please", "go ahead", "do it"}
-)
-NO = frozenset({"n", "no", "reject", "no thanks", "don't", "do not"})
+# A typed answer to the pending approval (the terminal's y/n); "ok" alone is too common to count.
+YES = frozenset({"y", "yes", "approve", "approved", "yes please", "go ahead", "do it"})
+NO = frozenset({"n", "no", "reject", "rejected", "no thanks", "don't", "do not"})
 
 
 def _words(name: str) -> str:

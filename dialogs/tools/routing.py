@@ -7,7 +7,6 @@ JSON schema, kept only where the user's words support them."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dialogs.tools.api import ToolSpec
-from dialogs.tools.arguments import argument_schema, checked_arguments, evidence
+from dialogs.tools.arguments import argument_schema, checked_arguments, content_words, evidence
 from dialogs.tools.dates import normalise_dates
 from models import ChatMessage
 from models.embeddings import EmbeddingModel
@@ -46,12 +45,11 @@ def tool_text(tool: ToolSpec) -> str:
     return f"{tool.name.replace('_', ' ')}: {tool.description} ({params})"
 
 
-def names_action(tool: ToolSpec, text: str) -> bool:
-    """Whether `text` names what the tool does: the verb its name starts with ("cancel",
-    "refund", "book"), in any form."""
-    verb = tool.name.split("_")[0].lower()
-    root = verb[:-1] if len(verb) > 4 else verb  # "close" → "clos": closed, closing
-    return any(word.startswith(root) for word in re.findall(r"[a-z]+", text.lower()))
+def names_action(write: ToolSpec, read: ToolSpec, text: str) -> bool:
+    """Whether `text` names what the `write` tool does and the `read` one does not: a word of
+    the write's name or description that is not a word of the read's name."""
+    own = content_words(f"{write.name.replace('_', ' ')} {write.description}")
+    return bool((own - content_words(read.name.replace("_", " "))) & content_words(text))
 
 
 def argument_prompt(tool: ToolSpec, text: str, today: date) -> list[ChatMessage]:
@@ -106,10 +104,11 @@ class ToolRouter:
         best = int(np.argmax(scores))
         if scores[best] < self.threshold:
             return Routed(None, scores[best])
-        if not tools[best].read_only and not names_action(tools[best], text):
+        if not tools[best].read_only:
             reads = [i for i, t in enumerate(tools) if t.read_only]
             near = max(reads, key=lambda i: scores[i], default=None)
-            if near is not None and scores[near] >= scores[best] - READ_MARGIN:
+            close = near is not None and scores[near] >= scores[best] - READ_MARGIN
+            if close and not names_action(tools[best], tools[near], text):
                 best = near  # "where is my order A-1?" reads the order, it does not change it
         return Routed(tools[best], scores[best])
 
