@@ -4,9 +4,10 @@ uses, and the handler of approval clicks."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ class LazyArguments:
         self._lock = threading.Lock()
         self._model: Any = None
 
-    def generate(self, messages: Sequence[ChatMessage], schema: dict[str, Any]) -> dict[str, Any]:
+    def load(self) -> Any:
         with self._lock:
             if self._model is None:
                 from models.constrained import ConstrainedJson  # torch, llguidance: when used
@@ -43,7 +44,10 @@ class LazyArguments:
 
                 folder = self._folder or ensure_embedded_default(self._cache_dir)
                 self._model = ConstrainedJson(folder)
-        return self._model.generate(messages, schema)
+            return self._model
+
+    def generate(self, messages: Sequence[ChatMessage], schema: dict[str, Any]) -> dict[str, Any]:
+        return self.load().generate(messages, schema)
 
 
 @dataclass
@@ -53,9 +57,15 @@ class Tools:
     stage: ToolStage
     commands: ToolCommands
     clicks: ApprovalClicks
+    warm: Callable[[], object] | None = None  # loads the router's models, off the event loop
+    warming: asyncio.Future[object] | None = field(default=None, init=False)
 
     def start(self) -> None:
+        """Connect to the servers and load the router's models in the background (a first
+        turn would otherwise wait for them)."""
         self.servers.start()
+        if self.warm is not None:
+            self.warming = asyncio.get_running_loop().run_in_executor(None, self.warm)
 
     async def close(self) -> None:
         await self.servers.close()
@@ -80,15 +90,19 @@ def build_tools(
     )
     local = Path(settings.model)
     folder = local if settings.model != "embedded" and local.is_dir() else None
-    router = ToolRouter(
-        embedding_model or HFEmbeddingModel(),
-        arguments or LazyArguments(folder, settings.cache_dir),
-        threshold=settings.tool_threshold,
-    )
+    embedder = embedding_model or HFEmbeddingModel()
+    argument_model = arguments or LazyArguments(folder, settings.cache_dir)
+    router = ToolRouter(embedder, argument_model, threshold=settings.tool_threshold)
     stage = ToolStage(
         runner,
         router,
         conversation_state.create_property("ToolCallWaiting"),
         turn_timeout_s=settings.tool_turn_timeout_s,
     )
-    return Tools(servers, runner, stage, ToolCommands(runner), ApprovalClicks(runner))
+
+    def warm() -> None:
+        embedder.embed(["warm"])
+        if isinstance(argument_model, LazyArguments):
+            argument_model.load()
+
+    return Tools(servers, runner, stage, ToolCommands(runner), ApprovalClicks(runner), warm)
