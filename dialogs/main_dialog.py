@@ -25,7 +25,6 @@ HELP_TEXT = (
     "- /reset: forget our conversation so far\n"
     "- /feedback: tell us how I'm doing\n"
     "- /memory: what I keep about you; /forget clears it; /remember <something> adds to it\n"
-    "- /tools: the tools I can use for you (when any are set up)\n"
     "- help or cancel: at any time, even in the middle of /feedback"
 )
 RESET_TEXT = "Done: I've forgotten our conversation. What shall we talk about?"
