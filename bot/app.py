@@ -38,6 +38,7 @@ from bot.security.origin_guard import OriginGuard
 from bot.security.service_urls import is_loopback_host
 from bot.settings import Settings, SettingsError
 from bot.storage import Backend, StorageConflictError, backend_of, create_backend
+from bot.tools.setup import Tools, build_tools
 from bot.turns.activity_handler import AssistantBot
 from bot.turns.error_handler import on_turn_error
 from bot.turns.feedback_store import FeedbackStore
@@ -71,6 +72,7 @@ class Runtime:
     bot: AssistantBot
     knowledge: Knowledge | None = None
     usage: UsageStore | None = None  # token usage (bot/observability), written before closing
+    tools: Tools | None = None  # BOTLOOM_MCP_CONFIG's servers
 
     @property
     def storage(self) -> Storage:
@@ -80,6 +82,8 @@ class Runtime:
         """Close the model (its worker), the storage and the knowledge index (connections)."""
         for resource in (self.model.inner, self.usage, self.storage, self.knowledge):
             await close_resource(resource)
+        if self.tools is not None:
+            await self.tools.close()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -132,6 +136,7 @@ def build_runtime(
     usage = UsageStore(storage) if telemetry else None
     feedback = FeedbackStore(storage, transcripts=settings.transcripts, on_record=on_record)
     files = build_files(settings, storage, knowledge, stream) if settings.files else None
+    tools = build_tools(settings, storage, conversation_state, embedding_model=embedding_model)
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )
@@ -145,9 +150,17 @@ def build_runtime(
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
         observer=telemetry.answer_observer(model, usage) if telemetry and usage else None,
         files=files,
+        tool_stage=tools.stage if tools else None,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
-    root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory), files=files)
+    root = MainDialog(
+        chat,
+        feedback_flow,
+        memory,
+        MemoryCommands(user_memory),
+        files=files,
+        tool_commands=tools.commands if tools else None,
+    )
     bot = AssistantBot(
         root,
         conversation_state,
@@ -156,9 +169,16 @@ def build_runtime(
         feedback=feedback,
         starters=parse_prompt_starters(settings.prompt_starters),
         references=ConversationReferences(storage),
+        tool_clicks=tools.clicks if tools else None,
     )
     return Runtime(
-        settings=settings, backend=backend, model=model, bot=bot, knowledge=knowledge, usage=usage
+        settings=settings,
+        backend=backend,
+        model=model,
+        bot=bot,
+        knowledge=knowledge,
+        usage=usage,
+        tools=tools,
     )
 
 
@@ -256,7 +276,8 @@ def create_app(
             timeout_s=settings.model_connect_timeout_s + settings.model_read_timeout_s,
         )
         app[MODEL_PROBE] = probe
-    health = Health(runtime.model, runtime.storage, runner, probe)
+    tools_down = runtime.tools.servers.down if runtime.tools else None
+    health = Health(runtime.model, runtime.storage, runner, probe, tools_down=tools_down)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     telemetry.serve_metrics(app, runner)  # GET /metrics
@@ -284,6 +305,8 @@ async def lifespan(app: web.Application) -> AsyncIterator[None]:
             emulator_url=settings.emulator_openid_metadata_url or None,
         )
         runtime.model.start()
+        if runtime.tools is not None:  # a server that is down does not stop the start
+            runtime.tools.start()
         # Turns acknowledged but never run (a dead replica, a crash) are taken up once loaded.
         endpoint.runner.start(after=runtime.model.wait_ready())
         probe = app.get(MODEL_PROBE)

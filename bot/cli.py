@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     from bot.observability.usage_command import add_usage_parser
 
     add_usage_parser(commands)  # botloom usage --since
+    from bot.tools.command import add_tools_parser
+
+    add_tools_parser(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -88,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         from bot.observability.usage_command import run_usage
 
         return asyncio.run(run_usage(settings, args))
+    if args.command == "tools":
+        from bot.tools.command import list_tools, print_audit
+
+        if args.verb == "list":
+            return asyncio.run(list_tools(settings, args.wait))
+        return print_audit(settings, args.since)
     if args.command == "test":
         from bot.scripted.command import run_tests
 

@@ -117,6 +117,9 @@ async def chat(
         output.write(f"Loading the model ({runtime.model.name})…\n")
         output.flush()
     await runtime.model.wait_ready()
+    if runtime.tools is not None:  # the MCP servers: one that is down does not stop the chat
+        runtime.tools.start()
+        await runtime.tools.servers.wait_tried(20.0)
     await adapter.process(
         adapter.activity(ActivityTypes.conversation_update, members_added=[adapter.user]),
         runtime.bot.on_turn,

@@ -161,6 +161,15 @@ class Settings:
     reply_grace_tokens: int = 48  # tokens past max_new_tokens a reply may use to end its sentence
     memory_extraction: str = "rules"  # "model": also the model's structured extraction (big models)
 
+    # Tools from MCP servers (issue 26, docs/tools.md): mcp_config, an mcpServers JSON file ("":
+    # no tools); every call is one JSON line in tools_audit; an approval waits
+    # tool_approval_expiry_s; the embedded model's tool is chosen above tool_threshold.
+    mcp_config: str = ""
+    tools_audit: str = "data/tools-audit.jsonl"
+    tool_approval_expiry_s: float = 600.0
+    tool_threshold: float = 0.37
+    tool_turn_timeout_s: float = 45.0
+
     # CPU speed of the in-process engine: weights "auto" (fp16 for a float32 model where FBGEMM
     # runs, else bf16 on a CPU with native bfloat16, else int8), "fp16", "bf16", "int8" or
     # "float32"; the prefix cache's bound in MB (0: a sixteenth of the model's weights, at least

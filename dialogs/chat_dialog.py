@@ -51,6 +51,7 @@ class ChatDialog(Dialog):
         model_facts: ModelFacts | None = None,
         observer: AnswerObserver | None = None,
         files: ConversationFiles | None = None,
+        tool_stage: AnswerStage | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._observer = observer or PassiveObserver()  # spans, metrics, token usage (bot/)
@@ -70,6 +71,8 @@ class ChatDialog(Dialog):
             ),
             *([self._files] if self._files is not None else []),
             *([KnowledgeStage(retriever, model, options.knowledge)] if searches else []),
+            # tools last: a tool's result replaces the knowledge passages the reply answers from
+            *([tool_stage] if tool_stage else []),
         ]
         self._model_reply = ModelReply(model, memory, replies, options, observer=self._observer)
 

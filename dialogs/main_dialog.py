@@ -17,6 +17,7 @@ from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.files import ConversationFiles, forgot_text
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
+from dialogs.tools.commands import ToolCommands
 
 HELP_TEXT = (
     "Here is what I understand:\n\n"
@@ -26,10 +27,12 @@ HELP_TEXT = (
     "- /feedback: tell us how I'm doing\n"
     "- /memory: what I keep about you; /forget clears it; /remember <something> adds to it\n"
     "- /forget files: forget the files you sent in this conversation\n"
+    "- /tools: what I can do for you with tools, and which ask for your approval\n"
     "- help or cancel: at any time, even in the middle of /feedback"
 )
 RESET_TEXT = "Done: I've forgotten our conversation. What shall we talk about?"
 CANCELLED_TEXT = "Cancelled."
+NO_TOOLS_TEXT = "I have no tools set up here, so I can only chat and answer questions."
 NOTHING_TO_CANCEL = "There is nothing to cancel."
 
 
@@ -55,11 +58,13 @@ class MainDialog(ComponentDialog):
         memory: ConversationMemory,
         memory_commands: MemoryCommands | None = None,
         files: ConversationFiles | None = None,
+        tool_commands: ToolCommands | None = None,
     ) -> None:
         super().__init__(MainDialog.__name__)
         self._files = files
         self._memory = memory
         self._memory_commands = memory_commands or MemoryCommands(None)
+        self._tool_commands = tool_commands
         self._chat_id = chat.id
         self._feedback_id = feedback.id
         self.add_dialog(chat)
@@ -108,6 +113,11 @@ class MainDialog(ComponentDialog):
             await step.context.send_activity(forgot_text(await self._files.forget(step.context)))
             return await step.end_dialog()
         if await self._memory_commands.run(step.context, command):
+            return await step.end_dialog()
+        if self._tool_commands is not None and await self._tool_commands.run(step.context, command):
+            return await step.end_dialog()
+        if command == "/tools":  # no BOTLOOM_MCP_CONFIG
+            await step.context.send_activity(NO_TOOLS_TEXT)
             return await step.end_dialog()
         if command.startswith("/"):
             await step.context.send_activity(f"I don't know the command {command}. Try /help.")

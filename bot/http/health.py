@@ -4,6 +4,7 @@ loaded, storage reachable, not draining; independent of a remote model server)."
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 from botbuilder.core import Storage
@@ -24,11 +25,14 @@ class Health:
         storage: Storage,
         runner: TurnRunner,
         probe: ModelServerProbe | None = None,
+        *,
+        tools_down: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self._model = model
         self._storage = storage
         self._runner = runner
         self._probe = probe
+        self._tools_down = tools_down  # MCP servers that are down: name -> why
 
     async def healthz(self, request: web.Request) -> web.Response:
         """200 while the process is up; with a remote model, the model server's state too
@@ -36,6 +40,8 @@ class Health:
         body: dict[str, object] = {"status": "ok"}
         if self._probe is not None:
             body["model_server"] = self._probe.state()
+        if self._tools_down is not None:  # a tool server down never fails the check
+            body["tool_servers_down"] = sorted(self._tools_down())
         return web.json_response(body)
 
     async def readyz(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ feedback (Teams' buttons, reactions), the dialogs, state saved each turn."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from botbuilder.core import (
     ActivityHandler,
@@ -20,6 +21,9 @@ from bot.turns.feedback_store import FeedbackStore
 from bot.turns.prompt_starters import PromptStarter, welcome_with_starters
 from bot.turns.teams_rules import addressed_to_bot, feedback_click, is_group_conversation
 from bot.turns.typing_indicator import TypingIndicator
+
+if TYPE_CHECKING:
+    from bot.tools.clicks import ApprovalClicks
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class AssistantBot(ActivityHandler):
         feedback: FeedbackStore | None = None,
         starters: tuple[PromptStarter, ...] = (),
         references: ConversationReferences | None = None,
+        tool_clicks: ApprovalClicks | None = None,
     ) -> None:
         self._dialog = dialog
         self._conversation_state = conversation_state
@@ -57,6 +62,7 @@ class AssistantBot(ActivityHandler):
         self._feedback = feedback
         self._starters = starters
         self._references = references
+        self._tool_clicks = tool_clicks  # presses of a tool approval card
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         activity_id = turn_context.activity.id
@@ -90,6 +96,8 @@ class AssistantBot(ActivityHandler):
         if not addressed_to_bot(activity):
             return  # Teams delivers every group message with resource-specific consent
         strip_bot_mention(activity)
+        if self._tool_clicks is not None and await self._tool_clicks.on_message(turn_context):
+            return
         async with TypingIndicator(turn_context, self._typing_interval):
             await DialogExtensions.run_dialog(self._dialog, turn_context, self._dialog_state)
 
@@ -97,6 +105,10 @@ class AssistantBot(ActivityHandler):
         """A click on Teams' feedback buttons is stored and answered 200 with an empty body
         (Teams shows an error for anything else); other invokes go to botbuilder's handling."""
         activity = turn_context.activity
+        if self._tool_clicks is not None:
+            answered = await self._tool_clicks.on_invoke(turn_context)
+            if answered is not None:
+                return answered
         click = feedback_click(activity)
         if click is None:
             return await super().on_invoke_activity(turn_context)

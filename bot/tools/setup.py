@@ -1,0 +1,108 @@
+"""The tools' parts built from the settings (bot/app.py wires them): the servers of
+BOTLOOM_MCP_CONFIG, the runner with its approvals and audit, the router the answer's tool stage
+uses, and the handler of approval clicks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botbuilder.core import ConversationState, Storage
+
+from bot.settings import Settings
+from bot.tools.approvals import PendingApprovals
+from bot.tools.audit import AuditLog
+from bot.tools.clicks import ApprovalClicks
+from bot.tools.config import load_config
+from bot.tools.runner import McpToolRunner
+from bot.tools.servers import McpServers
+from dialogs.answer.tool_stage import ToolStage
+from dialogs.tools.commands import ToolCommands
+from dialogs.tools.routing import ToolRouter
+from models import ChatMessage
+from models.embeddings import EmbeddingModel, HFEmbeddingModel
+
+
+class LazyArguments:
+    """Constrained JSON from the model in `folder`, loaded on first use (in a worker thread)."""
+
+    def __init__(self, folder: Path | None, cache_dir: Path) -> None:
+        self._folder = folder
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from models.constrained import ConstrainedJson  # torch, llguidance: when used
+                from models.embedded import ensure_embedded_default
+
+                folder = self._folder or ensure_embedded_default(self._cache_dir)
+                self._model = ConstrainedJson(folder)
+            return self._model
+
+    def generate(self, messages: Sequence[ChatMessage], schema: dict[str, Any]) -> dict[str, Any]:
+        return self.load().generate(messages, schema)
+
+
+@dataclass
+class Tools:
+    servers: McpServers
+    runner: McpToolRunner
+    stage: ToolStage
+    commands: ToolCommands
+    clicks: ApprovalClicks
+    warm: Callable[[], object] | None = None  # loads the router's models, off the event loop
+    warming: asyncio.Future[object] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        """Connect to the servers and load the router's models in the background (a first
+        turn would otherwise wait for them)."""
+        self.servers.start()
+        if self.warm is not None:
+            self.warming = asyncio.get_running_loop().run_in_executor(None, self.warm)
+
+    async def close(self) -> None:
+        await self.servers.close()
+
+
+def build_tools(
+    settings: Settings,
+    storage: Storage,
+    conversation_state: ConversationState,
+    *,
+    embedding_model: EmbeddingModel | None = None,
+    arguments: Any = None,
+) -> Tools | None:
+    """The tools of BOTLOOM_MCP_CONFIG, or None without one. Raises McpConfigError."""
+    if not settings.mcp_config:
+        return None
+    servers = McpServers(load_config(settings.mcp_config))
+    runner = McpToolRunner(
+        servers,
+        PendingApprovals(storage, expiry_s=settings.tool_approval_expiry_s),
+        AuditLog(settings.tools_audit or None),
+    )
+    local = Path(settings.model)
+    folder = local if settings.model != "embedded" and local.is_dir() else None
+    embedder = embedding_model or HFEmbeddingModel()
+    argument_model = arguments or LazyArguments(folder, settings.cache_dir)
+    router = ToolRouter(embedder, argument_model, threshold=settings.tool_threshold)
+    stage = ToolStage(
+        runner,
+        router,
+        conversation_state.create_property("ToolCallWaiting"),
+        turn_timeout_s=settings.tool_turn_timeout_s,
+    )
+
+    def warm() -> None:
+        embedder.embed(["warm"])
+        if isinstance(argument_model, LazyArguments):
+            argument_model.load()
+
+    return Tools(servers, runner, stage, ToolCommands(runner), ApprovalClicks(runner), warm)
