@@ -44,6 +44,7 @@ from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
+from dialogs.memory.meaning import FactMeaning
 from dialogs.memory.model_facts import ModelFacts
 from dialogs.memory.user_store import UserMemory
 from models import ChatModel
@@ -130,6 +131,8 @@ def build_runtime(
         retriever=knowledge.retriever,
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
+        # Memory by meaning with knowledge's embedder: one model, loaded on first use, off the loop.
+        meaning=FactMeaning(knowledge.embedder.embed) if settings.memory else None,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
     root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))

@@ -21,6 +21,7 @@ from dialogs.answer.reply import Reply, ReplyChannel
 from dialogs.answer.stages import AnswerStage, TurnDraft
 from dialogs.knowledge.passages import Retriever
 from dialogs.memory.history import ConversationMemory
+from dialogs.memory.meaning import FactMeaning
 from dialogs.memory.model_facts import ModelFacts
 from dialogs.memory.user_store import UserMemory
 from models import ChatModel
@@ -45,6 +46,7 @@ class ChatDialog(Dialog):
         retriever: Retriever | None = None,
         user_memory: UserMemory | None = None,
         model_facts: ModelFacts | None = None,
+        meaning: FactMeaning | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._model = model
@@ -58,6 +60,7 @@ class ChatDialog(Dialog):
                 model_facts,
                 model=model,
                 system_prompt=options.system_prompt,
+                meaning=meaning,
             ),
             *([KnowledgeStage(retriever, model, options.knowledge)] if retriever else []),
         ]

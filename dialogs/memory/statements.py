@@ -1,0 +1,261 @@
+"""Statements a user makes about their own life, kept in their own words, in the third person.
+
+`life_statements("Oh, I have a cat called Pixel!")` gives one `Statement` whose fact is "The user
+has a cat called Pixel." (key "said:…"). A clause the rules of user_facts.py read ("my name is
+Priya") gives the rules' keyed facts instead. Only what the user says about themselves, their
+pets, things, plans and the people of their family counts. Skipped: questions, requests,
+hypotheticals and wishes, quotes and reported speech, jokes, role-play and fiction, remarks about
+the conversation ("I think…", "I'm not sure"), statements with no first person ("Cats are great")
+and statements about other people ("My friend has a cat"): of a friend, colleague or neighbour only
+their name is kept, of family only who they are (name, age, job, where they live), never what they
+own, like or say.
+
+A correction ("Actually, it's Friday, not Thursday.", "Sorry, my parrot is called Kiwi") is a
+`Statement` with `correction` set, its old value (after "not") in `replaces`; "it's Friday" alone
+has no first person, so it carries only the new value (`value`) for the memory to put in place of
+the corrected fact's (dialogs/memory/meaning.py finds which fact it corrects).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dialogs.memory.user_facts import MAX_FACT_CHARS, Fact, clean, extract_facts, third_person
+
+MIN_CONTENT_WORDS = 1  # besides verbs of feeling and doing: "I love it" says nothing to keep
+
+
+@dataclass(frozen=True)
+class Statement:
+    fact: Fact | None  # None for a bare correction ("actually it's Friday")
+    correction: bool = False
+    replaces: str = ""  # the old value a correction names ("…, not Thursday")
+    value: str = ""  # a bare correction's new value
+    said: str = ""  # the sentence as the user wrote it
+
+
+_I = re.compile(
+    r"\b(?:i|i'm|im|i've|i'd|i'll|my|me|mine|myself|we|we're|we've|our|ours|the name(?:'s| is))\b",
+    re.I,
+)
+_QUESTION = re.compile(
+    r"^(?:what|who|where|when|why|how|which|whose|do|does|did|is|are|am|can|could|would|will|"
+    r"shall|should|have you|has|any idea)\b",
+    re.I,
+)
+_REQUEST = re.compile(
+    r"^(?:please|pls|kindly|write|translate|tell|give|make|help|explain|list|show|describe|"
+    r"summari[sz]e|compose|create|draft|generate|suggest|recommend|find|calculate|convert|check|"
+    r"let's|let us|remind|say|repeat|imagine|pretend|act|play|continue|rewrite|fix|correct)\b"
+    r"|\bi(?:'d| would| want| need)(?: like)? (?:you|help)\b|\bhelp me\b|\bcan you\b|\bcould you\b",
+    re.I,
+)
+_IRREALIS = re.compile(
+    r"\b(?:if|suppose|supposing|imagine|imagining|pretend|pretending|would|wish|hope|hoping|"
+    r"hypothetically|what if|let's say|dream|dreaming|fantasy|someday|one day|might|maybe|"
+    r"perhaps|wonder|wondering|considering|thinking (?:of|about)|not my|isn't my|is not my|"
+    r"used to|was my)\b",
+    re.I,
+)
+_REPORTED = re.compile(
+    r"\b(?:said|says|say|saying|told|tells|asked|asks|wrote|writes|quote|quoting|lyrics?|"
+    r"according to|sings|sang|line from|in (?:my|the|a|this|our) story|fiction|fictional|"
+    r"roleplay|role-play|role play|poem|in character|my character)\b|[\"“”«»]",
+    re.I,
+)
+_JOKE = re.compile(
+    r"\b(?:lol|lmao|rofl|haha\w*|jk|j/k|kidding|joking|joke|sarcasm|sarcastic|yeah right|as if|"
+    r"not really|in my dreams)\b|/s\b|[😂🤣🙃😜😉]",
+    re.I,
+)
+_CHATTER = re.compile(
+    r"^(?:i|i'm|i am) (?:think|guess|believe|suppose|mean|see|understand|agree|disagree|know|"
+    r"don't know|do not know|don't understand|do not understand|not sure|am not sure|'m not sure|"
+    r"just asking|asking|curious|confused|lost|stuck|sorry|glad|back|here|fine|good|great|ok|"
+    r"okay|ready|done|tired|bored|hungry|sleepy|busy|happy|sad|excited|stressed|wondering|"
+    r"was wondering|need|want|have a question|got a question|appreciate|love (?:it|that|this)|"
+    r"like (?:it|that|this)|hate (?:it|that|this))\b",
+    re.I,
+)
+_GENERIC_WE = re.compile(r"\bwe (?:all|humans|people|as)\b|\beveryone\b|\bnobody\b", re.I)
+_LEAD = re.compile(
+    r"^(?:(?:hi there|hello there|hey there|hi|hello|hey|good (?:morning|afternoon|evening)|"
+    r"oh|so|well|also|and|but|anyway|btw|by the way|fyi|ok|okay|yeah|yes|"
+    r"right|fun fact|quick update|update|guess what|just so you know|just to let you know|"
+    r"for the record|for context|ugh|phew|wow|haha|actually|correction|sorry|oops|wait|no|nope|"
+    r"my mistake|i meant|i mean|to be clear|just fyi|thanks|thank you)\b[\s,:;!.\-–—]*)+",
+    re.I,
+)
+_CORRECTION = re.compile(
+    r"\b(?:actually|correction|i meant|i mean|sorry|oops|wait|my mistake|i got (?:that|it) wrong|"
+    r"i was wrong|changed|no longer|anymore|now)\b|^no\b|,\s*not\b|\b(?:rather than|instead of)",
+    re.I,
+)
+_OLD_VALUE = re.compile(
+    r"[,;]?\s*(?<!\bdo)(?<!\bdoes)(?<!\bdid)(?<!\bam)(?<!'m)(?<!\bis)(?<!\bare)(?<!\bwas)"
+    r"(?<!\bcan)(?<!\bwill)(?<!\bhave)(?<!\bhas)(?<!\bcould)\s*\b(?:not|rather than|instead of)\s+"
+    r"(?:on |at |in |the |a |an )?"
+    r"([^,.;!?]{1,40}?)\s*(?=[,.;!?]|$|\s+but\b)",
+    re.I,
+)
+_BARE = re.compile(
+    r"^(?:it(?:'s| is| was)|that(?:'s| is)|he(?:'s| is)|she(?:'s| is)|they(?:'re| are)|"
+    r"the (?:name|date|time|day) is|(?:his|her|its|their) name is)\s+(?:actually\s+|now\s+)?"
+    r"(?:called\s+|named\s+|on\s+|at\s+|in\s+)?(.{1,60}?)[\s.!]*$",
+    re.I,
+)
+_CLAUSE = re.compile(
+    r"\s*(?:[,;]\s*|\s)(?:and|but|so|because|since|while|although|though)\s+(?=(?:i|i'm|i've|"
+    r"i'll|my|we|we're|our)\b)|;\s*",
+    re.I,
+)
+# People of the user's life: of family only who they are, of the others only their name.
+FAMILY = (
+    "mother mum mom mummy mommy dad father daddy parents sister brother sibling siblings son "
+    "daughter kids kid children child baby babies twins wife husband partner spouse girlfriend "
+    "boyfriend fiance fiancé fiancee fiancée grandma grandmother gran granny grandpa grandfather "
+    "grandparents aunt uncle niece nephew cousin stepson stepdaughter stepmother stepfather "
+    "manager boss supervisor"
+).split()
+OTHERS = (
+    "friend friends colleague colleagues coworker coworkers co-worker neighbour neighbor "
+    "neighbours neighbors roommate flatmate housemate classmate classmates teacher mate buddy "
+    "pal mates doctor dentist teammate teammates landlord landlady client clients"
+).split()
+_PERSON = re.compile(
+    r"\b(?:my|our)\s+(?:(?:best|older|younger|little|big|elder|oldest|youngest|new|old|"
+    r"step|twin|late|ex)[\s-])*(" + "|".join(FAMILY + OTHERS) + r")(?:'s|s')?\b",
+    re.I,
+)
+_OTHER_THAN_USER = re.compile(r"\b(?:" + "|".join(OTHERS) + r")(?:'s| who| that| which)\b", re.I)
+_NAMING = re.compile(r"(?:is |'s |are )?(?:called|named)\b|(?:'s )?name is\b|goes by\b")
+_IDENTITY_VERBS = (
+    "is are was were 's turned turns turn works work lives live studies study goes go started "
+    "starts graduated teaches teach called named"
+).split()
+_IDENTITY = re.compile(r"^(?:i'm|i am|im) (?:a |an )?[\w\-]+$", re.I)  # "I'm a pescatarian"
+_PAST = (
+    "went got had made tore broke bought met took saw began became grew left lost won came ran "
+    "wrote read spent fell flew drove gave found kept sold built taught sent swam rode spoke"
+).split()
+_ADVERBS = {"just", "recently", "also", "still", "now", "actually", "currently", "finally"}
+
+
+def life_statements(text: str) -> list[Statement]:
+    """The statements about the user's own life in one message ([] for anything else)."""
+    message = clean(text)[:2000]
+    if not message or _JOKE.search(message) or _REQUEST.match(_strip_lead(message)):
+        return []
+    found: list[Statement] = []
+    for sentence in _sentences(message):
+        if sentence.rstrip().endswith("?") or _REPORTED.search(sentence):
+            continue
+        correction = bool(_CORRECTION.search(sentence))
+        body = _strip_lead(sentence)
+        if correction and (bare := _BARE.match(body)) is not None:
+            value = _OLD_VALUE.sub("", bare.group(1)).strip(" ,.")
+            if value and not _I.search(value):
+                found.append(Statement(None, True, _old(sentence), value, sentence))
+            continue
+        for clause in _CLAUSE.split(body):
+            statement = _statement(clause, correction, sentence)
+            if statement is not None:
+                found.append(statement)
+    return found
+
+
+def _statement(clause: str, correction: bool, sentence: str) -> Statement | None:
+    clause = _strip_lead(clause).strip(" ,.!;:-")
+    if not clause or not _I.search(clause) or _QUESTION.match(clause) or _REQUEST.match(clause):
+        return None
+    if _IRREALIS.search(clause) or _CHATTER.match(clause) or _GENERIC_WE.search(clause):
+        return None
+    if not _about_user(clause):
+        return None
+    old = _old(sentence) if correction else ""
+    kept = _OLD_VALUE.sub("", clause).strip(" ,.") if correction else clause
+    kept = re.sub(r"\b(?:actually|anymore)\b\s*", "", kept, flags=re.I).strip(" ,.")
+    said = _third_person(kept)
+    said = clean(said[:1].upper() + said[1:] + ".")[:MAX_FACT_CHARS]
+    ruled = extract_facts(kept)
+    if len(ruled) == 1 and not ruled[0].key.startswith("my:"):  # "my X is Y": the user's words
+        rule = ruled[0]
+        own = said if said.lower() != rule.text.lower() else ""
+        return Statement(Fact(rule.key, rule.text, own), correction, old, said=sentence)
+    content = [w for w in _content(kept) if w not in _EMPTY_VERBS]
+    if len(content) < MIN_CONTENT_WORDS and not _IDENTITY.match(kept):
+        return None
+    slug = re.sub(r"[^a-z0-9]+", " ", said.lower()).strip()[:60]
+    return Statement(Fact(f"said:{slug}", said), correction, old, said=sentence)
+
+
+def _about_user(clause: str) -> bool:
+    """False for a statement about another person: someone other than family (only naming
+    them counts), or family doing, owning or liking something (only who they are counts)."""
+    person = _PERSON.match(clause)
+    if person is None:
+        other = _OTHER_THAN_USER.search(clause)
+        return other is None and not re.match(r"^(?:he|she|they|his|her|their)\b", clause, re.I)
+    who = person.group(1).lower()
+    after = clause[person.end() :]
+    if person.group(0).lower().endswith(("'s", "s'")):  # my sister's cat, my son's birthday
+        attribute = after.split()[:1]
+        if who in OTHERS:
+            return bool(attribute) and attribute[0].lower() == "name"
+        return bool(attribute) and attribute[0].lower() in ("name", "birthday", "age", "job")
+    rest = re.sub(r"^[\s,]*(?:[A-Z][\w\-]*[\s,]*)*", " ", after)  # "my son Leo, 7,"
+    words = [w.strip(",").lower() for w in rest.split() if w.lower().strip(",") not in _ADVERBS]
+    if _NAMING.match(" ".join(words)) or re.match(r"^\s*(?:is|'s) [A-Z]", rest):
+        return True
+    if who in OTHERS or not words:
+        return False
+    return words[0] in _IDENTITY_VERBS or rest.lstrip().startswith(("'s ", "’s "))
+
+
+def _old(sentence: str) -> str:
+    match = _OLD_VALUE.search(sentence)
+    return match.group(1).strip() if match else ""
+
+
+def _strip_lead(text: str) -> str:
+    return _LEAD.sub("", text.strip()).strip()
+
+
+def _third_person(text: str) -> str:
+    text = re.sub(r"\bi (?:don't|do not)\b", "the user does not", text, flags=re.I)
+    text = re.sub(r"\bi (?:didn't|did not)\b", "the user did not", text, flags=re.I)
+    text = re.sub(r"\bi (?:can't|cannot)\b", "the user cannot", text, flags=re.I)
+    text = re.sub(r"\bim\b", "I am", text, flags=re.I)
+    text = re.sub(r"\bthe name(?:'s| is)\b", "the user's name is", text, flags=re.I)
+    past = r"\bi ((?:just |recently |also |finally )?(?:\w+ed|" + "|".join(_PAST) + r"))\b"
+    text = re.sub(past, r"the user \1", text, flags=re.I)
+    text = re.sub(r"\bwe're\b|\bwe are\b", "the user and their family are", text, flags=re.I)
+    text = re.sub(r"\bwe've\b|\bwe have\b", "the user and their family have", text, flags=re.I)
+    text = re.sub(r"\bwe\b", "the user and their family", text, flags=re.I)
+    return third_person(text)
+
+
+def _content(text: str) -> list[str]:
+    return [
+        word
+        for word in re.findall(r"[a-z0-9][a-z0-9'\-]*", text.lower())
+        if word not in _FUNCTION_WORDS
+    ]
+
+
+_EMPTY_VERBS = set(
+    "love loves like likes hate hates know knows think see agree want need mean guess hope feel "
+    "enjoy do get got go going did done make made say tell".split()
+)
+_FUNCTION_WORDS = set(
+    "a an the and or but so to of in on at for with by from it its it's this that these those "
+    "i i'm im i've i'd i'll my me mine myself we our us is am are was were be been being have has "
+    "had do does did not no very really just also too still that's there here them they".split()
+)
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences, not split after an abbreviation ("St. Mary's", "Dr. Lee")."""
+    breaks = r"(?<!\bSt\.)(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\bMt\.)(?<=[.!?])\s+"
+    return [s for s in re.split(breaks + r"|\s*\n\s*", text) if s.strip()]
