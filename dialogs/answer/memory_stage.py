@@ -16,14 +16,9 @@ from botbuilder.core import TurnContext
 from dialogs.answer.prompt import first_that_fits, system_message
 from dialogs.answer.stages import TurnDraft
 from dialogs.memory.commands import NOTHING_KEPT, remember_reply
-from dialogs.memory.fact_answers import (
-    ANSWER_LEAD,
-    answer_from_facts,
-    is_question_about_user,
-    relevant_facts,
-)
+from dialogs.memory.fact_answers import ANSWER_LEAD, answer_from_facts, relevant_facts
 from dialogs.memory.history import ConversationMemory
-from dialogs.memory.meaning import ANSWER_MIN, FactMeaning
+from dialogs.memory.meaning import ANSWER_MIN, FactMeaning, asks_about_user, is_advice
 from dialogs.memory.model_facts import ModelFacts
 from dialogs.memory.statements import Statement, life_statements
 from dialogs.memory.summary import FOLD_ABOVE, FOLD_TO, PINNED, SUMMARY_SHARE, summary_block
@@ -132,9 +127,11 @@ class MemoryStage:
         try:
             if await self._meaning.is_about_me(text):
                 return _about_me([f for f in known if f.get("key")])
-            if not known or len(text) > 300 or not is_question_about_user(text):
+            if not known or len(text) > 300 or not asks_about_user(text):
                 return None
             chosen, score = await self._meaning.answers(text, known)
+            if is_advice(text) and score < ANSWER_MIN:
+                return None
         except ModelUnavailable:
             logger.warning("the embedding model is unavailable: facts answer by words")
             return answer_from_facts(text, known)

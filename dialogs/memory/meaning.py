@@ -45,7 +45,7 @@ NOT_ABOUT_ME = (  # near in words, not in intent: the bot itself, a topic, one f
     "What is my name?",
     "What do you think about me?",
 )
-_ABOUT_ME_GATE = re.compile(r"\b(?:me|myself|i)\b", re.I)  # and a question or a request:
+_ABOUT_ME_GATE = re.compile(r"\b(?:me|myself|i|my)\b", re.I)  # and a question or a request:
 _ASKING = re.compile(
     r"\?\s*$|^\W*(?:so |ok |okay |and |hey |hi )?"
     r"(?:what|who|which|how|do|does|can|could|would|will|tell|list|show|remind|summari[sz]e|give|say|share|recap)\b",
@@ -55,6 +55,11 @@ _QUESTION_LEAD = re.compile(
     r"^(?:(?:sorry|ok|okay|so|and|hey|hi|quick question|please)\b[,!:\s]*)*"
     r"(?:(?:can|could) you (?:please )?(?:remind me|tell me)|do you (?:remember|know|recall)|"
     r"remind me|tell me|any idea)?\s*(?:,\s*)?",
+    re.I,
+)
+_ADVICE = re.compile(
+    r"\b(?:should|could|can|would|might|shall|must) i\b|\bhow (?:do|can|to|should)\b|"
+    r"^\W*(?:help|suggest|recommend|give|write|plan|make|explain)\b",
     re.I,
 )
 _CLAUSES = re.compile(
@@ -192,6 +197,17 @@ class FactMeaning:
         else:
             said = ""
         return Fact(target["key"] or "said:" + text.lower()[:60], text, said), target["text"]
+
+
+def asks_about_user(text: str) -> bool:
+    """A question or request about the user ("what's my …", "where do I …", "remind me …")."""
+    return bool(_ABOUT_ME_GATE.search(text)) and bool(_ASKING.search(text.strip()))
+
+
+def is_advice(text: str) -> bool:
+    """Advice or help the user asks for ("what should I …", "how do I …"): a fact answers it only
+    when it is sure (ANSWER_MIN), never as the closest thing known."""
+    return bool(_ADVICE.search(text))
 
 
 def query_form(question: str) -> str:

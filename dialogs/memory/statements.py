@@ -60,13 +60,22 @@ _IRREALIS = re.compile(
 )
 _REPORTED = re.compile(
     r"\b(?:said|says|say|saying|told|tells|asked|asks|wrote|writes|quote|quoting|lyrics?|"
-    r"according to|sings|sang|line from|in (?:my|the|a|this|our) story|fiction|fictional|"
-    r"roleplay|role-play|role play|poem|in character|my character)\b|[\"“”«»]",
+    r"according to|sings|sang|line from|fiction|fictional|roleplay|role-play|role play|poem|"
+    r"in character|my character|in (?:my|the|a|this|our) (?:story|novel|book|film|movie|game|"
+    r"dream|script|play))\b",
     re.I,
 )
-_JOKE = re.compile(
-    r"\b(?:lol|lmao|rofl|haha\w*|jk|j/k|kidding|joking|joke|sarcasm|sarcastic|yeah right|as if|"
-    r"not really|in my dreams)\b|/s\b|[😂🤣🙃😜😉]",
+_I_SUBJECT = re.compile(r"\b(?:i|i'm|im|i've|i'd|i'll|we|we're|we've|the name(?:'s| is))\b", re.I)
+_MY_SUBJECT = re.compile(
+    r"^(?:(?:last|this|next|every) \w+,? |(?:yesterday|today|recently|nowadays|these days),? )?"
+    r"(?:my|our)\b",
+    re.I,
+)
+_CALL_ME = re.compile(r"\b(?i:call me|calls me)\s+[A-Z]")
+_QUOTED = re.compile(r"[\"“«]([^\"”»]*)[\"”»]")
+_JOKE = re.compile(  # a retraction or irony marker, not laughter ("lol" is a tone, often sincere)
+    r"\b(?:jk|j/k|kidding|joking|joke|sarcasm|sarcastic|yeah right|as if|not really|"
+    r"in my dreams)\b|/s\b|[🙃😜😉]",
     re.I,
 )
 _CHATTER = re.compile(
@@ -89,7 +98,8 @@ _LEAD = re.compile(
 )
 _CORRECTION = re.compile(
     r"\b(?:actually|correction|i meant|i mean|sorry|oops|wait|my mistake|i got (?:that|it) wrong|"
-    r"i was wrong|changed|no longer|anymore|now)\b|^no\b|,\s*not\b|\b(?:rather than|instead of)",
+    r"i was wrong|changed|no longer|anymore|now|update|moved)\b|^no\b|,\s*not\b|"
+    r"\b(?:rather than|instead of)",
     re.I,
 )
 _OLD_VALUE = re.compile(
@@ -101,7 +111,8 @@ _OLD_VALUE = re.compile(
 )
 _BARE = re.compile(
     r"^(?:it(?:'s| is| was)|that(?:'s| is)|he(?:'s| is)|she(?:'s| is)|they(?:'re| are)|"
-    r"the (?:name|date|time|day) is|(?:his|her|its|their) name is)\s+(?:actually\s+|now\s+)?"
+    r"(?:the|that|this) [\w' ]{1,30}? (?:is|'s|was|will be)|(?:his|her|its|their) name is)"
+    r"\s+(?:actually\s+|now\s+|moved to\s+)?"
     r"(?:called\s+|named\s+|on\s+|at\s+|in\s+)?(.{1,60}?)[\s.!]*$",
     re.I,
 )
@@ -110,6 +121,10 @@ _CLAUSE = re.compile(
     r"i'll|my|we|we're|our)\b)|;\s*",
     re.I,
 )
+_PAST = (
+    "went got had made tore broke bought met took saw began became grew left lost won came ran "
+    "wrote read spent fell flew drove gave found kept sold built taught sent swam rode spoke"
+).split()
 # People of the user's life: of family only who they are, of the others only their name.
 FAMILY = (
     "mother mum mom mummy mommy dad father daddy parents sister brother sibling siblings son "
@@ -125,38 +140,41 @@ OTHERS = (
 ).split()
 _PERSON = re.compile(
     r"\b(?:my|our)\s+(?:(?:best|older|younger|little|big|elder|oldest|youngest|new|old|"
-    r"step|twin|late|ex)[\s-])*(" + "|".join(FAMILY + OTHERS) + r")(?:'s|s')?\b",
+    r"step|twin|late|ex)[\s-])*(" + "|".join(FAMILY + OTHERS) + r")(?:'s|s')?\b"
+    # a person, not a thing of theirs ("my dentist appointment"): a name, a verb or a break next
+    r"(?=\s*$|\s*[,.;:!'’(]|\s+(?-i:[A-Z])|\s+(?:is|are|was|were|has|have|had|can|will|just|"
+    r"also|recently|never|always|\w+s|\w+ed|" + "|".join(_PAST) + r")\b)",
     re.I,
 )
 _OTHER_THAN_USER = re.compile(r"\b(?:" + "|".join(OTHERS) + r")(?:'s| who| that| which)\b", re.I)
 _NAMING = re.compile(r"(?:is |'s |are )?(?:called|named)\b|(?:'s )?name is\b|goes by\b")
-_IDENTITY_VERBS = (
-    "is are was were 's turned turns turn works work lives live studies study goes go started "
-    "starts graduated teaches teach called named"
+_IDENTITY_VERBS = (  # of family: their name, age, job, and where they live or study
+    "turned turns turn works work lives live studies study started starts graduated teaches "
+    "teach called named"
 ).split()
+_COPULA = ("is", "are", "was", "were")
+_WHO_THEY_ARE = re.compile(r"^(?:a|an|called|named|\d+|[A-Z]\w*|at|in|from|studying|retired)$")
 _IDENTITY = re.compile(r"^(?:i'm|i am|im) (?:a |an )?[\w\-]+$", re.I)  # "I'm a pescatarian"
-_PAST = (
-    "went got had made tore broke bought met took saw began became grew left lost won came ran "
-    "wrote read spent fell flew drove gave found kept sold built taught sent swam rode spoke"
-).split()
 _ADVERBS = {"just", "recently", "also", "still", "now", "actually", "currently", "finally"}
 
 
 def life_statements(text: str) -> list[Statement]:
     """The statements about the user's own life in one message ([] for anything else)."""
     message = clean(text)[:2000]
-    if not message or _JOKE.search(message) or _REQUEST.match(_strip_lead(message)):
+    request = _REQUEST.match(_strip_lead(message)) and not _CALL_ME.search(message)
+    if not message or _JOKE.search(message) or request:
         return []
     found: list[Statement] = []
     for sentence in _sentences(message):
-        if sentence.rstrip().endswith("?") or _REPORTED.search(sentence):
+        quoted = " ".join(_QUOTED.findall(sentence))
+        if sentence.rstrip().endswith("?") or _REPORTED.search(sentence) or _I.search(quoted):
             continue
         correction = bool(_CORRECTION.search(sentence))
         body = _strip_lead(sentence)
-        if correction and (bare := _BARE.match(body)) is not None:
-            value = _OLD_VALUE.sub("", bare.group(1)).strip(" ,.")
-            if value and not _I.search(value):
-                found.append(Statement(None, True, _old(sentence), value, sentence))
+        bare = _BARE.match(body) if correction else None
+        value = _OLD_VALUE.sub("", bare.group(1) if bare else body).strip(" ,.!")  # "Kiwi, not X"
+        if correction and (bare or len(value.split()) <= 3) and value and not _I.search(value):
+            found.append(Statement(None, True, _old(sentence), value, sentence))
             continue
         for clause in _CLAUSE.split(body):
             statement = _statement(clause, correction, sentence)
@@ -167,10 +185,15 @@ def life_statements(text: str) -> list[Statement]:
 
 def _statement(clause: str, correction: bool, sentence: str) -> Statement | None:
     clause = _strip_lead(clause).strip(" ,.!;:-")
+    if _CALL_ME.search(clause):  # "(please) call me Sam": the rules' name
+        named = extract_facts(clause)
+        return Statement(named[0], correction, said=sentence) if named else None
     if not clause or not _I.search(clause) or _QUESTION.match(clause) or _REQUEST.match(clause):
         return None
     if _IRREALIS.search(clause) or _CHATTER.match(clause) or _GENERIC_WE.search(clause):
         return None
+    if not _I_SUBJECT.search(clause) and not _MY_SUBJECT.match(clause):
+        return None  # "In my novel, the hero has a cat"
     if not _about_user(clause):
         return None
     old = _old(sentence) if correction else ""
@@ -210,7 +233,10 @@ def _about_user(clause: str) -> bool:
         return True
     if who in OTHERS or not words:
         return False
-    return words[0] in _IDENTITY_VERBS or rest.lstrip().startswith(("'s ", "’s "))
+    if words[0] in ("is", "are", "was", "were") or rest.lstrip().startswith(("'s ", "’s ")):
+        following = rest.lstrip().split(maxsplit=2)[1:2] if words[0] in _COPULA else words[1:2]
+        return bool(following) and bool(_WHO_THEY_ARE.match(following[0]))
+    return words[0] in _IDENTITY_VERBS
 
 
 def _old(sentence: str) -> str:
