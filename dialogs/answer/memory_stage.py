@@ -124,10 +124,13 @@ class MemoryStage:
         known = await self._known(turn_context)
         if self._meaning is None:
             return answer_from_facts(text, known)
+        if len(text) > 300 or not asks_about_user(text):
+            return None
         try:
+            await self._meaning.warm_question(text, known)  # one embedding call for the turn
             if await self._meaning.is_about_me(text):
                 return _about_me([f for f in known if f.get("key")])
-            if not known or len(text) > 300 or not asks_about_user(text):
+            if not known:
                 return None
             chosen, score = await self._meaning.answers(text, known)
             if is_advice(text) and score < ANSWER_MIN:

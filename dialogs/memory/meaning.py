@@ -104,6 +104,11 @@ class FactMeaning:
             return np.zeros(0, dtype=np.float32)
         return np.stack([self._cache[o] for o in others]) @ self._cache[text]
 
+    async def warm_question(self, text: str, facts: Sequence[dict[str, str]]) -> None:
+        """Embed at once what `is_about_me` and `answers` compare for `text`: one model call."""
+        forms = [form for fact in facts for form in _forms(fact)]
+        await self.warm([text, *(query_form(c) for c in _clauses(text)), *forms])
+
     async def is_about_me(self, text: str) -> bool:
         """A request for everything known about the user ("what do you know about me?")."""
         if len(text) > 200 or not _ABOUT_ME_GATE.search(text) or not _ASKING.search(text):
@@ -114,10 +119,7 @@ class FactMeaning:
 
     async def fact_scores(self, text: str, facts: Sequence[dict[str, str]]) -> np.ndarray:
         """Each fact's similarity to `text`: the best of its rule's text and the user's words."""
-        forms = [[fact_form(f["text"])] for f in facts]
-        for group, fact in zip(forms, facts, strict=True):
-            if fact.get("said"):
-                group.append(fact_form(fact["said"]))
+        forms = [_forms(fact) for fact in facts]
         flat = [form for group in forms for form in group]
         scores = await self.similarities(text, flat)
         out, start = np.zeros(len(facts), dtype=np.float32), 0
@@ -132,9 +134,8 @@ class FactMeaning:
         """The facts that answer each part of `question`, best first, and the lowest part's best
         score; ([], 0.0) when a part has no fact at CLOSEST_MIN or above."""
         chosen: list[dict[str, str]] = []
-        clauses = [c for c in _CLAUSES.split(question.strip()) if c.strip()] or [question]
         lowest = 1.0
-        for clause in clauses:
+        for clause in _clauses(question):
             scores = await self.fact_scores(query_form(clause), facts)
             top = float(scores.max()) if len(scores) else 0.0
             if top < CLOSEST_MIN:
@@ -197,6 +198,15 @@ class FactMeaning:
         else:
             said = ""
         return Fact(target["key"] or "said:" + text.lower()[:60], text, said), target["text"]
+
+
+def _clauses(question: str) -> list[str]:
+    return [c for c in _CLAUSES.split(question.strip()) if c.strip()] or [question]
+
+
+def _forms(fact: dict[str, str]) -> list[str]:
+    """A fact as compared: its text and, where a rule rewrote them, the user's own words."""
+    return [fact_form(fact["text"]), *([fact_form(fact["said"])] if fact.get("said") else [])]
 
 
 def asks_about_user(text: str) -> bool:
