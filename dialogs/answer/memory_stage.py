@@ -124,7 +124,7 @@ class MemoryStage:
         known = await self._known(turn_context)
         if self._meaning is None:
             return answer_from_facts(text, known)
-        if len(text) > 300 or not asks_about_user(text):
+        if len(text) > 300 or not asks_about_user(text, known):
             return None
         try:
             await self._meaning.warm_question(text, known)  # one embedding call for the turn

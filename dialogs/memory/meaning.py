@@ -209,9 +209,15 @@ def _forms(fact: dict[str, str]) -> list[str]:
     return [fact_form(fact["text"]), *([fact_form(fact["said"])] if fact.get("said") else [])]
 
 
-def asks_about_user(text: str) -> bool:
-    """A question or request about the user ("what's my …", "where do I …", "remind me …")."""
-    return bool(_ABOUT_ME_GATE.search(text)) and bool(_ASKING.search(text.strip()))
+def asks_about_user(text: str, facts: Sequence[dict[str, str]] = ()) -> bool:
+    """A question or request about the user ("what's my …", "where do I …", "remind me …"), or
+    about someone or something a fact names ("when is Oscar's birthday?")."""
+    if not _ASKING.search(text.strip()):
+        return False
+    if _ABOUT_ME_GATE.search(text):
+        return True
+    names = {n.lower() for n in re.findall(r"(?<=\s)[A-Z][\w\-]+", text)}
+    return any(name in fact["text"].lower().split() for fact in facts for name in names)
 
 
 def is_advice(text: str) -> bool:

@@ -72,6 +72,8 @@ _MY_SUBJECT = re.compile(
     re.I,
 )
 _CALL_ME = re.compile(r"\b(?i:call me|calls me)\s+[A-Z]")
+_LAUGH = re.compile(r"\s*\b(?:lol|lmao|rofl|haha\w*|hehe\w*)\b|\s*[😂🤣]", re.I)
+_IDENTITY_CLAIM = re.compile(r"^(?:i'm|i am|im)\b", re.I)
 _QUOTED = re.compile(r"[\"“«]([^\"”»]*)[\"”»]")
 _JOKE = re.compile(  # a retraction or irony marker, not laughter ("lol" is a tone, often sincere)
     r"\b(?:jk|j/k|kidding|joking|joke|sarcasm|sarcastic|yeah right|as if|not really|"
@@ -153,6 +155,7 @@ _IDENTITY_VERBS = (  # of family: their name, age, job, and where they live or s
     "teach called named"
 ).split()
 _COPULA = ("is", "are", "was", "were")
+_WITH_USER = re.compile(r"\b(?:me|us|with me|with us)\b", re.I)
 _WHO_THEY_ARE = re.compile(r"^(?:a|an|called|named|\d+|[A-Z]\w*|at|in|from|studying|retired)$")
 _IDENTITY = re.compile(r"^(?:i'm|i am|im) (?:a |an )?[\w\-]+$", re.I)  # "I'm a pescatarian"
 _ADVERBS = {"just", "recently", "also", "still", "now", "actually", "currently", "finally"}
@@ -172,7 +175,10 @@ def life_statements(text: str) -> list[Statement]:
         correction = bool(_CORRECTION.search(sentence))
         body = _strip_lead(sentence)
         bare = _BARE.match(body) if correction else None
-        value = _OLD_VALUE.sub("", bare.group(1) if bare else body).strip(" ,.!")  # "Kiwi, not X"
+        value = _OLD_VALUE.sub("", bare.group(1) if bare else body).strip(" ,.!")
+        value = re.sub(
+            r"[\s,]+(?:actually|now|then|instead|sorry)$", "", value, flags=re.I
+        )  # "Kiwi, not X"
         if correction and (bare or len(value.split()) <= 3) and value and not _I.search(value):
             found.append(Statement(None, True, _old(sentence), value, sentence))
             continue
@@ -192,6 +198,9 @@ def _statement(clause: str, correction: bool, sentence: str) -> Statement | None
         return None
     if _IRREALIS.search(clause) or _CHATTER.match(clause) or _GENERIC_WE.search(clause):
         return None
+    if _LAUGH.search(sentence) and _IDENTITY_CLAIM.match(clause):
+        return None  # "I'm a billionaire lol": laughter after who one is marks a joke
+    clause = _LAUGH.sub("", clause).strip(" ,.!")
     if not _I_SUBJECT.search(clause) and not _MY_SUBJECT.match(clause):
         return None  # "In my novel, the hero has a cat"
     if not _about_user(clause):
@@ -228,13 +237,18 @@ def _about_user(clause: str) -> bool:
             return bool(attribute) and attribute[0].lower() == "name"
         return bool(attribute) and attribute[0].lower() in ("name", "birthday", "age", "job")
     rest = re.sub(r"^[\s,]*(?:[A-Z][\w\-]*[\s,]*)*", " ", after)  # "my son Leo, 7,"
-    words = [w.strip(",").lower() for w in rest.split() if w.lower().strip(",") not in _ADVERBS]
-    if _NAMING.match(" ".join(words)) or re.match(r"^\s*(?:is|'s) [A-Z]", rest):
+    cased = [w.strip(",") for w in rest.split() if w.lower().strip(",") not in _ADVERBS]
+    words = [w.lower() for w in cased]
+    if _NAMING.match(" ".join(words)) or (
+        words[:1] in (["is"], ["'s"]) and cased[1:2] and cased[1][:1].isupper()
+    ):
+        return True
+    if _WITH_USER.search(rest):  # their relation to the user: "my colleague Priya sits next to me"
         return True
     if who in OTHERS or not words:
         return False
-    if words[0] in ("is", "are", "was", "were") or rest.lstrip().startswith(("'s ", "’s ")):
-        following = rest.lstrip().split(maxsplit=2)[1:2] if words[0] in _COPULA else words[1:2]
+    if words[0] in _COPULA or rest.lstrip().startswith(("'s ", "’s ")):
+        following = cased[1:2] if words[0] in _COPULA else cased[:1]
         return bool(following) and bool(_WHO_THEY_ARE.match(following[0]))
     return words[0] in _IDENTITY_VERBS
 

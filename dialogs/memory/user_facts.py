@@ -285,6 +285,7 @@ _OFTEN = (
     "always|usually|often|never|sometimes|also|really|just|still|only"  # "the user often flies"
 )
 _SECOND_PERSON = [
+    (r"\bthe user and their family\b", "you and your family"),
     (r"\bthe user's\b", "your"),
     (r"\bthe user is\b", "you are"),
     (r"\bthe user was\b", "you were"),
