@@ -97,6 +97,8 @@ class MemoryStage:
                 turn_state[_FACTS_KEY] = kept
         if request is not None:
             return remember_reply(request.text)
+        if facts and self._meaning is not None:
+            return None  # "I have a cat. What toy should I get her?": the model answers
         return await self._answer(turn_context, text)
 
     async def _keep(
@@ -132,9 +134,9 @@ class MemoryStage:
                 return _about_me([f for f in known if f.get("key")])
             if not known:
                 return None
-            chosen, score = await self._meaning.answers(text, known)
-            if is_advice(text) and score < ANSWER_MIN:
+            if is_advice(text):  # "what should I name my new cat?" is not a lookup
                 return None
+            chosen, score = await self._meaning.answers(text, known)
         except ModelUnavailable:
             logger.warning("the embedding model is unavailable: facts answer by words")
             return answer_from_facts(text, known)

@@ -221,8 +221,7 @@ def asks_about_user(text: str, facts: Sequence[dict[str, str]] = ()) -> bool:
 
 
 def is_advice(text: str) -> bool:
-    """Advice or help the user asks for ("what should I …", "how do I …"): a fact answers it only
-    when it is sure (ANSWER_MIN), never as the closest thing known."""
+    """Advice or help the user asks for ("what should I …", "how do I …"): not a lookup."""
     return bool(_ADVICE.search(text))
 
 
