@@ -163,6 +163,10 @@ class FactMeaning:
                     replaced.add(old)
                 continue
             target = _holding(statement.replaces, texts) if statement.replaces else None
+            if target is None:  # the same sentence with another value: an update
+                target = next(
+                    (t for t in reversed(texts) if _masked(t) == _masked(statement.fact.text)), None
+                )
             if target is None and texts:
                 scores = await self.fact_scores(fact_form(statement.fact.text), kept)
                 best = int(scores.argmax())
@@ -243,6 +247,13 @@ def value_kind(value: str) -> str | None:
         if re.fullmatch(pattern.replace("(?<=\\s)", ""), value.strip(), flags):
             return kind
     return None
+
+
+def _masked(text: str) -> str:
+    """A fact with its values (names, numbers, days, dates, times) masked."""
+    for kind in _TYPES:
+        text = re.sub(_TYPES[kind], "#", text, flags=0 if kind == "name" else re.I)
+    return text.lower()
 
 
 def _find(kind: str, text: str) -> list[re.Match[str]]:

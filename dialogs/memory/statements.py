@@ -52,7 +52,7 @@ _REQUEST = re.compile(
     re.I,
 )
 _IRREALIS = re.compile(
-    r"\b(?:if|suppose|supposing|imagine|imagining|pretend|pretending|would|wish|hope|hoping|"
+    r"\b(?:if|suppose|supposing|imagine|imagining|pretend|pretending|would|i'd|wish|hope|hoping|"
     r"hypothetically|what if|let's say|dream|dreaming|fantasy|someday|one day|might|maybe|"
     r"perhaps|wonder|wondering|considering|thinking (?:of|about)|not my|isn't my|is not my|"
     r"used to|was my)\b",
