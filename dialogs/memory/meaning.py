@@ -62,6 +62,7 @@ _ADVICE = re.compile(
     r"^\W*(?:help|suggest|recommend|give|write|plan|make|explain)\b",
     re.I,
 )
+_REQUEST_ME = re.compile(r"\b(?:tell|show|give|let|help|remind|send|get|find|teach) me\b", re.I)
 _CLAUSES = re.compile(
     r"\s*(?:;|,?\s*\band\b|,?\s*\balso\b)\s*(?=(?:what|who|where|when|which|how|do|does|did|is|am)\b)",
     re.I,
@@ -111,7 +112,7 @@ class FactMeaning:
 
     async def is_about_me(self, text: str) -> bool:
         """A request for everything known about the user ("what do you know about me?")."""
-        if len(text) > 200 or not _ABOUT_ME_GATE.search(text) or not _ASKING.search(text):
+        if len(text) > 200 or not asks_about_user(text):
             return False
         scores = await self.similarities(text, [*ABOUT_ME, *NOT_ABOUT_ME])
         best = float(scores[: len(ABOUT_ME)].max())
@@ -218,7 +219,7 @@ def asks_about_user(text: str, facts: Sequence[dict[str, str]] = ()) -> bool:
     about someone or something a fact names ("when is Oscar's birthday?")."""
     if not _ASKING.search(text.strip()):
         return False
-    if _ABOUT_ME_GATE.search(text):
+    if _ABOUT_ME_GATE.search(_REQUEST_ME.sub(" ", text)):  # not the "me" of "tell me about X"
         return True
     names = {n.lower() for n in re.findall(r"(?<=\s)[A-Z][\w\-]+", text)}
     return any(name in fact["text"].lower().split() for fact in facts for name in names)
