@@ -96,12 +96,13 @@ async def main() -> None:
     print(f"(ABOUT_ME_MIN={ABOUT_ME_MIN})")
     for item in calibration["corrections"]:
         before = [s.fact for s in life_statements(item["say"]) if s.fact]
-        facts = [{"key": f.key, "text": f.text} for f in before]
-        facts += every[:12]  # other facts of the user
+        facts = [*every[:12], *(f.as_dict() for f in before)]  # older facts of the user first
         new, replaced = await meaning.plan(life_statements(item["fix"]), facts)
-        after = [f["text"] for f in facts if f["text"] not in replaced] + [f.text for f in new]
-        joined = " ".join(after)
-        ok = item["new"] in joined and item["old"] not in joined
+        keys = {f.key for f in new}  # as UserMemory.replace: the replaced texts and the same keys
+        left = [f["text"] for f in facts if f["text"] not in replaced and f["key"] not in keys]
+        after = left + [f.text for f in new]
+        gone = all(f.text not in after for f in before)  # the corrected fact, replaced
+        ok = gone and any(item["new"] in f.text and item["old"] not in f.text for f in new)
         print(f"  correction {'ok ' if ok else 'MISS'} {item['fix']!r}: -{sorted(replaced)} "
               f"+{[f.text for f in new]}")  # fmt: skip
     worker.close()
