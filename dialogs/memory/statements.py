@@ -23,8 +23,6 @@ from dataclasses import dataclass
 
 from dialogs.memory.user_facts import MAX_FACT_CHARS, Fact, clean, extract_facts, third_person
 
-MIN_CONTENT_WORDS = 1  # besides verbs of feeling and doing: "I love it" says nothing to keep
-
 
 @dataclass(frozen=True)
 class Statement:
@@ -216,7 +214,7 @@ def _statement(clause: str, correction: bool, sentence: str) -> Statement | None
         own = said if said.lower() != rule.text.lower() else ""
         return Statement(Fact(rule.key, rule.text, own), correction, old, said=sentence)
     content = [w for w in _content(kept) if w not in _EMPTY_VERBS]
-    if len(content) < MIN_CONTENT_WORDS and not _IDENTITY.match(kept):
+    if not content and not _IDENTITY.match(kept):  # "I love it" says nothing to keep
         return None
     slug = re.sub(r"[^a-z0-9]+", " ", said.lower()).strip()[:60]
     return Statement(Fact(f"said:{slug}", said), correction, old, said=sentence)

@@ -5,6 +5,7 @@ person ("The user's name is Priya.", "The user lives in Lisbon."), each with a `
 with the same key replaces an older one ("I moved to Porto" replaces Lisbon). Questions, requests
 and statements about other people are not facts. `remembered(text)` makes one fact of a
 `/remember` text; text is cleaned (control characters, template tokens, markup) and bounded.
+It is over 300 lines because its rules and pronoun rewrites are tables that read as a whole.
 """
 
 from __future__ import annotations
@@ -281,9 +282,7 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\s*\n\s*", text) if s.strip()]
 
 
-_OFTEN = (
-    "always|usually|often|never|sometimes|also|really|just|still|only"  # "the user often flies"
-)
+_OFTEN = r"(?:(?:always|usually|often|never|sometimes|also|really|just|still|only) )?"
 _SECOND_PERSON = [
     (r"\bthe user and their family\b", "you and your family"),
     (r"\bthe user's\b", "your"),
@@ -291,12 +290,9 @@ _SECOND_PERSON = [
     (r"\bthe user was\b", "you were"),
     (r"\bthe user has\b", "you have"),
     (r"\bthe user does\b", "you do"),
-    (rf"\bthe user ({_OFTEN}) (\w+?)(?:ies)\b", r"you \1 \2y"),
-    (rf"\bthe user ({_OFTEN}) (\w+(?:ss|sh|ch|x|z|o))es\b", r"you \1 \2"),
-    (rf"\bthe user ({_OFTEN}) (\w+?)s\b", r"you \1 \2"),
-    (r"\bthe user (\w+?)(?:ies)\b", r"you \1y"),
-    (r"\bthe user (\w+(?:ss|sh|ch|x|z|o))es\b", r"you \1"),
-    (r"\bthe user (\w+?)s\b", r"you \1"),
+    (rf"\bthe user ({_OFTEN})(\w+?)(?:ies)\b", r"you \1\2y"),  # "the user often flies"
+    (rf"\bthe user ({_OFTEN})(\w+(?:ss|sh|ch|x|z|o))es\b", r"you \1\2"),
+    (rf"\bthe user ({_OFTEN})(\w+?)s\b", r"you \1\2"),
     (r"\bthe user\b", "you"),
 ]
 
