@@ -52,6 +52,7 @@ from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
+from dialogs.memory.meaning import FactMeaning
 from dialogs.memory.model_facts import ModelFacts
 from dialogs.memory.user_store import UserMemory
 from models import ChatModel
@@ -151,6 +152,8 @@ def build_runtime(
         observer=telemetry.answer_observer(model, usage) if telemetry and usage else None,
         files=files,
         tool_stage=tools.stage if tools else None,
+        # Memory by meaning with knowledge's embedder: one model, loaded on first use, off the loop.
+        meaning=FactMeaning(knowledge.embedder.embed) if settings.memory else None,
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
     root = MainDialog(

@@ -24,6 +24,7 @@ from dialogs.answer.stages import AnswerStage, TurnDraft
 from dialogs.files import ConversationFiles
 from dialogs.knowledge.passages import Retriever
 from dialogs.memory.history import ConversationMemory
+from dialogs.memory.meaning import FactMeaning
 from dialogs.memory.model_facts import ModelFacts
 from dialogs.memory.user_store import UserMemory
 from models import ChatModel
@@ -52,6 +53,7 @@ class ChatDialog(Dialog):
         observer: AnswerObserver | None = None,
         files: ConversationFiles | None = None,
         tool_stage: AnswerStage | None = None,
+        meaning: FactMeaning | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._observer = observer or PassiveObserver()  # spans, metrics, token usage (bot/)
@@ -68,6 +70,7 @@ class ChatDialog(Dialog):
                 model_facts,
                 model=model,
                 system_prompt=options.system_prompt,
+                meaning=meaning,
             ),
             *([self._files] if self._files is not None else []),
             *([KnowledgeStage(retriever, model, options.knowledge)] if searches else []),

@@ -15,14 +15,16 @@ from botbuilder.core import TurnContext
 
 from dialogs.answer.prompt import first_that_fits, system_message
 from dialogs.answer.stages import TurnDraft
-from dialogs.memory.commands import remember_reply
-from dialogs.memory.fact_answers import answer_from_facts, relevant_facts
+from dialogs.memory.commands import NOTHING_KEPT, remember_reply
+from dialogs.memory.fact_answers import ANSWER_LEAD, answer_from_facts, relevant_facts
 from dialogs.memory.history import ConversationMemory
+from dialogs.memory.meaning import ANSWER_MIN, FactMeaning, asks_about_user, is_advice
 from dialogs.memory.model_facts import ModelFacts
+from dialogs.memory.statements import Statement, life_statements
 from dialogs.memory.summary import FOLD_ABOVE, FOLD_TO, PINNED, SUMMARY_SHARE, summary_block
-from dialogs.memory.user_facts import extract_facts, remember_request
+from dialogs.memory.user_facts import Fact, remember_request, second_person
 from dialogs.memory.user_store import MemoryConflict, UserMemory, memory_block
-from models import ChatMessage, ChatModel
+from models import ChatMessage, ChatModel, ModelUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ class MemoryStage:
     answer, and builds the prompt's context blocks.
 
     `user_memory` None turns user memory off (BOTLOOM_MEMORY=false): nothing is learnt or shown.
+    `meaning` (the embedding model) matches questions to facts, finds "what do you know about
+    me?" and the fact a correction replaces; without it (or when it cannot load) the words of
+    dialogs/memory/fact_answers.py match questions and newer facts replace by key only.
     Only the sender's own message is read, and its facts are kept for the sender alone, so in a
     group chat nothing said by one member is kept about another.
     """
@@ -44,7 +49,9 @@ class MemoryStage:
         *,
         model: ChatModel,
         system_prompt: str,
+        meaning: FactMeaning | None = None,
     ) -> None:
+        self._meaning = meaning
         self._memory = memory
         self._user_memory = user_memory
         self._model_facts = model_facts
@@ -71,12 +78,14 @@ class MemoryStage:
         or the answer from the kept facts (and the summary) to a question about the user
         (dialogs/memory/fact_answers.py). A storage conflict that never resolves is logged."""
         request = remember_request(text) if self._user_memory is not None else None
-        facts = [request] if request is not None else extract_facts(text)
-        facts = facts if self._user_memory is not None else []
-        turn_context.turn_state[_STATED_KEY] = {fact.text for fact in facts}
-        if facts and self._user_memory is not None:
+        statements = [] if request is not None else life_statements(text)
+        statements = statements if self._user_memory is not None else []
+        facts = [request] if request is not None else [s.fact for s in statements if s.fact]
+        turn_state = turn_context.turn_state
+        turn_state[_STATED_KEY] = {fact.text for fact in facts}
+        if (request is not None or statements) and self._user_memory is not None:
             try:
-                kept = await self._user_memory.add(turn_context, facts)
+                kept = await self._keep(turn_context, request, statements)
             except MemoryConflict:
                 logger.warning(
                     "user memory not updated conversation=%s",
@@ -85,10 +94,58 @@ class MemoryStage:
                     else None,
                 )
             else:
-                turn_context.turn_state[_FACTS_KEY] = kept
+                turn_state[_FACTS_KEY] = kept
         if request is not None:
             return remember_reply(request.text)
-        return answer_from_facts(text, await self._known(turn_context))
+        if facts and self._meaning is not None:
+            return None  # "I have a cat. What toy should I get her?": the model answers
+        return await self._answer(turn_context, text)
+
+    async def _keep(
+        self, turn_context: TurnContext, request: Fact | None, statements: list[Statement]
+    ) -> list[dict[str, str]]:
+        """Keep a remember request's fact or the statements' (a correction in place of the fact
+        it corrects, found by meaning)."""
+        assert self._user_memory is not None
+        if request is not None or self._meaning is None:
+            facts = [request] if request is not None else [s.fact for s in statements if s.fact]
+            return await self._user_memory.add(turn_context, [f for f in facts if f])
+        kept = await self._user_memory.facts(turn_context)
+        try:
+            facts, replaced = await self._meaning.plan(statements, kept)
+        except ModelUnavailable:
+            logger.warning("the embedding model is unavailable: facts replace by key only")
+            facts, replaced = [s.fact for s in statements if s.fact], set()
+        return await self._user_memory.replace(turn_context, facts, replaced)
+
+    async def _answer(self, turn_context: TurnContext, text: str) -> str | None:
+        """The answer from the kept facts to "what do you know about me?" or a question about the
+        user, by meaning (else by words); None when they do not answer it."""
+        if self._user_memory is None or not text.strip():
+            return None
+        known = await self._known(turn_context)
+        if self._meaning is None:
+            return answer_from_facts(text, known)
+        if len(text) > 300 or not asks_about_user(text, known):
+            return None
+        try:
+            await self._meaning.warm_question(text, known)  # one embedding call for the turn
+            if await self._meaning.is_about_me(text):
+                return _about_me([f for f in known if f.get("key")])
+            if not known:
+                return None
+            if is_advice(text):  # "what should I name my new cat?" is not a lookup
+                return None
+            chosen, score = await self._meaning.answers(text, known)
+        except ModelUnavailable:
+            logger.warning("the embedding model is unavailable: facts answer by words")
+            return answer_from_facts(text, known)
+        if not chosen:
+            return None
+        sentences = [second_person(fact["text"]) for fact in chosen]
+        sentences[0] = sentences[0][:1].lower() + sentences[0][1:]
+        lead = ANSWER_LEAD if score >= ANSWER_MIN else CLOSEST_LEAD
+        return lead + " ".join(sentences)
 
     async def note(self, turn_context: TurnContext, text: str) -> str:
         """What the prompt's user turn gets after the message: the kept facts that share a word
@@ -176,6 +233,17 @@ class MemoryStage:
         await asyncio.to_thread(bound)  # token counts are CPU work: off the event loop
         if len(lines) != before:
             await self._memory.set_summary(turn_context, lines)
+
+
+CLOSEST_LEAD = "If I understand you right, from what you told me: "
+ABOUT_ME_LEAD = "Here is what you've told me about yourself:"
+
+
+def _about_me(facts: list[dict[str, str]]) -> str:
+    if not facts:
+        return NOTHING_KEPT
+    lines = "\n".join(f"- {second_person(fact['text'])}" for fact in facts)
+    return f"{ABOUT_ME_LEAD}\n\n{lines}\n\n/memory shows this list too; /forget clears it."
 
 
 _FACTS_KEY = "botloom.user_facts"  # turn_state: the facts as stored by this turn's update

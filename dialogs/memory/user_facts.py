@@ -5,6 +5,7 @@ person ("The user's name is Priya.", "The user lives in Lisbon."), each with a `
 with the same key replaces an older one ("I moved to Porto" replaces Lisbon). Questions, requests
 and statements about other people are not facts. `remembered(text)` makes one fact of a
 `/remember` text; text is cleaned (control characters, template tokens, markup) and bounded.
+It is over 300 lines because its rules and pronoun rewrites are tables that read as a whole.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ _NOT_NAMES = {
 class Fact:
     key: str  # facts with the same key replace each other: "name", "home", "likes:tea", ...
     text: str  # third person: "The user's name is Priya."
+    said: str = ""  # the user's own words in the third person, where `text` is a rule's
 
     def as_dict(self) -> dict[str, str]:
-        return {"key": self.key, "text": self.text}
+        return {"key": self.key, "text": self.text, **({"said": self.said} if self.said else {})}
 
 
 def _name(value: str) -> str | None:
@@ -280,15 +282,17 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\s*\n\s*", text) if s.strip()]
 
 
+_OFTEN = r"(?:(?:always|usually|often|never|sometimes|also|really|just|still|only) )?"
 _SECOND_PERSON = [
+    (r"\bthe user and their family\b", "you and your family"),
     (r"\bthe user's\b", "your"),
     (r"\bthe user is\b", "you are"),
     (r"\bthe user was\b", "you were"),
     (r"\bthe user has\b", "you have"),
     (r"\bthe user does\b", "you do"),
-    (r"\bthe user (\w+?)(?:ies)\b", r"you \1y"),
-    (r"\bthe user (\w+(?:ss|sh|ch|x|z|o))es\b", r"you \1"),
-    (r"\bthe user (\w+?)s\b", r"you \1"),
+    (rf"\bthe user ({_OFTEN})(\w+?)(?:ies)\b", r"you \1\2y"),  # "the user often flies"
+    (rf"\bthe user ({_OFTEN})(\w+(?:ss|sh|ch|x|z|o))es\b", r"you \1\2"),
+    (rf"\bthe user ({_OFTEN})(\w+?)s\b", r"you \1\2"),
     (r"\bthe user\b", "you"),
 ]
 

@@ -93,6 +93,20 @@ class UserMemory:
 
         return await self.update(turn_context, change)
 
+    async def replace(
+        self, turn_context: TurnContext, facts: list[Fact], replaced: set[str]
+    ) -> list[dict[str, str]]:
+        """Keep `facts` in place of the kept facts whose texts are in `replaced` (and of those
+        with the same key, as `add` does)."""
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+
+        def change(kept: list[dict[str, str]]) -> list[dict[str, str]]:
+            keys = {fact.key for fact in facts}
+            kept = [f for f in kept if f.get("key") not in keys and f.get("text") not in replaced]
+            return [*kept, *({**fact.as_dict(), "at": at} for fact in facts)]
+
+        return await self.update(turn_context, change)
+
     async def forget(
         self, turn_context: TurnContext, which: Callable[[dict[str, str]], bool]
     ) -> int:
@@ -138,6 +152,7 @@ def _facts_of(record: Any) -> list[dict[str, str]]:
             "key": str(item["key"]),
             "text": str(item["text"])[:MAX_FACT_CHARS],
             "at": str(item.get("at", "")),
+            **({"said": str(item["said"])[:MAX_FACT_CHARS]} if item.get("said") else {}),
         }
         for item in facts
         if isinstance(item, dict) and "key" in item and "text" in item

@@ -21,6 +21,7 @@ from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.main_dialog import MainDialog
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
+from dialogs.memory.meaning import FactMeaning
 from dialogs.memory.model_facts import ModelFacts
 from dialogs.memory.user_store import USER_IDENTITY_KEY, UserMemory
 from models import ChatModel, GenerationParams
@@ -41,6 +42,7 @@ class MemoryBot:
         options: ChatOptions = OPTIONS,
         storage: Storage | None = None,
         model_facts: bool = False,
+        meaning: FactMeaning | None = None,
     ) -> None:
         self.storage = storage or MemoryStorage()
         self.conversation_state = ConversationState(self.storage)
@@ -50,7 +52,13 @@ class MemoryBot:
         extractor = ModelFacts(model) if model_facts else None
         replies = ChannelReplies(FAST_STREAM)
         chat = ChatDialog(
-            model, memory, options, replies, user_memory=self.user_memory, model_facts=extractor
+            model,
+            memory,
+            options,
+            replies,
+            user_memory=self.user_memory,
+            model_facts=extractor,
+            meaning=meaning,
         )
         self.root = MainDialog(
             chat, FeedbackDialog(self.user_state), memory, MemoryCommands(self.user_memory)
