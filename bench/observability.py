@@ -2,13 +2,14 @@
 without the observability code at all, in one run.
 
     PYTHONPATH=. python bench/observability.py [--clients 16] [--turns 10] [--rounds 4]
+        [--model fake|embedded] [--before REV]
 
-Three `botloom serve` processes (anonymous, BOTLOOM_MODEL=fake, SQLite state, rate limit off), the
+Four `botloom serve` processes (anonymous, BOTLOOM_MODEL=--model, SQLite state, rate limit off), the
 load and the fake connector of bench/endpoint.py (closed-loop clients, a turn timed from its POST
 to its reply at the sink):
 
-- before: the code this branch started from (`git merge-base HEAD main`, exported with
-  `git archive`): no spans, no metrics, no usage records.
+- before: the code before issue 29 (`--before`, exported with `git archive`): no spans, no
+  metrics, no usage records.
 - off: this code with tracing off (the default): metrics counted, token usage written to
   storage, /metrics scraped every second.
 - on: tracing on as well (BOTLOOM_TRACES=true): every span batched and exported over OTLP/HTTP to
@@ -19,7 +20,8 @@ to its reply at the sink):
 
 Rounds alternate the order of the bots; each figure is the median over rounds. CPU ms per turn
 (user + system of the bot process, from /proc) depends less on how busy the machine is than
-turns/s. The last line is one JSON object (also bench/results/observability.json).
+turns/s. The last line is one JSON object (also bench/results/observability.json,
+or observability-MODEL.json for another --model).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from endpoint import (  # bench/ is not a package: its folder is on the path
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+BEFORE_REV = "79861ee"  # main just before issue 29 merged: no spans, metrics or usage
 RESULTS = ROOT / "bench" / "results" / "observability.json"
 
 
@@ -80,23 +83,23 @@ class CollectorStandIn:
         return web.Response(status=200, content_type="application/x-protobuf", body=b"")
 
 
-def export_baseline(folder: Path) -> Path:
+def export_baseline(folder: Path, before_rev: str) -> Path:
     """The merge base's tree, exported (git archive) into `folder`/before."""
     base = subprocess.run(
-        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "rev-parse", before_rev], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     archive = subprocess.run(["git", "archive", base], cwd=ROOT, capture_output=True, check=True)
     target = folder / "before"
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(target, filter="data")
-    print(f"before: {base[:10]} (git merge-base HEAD main)")
+    print(f"before: {base[:10]} ({before_rev})")
     return target
 
 
-def start_bots(folder: Path, collector: str) -> list[BotServer]:
-    before = export_baseline(folder)
+def start_bots(folder: Path, collector: str, model: str, before_rev: str) -> list[BotServer]:
+    before = export_baseline(folder, before_rev)
     common = {
-        "BOTLOOM_MODEL": "fake",
+        "BOTLOOM_MODEL": model,
         "BOTLOOM_RATE_LIMIT_PER_MINUTE": "0",
         "BOTLOOM_MAX_PENDING_REQUESTS": "10000",
         "BOTLOOM_MAX_QUEUED_TURNS": "10000",
@@ -144,13 +147,15 @@ async def scrape_forever(session: aiohttp.ClientSession, bots: list[BotServer]) 
         await asyncio.sleep(1.0)
 
 
-async def benchmark(clients: int, turns: int, rounds: int) -> tuple[list[Round], int]:
+async def benchmark(
+    clients: int, turns: int, rounds: int, model: str, before_rev: str
+) -> tuple[list[Round], int]:
     results: list[Round] = []
     with tempfile.TemporaryDirectory(prefix="botloom-bench-observe-") as temp:
         sink, collector = ReplySink(), CollectorStandIn()
         await sink.start()
         await collector.start()
-        bots = start_bots(Path(temp), collector.url)
+        bots = start_bots(Path(temp), collector.url, model, before_rev)
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 for bot in bots:
@@ -189,10 +194,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (16)")
     parser.add_argument("--turns", type=int, default=10, help="turns per client per round (10)")
     parser.add_argument("--rounds", type=int, default=4, help="rounds per bot; medians (4)")
+    parser.add_argument("--model", default="fake", help="BOTLOOM_MODEL of every bot (fake)")
+    parser.add_argument(
+        "--before", default=BEFORE_REV, help=f"the code without observability ({BEFORE_REV})"
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     args = parser.parse_args()
     print(f"{args.clients} clients x {args.turns} turns per round, {args.rounds} rounds per bot")
-    rounds, exports = asyncio.run(benchmark(args.clients, args.turns, args.rounds))
+    rounds, exports = asyncio.run(
+        benchmark(args.clients, args.turns, args.rounds, args.model, args.before)
+    )
     summary = summarise(rounds)
     print()
     print(f"{'bot':<8} {'turns/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms/turn':>12}")
@@ -230,8 +241,9 @@ def main() -> None:
     )
     line = json.dumps(result)
     if not args.no_save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(line + "\n")
+        path = RESULTS if args.model == "fake" else RESULTS.with_stem(f"observability-{args.model}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(line + "\n")
     print(line)
 
 
