@@ -41,6 +41,7 @@ from bot.turns.runner import RunnerLimits, TurnRunner
 from bot.turns.transcripts import TranscriptMiddleware, check_mode
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
+from dialogs.knowledge.cited import CitedPassages
 from dialogs.main_dialog import MainDialog
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
@@ -130,6 +131,8 @@ def build_runtime(
         retriever=knowledge.retriever,
         user_memory=user_memory,
         model_facts=ModelFacts(model) if settings.memory_extraction == "model" else None,
+        ranker=knowledge.ranker,
+        cited=CitedPassages(conversation_state),
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
     root = MainDialog(chat, feedback_flow, memory, MemoryCommands(user_memory))

@@ -19,6 +19,8 @@ from dialogs.answer.model_reply import ModelReply
 from dialogs.answer.options import ChatOptions
 from dialogs.answer.reply import Reply, ReplyChannel
 from dialogs.answer.stages import AnswerStage, TurnDraft
+from dialogs.knowledge.cited import CitedPassages
+from dialogs.knowledge.meaning import MeaningRanker
 from dialogs.knowledge.passages import Retriever
 from dialogs.memory.history import ConversationMemory
 from dialogs.memory.model_facts import ModelFacts
@@ -33,7 +35,8 @@ NOT_TEXT = "I can only read text messages for now."
 class ChatDialog(Dialog):
     """One answer per turn, from these stages in order: the user's memory (what is known about
     the user; `user_memory` None turns it off), then the knowledge index (`retriever`; None turns
-    it off), then the model. `replies` shows the answer as the turn's channel does."""
+    it off; `ranker` reranks its passages by meaning, `cited` keeps the ones an answer cited for
+    a follow-up), then the model. `replies` shows the answer as the turn's channel does."""
 
     def __init__(
         self,
@@ -45,6 +48,8 @@ class ChatDialog(Dialog):
         retriever: Retriever | None = None,
         user_memory: UserMemory | None = None,
         model_facts: ModelFacts | None = None,
+        ranker: MeaningRanker | None = None,
+        cited: CitedPassages | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._model = model
@@ -59,7 +64,11 @@ class ChatDialog(Dialog):
                 model=model,
                 system_prompt=options.system_prompt,
             ),
-            *([KnowledgeStage(retriever, model, options.knowledge)] if retriever else []),
+            *(
+                [KnowledgeStage(retriever, model, options.knowledge, ranker=ranker, cited=cited)]
+                if retriever
+                else []
+            ),
         ]
         self._model_reply = ModelReply(model, memory, replies, options)
 

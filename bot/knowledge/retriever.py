@@ -3,11 +3,10 @@
 Both searches return their best `candidates` (in one store call, with the candidates'
 similarities and rows); reciprocal rank fusion (score = Σ 1 / (k + rank))
 orders the union, so a product code found only by words ranks beside a paraphrase found only by
-meaning. Relevance is then judged on the absolute cosine similarity of each candidate to the
-query (rank fusion says nothing about it): a passage is kept when its similarity reaches
-`min_score`, or `lexical_min_score` when the words search found it too. The defaults were
-calibrated on tests/knowledge/eval (see the README): questions about the documents score well
-above, small talk and general questions below.
+meaning. A candidate is kept when its cosine similarity to the query (rank fusion says nothing
+about it) reaches `min_score`, or `lexical_min_score` when the words search found it too: a loose
+bar, since the dialog reranks the candidates by the meaning of their sentences and that decides
+relevance (dialogs/knowledge/meaning.py; calibrated with bench/knowledge_calibrate.py).
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RetrievalOptions:
     # bot/settings.py's calibrated defaults (README, "Knowledge"); the app passes its settings.
-    min_score: float = 0.27
-    lexical_min_score: float = 0.23
+    min_score: float = 0.15
+    lexical_min_score: float = 0.1
     candidates: int = 20
     rrf_k: int = 60
 
@@ -70,6 +69,7 @@ class HybridRetriever:
             [[i for i, _ in found.dense], [i for i, _ in found.lexical]], options.rrf_k
         )[:limit]
         found_by_words = {i for i, _ in found.lexical}
+        found_by_meaning = {i for i, _ in found.dense}
         results = []
         for item in fused:
             chunk = found.chunks.get(item)
@@ -77,6 +77,11 @@ class HybridRetriever:
                 continue
             score = found.similarity.get(item, 0.0)
             bar = options.lexical_min_score if item in found_by_words else options.min_score
+            searches = [
+                name
+                for name, ids in (("words", found_by_words), ("meaning", found_by_meaning))
+                if item in ids
+            ]
             passage = Passage(
                 text=chunk.text,
                 title=chunk.title,
@@ -86,6 +91,7 @@ class HybridRetriever:
                 heading=chunk.heading,
                 page=chunk.page,
                 score=score,
+                found_by="+".join(searches),
             )
             results.append((passage, score >= bar))
         return results

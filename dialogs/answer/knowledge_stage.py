@@ -1,6 +1,12 @@
 """The knowledge stage of a turn's answer: the passages of the knowledge index the reply is
-grounded in (with the previous user message for a follow-up that finds nothing alone), as many
-as fit the budget for them."""
+grounded in, as many as fit the budget for them.
+
+With a `MeaningRanker` (the bot's default) the candidates of the searches and the passages the
+previous answer cited are reranked by the meaning of their sentences; a follow-up ("and how heavy
+is it?") is scored together with the previous question and answer. Without one, the retriever's
+own order and threshold decide (with the previous user message for a follow-up that finds
+nothing alone).
+"""
 
 from __future__ import annotations
 
@@ -12,46 +18,98 @@ from collections.abc import Sequence
 from botbuilder.core import TurnContext
 
 from dialogs.answer.stages import TurnDraft
+from dialogs.knowledge.cited import CitedPassages
 from dialogs.knowledge.grounding import choose_passages
+from dialogs.knowledge.meaning import MeaningRanker
 from dialogs.knowledge.passages import KnowledgeOptions, Passage, Retriever
 from models import ChatMessage, ChatModel
 
 logger = logging.getLogger(__name__)
 
+CANDIDATES = 8  # passages each search brings to the reranking
+FOLLOW_UP_WORDS = 12  # a follow-up is a short message
+
 
 class KnowledgeStage:
-    """Adds the turn's passages to the draft; never answers by itself."""
+    """Adds the turn's passages to the draft and, after the reply, keeps the ones it cited for
+    the next turn; never answers by itself."""
 
-    def __init__(self, retriever: Retriever, model: ChatModel, options: KnowledgeOptions) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        model: ChatModel,
+        options: KnowledgeOptions,
+        *,
+        ranker: MeaningRanker | None = None,
+        cited: CitedPassages | None = None,
+    ) -> None:
         self._retriever = retriever
         self._model = model
         self._options = options
+        self._ranker = ranker
+        self._cited = cited
 
     async def prepare(self, turn_context: TurnContext, draft: TurnDraft) -> None:
+        previous = await self._cited.get(turn_context) if self._cited else []
         draft.passages = await find_passages(
-            self._retriever, self._model, draft.history, draft.text, self._options
+            self._retriever,
+            self._model,
+            draft.history,
+            draft.text,
+            self._options,
+            ranker=self._ranker,
+            previous=previous,
         )
 
     async def after_reply(self, turn_context: TurnContext, draft: TurnDraft) -> None:
-        return None
+        if self._cited is not None:
+            await self._cited.set(turn_context, draft.cited)
 
 
+# A follow-up points back with a pronoun or a determiner ("its warranty", "that form", "the
+# other one"): a closed class of words, listed whole, not a list of topics.
 _REFERRING = frozenset(
-    "it its it's this that these those they them their theirs he him his she her same".split()
+    "it its it's this that these those they them their theirs he him his she her same other "
+    "another one".split()
 )
 _FOLLOW_UP_STARTS = ("and ", "also ", "what about ", "how about ")
+# ... and asks something: small talk ("thanks, that's all") is no follow-up.
+_QUESTION_STARTS = frozenset(
+    "what what's which who whom whose when where why how how's is are was were can could do "
+    "does did will would should may and also".split()
+)
+
+
+def is_follow_up(text: str) -> bool:
+    """A short question that refers back ("and how long is its warranty?")."""
+    lowered = text.lower().strip()
+    words = re.findall(r"[\w']+", lowered)
+    if not words or len(words) > FOLLOW_UP_WORDS:
+        return False
+    refers = bool(_REFERRING & set(words)) or lowered.startswith(_FOLLOW_UP_STARTS)
+    asks = lowered.endswith("?") or words[0] in _QUESTION_STARTS
+    return refers and asks
+
+
+def _previous(history: Sequence[ChatMessage], role: str) -> str:
+    return next((m.content for m in reversed(history) if m.role == role), "")
 
 
 def follow_up_query(history: Sequence[ChatMessage], text: str) -> str | None:
     """For a message that refers back ("and how long is its warranty?"): the previous user
     message and this one, so the search finds the same document; None for any other message
     or when there is no previous message."""
-    lowered = text.lower().strip()
-    words = set(re.findall(r"[\w']+", lowered))
-    if not (_REFERRING & words) and not lowered.startswith(_FOLLOW_UP_STARTS):
+    if not is_follow_up(text):
         return None
-    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
+    previous = _previous(history, "user")
     return f"{previous}\n{text}" if previous else None
+
+
+def follow_up_context(history: Sequence[ChatMessage], text: str) -> str:
+    """The previous question and answer a follow-up is scored with ("" for other messages)."""
+    if not is_follow_up(text):
+        return ""
+    return "\n".join(p for p in (_previous(history, "user"), _previous(history, "assistant")) if p)
 
 
 async def find_passages(
@@ -60,16 +118,25 @@ async def find_passages(
     history: Sequence[ChatMessage],
     text: str,
     options: KnowledgeOptions,
+    *,
+    ranker: MeaningRanker | None = None,
+    previous: Sequence[Passage] = (),
 ) -> list[Passage]:
-    """The passages for a turn's `text` (with the previous message for a follow-up that finds
-    nothing alone) that fit the budget; [] without a retriever or when it fails (logged)."""
+    """The passages for a turn's `text` that fit the budget; [] without a retriever or when it
+    fails (logged). `previous`: the passages the previous answer cited, candidates too."""
     if retriever is None:
         return []
+    follow_up = follow_up_query(history, text)
     try:
-        found = await retriever.search(text, options.passages)
-        follow_up = follow_up_query(history, text)
-        if not found and follow_up is not None:
-            found = await retriever.search(follow_up, options.passages)
+        if ranker is None:
+            found = await retriever.search(text, options.passages)
+            if not found and follow_up is not None:
+                found = await retriever.search(follow_up, options.passages)
+        else:
+            queries = [text] if follow_up is None else [text, follow_up]
+            candidates = [p for q in queries for p in await retriever.search(q, CANDIDATES)]
+            context = follow_up_context(history, text)
+            found = await ranker.rank(text, [*candidates, *previous], context)
     except Exception:
         logger.exception("knowledge retrieval failed")
         return []

@@ -87,6 +87,7 @@ class ModelReply:
                 await out.finish(Reply(final_text(result)))
             elif completed:
                 cited = cite(reply, passages)
+                draft.cited = cited.cited
                 await out.finish(Reply(cited.text, cited.cited, generated=True))
             else:
                 await out.finish(Reply(final_text(result), generated=True))

@@ -28,6 +28,7 @@ class TurnDraft:
     context: list[str] = field(default_factory=list)  # system blocks, least important first
     passages: list[Passage] = field(default_factory=list)  # to ground the reply in
     answer: str | None = None  # an answer that needs no model: the turn ends with it
+    cited: list[Passage] = field(default_factory=list)  # the passages the model's reply cites
 
 
 class AnswerStage(Protocol):

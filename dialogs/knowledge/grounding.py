@@ -33,10 +33,7 @@ def focus(text: str, question: str, sentences: int = 2) -> str:
     parts = split_sentences(text)
     if len(parts) <= sentences:
         return " ".join(parts)
-    wanted = {stem(w) for w in _CONTENT_WORD.findall(question.lower()) if w not in STOPWORDS}
-    shared = [wanted & {stem(w) for w in _CONTENT_WORD.findall(p.lower())} for p in parts]
-    spread = {w: sum(1 for words in shared if w in words) for w in wanted}
-    scores = [sum(1.0 / spread[w] for w in words) for words in shared]
+    scores = word_scores(parts, question)
     if not any(scores):
         return " ".join(parts)
     ranked = sorted(range(len(parts)), key=lambda i: (-scores[i], i))
@@ -44,11 +41,21 @@ def focus(text: str, question: str, sentences: int = 2) -> str:
     return " ".join(parts[i] for i in sorted(best))
 
 
+def word_scores(parts: Sequence[str], question: str) -> list[float]:
+    """For each sentence, the words it shares with `question` (matched on their stems), each
+    counting less the more sentences have it."""
+    wanted = {stem(w) for w in _CONTENT_WORD.findall(question.lower()) if w not in STOPWORDS}
+    shared = [wanted & {stem(w) for w in _CONTENT_WORD.findall(p.lower())} for p in parts]
+    spread = {w: sum(1 for words in shared if w in words) for w in wanted}
+    return [sum(1.0 / spread[w] for w in words) for words in shared]
+
+
 def shown_texts(passages: Sequence[Passage], question: str) -> list[str]:
-    """What the prompt shows of each passage: one passage's sentences about the question, or
-    several passages whole."""
+    """What the prompt shows of each passage: one passage's sentences about the question (chosen
+    by meaning where the passage has them, dialogs/knowledge/meaning.py), or several passages
+    whole."""
     if len(passages) == 1:
-        return [focus(passages[0].text, question)]
+        return [passages[0].focus or focus(passages[0].text, question)]
     return [" ".join(p.text.split()) for p in passages]
 
 

@@ -1,0 +1,168 @@
+"""Passages and their answer sentences chosen by meaning: every candidate's sentences are embedded
+(with the embedding model the index already uses) and scored against the question, candidates
+from every search are reranked on their best sentence, and the answer is taken from the
+best-scoring sentences of the chosen passage.
+
+Words decide nothing here: a question that shares no content word with its answer ("can I claim
+my gym membership?" / "a wellbeing allowance") still finds it, and the sentence with the number
+asked for is the one shown to the model even when another shares more words with the question.
+A follow-up ("and how heavy is it?") is scored with the previous question and answer too.
+
+Sentence vectors are cached in process per chunk (its text is the key: an edited chunk is a new
+key), so a chunk's sentences are embedded once per replica; a turn embeds the question and the
+sentences of chunks it has not seen.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from dialogs.knowledge.grounding import word_scores
+from dialogs.knowledge.passages import Passage
+from dialogs.text import sentences as split_sentences
+
+
+class Embedder(Protocol):
+    """Unit-length vectors for texts, off the event loop (models.embeddings.EmbeddingWorker)."""
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class MeaningOptions:
+    # Calibrated on tests/knowledge/eval, eval_fresh and tests/knowledge/calibration
+    # (bench/knowledge_calibrate.py; docs/knowledge.md): questions the documents answer score
+    # above, small talk and questions they do not cover below.
+    min_score: float = 0.44  # the best sentence's cosine similarity a relevant passage needs
+    word_weight: float = 0.05  # in choosing the answer sentences: per word shared with the question
+    section_margin: float = 0.08  # a second passage of the same section this close joins in
+    focus_sentences: int = 2  # sentences shown to the model from one passage
+    follow_up_weight: float = 0.5  # of the previous question and answer, for a follow-up
+    cache_chunks: int = 4096  # chunks whose sentence vectors are kept in process
+
+
+@dataclass(frozen=True)
+class _Scored:
+    passage: Passage  # with its scores and focus
+    sentences: list[str]
+    scores: np.ndarray  # per sentence
+    best: float  # its best sentence's
+
+
+class MeaningRanker:
+    """Reranks candidate passages on the similarity of their sentences to the question."""
+
+    def __init__(self, embedder: Embedder, options: MeaningOptions | None = None) -> None:
+        self._embedder = embedder
+        self.options = options or MeaningOptions()
+        self._cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+
+    async def scored(
+        self, question: str, candidates: Sequence[Passage], context: str = ""
+    ) -> list[Passage]:
+        """Every distinct candidate with its `sentence_score` and `focus` (its best sentences),
+        best first. `context` (the previous
+        question and answer of a follow-up) is scored together with the question."""
+        return [s.passage for s in await self._scored(question, candidates, context)]
+
+    async def rank(
+        self, question: str, candidates: Sequence[Passage], context: str = ""
+    ) -> list[Passage]:
+        """The relevant candidates (best sentence at least `min_score`), best first; where the
+        next best comes from the same document section as the best and scores nearly as well,
+        the two are one passage (their sentences together, the answer from the best of them)."""
+        options = self.options
+        ranked = [
+            s
+            for s in await self._scored(question, candidates, context)
+            if s.best >= options.min_score
+        ]
+        if len(ranked) < 2:
+            return [s.passage for s in ranked]
+        best, second = ranked[0], ranked[1]
+        if not _same_section(best.passage, second.passage) or (
+            best.best - second.best > options.section_margin
+        ):
+            return [s.passage for s in ranked]
+        return [self._joined(best, second, question), *(s.passage for s in ranked[2:])]
+
+    async def _scored(
+        self, question: str, candidates: Sequence[Passage], context: str
+    ) -> list[_Scored]:
+        unique = list({_key(p): p for p in candidates}.values())
+        if not unique:
+            return []
+        queries = [question, f"{context}\n{question}"] if context else [question]
+        vectors = await self._vectors(queries, unique)
+        query = vectors[0]
+        if context:  # the question and the conversation it continues, together
+            weight = self.options.follow_up_weight
+            query = (1 - weight) * vectors[0] + weight * vectors[1]
+            query = query / max(float(np.linalg.norm(query)), 1e-9)
+        scored = [self._score(p, query, question) for p in unique]
+        scored.sort(key=lambda s: -s.best)
+        return scored
+
+    def _joined(self, best: _Scored, second: _Scored, question: str) -> Passage:
+        """One passage of two from the same section: their sentences (without the overlap of
+        adjacent chunks) and the best of them as its focus."""
+        pairs: dict[str, float] = {}
+        for scored in (best, second):
+            for sentence, score in zip(scored.sentences, scored.scores, strict=True):
+                pairs.setdefault(sentence, float(score))
+        sentences, scores = list(pairs), list(pairs.values())
+        focus = self._focus(sentences, scores, question)
+        return replace(best.passage, text=" ".join(sentences), focus=focus)
+
+    async def _vectors(self, queries: list[str], passages: list[Passage]) -> np.ndarray:
+        """The queries' vectors; the passages' sentence vectors are cached on the way."""
+        found = [await self._embedder.embed([query]) for query in queries]  # the search's too
+        missing = [p for p in passages if _key(p) not in self._cache]
+        texts = [text for passage in missing for text in _embedded_texts(passage)]
+        vectors = await self._embedder.embed(texts) if texts else None
+        start = 0
+        for passage in missing:
+            count = len(_embedded_texts(passage))
+            assert vectors is not None
+            self._cache[_key(passage)] = np.array(vectors[start : start + count], copy=True)
+            start += count
+        while len(self._cache) > self.options.cache_chunks:
+            self._cache.popitem(last=False)
+        return np.concatenate(found)
+
+    def _focus(self, sentences: Sequence[str], scores: Sequence[float], question: str) -> str:
+        """The best `focus_sentences` sentences, in their order: by meaning, a shared word (a
+        code, a name) breaking near ties."""
+        words = word_scores(sentences, question)
+        weight = self.options.word_weight
+        ranked = sorted(range(len(sentences)), key=lambda i: -(scores[i] + weight * words[i]))
+        return " ".join(sentences[i] for i in sorted(ranked[: self.options.focus_sentences]))
+
+    def _score(self, passage: Passage, query: np.ndarray, question: str) -> _Scored:
+        key = _key(passage)
+        scores = self._cache[key] @ query
+        self._cache.move_to_end(key)
+        sentences = split_sentences(passage.text)
+        best = float(scores.max()) if len(scores) else 0.0
+        focus = self._focus(sentences, scores, question)
+        return _Scored(replace(passage, sentence_score=best, focus=focus), sentences, scores, best)
+
+
+def _key(passage: Passage) -> tuple[str, str, str]:
+    return (passage.document_id, passage.heading, passage.text)
+
+
+def _embedded_texts(passage: Passage) -> list[str]:
+    """What is embedded of a passage: each sentence, with its section's heading (a sentence like
+    "It costs 64 pounds." says what it is about only with it)."""
+    where = f"{passage.heading}: " if passage.heading else ""
+    return [f"{where}{sentence}" for sentence in split_sentences(passage.text)]
+
+
+def _same_section(a: Passage, b: Passage) -> bool:
+    return a.document_id == b.document_id and a.heading == b.heading and a.page == b.page
