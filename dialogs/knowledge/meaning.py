@@ -39,7 +39,7 @@ class MeaningOptions:
     # (bench/knowledge_calibrate.py; docs/knowledge.md): questions the documents answer score
     # above, small talk and questions they do not cover below.
     min_score: float = 0.44  # the best sentence's cosine similarity a relevant passage needs
-    word_weight: float = 0.05  # in choosing the answer sentences: per word shared with the question
+    focus_margin: float = 0.05  # a second sentence by meaning is shown when this close
     section_margin: float = 0.08  # a second passage of the same section this close joins in
     focus_sentences: int = 2  # sentences shown to the model from one passage
     follow_up_weight: float = 0.5  # of the previous question and answer, for a follow-up
@@ -136,12 +136,21 @@ class MeaningRanker:
         return np.concatenate(found)
 
     def _focus(self, sentences: Sequence[str], scores: Sequence[float], question: str) -> str:
-        """The best `focus_sentences` sentences, in their order: by meaning, a shared word (a
-        code, a name) breaking near ties."""
+        """At most `focus_sentences` sentences, in their order: the best by meaning, the one
+        sharing most words with the question (a code, a name: where it shares any), then the
+        next best by meaning while it scores within `focus_margin` of the best. A small model
+        copies the right fact far more often from one or two sentences than from a chunk."""
+        by_meaning = sorted(range(len(sentences)), key=lambda i: -scores[i])
+        if not by_meaning:
+            return ""
+        chosen = by_meaning[:1]
         words = word_scores(sentences, question)
-        weight = self.options.word_weight
-        ranked = sorted(range(len(sentences)), key=lambda i: -(scores[i] + weight * words[i]))
-        return " ".join(sentences[i] for i in sorted(ranked[: self.options.focus_sentences]))
+        if max(words) > 0:
+            chosen.append(max(by_meaning, key=lambda i: words[i]))  # ties: the better meaning
+        bar = scores[by_meaning[0]] - self.options.focus_margin
+        chosen += [i for i in by_meaning[1:] if scores[i] >= bar]
+        kept = list(dict.fromkeys(chosen))[: self.options.focus_sentences]
+        return " ".join(sentences[i] for i in sorted(kept))
 
     def _score(self, passage: Passage, query: np.ndarray, question: str) -> _Scored:
         key = _key(passage)
