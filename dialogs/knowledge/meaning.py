@@ -66,8 +66,8 @@ class MeaningRanker:
         self, question: str, candidates: Sequence[Passage], context: str = ""
     ) -> list[Passage]:
         """Every distinct candidate with its `sentence_score` and `focus` (its best sentences),
-        best first. `context` (the previous
-        question and answer of a follow-up) is scored together with the question."""
+        best first. `context` (the previous question and answer of a follow-up) is scored
+        together with the question."""
         return [s.passage for s in await self._scored(question, candidates, context)]
 
     async def rank(
@@ -122,6 +122,9 @@ class MeaningRanker:
     async def _vectors(self, queries: list[str], passages: list[Passage]) -> np.ndarray:
         """The queries' vectors; the passages' sentence vectors are cached on the way."""
         found = [await self._embedder.embed([query]) for query in queries]  # the search's too
+        for passage in passages:  # in use: not the ones evicted below
+            if _key(passage) in self._cache:
+                self._cache.move_to_end(_key(passage))
         missing = [p for p in passages if _key(p) not in self._cache]
         texts = [text for passage in missing for text in _embedded_texts(passage)]
         vectors = await self._embedder.embed(texts) if texts else None
@@ -131,7 +134,7 @@ class MeaningRanker:
             assert vectors is not None
             self._cache[_key(passage)] = np.array(vectors[start : start + count], copy=True)
             start += count
-        while len(self._cache) > self.options.cache_chunks:
+        while len(self._cache) > max(self.options.cache_chunks, len(passages)):
             self._cache.popitem(last=False)
         return np.concatenate(found)
 

@@ -144,3 +144,11 @@ async def test_without_a_citation_there_is_nothing_to_go_back_to() -> None:
     await harness.say("hello")
     await harness.say("How heavy is it?")
     assert model.prompts[-1][-1].content == "How heavy is it?"
+
+
+async def test_a_full_cache_keeps_what_the_turn_uses() -> None:
+    embedder = ConceptEmbedder()
+    ranker = MeaningRanker(embedder, MeaningOptions(min_score=0.3, cache_chunks=1))
+    await ranker.rank("How heavy is the lamp?", [LAMP])
+    found = await ranker.rank("Can I claim my gym membership?", [LAMP, BENEFITS])
+    assert [p.document_id for p in found] == ["benefits"]
