@@ -58,16 +58,54 @@ async def best(
     text: str,
     history: list[ChatMessage],
     previous: list[Passage],
-) -> list[Passage]:
-    """The candidates as the dialog scores them, best first (find_passages without threshold)."""
+) -> tuple[list[Passage], Passage | None]:
+    """The candidates as the dialog scores them, best by meaning first (find_passages without
+    thresholds), and the retriever's choice among them (None where it has none)."""
     follow_up = follow_up_query(history, text)
     queries = [text] if follow_up is None else [text, follow_up]
-    candidates = [p for q in queries for p in await retriever.search(q, CANDIDATES)]
-    return await ranker.scored(text, [*candidates, *previous], follow_up_context(history, text))
+    searches = [await retriever.search(q, CANDIDATES) for q in queries]
+    choice = next((f[0] for f in searches if f and f[0].passed), None)
+    candidates = [p for search in searches for p in search]
+    previous = [dataclasses.replace(p, passed=False) for p in previous]
+    context = follow_up_context(history, text)
+    scored = await ranker.scored(text, [*candidates, *previous], context)
+    if choice is not None:  # with its sentence score and focus
+        choice = next(
+            p for p in scored if (p.document_id, p.text) == (choice.document_id, choice.text)
+        )
+    return scored, choice
+
+
+def used(
+    scored: list[Passage], choice: Passage | None, bar: float, margin: float
+) -> Passage | None:
+    """The passage the dialog uses with these thresholds (MeaningRanker.rank, without joining)."""
+    top = scored[0] if scored and (scored[0].sentence_score or 0.0) >= bar else None
+    if choice is None:
+        return top
+    if top is not None and (top.sentence_score or 0.0) - (choice.sentence_score or 0.0) >= margin:
+        return top
+    return choice
+
+
+def row(name: str, kind: str, item: dict | None, top: Passage | None, question: str) -> dict:
+    shown = (top.focus if top else "").lower()
+    return {
+        "set": name,
+        "kind": kind,
+        "covered": item is not None,
+        "right": bool(item and top) and Path(top.source).name == item["document"],
+        "fact": bool(item) and any(f.lower() in shown for f in item["facts"]),
+        "sentence": (top.sentence_score or 0.0) if top else 0.0,
+        "chunk": top.score if top else 0.0,
+        "question": question,
+        "focus": top.focus if top else "",
+    }
 
 
 async def calibrate(retriever: HybridRetriever, ranker: MeaningRanker) -> None:
-    rows = []
+    options = ranker.options
+    cases = []  # (set, kind, item or None for uncovered, question, scored, choice)
     for name in SETS:
         questions = load(name, "questions.jsonl")
         by_id = {q["id"]: q for q in questions if "id" in q}
@@ -76,57 +114,44 @@ async def calibrate(retriever: HybridRetriever, ranker: MeaningRanker) -> None:
             previous: list[Passage] = []
             if item.get("follows"):
                 first = by_id[item["follows"]]
-                found = await best(retriever, ranker, first["question"], [], [])
-                previous = found[:1]
-                answer = found[0].focus if found else ""
+                scored, choice = await best(retriever, ranker, first["question"], [], [])
+                top = used(scored, choice, options.min_score, options.promote_margin)
+                previous = [top] if top else []
+                answer = top.focus if top else ""
                 history = [ChatMessage("user", first["question"]), ChatMessage("assistant", answer)]
-            found = await best(retriever, ranker, item["question"], history, previous)
-            top = found[0] if found else None
-            shown = (top.focus if top else "").lower()
-            rows.append(
-                {
-                    "set": name,
-                    "kind": item.get("kind", "plain"),
-                    "covered": True,
-                    "right": bool(top) and Path(top.source).name == item["document"],
-                    "fact": any(f.lower() in shown for f in item["facts"]),
-                    "sentence": top.sentence_score if top else 0.0,
-                    "chunk": top.score if top else 0.0,
-                    "question": item["question"],
-                    "focus": top.focus if top else "",
-                }
-            )
+            scored, choice = await best(retriever, ranker, item["question"], history, previous)
+            cases.append((name, item.get("kind", "plain"), item, item["question"], scored, choice))
         for item in load(name, "off_topic.jsonl") + load(name, "uncovered.jsonl"):
-            found = await best(retriever, ranker, item["question"], [], [])
-            top = found[0] if found else None
-            rows.append(
-                {
-                    "set": name,
-                    "kind": "uncovered",
-                    "covered": False,
-                    "sentence": top.sentence_score if top else 0.0,
-                    "chunk": top.score if top else 0.0,
-                    "question": item["question"],
-                    "focus": top.focus if top else "",
-                }
-            )
-    for row in rows:
-        mark = ("ok " if row["right"] else "DOC") if row["covered"] else "-- "
-        fact = ("fact" if row["fact"] else "    ") if row["covered"] else "    "
+            scored, choice = await best(retriever, ranker, item["question"], [], [])
+            cases.append((name, "uncovered", None, item["question"], scored, choice))
+
+    def rows(bar: float, margin: float) -> list[dict]:
+        return [
+            row(name, kind, item, used(scored, choice, bar, margin), question)
+            for name, kind, item, question, scored, choice in cases
+        ]
+
+    chosen = rows(options.min_score, options.promote_margin)
+    for r in chosen:
+        mark = ("ok " if r["right"] else "DOC") if r["covered"] else "-- "
+        fact = ("fact" if r["fact"] else "    ") if r["covered"] else "    "
         print(
-            f"{row['set']:11} {row['kind']:10} {mark} {fact} s={row['sentence']:.3f} "
-            f"c={row['chunk']:.3f} {row['question'][:60]!r} -> {row['focus'][:70]!r}"
+            f"{r['set']:11} {r['kind']:10} {mark} {fact} s={r['sentence']:.3f} "
+            f"c={r['chunk']:.3f} {r['question'][:60]!r} -> {r['focus'][:70]!r}"
         )
-    covered = [r for r in rows if r["covered"]]
-    uncovered = [r for r in rows if not r["covered"]]
-    print(f"\nright document first: {sum(r['right'] for r in covered)}/{len(covered)}")
-    print(f"fact in the shown sentences: {sum(r['fact'] for r in covered)}/{len(covered)}")
-    print("threshold  right-and-kept  uncovered-kept")
-    for step in range(30, 71, 2):
-        bar = step / 100
-        kept = sum(1 for r in covered if r["right"] and r["sentence"] >= bar)
-        noise = sum(1 for r in uncovered if r["sentence"] >= bar)
-        print(f"  {bar:.2f}     {kept:3d}/{len(covered)}          {noise:2d}/{len(uncovered)}")
+    print("\nbar   margin  right  fact   uncovered-with-passage   (inf: the retriever alone)")
+    covered = sum(1 for r in chosen if r["covered"])
+    uncovered = len(chosen) - covered
+    for bar in (0.40, 0.44, 0.50):
+        for margin in (0.0, 0.05, 0.1, 0.15, 0.2, float("inf")):
+            rs = rows(bar, margin) if margin != float("inf") else rows(2.0, margin)
+            right = sum(r["right"] for r in rs)
+            fact = sum(r["fact"] for r in rs)
+            noise = sum(1 for r in rs if not r["covered"] and r["focus"])
+            print(
+                f"{bar:.2f}  {margin:5.2f}  {right:3d}/{covered}  {fact:3d}/{covered}  "
+                f"{noise:2d}/{uncovered}"
+            )
 
 
 async def latency(retriever: HybridRetriever, ranker: MeaningRanker) -> dict:

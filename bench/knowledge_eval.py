@@ -41,7 +41,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from bot.app import Runtime, build_runtime
 from bot.console import ConsoleAdapter
 from bot.settings import Settings
-from dialogs.answer.knowledge_stage import CANDIDATES
+from dialogs.answer.knowledge_stage import find_passages
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "knowledge"
 FOLDERS = {"blind": Path(__file__).resolve().parent / "data" / "blind" / "knowledge"}
@@ -80,17 +80,23 @@ def split_sources(text: str) -> tuple[str, str]:
 
 
 async def off_topic_sources(settings: Settings, questions: list[dict]) -> int:
-    """How many off-topic questions find passages as the dialog finds them: the retriever's
-    candidates reranked by meaning (no generation needed: without passages the reply has no
-    sources, with them it cites at least one)."""
+    """How many off-topic questions find passages as the dialog finds them (no generation
+    needed: without passages the reply has no sources, with them it cites at least one)."""
     runtime = build_runtime(settings)
     try:
         knowledge = runtime.knowledge
         assert knowledge is not None
-        found = []
-        for item in questions:
-            candidates = await knowledge.retriever.search(item["question"], CANDIDATES)
-            found.append(await knowledge.ranker.rank(item["question"], candidates))
+        found = [
+            await find_passages(
+                knowledge.retriever,
+                runtime.model,
+                [],
+                item["question"],
+                knowledge.prompt,
+                ranker=knowledge.ranker,
+            )
+            for item in questions
+        ]
         return sum(1 for passages in found if passages)
     finally:
         await runtime.aclose()

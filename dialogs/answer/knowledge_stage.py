@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from botbuilder.core import TurnContext
 
@@ -67,11 +68,13 @@ class KnowledgeStage:
 
 
 # A follow-up points back with a pronoun or a determiner ("its warranty", "that form", "the
-# other one"): a closed class of words, listed whole, not a list of topics.
-_REFERRING = frozenset(
-    "it its it's this that these those they them their theirs he him his she her same other "
-    "another one".split()
+# other one"): a closed class of words, listed whole, not a list of topics. The retriever's own
+# follow-up search (the previous user message with this one) runs for the pronouns alone, as it
+# always has; scoring with the previous answer needs a short question (`is_follow_up`).
+_POINTING = frozenset(
+    "it its it's this that these those they them their theirs he him his she her same".split()
 )
+_REFERRING = _POINTING | {"other", "another", "one"}
 _FOLLOW_UP_STARTS = ("and ", "also ", "what about ", "how about ")
 # ... and asks something: small talk ("thanks, that's all") is no follow-up.
 _QUESTION_STARTS = frozenset(
@@ -99,7 +102,9 @@ def follow_up_query(history: Sequence[ChatMessage], text: str) -> str | None:
     """For a message that refers back ("and how long is its warranty?"): the previous user
     message and this one, so the search finds the same document; None for any other message
     or when there is no previous message."""
-    if not is_follow_up(text):
+    lowered = text.lower().strip()
+    words = set(re.findall(r"[\w']+", lowered))
+    if not (_POINTING & words) and not lowered.startswith(_FOLLOW_UP_STARTS):
         return None
     previous = _previous(history, "user")
     return f"{previous}\n{text}" if previous else None
@@ -123,20 +128,28 @@ async def find_passages(
     previous: Sequence[Passage] = (),
 ) -> list[Passage]:
     """The passages for a turn's `text` that fit the budget; [] without a retriever or when it
-    fails (logged). `previous`: the passages the previous answer cited, candidates too."""
+    fails (logged). `previous`: the passages the previous answer cited, candidates too.
+    Without a ranker, the retriever's passages that pass its thresholds (those of the previous
+    user message with this one for a follow-up that finds none alone); with one, the
+    retriever's choice unless meaning clearly finds better (dialogs/knowledge/meaning.py)."""
     if retriever is None:
         return []
     follow_up = follow_up_query(history, text)
     try:
+        limit = CANDIDATES if ranker else options.passages
+        searches = [await retriever.search(text, limit)]
+        if follow_up is not None and (ranker or not any(p.passed for p in searches[0])):
+            searches.append(await retriever.search(follow_up, limit))
+        # The retriever's choice, as it has always been made: the first passage of its search,
+        # where that passes its thresholds (else that of the follow-up search).
+        choice = next((f[0] for f in searches if f and f[0].passed), None)
         if ranker is None:
-            found = await retriever.search(text, options.passages)
-            if not found and follow_up is not None:
-                found = await retriever.search(follow_up, options.passages)
+            found = [p for p in searches[-1] if p.passed][: options.passages]
         else:
-            queries = [text] if follow_up is None else [text, follow_up]
-            candidates = [p for q in queries for p in await retriever.search(q, CANDIDATES)]
+            candidates = [p for search in searches for p in search]
+            previous = [replace(p, passed=False) for p in previous]  # not searched: by meaning
             context = follow_up_context(history, text)
-            found = await ranker.rank(text, [*candidates, *previous], context)
+            found = await ranker.rank(text, [*candidates, *previous], context, choice)
     except Exception:
         logger.exception("knowledge retrieval failed")
         return []

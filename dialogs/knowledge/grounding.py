@@ -31,14 +31,18 @@ def focus(text: str, question: str, sentences: int = 2) -> str:
     more sentences have it (the product's name in every sentence picks none of them). A small
     model copies the right fact far more often from two sentences than from a whole chunk."""
     parts = split_sentences(text)
+    return " ".join(parts[i] for i in focus_indices(parts, question, sentences))
+
+
+def focus_indices(parts: Sequence[str], question: str, sentences: int = 2) -> list[int]:
+    """`focus`'s choice among the sentences `parts`: their indices, in order."""
     if len(parts) <= sentences:
-        return " ".join(parts)
+        return list(range(len(parts)))
     scores = word_scores(parts, question)
     if not any(scores):
-        return " ".join(parts)
+        return list(range(len(parts)))
     ranked = sorted(range(len(parts)), key=lambda i: (-scores[i], i))
-    best = [i for i in ranked if scores[i] > 0][:sentences]
-    return " ".join(parts[i] for i in sorted(best))
+    return sorted([i for i in ranked if scores[i] > 0][:sentences])
 
 
 def word_scores(parts: Sequence[str], question: str) -> list[float]:

@@ -1,12 +1,21 @@
-"""Passages and their answer sentences chosen by meaning: every candidate's sentences are embedded
-(with the embedding model the index already uses) and scored against the question, candidates
-from every search are reranked on their best sentence, and the answer is taken from the
-best-scoring sentences of the chosen passage.
+"""Passages and their answer sentences chosen with the help of meaning: every candidate's
+sentences are embedded (with the embedding model the index already uses) and scored against the
+question.
 
-Words decide nothing here: a question that shares no content word with its answer ("can I claim
-my gym membership?" / "a wellbeing allowance") still finds it, and the sentence with the number
-asked for is the one shown to the model even when another shares more words with the question.
-A follow-up ("and how heavy is it?") is scored with the previous question and answer too.
+Meaning adds to the chunk-level choice, it does not replace it. The retriever's choice (its first
+candidate, when it passes the chunk thresholds calibrated on tests/knowledge/eval) stays the
+passage used unless another candidate's best sentence beats the choice's best sentence by
+`promote_margin` and passes `min_score`: a sentence bar calibrated on sets written beside the code
+flatters itself, so it overrides a chunk the old gates chose only on clear evidence, and adds a
+passage where they chose none. So a question that shares no content word with its answer ("can I
+claim my gym membership?" / "a wellbeing allowance") still finds it, and a question the old gates
+answered keeps its passage unless meaning clearly says otherwise.
+
+The answer sentences are the chosen passage's best sentence by meaning together with the
+sentences the word-overlap choice takes (dialogs/knowledge/grounding.py `focus`), so what the
+chunk-level method showed the model is still shown, plus the sentence with the number asked for
+where another shares more words with the question. A follow-up ("and how heavy is it?") is
+scored with the previous question and answer too.
 
 Sentence vectors are cached in process per chunk (its text is the key: an edited chunk is a new
 key), so a chunk's sentences are embedded once per replica; a turn embeds the question and the
@@ -22,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dialogs.knowledge.grounding import word_scores
+from dialogs.knowledge.grounding import focus_indices
 from dialogs.knowledge.passages import Passage
 from dialogs.text import sentences as split_sentences
 
@@ -38,10 +47,9 @@ class MeaningOptions:
     # Calibrated on tests/knowledge/eval, eval_fresh and tests/knowledge/calibration
     # (bench/knowledge_calibrate.py; docs/knowledge.md): questions the documents answer score
     # above, small talk and questions they do not cover below.
-    min_score: float = 0.44  # the best sentence's cosine similarity a relevant passage needs
-    focus_margin: float = 0.05  # a second sentence by meaning is shown when this close
+    min_score: float = 0.44  # the best sentence's cosine similarity a passage needs by meaning
+    promote_margin: float = 0.1  # ... and by how much it must beat the retriever's choice's
     section_margin: float = 0.08  # a second passage of the same section this close joins in
-    focus_sentences: int = 2  # sentences shown to the model from one passage
     follow_up_weight: float = 0.5  # of the previous question and answer, for a follow-up
     cache_chunks: int = 4096  # chunks whose sentence vectors are kept in process
 
@@ -71,17 +79,34 @@ class MeaningRanker:
         return [s.passage for s in await self._scored(question, candidates, context)]
 
     async def rank(
-        self, question: str, candidates: Sequence[Passage], context: str = ""
+        self,
+        question: str,
+        candidates: Sequence[Passage],
+        context: str = "",
+        choice: Passage | None = None,
     ) -> list[Passage]:
-        """The relevant candidates (best sentence at least `min_score`), best first; where the
-        next best comes from the same document section as the best and scores nearly as well,
-        the two are one passage (their sentences together, the answer from the best of them)."""
+        """The relevant candidates, the one to use first. `choice`: the retriever's (its first
+        candidate where it passes its thresholds; None where it found nothing); it stays first
+        unless the best candidate by meaning passes `min_score` and beats it by
+        `promote_margin`. The others follow when they pass `min_score` (by meaning) or, beside a
+        choice, the retriever's thresholds. A passage chosen by meaning is joined by the next
+        best when that comes from the same section and scores nearly as well."""
         options = self.options
-        ranked = [
-            s
-            for s in await self._scored(question, candidates, context)
-            if s.best >= options.min_score
-        ]
+        scored = await self._scored(question, candidates, context)
+        if not scored:
+            return []
+        by_meaning = scored[0]
+        kept = next((s for s in scored if choice and _key(s.passage) == _key(choice)), None)
+        if kept is not None and not (
+            by_meaning.best >= options.min_score
+            and by_meaning.best - kept.best >= options.promote_margin
+        ):
+            rest = [s for s in scored if s is not kept and self._relevant(s)]
+            return [kept.passage, *(s.passage for s in rest)]
+        ranked = [s for s in scored if s.best >= options.min_score]  # by meaning
+        if kept is not None:  # displaced, still relevant: next, then what else passed
+            ranked.insert(1, kept)
+            ranked += [s for s in scored if s.passage.passed and s not in ranked]
         if len(ranked) < 2:
             return [s.passage for s in ranked]
         best, second = ranked[0], ranked[1]
@@ -91,10 +116,18 @@ class MeaningRanker:
             return [s.passage for s in ranked]
         return [self._joined(best, second, question), *(s.passage for s in ranked[2:])]
 
+    def _relevant(self, scored: _Scored) -> bool:
+        return scored.passage.passed or scored.best >= self.options.min_score
+
     async def _scored(
         self, question: str, candidates: Sequence[Passage], context: str
     ) -> list[_Scored]:
-        unique = list({_key(p): p for p in candidates}.values())
+        unique: dict[tuple[str, str, str], Passage] = {}
+        for passage in candidates:  # the first of each, passed if any of them is
+            first = unique.setdefault(_key(passage), passage)
+            if passage.passed and not first.passed:
+                unique[_key(passage)] = replace(first, passed=True)
+        unique = list(unique.values())
         if not unique:
             return []
         queries = [question, f"{context}\n{question}"] if context else [question]
@@ -116,7 +149,7 @@ class MeaningRanker:
             for sentence, score in zip(scored.sentences, scored.scores, strict=True):
                 pairs.setdefault(sentence, float(score))
         sentences, scores = list(pairs), list(pairs.values())
-        focus = self._focus(sentences, scores, question)
+        focus = self._focus(sentences, scores, question, best.sentences)
         return replace(best.passage, text=" ".join(sentences), focus=focus)
 
     async def _vectors(self, queries: list[str], passages: list[Passage]) -> np.ndarray:
@@ -138,22 +171,22 @@ class MeaningRanker:
             self._cache.popitem(last=False)
         return np.concatenate(found)
 
-    def _focus(self, sentences: Sequence[str], scores: Sequence[float], question: str) -> str:
-        """At most `focus_sentences` sentences, in their order: the best by meaning, the one
-        sharing most words with the question (a code, a name: where it shares any), then the
-        next best by meaning while it scores within `focus_margin` of the best. A small model
-        copies the right fact far more often from one or two sentences than from a chunk."""
-        by_meaning = sorted(range(len(sentences)), key=lambda i: -scores[i])
-        if not by_meaning:
+    def _focus(
+        self,
+        sentences: Sequence[str],
+        scores: Sequence[float],
+        question: str,
+        own: Sequence[str],
+    ) -> str:
+        """The sentences shown to the model, in their order: the best by meaning, and those the
+        word-overlap choice takes of the passage's own sentences `own` (the two sharing most
+        words with the question, or all of them when none does: what the chunk-level method
+        showed)."""
+        if not sentences:
             return ""
-        chosen = by_meaning[:1]
-        words = word_scores(sentences, question)
-        if max(words) > 0:
-            chosen.append(max(by_meaning, key=lambda i: words[i]))  # ties: the better meaning
-        bar = scores[by_meaning[0]] - self.options.focus_margin
-        chosen += [i for i in by_meaning[1:] if scores[i] >= bar]
-        kept = list(dict.fromkeys(chosen))[: self.options.focus_sentences]
-        return " ".join(sentences[i] for i in sorted(kept))
+        best = sentences[int(np.argmax(scores))]
+        by_words = {own[i] for i in focus_indices(own, question)}
+        return " ".join(s for s in sentences if s == best or s in by_words)
 
     def _score(self, passage: Passage, query: np.ndarray, question: str) -> _Scored:
         key = _key(passage)
@@ -161,7 +194,7 @@ class MeaningRanker:
         self._cache.move_to_end(key)
         sentences = split_sentences(passage.text)
         best = float(scores.max()) if len(scores) else 0.0
-        focus = self._focus(sentences, scores, question)
+        focus = self._focus(sentences, scores, question, sentences)
         return _Scored(replace(passage, sentence_score=best, focus=focus), sentences, scores, best)
 
 

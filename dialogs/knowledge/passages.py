@@ -28,6 +28,7 @@ class Passage:
         None  # its best sentence's similarity (dialogs/knowledge/meaning)
     )
     focus: str = ""  # its sentences about the question, chosen by meaning ("": by words)
+    passed: bool = True  # passes the retriever's chunk thresholds (its relevance bar)
 
     @property
     def location(self) -> str:
@@ -39,10 +40,10 @@ class Passage:
 
 
 class Retriever(Protocol):
-    """The candidate passages for `query`, best first, at most `limit`; [] when nothing scores
-    above the retriever's own (loose) bar. The dialog reranks the candidates of every retriever
-    it searches by the meaning of their sentences (dialogs/knowledge/meaning.py), which decides
-    relevance. May raise any exception: the dialog then answers without."""
+    """The candidate passages for `query`, best first, at most `limit`, each with whether it
+    passes the retriever's relevance threshold (`passed`); [] when nothing is a candidate. The
+    dialog uses the passed ones, and the others whose sentences are close enough in meaning
+    (dialogs/knowledge/meaning.py). May raise any exception: the dialog then answers without."""
 
     async def search(self, query: str, limit: int) -> list[Passage]: ...
 
