@@ -36,7 +36,7 @@ from bot.knowledge.retriever import HybridRetriever
 from bot.knowledge.setup import build_knowledge
 from bot.settings import Settings
 from dialogs.answer.knowledge_stage import CANDIDATES, follow_up_context, follow_up_query
-from dialogs.knowledge.meaning import MeaningRanker
+from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, displaces
 from dialogs.knowledge.passages import Passage
 from models import ChatMessage
 
@@ -66,7 +66,7 @@ async def best(
     searches = [await retriever.search(q, CANDIDATES) for q in queries]
     choice = next((f[0] for f in searches if f and f[0].passed), None)
     candidates = [p for search in searches for p in search]
-    previous = [dataclasses.replace(p, passed=False) for p in previous]
+    previous = [dataclasses.replace(p, passed=False, found_by=CITED) for p in previous]
     context = follow_up_context(history, text)
     scored = await ranker.scored(text, [*candidates, *previous], context)
     if choice is not None:  # with its sentence score and focus
@@ -76,14 +76,10 @@ async def best(
     return scored, choice
 
 
-def used(
-    scored: list[Passage], choice: Passage | None, bar: float, margin: float
-) -> Passage | None:
-    """The passage the dialog uses with these thresholds (MeaningRanker.rank, without joining)."""
-    top = scored[0] if scored and (scored[0].sentence_score or 0.0) >= bar else None
-    if choice is None:
-        return top
-    if top is not None and (top.sentence_score or 0.0) - (choice.sentence_score or 0.0) >= margin:
+def used(scored: list[Passage], choice: Passage | None, options: MeaningOptions) -> Passage | None:
+    """The passage the dialog uses with these options (MeaningRanker.rank, without joining)."""
+    top = scored[0] if scored and (scored[0].sentence_score or 0.0) >= options.min_score else None
+    if choice is None or (top is not None and displaces(top, choice, options)):
         return top
     return choice
 
@@ -115,7 +111,7 @@ async def calibrate(retriever: HybridRetriever, ranker: MeaningRanker) -> None:
             if item.get("follows"):
                 first = by_id[item["follows"]]
                 scored, choice = await best(retriever, ranker, first["question"], [], [])
-                top = used(scored, choice, options.min_score, options.promote_margin)
+                top = used(scored, choice, options)
                 previous = [top] if top else []
                 answer = top.focus if top else ""
                 history = [ChatMessage("user", first["question"]), ChatMessage("assistant", answer)]
@@ -126,8 +122,9 @@ async def calibrate(retriever: HybridRetriever, ranker: MeaningRanker) -> None:
             cases.append((name, "uncovered", None, item["question"], scored, choice))
 
     def rows(bar: float, margin: float) -> list[dict]:
+        tried = dataclasses.replace(options, min_score=bar, promote_margin=margin)
         return [
-            row(name, kind, item, used(scored, choice, bar, margin), question)
+            row(name, kind, item, used(scored, choice, tried), question)
             for name, kind, item, question, scored, choice in cases
         ]
 
@@ -143,7 +140,7 @@ async def calibrate(retriever: HybridRetriever, ranker: MeaningRanker) -> None:
     covered = sum(1 for r in chosen if r["covered"])
     uncovered = len(chosen) - covered
     for bar in (0.40, 0.44, 0.50):
-        for margin in (0.0, 0.05, 0.1, 0.15, 0.2, float("inf")):
+        for margin in (-0.1, 0.0, 0.05, 0.1, 0.15, 0.2, float("inf")):
             rs = rows(bar, margin) if margin != float("inf") else rows(2.0, margin)
             right = sum(r["right"] for r in rs)
             fact = sum(r["fact"] for r in rs)

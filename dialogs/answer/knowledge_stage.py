@@ -21,7 +21,7 @@ from botbuilder.core import TurnContext
 from dialogs.answer.stages import TurnDraft
 from dialogs.knowledge.cited import CitedPassages
 from dialogs.knowledge.grounding import choose_passages
-from dialogs.knowledge.meaning import MeaningRanker
+from dialogs.knowledge.meaning import CITED, MeaningRanker
 from dialogs.knowledge.passages import KnowledgeOptions, Passage, Retriever
 from models import ChatMessage, ChatModel
 
@@ -147,7 +147,7 @@ async def find_passages(
             found = [p for p in searches[-1] if p.passed][: options.passages]
         else:
             candidates = [p for search in searches for p in search]
-            previous = [replace(p, passed=False) for p in previous]  # not searched: by meaning
+            previous = [replace(p, passed=False, found_by=CITED) for p in previous]
             context = follow_up_context(history, text)
             found = await ranker.rank(text, [*candidates, *previous], context, choice)
     except Exception:

@@ -42,13 +42,16 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+CITED = "cited"  # `found_by` of the previous answer's passages: no search scored them
+
+
 @dataclass(frozen=True)
 class MeaningOptions:
     # Calibrated on tests/knowledge/eval, eval_fresh and tests/knowledge/calibration
     # (bench/knowledge_calibrate.py; docs/knowledge.md): questions the documents answer score
     # above, small talk and questions they do not cover below.
     min_score: float = 0.44  # the best sentence's cosine similarity a passage needs by meaning
-    promote_margin: float = 0.1  # ... and by how much it must beat the retriever's choice's
+    promote_margin: float = 0.05  # by how much its sentence + chunk score must beat the choice's
     section_margin: float = 0.08  # a second passage of the same section this close joins in
     follow_up_weight: float = 0.5  # of the previous question and answer, for a follow-up
     cache_chunks: int = 4096  # chunks whose sentence vectors are kept in process
@@ -97,10 +100,7 @@ class MeaningRanker:
             return []
         by_meaning = scored[0]
         kept = next((s for s in scored if choice and _key(s.passage) == _key(choice)), None)
-        if kept is not None and not (
-            by_meaning.best >= options.min_score
-            and by_meaning.best - kept.best >= options.promote_margin
-        ):
+        if kept is not None and not displaces(by_meaning.passage, kept.passage, options):
             rest = [s for s in scored if s is not kept and self._relevant(s)]
             return [kept.passage, *(s.passage for s in rest)]
         ranked = [s for s in scored if s.best >= options.min_score]  # by meaning
@@ -196,6 +196,22 @@ class MeaningRanker:
         best = float(scores.max()) if len(scores) else 0.0
         focus = self._focus(sentences, scores, question, sentences)
         return _Scored(replace(passage, sentence_score=best, focus=focus), sentences, scores, best)
+
+
+def displaces(candidate: Passage, choice: Passage, options: MeaningOptions) -> bool:
+    """Whether `candidate` is clearly better evidence than the retriever's `choice`: its best
+    sentence passes `min_score`, and its best sentence's score plus its whole chunk's beats the
+    choice's by `promote_margin`. Both scores, since the best sentence of one short line is
+    easily won by a shared name ("Kestrelmoor has three values" for "How many employees does
+    Kestrelmoor have?") where the chunk that answers scores far higher; a passage the searches
+    did not score (the previous answer's) is compared on its sentences alone."""
+    sentence = candidate.sentence_score or 0.0
+    if sentence < options.min_score:
+        return False
+    gain = sentence - (choice.sentence_score or 0.0)
+    if candidate.found_by != CITED:
+        gain += candidate.score - choice.score
+    return gain >= options.promote_margin
 
 
 def _key(passage: Passage) -> tuple[str, str, str]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from dialogs.answer.knowledge_stage import follow_up_context, is_follow_up
-from dialogs.knowledge.meaning import MeaningOptions, MeaningRanker
+from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, displaces
 from dialogs.knowledge.passages import Passage
 from dialogs.text import STOPWORDS
 from models import ChatMessage
@@ -100,6 +101,18 @@ async def test_the_retrievers_choice_stays_unless_meaning_is_clearly_better() ->
     assert [p.document_id for p in found] == ["expenses", "benefits"], "not by the margin"
     unrelated = await ranker.rank("What is the capital of France?", [LAMP], choice=LAMP)
     assert [p.document_id for p in unrelated] == ["m"], "meaning never removes the choice"
+
+
+def test_a_choice_is_displaced_on_sentence_and_chunk_evidence_together() -> None:
+    options = MeaningOptions(min_score=0.44, promote_margin=0.05)
+    choice = replace(LAMP, score=0.65, sentence_score=0.42)
+    by_name = replace(CLAIMS, score=0.45, sentence_score=0.56)  # a shared name, little else
+    assert not displaces(by_name, choice, options)
+    paraphrase = replace(BENEFITS, score=0.3, sentence_score=0.62)
+    assert displaces(paraphrase, replace(choice, score=0.33), options)
+    assert not displaces(replace(paraphrase, sentence_score=0.4), choice, options), "the bar"
+    cited = replace(paraphrase, score=0.0, found_by=CITED)
+    assert displaces(cited, choice, options), "not scored by a search: on its sentences"
 
 
 async def test_the_answer_sentences_keep_the_word_choice_and_add_the_best_by_meaning() -> None:
