@@ -71,16 +71,22 @@ async def _run(knowledge: Knowledge, args: argparse.Namespace) -> int:
     candidate = {(p.document_id, p.text): relevant for p, relevant in scored}
     ranked = await knowledge.ranker.scored(args.query, [p for p, _ in scored])
     bar = knowledge.ranker.options.min_score
-    print(f"sentence: its best sentence's similarity to the question (used from {bar:.2f});")
-    print("chunk: the whole passage's (a candidate from the retriever's thresholds); by: search")
+    print("chunk: the whole passage's similarity to the question (passes the retriever's")
+    print(
+        f"thresholds, or not); sentence: its best sentence's (relevant by meaning from {bar:.2f});"
+    )
+    print("by: which search found it. The dialog keeps the first passed passage unless one")
+    print("relevant by meaning beats it on sentence + chunk score (docs/knowledge.md).")
     for rank, passage in enumerate(ranked[: args.limit], 1):
         sentence = passage.sentence_score or 0.0
         if not candidate[(passage.document_id, passage.text)]:
-            mark = "  (below the chunk threshold: not a candidate)"
-        elif sentence < bar:
-            mark = "  (below the sentence threshold: not used)"
+            mark = "  (below the candidate threshold: not used)"
+        elif passage.passed:
+            mark = "  (passes the chunk threshold)"
+        elif sentence >= bar:
+            mark = "  (relevant by meaning)"
         else:
-            mark = ""
+            mark = "  (below both thresholds: not used)"
         where_in = f" [{passage.location}]" if passage.location else ""
         print(
             f"{rank}. sentence {sentence:.3f}  chunk {passage.score:.3f}  "
