@@ -4,12 +4,13 @@ question.
 
 Meaning adds to the chunk-level choice, it does not replace it. The retriever's choice (its first
 candidate, when it passes the chunk thresholds calibrated on tests/knowledge/eval) stays the
-passage used unless another candidate's best sentence beats the choice's best sentence by
-`promote_margin` and passes `min_score`: a sentence bar calibrated on sets written beside the code
-flatters itself, so it overrides a chunk the old gates chose only on clear evidence, and adds a
-passage where they chose none. So a question that shares no content word with its answer ("can I
-claim my gym membership?" / "a wellbeing allowance") still finds it, and a question the old gates
-answered keeps its passage unless meaning clearly says otherwise.
+passage used unless another candidate's best sentence passes `min_score` and its best sentence's
+score plus its chunk's beats the choice's by `promote_margin` (`displaces`): a sentence bar
+calibrated on sets written beside the code flatters itself, so it overrides a chunk the old gates
+chose only on clear evidence, and adds a passage where they chose none. So a question that
+shares no content word with its answer ("can I claim my gym membership?" / "a wellbeing
+allowance") still finds it, and a question the old gates answered keeps its passage unless
+meaning clearly says otherwise.
 
 The answer sentences are the chosen passage's best sentence by meaning together with the
 sentences the word-overlap choice takes (dialogs/knowledge/grounding.py `focus`), so what the
