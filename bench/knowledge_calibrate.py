@@ -4,11 +4,12 @@
 
 Indexes tests/knowledge/eval/docs and eval_fresh/docs with the default embedding model into a
 fresh SQLite file, then for every question of tests/knowledge/eval, eval_fresh and calibration
-(never the blind set) prints the best passage after reranking: its document, its best sentence's
-score, the whole chunk's, and whether a fact of the question is in the sentences shown to the
-model. Follow-ups are scored as the dialog scores them (after their question, with its passage
-as the previous answer's citation). Then, for thresholds on the best sentence's score: questions
-answered from the right document, and uncovered or off-topic questions that would get passages.
+(never the blind set) prints the passage the dialog uses (the retriever's choice unless one by
+meaning displaces it): its document, its best sentence's score, the whole chunk's, and whether a
+fact of the question is in the sentences shown to the model. Follow-ups are scored as the dialog
+scores them (after their question, with its passage as the previous answer's citation). Then,
+for sentence bars and margins over the choice (inf: the choice alone): questions answered from
+the right document, with the fact shown, and uncovered or off-topic questions that get passages.
 No chat model runs: retrieval and ranking only.
 
 `--latency`: the extra time per turn of the reranking (the sentence scoring; the query's second
