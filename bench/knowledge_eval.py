@@ -17,7 +17,7 @@ Printed, and saved to bench/results/knowledge-eval[-SET].json:
 - answers containing the fact (any of the question's accepted spellings, case-insensitive);
 - the same without knowledge, for contrast;
 - the off-topic questions (tests/knowledge/eval/off_topic.jsonl): how many found passages
-  above the threshold (so would get sources).
+  above the threshold (so would get sources), as the dialog finds them.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from bot.app import Runtime, build_runtime
 from bot.console import ConsoleAdapter
 from bot.settings import Settings
+from dialogs.answer.knowledge_stage import find_passages
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "knowledge"
 FOLDERS = {"blind": Path(__file__).resolve().parent / "data" / "blind" / "knowledge"}
@@ -79,13 +80,23 @@ def split_sources(text: str) -> tuple[str, str]:
 
 
 async def off_topic_sources(settings: Settings, questions: list[dict]) -> int:
-    """How many off-topic questions the retriever finds passages for (no generation needed:
-    without passages the reply has no sources)."""
+    """How many off-topic questions find passages as the dialog finds them (no generation
+    needed: without passages the reply has no sources, with them it cites at least one)."""
     runtime = build_runtime(settings)
     try:
-        assert runtime.knowledge is not None
-        retriever = runtime.knowledge.retriever
-        found = [await retriever.search(q["question"], 1) for q in questions]
+        knowledge = runtime.knowledge
+        assert knowledge is not None
+        found = [
+            await find_passages(
+                knowledge.retriever,
+                runtime.model,
+                [],
+                item["question"],
+                knowledge.prompt,
+                ranker=knowledge.ranker,
+            )
+            for item in questions
+        ]
         return sum(1 for passages in found if passages)
     finally:
         await runtime.aclose()

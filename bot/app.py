@@ -49,6 +49,7 @@ from bot.turns.runner import RunnerLimits, TurnRunner
 from bot.turns.transcripts import TranscriptMiddleware, check_mode
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
+from dialogs.knowledge.cited import CitedPassages
 from dialogs.main_dialog import MainDialog
 from dialogs.memory.commands import MemoryCommands
 from dialogs.memory.history import ConversationMemory
@@ -137,7 +138,9 @@ def build_runtime(
     usage = UsageStore(storage) if telemetry else None
     feedback = FeedbackStore(storage, transcripts=settings.transcripts, on_record=on_record)
     files = build_files(settings, storage, knowledge, stream) if settings.files else None
-    tools = build_tools(settings, storage, conversation_state, embedding_model=embedding_model)
+    tools = build_tools(
+        settings, storage, conversation_state, embedding_model=knowledge.embedder.model
+    )  # one embedding model for knowledge, memory and tools
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )
@@ -154,6 +157,8 @@ def build_runtime(
         tool_stage=tools.stage if tools else None,
         # Memory by meaning with knowledge's embedder: one model, loaded on first use, off the loop.
         meaning=FactMeaning(knowledge.embedder.embed) if settings.memory else None,
+        ranker=knowledge.ranker,
+        cited=CitedPassages(conversation_state),
     )
     feedback_flow = FeedbackDialog(user_state, feedback.record_rating)
     root = MainDialog(

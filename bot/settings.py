@@ -134,6 +134,7 @@ class Settings:
     embedding_model: str = "embedded"  # all-MiniLM-L6-v2 from its wheel; or a hub id / folder
     knowledge_min_score: float = 0.27  # cosine similarity a passage needs (calibrated: README)
     knowledge_lexical_min_score: float = 0.23  # ... when the words search found it too
+    knowledge_sentence_min_score: float = 0.44  # or its best sentence's (calibrated: docs)
     knowledge_passages: int = 1  # passages in a prompt (the embedded model does best with one)
     knowledge_tokens: int = 600  # and at most this many prompt tokens for them
     knowledge_max_file_mb: float = 50.0  # larger files are skipped

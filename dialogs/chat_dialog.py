@@ -22,6 +22,8 @@ from dialogs.answer.options import ChatOptions
 from dialogs.answer.reply import Reply, ReplyChannel
 from dialogs.answer.stages import AnswerStage, TurnDraft
 from dialogs.files import ConversationFiles
+from dialogs.knowledge.cited import CitedPassages
+from dialogs.knowledge.meaning import MeaningRanker
 from dialogs.knowledge.passages import Retriever
 from dialogs.memory.history import ConversationMemory
 from dialogs.memory.meaning import FactMeaning
@@ -37,8 +39,9 @@ NOT_TEXT = "I can only read text messages for now."
 class ChatDialog(Dialog):
     """One answer per turn, from these stages in order: the user's memory (what is known about
     the user; `user_memory` None turns it off), then the conversation's files (`files`; None
-    turns them off), then the knowledge index (`retriever`; None turns it off), then the model.
-    `replies` shows the answer as the turn's channel does."""
+    turns them off), then the knowledge index (`retriever`; None turns it off; `ranker` reranks
+    its passages by meaning, `cited` keeps the ones an answer cited for a follow-up), then tools
+    (`tool_stage`), then the model. `replies` shows the answer as the turn's channel does."""
 
     def __init__(
         self,
@@ -54,6 +57,8 @@ class ChatDialog(Dialog):
         files: ConversationFiles | None = None,
         tool_stage: AnswerStage | None = None,
         meaning: FactMeaning | None = None,
+        ranker: MeaningRanker | None = None,
+        cited: CitedPassages | None = None,
     ) -> None:
         super().__init__(ChatDialog.__name__)
         self._observer = observer or PassiveObserver()  # spans, metrics, token usage (bot/)
@@ -73,7 +78,11 @@ class ChatDialog(Dialog):
                 meaning=meaning,
             ),
             *([self._files] if self._files is not None else []),
-            *([KnowledgeStage(retriever, model, options.knowledge)] if searches else []),
+            *(
+                [KnowledgeStage(retriever, model, options.knowledge, ranker=ranker, cited=cited)]
+                if searches
+                else []
+            ),
             # tools last: a tool's result replaces the knowledge passages the reply answers from
             *([tool_stage] if tool_stage else []),
         ]

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,10 +154,14 @@ class HashingEmbeddingModel(ReadyLifecycle):
 class EmbeddingWorker:
     """Runs one model's `embed` on its own thread, so the event loop never waits on it. Calls
     that arrive while it is busy wait together and are embedded as one batch (up to
-    `max_batch` texts: the queries of concurrent turns); a longer call runs alone."""
+    `max_batch` texts: the queries of concurrent turns); a longer call runs alone. The vectors of
+    the last `recent` one-text calls are kept: a turn's question is embedded once, though both
+    the search and the reranking of its passages ask for it."""
 
-    def __init__(self, model: EmbeddingModel, *, max_batch: int = 32) -> None:
+    def __init__(self, model: EmbeddingModel, *, max_batch: int = 32, recent: int = 128) -> None:
         self.model = model
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_size = recent
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding")
         self._max_batch = max_batch
         self._waiting: list[tuple[list[str], asyncio.Future[np.ndarray]]] = []
@@ -165,13 +170,22 @@ class EmbeddingWorker:
         self.batches = 0  # model calls made (tests and benchmarks read it)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        one = texts[0] if len(texts) == 1 else None
+        if one is not None and one in self._recent:
+            self._recent.move_to_end(one)
+            return self._recent[one][None, :].copy()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         self._waiting.append((list(texts), future))
         if not self._draining:
             self._draining = True
             self._drainer = loop.create_task(self._drain())
-        return await future
+        vectors = await future
+        if one is not None and self._recent_size > 0:
+            self._recent[one] = vectors[0].copy()
+            while len(self._recent) > self._recent_size:
+                self._recent.popitem(last=False)
+        return vectors
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from bot.knowledge.ingest import document_id
 from bot.knowledge.setup import Knowledge, build_knowledge
 from bot.settings import Settings
 from bot.storage.errors import StorageUnavailable
+from dialogs.answer.knowledge_stage import CANDIDATES
 
 
 def add_knowledge_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,14 +64,35 @@ async def _run(knowledge: Knowledge, args: argparse.Namespace) -> int:
             print(f"removed {target}" if removed else f"not in the index: {target}")
             status = status if removed else 1
         return status
-    scored = await knowledge.retriever.scored(args.query, args.limit)
+    scored = await knowledge.retriever.scored(args.query, max(args.limit, CANDIDATES))
     if not scored:
         print("no passages (is the index empty?)")
-    for rank, (passage, relevant) in enumerate(scored, 1):
-        mark = "" if relevant else "  (below the threshold: not used)"
+        return 0
+    candidate = {(p.document_id, p.text): relevant for p, relevant in scored}
+    ranked = await knowledge.ranker.scored(args.query, [p for p, _ in scored])
+    bar = knowledge.ranker.options.min_score
+    print("chunk: the whole passage's similarity to the question (passes the retriever's")
+    print(
+        f"thresholds, or not); sentence: its best sentence's (relevant by meaning from {bar:.2f});"
+    )
+    print("by: which search found it. The dialog keeps the first passed passage unless one")
+    print("relevant by meaning beats it on sentence + chunk score (docs/knowledge.md).")
+    for rank, passage in enumerate(ranked[: args.limit], 1):
+        sentence = passage.sentence_score or 0.0
+        if not candidate[(passage.document_id, passage.text)]:
+            mark = "  (below the candidate threshold: not used)"
+        elif passage.passed:
+            mark = "  (passes the chunk threshold)"
+        elif sentence >= bar:
+            mark = "  (relevant by meaning)"
+        else:
+            mark = "  (below both thresholds: not used)"
         where_in = f" [{passage.location}]" if passage.location else ""
-        print(f"{rank}. {passage.score:.3f} {passage.title}{where_in} ({passage.source}){mark}")
-        print(f"   {' '.join(passage.text.split())[:300]}")
+        print(
+            f"{rank}. sentence {sentence:.3f}  chunk {passage.score:.3f}  "
+            f"by {passage.found_by or '-'}  {passage.title}{where_in} ({passage.source}){mark}"
+        )
+        print(f"   {passage.focus[:300]}")
     return 0
 
 

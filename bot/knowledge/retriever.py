@@ -4,10 +4,12 @@ Both searches return their best `candidates` (in one store call, with the candid
 similarities and rows); reciprocal rank fusion (score = Σ 1 / (k + rank))
 orders the union, so a product code found only by words ranks beside a paraphrase found only by
 meaning. Relevance is then judged on the absolute cosine similarity of each candidate to the
-query (rank fusion says nothing about it): a passage is kept when its similarity reaches
-`min_score`, or `lexical_min_score` when the words search found it too. The defaults were
-calibrated on tests/knowledge/eval (see the README): questions about the documents score well
-above, small talk and general questions below.
+query (rank fusion says nothing about it): a passage passes when its similarity reaches
+`min_score`, or `lexical_min_score` when the words search found it too (calibrated on
+tests/knowledge/eval: questions about the documents score well above, small talk and general
+questions below). Candidates down to the looser `candidate_*` bars are returned too, marked as not
+passed: the dialog uses one of them only when its sentences are close enough in meaning
+(dialogs/knowledge/meaning.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class RetrievalOptions:
     # bot/settings.py's calibrated defaults (README, "Knowledge"); the app passes its settings.
     min_score: float = 0.27
     lexical_min_score: float = 0.23
+    candidate_min_score: float = 0.15  # returned, not passed, down to these
+    candidate_lexical_min_score: float = 0.1
     candidates: int = 20
     rrf_k: int = 60
 
@@ -56,11 +60,11 @@ class HybridRetriever:
 
     async def search(self, query: str, limit: int) -> list[Passage]:
         scored = await self.scored(query, limit)
-        return [p for p, relevant in scored if relevant]
+        return [p for p, candidate in scored if candidate]
 
     async def scored(self, query: str, limit: int) -> list[tuple[Passage, bool]]:
-        """The fused top `limit` passages, each with whether it passes the threshold (what
-        `botloom knowledge search` prints)."""
+        """The fused top `limit` passages (`passed`: whether each passes the threshold), each
+        with whether it is a candidate at all (what `botloom knowledge search` prints)."""
         options = self._options
         if not query.strip() or not await self._store.has_chunks():
             return []
@@ -70,13 +74,21 @@ class HybridRetriever:
             [[i for i, _ in found.dense], [i for i, _ in found.lexical]], options.rrf_k
         )[:limit]
         found_by_words = {i for i, _ in found.lexical}
+        found_by_meaning = {i for i, _ in found.dense}
         results = []
         for item in fused:
             chunk = found.chunks.get(item)
             if chunk is None:  # removed between the searches
                 continue
             score = found.similarity.get(item, 0.0)
-            bar = options.lexical_min_score if item in found_by_words else options.min_score
+            words = item in found_by_words
+            bar = options.lexical_min_score if words else options.min_score
+            loose = options.candidate_lexical_min_score if words else options.candidate_min_score
+            searches = [
+                name
+                for name, ids in (("words", found_by_words), ("meaning", found_by_meaning))
+                if item in ids
+            ]
             passage = Passage(
                 text=chunk.text,
                 title=chunk.title,
@@ -86,6 +98,8 @@ class HybridRetriever:
                 heading=chunk.heading,
                 page=chunk.page,
                 score=score,
+                found_by="+".join(searches),
+                passed=score >= bar,
             )
-            results.append((passage, score >= bar))
+            results.append((passage, score >= min(bar, loose)))
         return results

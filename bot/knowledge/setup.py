@@ -17,6 +17,7 @@ from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
 from bot.settings import Settings
 from bot.storage import StorageURLError, create_backend
 from bot.storage.knowledge import KnowledgeStore
+from dialogs.knowledge.meaning import MeaningOptions, MeaningRanker
 from dialogs.knowledge.passages import KnowledgeOptions
 from models.embeddings import EmbeddingModel, EmbeddingWorker, HashingEmbeddingModel
 
@@ -67,6 +68,7 @@ class Knowledge:
     retriever: HybridRetriever
     limits: IngestLimits
     prompt: KnowledgeOptions
+    ranker: MeaningRanker  # reranks the retriever's candidates by their sentences' meaning
 
     def ingestion(self, progress: Progress | None = None) -> Ingestion:
         return Ingestion(self.store, self.embedder, limits=self.limits, progress=progress)
@@ -97,7 +99,9 @@ def build_knowledge(
         parse_memory_bytes=int(settings.knowledge_parse_memory_mb * MB),
     )
     prompt = KnowledgeOptions(settings.knowledge_passages, settings.knowledge_tokens)
-    return Knowledge(store, worker, HybridRetriever(store, worker, options), limits, prompt)
+    ranker = MeaningRanker(worker, MeaningOptions(min_score=settings.knowledge_sentence_min_score))
+    retriever = HybridRetriever(store, worker, options)
+    return Knowledge(store, worker, retriever, limits, prompt, ranker)
 
 
 def indexing_at_start(

@@ -91,6 +91,7 @@ class ModelReply:
                 await out.finish(Reply(final_text(result)))
             elif completed:
                 cited = cite(reply, passages)
+                draft.cited = cited.cited
                 self._observer.answered(
                     turn_context, passages=len(passages), citations=len(cited.cited)
                 )

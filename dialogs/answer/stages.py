@@ -29,6 +29,7 @@ class TurnDraft:
     passages: list[Passage] = field(default_factory=list)  # to ground the reply in
     sources: list[Retriever] = field(default_factory=list)  # searched before the index (files)
     answer: str | None = None  # an answer that needs no model: the turn ends with it
+    cited: list[Passage] = field(default_factory=list)  # the passages the model's reply cites
 
 
 class AnswerStage(Protocol):

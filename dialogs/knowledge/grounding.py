@@ -31,24 +31,35 @@ def focus(text: str, question: str, sentences: int = 2) -> str:
     more sentences have it (the product's name in every sentence picks none of them). A small
     model copies the right fact far more often from two sentences than from a whole chunk."""
     parts = split_sentences(text)
+    return " ".join(parts[i] for i in focus_indices(parts, question, sentences))
+
+
+def focus_indices(parts: Sequence[str], question: str, sentences: int = 2) -> list[int]:
+    """`focus`'s choice among the sentences `parts`: their indices, in order."""
     if len(parts) <= sentences:
-        return " ".join(parts)
+        return list(range(len(parts)))
+    scores = word_scores(parts, question)
+    if not any(scores):
+        return list(range(len(parts)))
+    ranked = sorted(range(len(parts)), key=lambda i: (-scores[i], i))
+    return sorted([i for i in ranked if scores[i] > 0][:sentences])
+
+
+def word_scores(parts: Sequence[str], question: str) -> list[float]:
+    """For each sentence, the words it shares with `question` (matched on their stems), each
+    counting less the more sentences have it."""
     wanted = {stem(w) for w in _CONTENT_WORD.findall(question.lower()) if w not in STOPWORDS}
     shared = [wanted & {stem(w) for w in _CONTENT_WORD.findall(p.lower())} for p in parts]
     spread = {w: sum(1 for words in shared if w in words) for w in wanted}
-    scores = [sum(1.0 / spread[w] for w in words) for words in shared]
-    if not any(scores):
-        return " ".join(parts)
-    ranked = sorted(range(len(parts)), key=lambda i: (-scores[i], i))
-    best = [i for i in ranked if scores[i] > 0][:sentences]
-    return " ".join(parts[i] for i in sorted(best))
+    return [sum(1.0 / spread[w] for w in words) for words in shared]
 
 
 def shown_texts(passages: Sequence[Passage], question: str) -> list[str]:
-    """What the prompt shows of each passage: one passage's sentences about the question, or
-    several passages whole."""
+    """What the prompt shows of each passage: one passage's sentences about the question (chosen
+    by meaning where the passage has them, dialogs/knowledge/meaning.py), or several passages
+    whole."""
     if len(passages) == 1:
-        return [focus(passages[0].text, question)]
+        return [passages[0].focus or focus(passages[0].text, question)]
     return [" ".join(p.text.split()) for p in passages]
 
 

@@ -115,7 +115,7 @@ def unsupported(reply: str, passages: Sequence[Passage], question: str) -> list[
 
 def extractive_answer(passages: Sequence[Passage], question: str) -> str:
     """The best passage's sentences about `question` (what the prompt showed the model)."""
-    return focus(passages[0].text, question) if passages else ""
+    return (passages[0].focus or focus(passages[0].text, question)) if passages else ""
 
 
 def grounded_answer(reply: str, passages: Sequence[Passage], question: str) -> str:

@@ -22,7 +22,13 @@ class Passage:
     url: str = ""  # a link a reader can open ("" for a local file)
     heading: str = ""
     page: int | None = None
-    score: float = 0.0  # cosine similarity to the query
+    score: float = 0.0  # cosine similarity of the whole chunk to the query
+    found_by: str = ""  # "words", "meaning" or "words+meaning": which search found it
+    sentence_score: float | None = (
+        None  # its best sentence's similarity (dialogs/knowledge/meaning)
+    )
+    focus: str = ""  # its sentences about the question, chosen by meaning ("": by words)
+    passed: bool = True  # passes the retriever's chunk thresholds (its relevance bar)
 
     @property
     def location(self) -> str:
@@ -34,8 +40,10 @@ class Passage:
 
 
 class Retriever(Protocol):
-    """The passages relevant to `query`, best first, at most `limit`; [] when nothing scores
-    above the relevance threshold. May raise any exception: the dialog then answers without."""
+    """The candidate passages for `query`, best first, at most `limit`, each with whether it
+    passes the retriever's relevance threshold (`passed`); [] when nothing is a candidate. The
+    dialog uses the passed ones, and the others whose sentences are close enough in meaning
+    (dialogs/knowledge/meaning.py). May raise any exception: the dialog then answers without."""
 
     async def search(self, query: str, limit: int) -> list[Passage]: ...
 

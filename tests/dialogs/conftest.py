@@ -9,6 +9,8 @@ from botbuilder.testing import DialogTestClient
 from bot.channels.replies import ChannelReplies
 from dialogs.chat_dialog import ChatDialog, ChatOptions
 from dialogs.feedback_dialog import FeedbackDialog
+from dialogs.knowledge.cited import CitedPassages
+from dialogs.knowledge.meaning import MeaningRanker
 from dialogs.knowledge.passages import Retriever
 from dialogs.main_dialog import MainDialog
 from dialogs.memory.history import ConversationMemory
@@ -41,14 +43,22 @@ class DialogHarness:
 
 
 def make_harness(
-    model: FakeChatModel, options: ChatOptions | None = None, retriever: Retriever | None = None
+    model: FakeChatModel,
+    options: ChatOptions | None = None,
+    retriever: Retriever | None = None,
+    ranker: MeaningRanker | None = None,
 ) -> DialogHarness:
+    """With a `ranker`, passages are reranked by meaning and the cited ones kept for the next
+    turn, as the app wires it."""
     storage = MemoryStorage()
     conversation_state = ConversationState(storage)
     user_state = UserState(storage)
     memory = ConversationMemory(conversation_state)
     options = options or ChatOptions("You are a test.", 2048, GenerationParams(max_new_tokens=50))
-    chat = ChatDialog(model, memory, options, ChannelReplies(), retriever=retriever)
+    cited = CitedPassages(conversation_state) if ranker else None
+    chat = ChatDialog(
+        model, memory, options, ChannelReplies(), retriever=retriever, ranker=ranker, cited=cited
+    )
     root = MainDialog(chat, FeedbackDialog(user_state), memory)
     client = DialogTestClient(
         "emulator",

@@ -12,6 +12,7 @@ from bot.knowledge.ingest import Ingestion
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions
 from bot.settings import Settings
 from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
+from dialogs.knowledge.meaning import MeaningOptions, MeaningRanker
 from models.embeddings import EmbeddingWorker, HFEmbeddingModel
 from tests.knowledge.conftest import EVAL_DOCS
 
@@ -44,7 +45,13 @@ async def test_paraphrases_find_their_document(tmp_path: Path, minilm: HFEmbeddi
         assert found and found[0].heading == "Equipment"
         found = await retriever.search("what to do if my phone gets stolen", 1)
         assert found and found[0].title == "Kestrelmoor security policy"
-        assert await retriever.search("How many legs does a spider have?", 3) == []
+        ranker = MeaningRanker(worker, MeaningOptions(defaults.knowledge_sentence_min_score))
+        spider = "How many legs does a spider have?"
+        assert await ranker.rank(spider, await retriever.search(spider, 8)) == []
+        # A paraphrase: no content word of the answer's, the answer sentence chosen by meaning.
+        question = "How much time off do I get each year?"
+        found = await ranker.rank(question, await retriever.search(question, 8))
+        assert found and found[0].heading == "Holidays" and "27 days" in found[0].focus
     finally:
         worker.close()
         await store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,14 @@ def test_the_knowledge_commands(
     assert "Kestrelmoor product sheet" in listing and listing.endswith("6 documents\n")
     assert main(["knowledge", "search", "form RW-7", "--limit", "2"]) == 0
     found = capsys.readouterr().out.splitlines()
-    assert found[0].startswith("1. ") and "staff handbook [Remote work]" in found[0]
-    assert "RW-7" in found[1]
+    assert found[0].startswith("chunk: the whole passage's similarity to the question")
+    first = re.fullmatch(r"1\. sentence (\d\.\d{3})  chunk (\d\.\d{3})  by (\S+)  (.*)", found[4])
+    assert first is not None, found[4]
+    assert first.group(3) == "words+meaning", "the code is found by both searches"
+    assert "staff handbook [Remote work]" in first.group(4)
+    assert first.group(4).endswith("(passes the chunk threshold)")
+    assert "RW-7" in found[5], "the passage's best sentences"
+    assert found[6].startswith("2. sentence ")
     assert main(["knowledge", "remove", str(EVAL_DOCS / "handbook.md"), "nothing"]) == 1
     assert "not in the index: nothing" in capsys.readouterr().out
     main(["knowledge", "list"])

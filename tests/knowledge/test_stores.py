@@ -212,7 +212,14 @@ async def test_hybrid_retrieval_keeps_relevant_passages_only(make_store: Factory
         found = await retriever.search("which form for remote work? RW-7", 3)
         assert found[0].title == "Handbook" and found[0].heading == "Remote work"
         assert found[0].document_id == "handbook" and found[0].source == "/docs/handbook.md"
-        assert await retriever.search("zebra xylophone quantum", 3) == []
+        assert found[0].passed
+        unrelated = await retriever.search("zebra xylophone quantum", 3)
+        assert not any(p.passed for p in unrelated), "candidates at most, none relevant"
+        strict = RetrievalOptions(
+            0.3, 0.2, candidate_min_score=0.3, candidate_lexical_min_score=0.2
+        )
+        strict_retriever = HybridRetriever(store, worker, strict)
+        assert await strict_retriever.search("zebra xylophone quantum", 3) == []
     finally:
         worker.close()
 

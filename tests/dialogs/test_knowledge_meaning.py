@@ -1,0 +1,197 @@
+"""Passages and answer sentences chosen by meaning (dialogs/knowledge/meaning.py), and follow-ups
+that go back to the passages the previous answer cited, through the chat dialog.
+
+`ConceptEmbedder` is a deterministic stand-in for the embedding model with the one property
+that matters here: words of one concept ("gym", "fitness", "wellbeing") are close although they
+share no letters, and other words are far apart. The real model's behaviour on paraphrases is
+tested in tests/knowledge/test_embedded_embeddings.py (slow)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from dialogs.answer.knowledge_stage import follow_up_context, is_follow_up
+from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, displaces
+from dialogs.knowledge.passages import Passage
+from dialogs.text import STOPWORDS
+from models import ChatMessage
+from models.fake import FakeChatModel
+from tests.dialogs.conftest import make_harness
+
+CONCEPTS = {
+    "fitness": "gym membership wellbeing fitness sport",
+    "money": "claim allowance refund refunds pays pounds cost",
+    "weight": "heavy weighs weight grams",
+    "lamp": "lamp zeta-9 light",
+    "duration": "long hours runs",
+}
+DIMENSION = 1024
+
+
+class ConceptEmbedder:
+    """Each word adds to its concept's dimension, or to a hashed one; unit-length rows."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._concept = {
+            word: index for index, words in enumerate(CONCEPTS.values()) for word in words.split()
+        }
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += texts
+        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[\w-]+", text.lower()):
+                if word in STOPWORDS:
+                    continue
+                if word in self._concept:
+                    out[row, self._concept[word]] += 1.0
+                else:
+                    digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+                    out[row, len(CONCEPTS) + int.from_bytes(digest) % (DIMENSION - 10)] += 1.0
+            out[row] /= max(float(np.linalg.norm(out[row])), 1e-9)
+        return out
+
+
+BENEFITS = Passage(
+    "Staff parking is free. The canteen opens at noon. "
+    "The wellbeing allowance refunds up to 30 pounds a month.",
+    "Staff benefits",
+    "/benefits.md",
+    "benefits",
+    heading="Benefits",
+)
+CLAIMS = Passage(
+    "Claim travel expenses within 60 days. Membership of the union is voluntary.",
+    "Expenses",
+    "/expenses.md",
+    "expenses",
+)
+LAMP = Passage(
+    "The Zeta-9 lamp runs for 11 hours. The lamp weighs 300 grams.",
+    "Lamp manual",
+    "/m.md",
+    "m",
+)
+OPTIONS = MeaningOptions(min_score=0.3)
+
+
+async def test_a_paraphrase_finds_its_passage_and_sentence_by_meaning() -> None:
+    ranker = MeaningRanker(ConceptEmbedder(), OPTIONS)
+    found = await ranker.rank("Can I claim my gym membership?", [CLAIMS, BENEFITS])
+    assert found[0].document_id == "benefits", "the passage that shares words with it loses"
+    assert "30 pounds" in found[0].focus
+    assert found[0].sentence_score is not None and found[0].sentence_score >= 0.3
+    assert await ranker.rank("What is the capital of France?", [CLAIMS, BENEFITS]) == []
+
+
+async def test_the_retrievers_choice_stays_unless_meaning_is_clearly_better() -> None:
+    question = "Can I claim my gym membership?"  # benefits' sentence 0.60, expenses' 0.52
+    loose = MeaningRanker(ConceptEmbedder(), MeaningOptions(min_score=0.3, promote_margin=0.05))
+    found = await loose.rank(question, [CLAIMS, BENEFITS], choice=CLAIMS)
+    assert found[0].document_id == "benefits", "its sentence is closer by more than the margin"
+    assert found[1].document_id == "expenses", "the choice it displaced follows"
+    ranker = MeaningRanker(ConceptEmbedder(), MeaningOptions(min_score=0.3, promote_margin=0.1))
+    found = await ranker.rank(question, [CLAIMS, BENEFITS], choice=CLAIMS)
+    assert [p.document_id for p in found] == ["expenses", "benefits"], "not by the margin"
+    unrelated = await ranker.rank("What is the capital of France?", [LAMP], choice=LAMP)
+    assert [p.document_id for p in unrelated] == ["m"], "meaning never removes the choice"
+
+
+def test_a_choice_is_displaced_on_sentence_and_chunk_evidence_together() -> None:
+    options = MeaningOptions(min_score=0.44, promote_margin=0.05)
+    choice = replace(LAMP, score=0.65, sentence_score=0.42)
+    by_name = replace(CLAIMS, score=0.45, sentence_score=0.56)  # a shared name, little else
+    assert not displaces(by_name, choice, options)
+    paraphrase = replace(BENEFITS, score=0.3, sentence_score=0.62)
+    assert displaces(paraphrase, replace(choice, score=0.33), options)
+    assert not displaces(replace(paraphrase, sentence_score=0.4), choice, options), "the bar"
+    cited = replace(paraphrase, score=0.0, found_by=CITED)
+    assert displaces(cited, choice, options), "not scored by a search: on its sentences"
+
+
+async def test_the_answer_sentences_keep_the_word_choice_and_add_the_best_by_meaning() -> None:
+    lamp = Passage(
+        "The Zeta-9 lamp is made in Oslo. The Zeta-9 lamp is sold in tins. "
+        "It weighs 300 grams. Replace the Zeta-9 bulb yearly.",
+        "Lamp manual",
+        "/m.md",
+        "m",
+    )
+    found = await MeaningRanker(ConceptEmbedder(), OPTIONS).rank(
+        "How heavy is the Zeta-9?", [lamp], choice=lamp
+    )
+    focus = found[0].focus
+    assert "It weighs 300 grams." in focus, "the best by meaning, sharing no word"
+    assert "made in Oslo" in focus and "sold in tins" in focus, "the two the words chose"
+    assert "bulb" not in focus
+
+
+async def test_sentence_vectors_are_embedded_once_per_chunk() -> None:
+    embedder = ConceptEmbedder()
+    ranker = MeaningRanker(embedder, OPTIONS)
+    await ranker.rank("How heavy is the lamp?", [LAMP])
+    embedded = len(embedder.texts)
+    await ranker.rank("How long does the lamp run?", [LAMP])
+    assert len(embedder.texts) == embedded + 1, "only the new question"
+
+
+async def test_passages_of_one_section_answer_together() -> None:
+    first = Passage("The lamp runs for 11 hours.", "Manual", "/m.md", "m", heading="Battery")
+    second = Passage("The lamp weighs 300 grams.", "Manual", "/m.md", "m", heading="Battery")
+    found = await MeaningRanker(ConceptEmbedder(), OPTIONS).rank(
+        "lamp hours weight", [first, second]
+    )
+    assert (
+        len(found) == 1
+        and found[0].text == "The lamp runs for 11 hours. The lamp weighs 300 grams."
+    )
+
+
+def test_a_follow_up_is_a_short_question_that_refers_back() -> None:
+    assert is_follow_up("How heavy is it?")
+    assert is_follow_up("and the other one?")
+    assert not is_follow_up("thanks, that's all"), "no question: small talk"
+    assert not is_follow_up("What is the capital of France?")
+    history = [ChatMessage("user", "How long does the lamp run?"), ChatMessage("assistant", "11 h")]
+    assert follow_up_context(history, "How heavy is it?") == "How long does the lamp run?\n11 h"
+    assert follow_up_context(history, "Who wrote Hamlet?") == ""
+
+
+class FirstOnly:
+    """Finds the lamp passage for a question that names the lamp, nothing for any other."""
+
+    async def search(self, query: str, limit: int) -> list[Passage]:
+        return [LAMP] if "lamp" in query.lower() and "heavy" not in query.lower() else []
+
+
+async def test_a_follow_up_goes_back_to_the_passage_the_answer_cited() -> None:
+    model = FakeChatModel(reply=lambda _: "It runs for 11 hours.")
+    harness = make_harness(model, retriever=FirstOnly(), ranker=MeaningRanker(ConceptEmbedder()))
+    first = await harness.say("How long does the lamp run?")
+    assert first[0].endswith("Sources: [1] Lamp manual")
+    await harness.say("How heavy is it?")
+    prompt = model.prompts[-1][-1].content
+    assert "The lamp weighs 300 grams." in prompt, "the cited passage, kept in the conversation"
+    assert prompt.endswith("Question: How heavy is it?")
+
+
+async def test_without_a_citation_there_is_nothing_to_go_back_to() -> None:
+    model = FakeChatModel(reply=lambda _: "Hello!")
+    harness = make_harness(model, retriever=FirstOnly(), ranker=MeaningRanker(ConceptEmbedder()))
+    await harness.say("hello")
+    await harness.say("How heavy is it?")
+    assert model.prompts[-1][-1].content == "How heavy is it?"
+
+
+async def test_a_full_cache_keeps_what_the_turn_uses() -> None:
+    embedder = ConceptEmbedder()
+    ranker = MeaningRanker(embedder, MeaningOptions(min_score=0.3, cache_chunks=1))
+    await ranker.rank("How heavy is the lamp?", [LAMP])
+    found = await ranker.rank("Can I claim my gym membership?", [LAMP, BENEFITS])
+    assert [p.document_id for p in found] == ["benefits"]
