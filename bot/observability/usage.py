@@ -23,6 +23,7 @@ from botbuilder.core import Storage, TurnContext
 from botbuilder.schema import Activity
 
 from bot.storage import StorageConflictError
+from bot.storage.values import ABSENT
 from dialogs.memory.user_store import USER_IDENTITY_KEY
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class UsageStore:
             for name in ("input", "output", "turns"):
                 value[name] += counts[name]
             value["tenant"] = tenant or value.get("tenant", "")
-            value["e_tag"] = _etag(record) or "*"
+            value["e_tag"] = _etag(record) or ABSENT  # created once, whoever comes first
             try:
                 await self._storage.write({key: value})
             except (StorageConflictError, KeyError):
@@ -179,7 +180,7 @@ class UsageStore:
             if user in value["users"]:
                 return
             value["users"] = [*value["users"], user]
-            value["e_tag"] = _etag(index) or "*"
+            value["e_tag"] = _etag(index) or ABSENT
             try:
                 await self._storage.write({key: value})
                 return

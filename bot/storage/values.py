@@ -14,6 +14,11 @@ from typing import Any
 from jsonpickle.pickler import Pickler
 from jsonpickle.unpickler import Unpickler
 
+# A write whose e_tag is ABSENT creates the item only where there is none (else it conflicts):
+# two replicas creating the same record cannot overwrite each other. botbuilder's MemoryStorage
+# behaves the same, since no stored item ever carries this etag.
+ABSENT = "absent"
+
 
 def etag_of(value: Any) -> str | None:
     """The etag a write must match, or None for an unconditional write ("*" or none)."""

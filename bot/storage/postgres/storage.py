@@ -15,7 +15,7 @@ from bot.storage.errors import LockLost, StorageConflictError
 from bot.storage.fencing import current_fence
 from bot.storage.postgres.backend import PostgresBackend
 from bot.storage.server_storage import ServerStorage
-from bot.storage.values import loads, rows_to_write, set_etags
+from bot.storage.values import ABSENT, loads, rows_to_write, set_etags
 
 if TYPE_CHECKING:
     from bot.storage.postgres.knowledge import PostgresKnowledgeStore
@@ -190,6 +190,18 @@ class PostgresStorage(ServerStorage):
                 etag,
                 text,
             )
+            return
+        if expected == ABSENT:
+            status = await conn.execute(
+                f"INSERT INTO {self.table} (key, etag, value) VALUES ($1, $2, $3) "
+                "ON CONFLICT (key) DO NOTHING",
+                key,
+                etag,
+                text,
+            )
+            if status == "INSERT 0 0":
+                actual = await conn.fetchval(f"SELECT etag FROM {self.table} WHERE key = $1", key)
+                raise StorageConflictError(key, expected, actual)
             return
         status = await conn.execute(
             f"UPDATE {self.table} SET etag = $3, value = $4, updated_at = now() "

@@ -49,10 +49,11 @@ _UNREACHABLE = (
 )
 
 # KEYS: the n item keys, then the lock key. ARGV: n, the fence prefix ("<fence>:" or "" for
-# none), then (expected etag or "", new etag, value) per item. Checks everything, then writes
-# everything: all or nothing. Returns {0}; {-1} when the fence no longer holds the lock; or
-# {i, stored etag or ""} for the first item whose etag does not match. An item already carrying
-# its new etag counts as a match: redis-py retried a write whose reply was lost, and it is done.
+# none), then (expected etag or "", new etag, value) per item; "absent" (values.ABSENT) expects
+# no item. Checks everything, then writes everything: all or nothing. Returns {0}; {-1} when the
+# fence no longer holds the lock; or {i, stored etag or ""} for the first item whose etag does
+# not match. An item already carrying its new etag counts as a match: redis-py retried a write
+# whose reply was lost, and it is done.
 _WRITE = """
 local n = tonumber(ARGV[1])
 local fence = ARGV[2]
@@ -62,7 +63,10 @@ if fence ~= '' then
 end
 for i = 1, n do
   local expected = ARGV[3 * i]
-  if expected ~= '' then
+  if expected == 'absent' then
+    local stored = redis.call('HGET', KEYS[i], 'etag')
+    if stored and stored ~= ARGV[3 * i + 1] then return {i, stored} end
+  elseif expected ~= '' then
     local stored = redis.call('HGET', KEYS[i], 'etag')
     if stored ~= expected and stored ~= ARGV[3 * i + 1] then return {i, stored or ''} end
   end

@@ -12,7 +12,7 @@ from botbuilder.core import Storage
 
 from bot.storage.errors import StorageConflictError
 from bot.storage.sqlite.worker import SqliteWorker, immediate
-from bot.storage.values import loads, rows_to_write, set_etags
+from bot.storage.values import ABSENT, loads, rows_to_write, set_etags
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS items "
@@ -80,8 +80,9 @@ class SqliteStorage(Storage):
             for key, expected, text in rows:
                 if expected is not None:
                     found = conn.execute("SELECT etag FROM items WHERE key = ?", (key,)).fetchone()
-                    if found is None or found[0] != expected:
-                        raise StorageConflictError(key, expected, found[0] if found else None)
+                    stored = found[0] if found else None
+                    if (stored is not None) if expected == ABSENT else (stored != expected):
+                        raise StorageConflictError(key, expected, stored)
                 etags.append(uuid.uuid4().hex)
                 conn.execute(_UPSERT, (key, etags[-1], text))
         return etags

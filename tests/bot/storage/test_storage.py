@@ -29,6 +29,7 @@ from bot.storage.postgres import PostgresStorage
 from bot.storage.postgres.storage import migrations
 from bot.storage.redis import RedisStorage
 from bot.storage.sqlite import SqliteStorage
+from bot.storage.values import ABSENT
 from tests.services import namespace_on
 
 KEY = "emulator/conversations/a:b c/é"  # botbuilder keys have slashes; ours may have anything
@@ -209,6 +210,19 @@ async def test_concurrent_writers_from_one_read_exactly_one_wins(storage: Storag
     assert len(winners) == 1
     assert all(isinstance(r, StorageConflictError) for r in results if r is not None)
     assert (await storage.read([KEY]))[KEY]["writer"] == winners[0]
+
+
+async def test_creating_writers_with_absent_etag_exactly_one_wins(storage: Storage) -> None:
+    """e_tag ABSENT creates an item only where there is none: of writers that all found nothing,
+    one creates it and the others conflict, so nobody overwrites what another created."""
+    writes = [storage.write({KEY: {"writer": i, "e_tag": ABSENT}}) for i in range(8)]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    winners = [i for i, result in enumerate(results) if result is None]
+    assert len(winners) == 1
+    assert all(isinstance(r, StorageConflictError | KeyError) for r in results if r is not None)
+    assert (await storage.read([KEY]))[KEY]["writer"] == winners[0]
+    with pytest.raises((StorageConflictError, KeyError)):
+        await storage.write({KEY: {"writer": "late", "e_tag": ABSENT}})
 
 
 # --- SQLite only --------------------------------------------------------------------------------
