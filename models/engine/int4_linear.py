@@ -110,12 +110,6 @@ def int4_copy(model: PreTrainedModel, group_size: int = 32) -> PreTrainedModel |
     try:
         if not _agrees(functools.partial(Int4Linear, group_size=32)):
             return None
-        exact = sum(
-            on_grid(m.weight, group_size)
-            for m in model.modules()
-            if type(m) is nn.Linear and m is not model.get_output_embeddings()
-        )
-        logger.info("int4 weights: %d linear layers already held 4-bit values", exact)
         make_layer = functools.partial(Int4Linear, group_size=group_size)
         return fused_copy(model, make_layer, torch.float16, output_layer=Fp16Linear)
     except Exception:  # an op missing from this PyTorch build: serve another format
