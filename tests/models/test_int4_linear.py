@@ -3,6 +3,7 @@ in torchao's int4 CPU layout, 4-bit checkpoints told apart, "auto" and the group
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,14 @@ from gguf.quants import dequantize
 from torch import nn
 from torchao.quantization.utils import unpack_tinygemm_scales_and_zeros
 
+from models.api import ChatMessage, GenerationParams, complete
 from models.embedded import embedded_gguf_path
+from models.engine import BatchedChatModel, EngineConfig
 from models.engine.cpu_model import prepare_model
 from models.engine.fp16_linear import Fp16Linear, fp16_available
 from models.engine.int4_linear import Int4Linear, int4_copy, on_grid
 from models.loading import load_pretrained
-from tests.models.serial import Loaded
+from tests.models.serial import Loaded, chat
 
 pytestmark = pytest.mark.skipif(not fp16_available(), reason="no FBGEMM (not x86)")
 
@@ -112,3 +115,29 @@ def test_auto_runs_int4_only_on_a_4_bit_checkpoint(float32: Loaded) -> None:
     assert prepare_model(model, weights="auto", pack_weights=True, max_batch=4).weights == "fp16"
     chosen = prepare_model(model, weights="int4", pack_weights=True, max_batch=4)
     assert (chosen.weights, chosen.compact) == ("int4", True)
+
+
+async def test_an_int4_engine_streams_reuses_prefixes_and_cancels(float32: Loaded) -> None:
+    model, tokenizer = float32
+    config = EngineConfig(max_batch=4, weights="int4")
+    engine = BatchedChatModel(model, tokenizer, name="tiny", stop_token_ids=(), config=config)
+    greedy = GenerationParams(max_new_tokens=12, temperature=0.0, repetition_penalty=2.0)
+    try:
+        assert engine._batcher.runner.weights == "int4"  # type: ignore[attr-defined]
+        pieces = [p async for p in engine.stream(chat("hello"), greedy)]
+        assert len(pieces) > 1  # streamed piece by piece
+        reply = "".join(pieces)
+        follow_up = [*chat("hello"), ChatMessage("assistant", reply)]
+        await complete(engine, [*follow_up, ChatMessage("user", "And then?")], greedy)
+        assert engine.stats.reused_tokens >= engine.count_tokens(follow_up) // 2
+
+        stream = engine.stream(chat("tell me more"), GenerationParams(max_new_tokens=400))
+        await anext(stream)
+        await stream.aclose()  # the consumer leaves mid-reply
+        for _ in range(500):
+            if engine.stats.cancelled:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.stats.cancelled == 1 and engine.admitted == 0
+    finally:
+        engine.close()
