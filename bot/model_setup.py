@@ -60,6 +60,7 @@ def build_local_model(settings: Settings) -> ChatModel:
         weights=settings.engine_weights,  # type: ignore[arg-type]  # checked by bot.settings
         prefix_cache_bytes=settings.prefix_cache_mb << 20 or None,
         torch_threads=settings.torch_threads,
+        int4_group_size=settings.engine_int4_group,
     )
     loader = partial(
         load_engine_model,

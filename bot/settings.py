@@ -178,6 +178,7 @@ class Settings:
     engine_weights: str = "auto"
     prefix_cache_mb: int = 0
     torch_threads: int = 0
+    engine_int4_group: int = 32  # inputs per scale and zero point of "int4" (32, 64 or 128)
     # Observability (docs/observability.md): OTLP traces when either is set (the SDK reads the
     # other OTEL_* variables); GET /metrics behind this bearer token when set; daily token quota.
     traces: bool = False
@@ -278,6 +279,8 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     # CPU speed of the engine
     if parsed.get("engine_weights", "auto") not in ENGINE_WEIGHTS:
         raise SettingsError(f"BOTLOOM_ENGINE_WEIGHTS must be one of {', '.join(ENGINE_WEIGHTS)}")
+    if parsed.get("engine_int4_group", 32) not in (32, 64, 128):
+        raise SettingsError("BOTLOOM_ENGINE_INT4_GROUP must be 32, 64 or 128")
     for name in ("prefix_cache_mb", "torch_threads", "knowledge_parse_memory_mb"):
         if parsed.get(name, 0) < 0:
             raise SettingsError(f"{env_name(name)} must be 0 or more")

@@ -14,7 +14,7 @@ Engine = Literal["auto", "batched", "serial"]
 
 ENGINES: tuple[str, ...] = get_args(Engine)
 
-EngineWeights = Literal["auto", "fp16", "bf16", "int8", "float32"]
+EngineWeights = Literal["auto", "int4", "fp16", "bf16", "int8", "float32"]
 """The weights the CPU backend runs a float32 model on (see EngineConfig.weights)."""
 
 ENGINE_WEIGHTS: tuple[str, ...] = get_args(EngineWeights)

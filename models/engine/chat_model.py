@@ -64,6 +64,7 @@ def create_batcher(
         prefix_cache_tokens=config.prefix_cache_tokens,
         pack_weights=config.pack_weights,
         weights=config.weights,
+        int4_group_size=config.int4_group_size,
         prefix_cache_bytes=config.prefix_cache_bytes,
     )
 

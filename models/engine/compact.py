@@ -6,10 +6,10 @@ bench/results/design-measurements.md). This step does per layer: RMSNorm, one fu
 rotary embedding from the model's own `rotary_emb`, the new keys and values written into the batch's
 slots (models/engine/kv.py), attention as two batched matmuls over the slots with the query heads of
 a KV head grouped (no repeat_kv), the output product, RMSNorm, one fused gate/up product, SiLU,
-down. It runs on the fused layers of models/engine/fused.py (fp16, bf16) or int8_linear.py, so it
-exists only where those do, for the model types in SUPPORTED, and only once `matches` found its
-logits equal to the model's own forward on a small batch (else the batcher keeps transformers'
-forward).
+down. It runs on the fused layers of models/engine/fused.py (int4, fp16, bf16) or int8_linear.py,
+so it exists only where those do, for the model types in SUPPORTED, and only once `matches` found
+its logits equal to the model's own forward on a small batch (else the batcher keeps
+transformers' forward).
 Prefill still runs transformers' forward: any Hugging Face causal LM works as before.
 """
 

@@ -35,7 +35,9 @@ class EngineConfig:
     (models/engine/cpu_model.py), "float32" on its own (oneDNN-packed) weights.
     `prefix_cache_bytes` bounds the PrefixCache in bytes as well (None: a sixteenth of the
     model's weights, at least 32 MiB). `torch_threads`: torch's intra-op threads on the CPU (0: the
-    cores the process may run on).
+    cores the process may run on). `weights` "auto" runs a checkpoint of 4-bit groups (the
+    embedded default's Q4_1 GGUF) on int4 weights as they are; "int4" quantises any other model
+    at load, `int4_group_size` inputs per scale and zero point (32, 64 or 128).
     """
 
     backend: Backend = "auto"
@@ -54,6 +56,7 @@ class EngineConfig:
     weights: EngineWeights = "auto"
     prefix_cache_bytes: int | None = None
     torch_threads: int = 0
+    int4_group_size: int = 32
 
 
 class Batcher(Protocol):

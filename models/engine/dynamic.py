@@ -80,12 +80,12 @@ class DynamicBatcher:
         pack_weights: bool = True,
         weights: EngineWeights = "float32",
         prefix_cache_bytes: int | None = None,
+        int4_group_size: int = 32,
     ) -> None:
         if not supports_dynamic_batching(model):
             raise ValueError(f"{type(model).__name__} cannot be batched by DynamicBatcher")
-        self.runner = prepare_model(
-            model, weights=weights, pack_weights=pack_weights, max_batch=max_batch
-        )
+        sizes = {"max_batch": max_batch, "int4_group_size": int4_group_size}
+        self.runner = prepare_model(model, weights=weights, pack_weights=pack_weights, **sizes)
         self.packed = self.runner.weights == "packed"
         self._model = self.runner.model
         self._device = model.device

@@ -64,11 +64,14 @@ def agrees(
     rounded: Callable[[torch.Tensor], torch.Tensor],
     round_inputs: bool,
     tolerance: float,
+    weight: torch.Tensor | None = None,
 ) -> bool:
-    """Whether `make_layer`'s layers match F.linear on the weight as `rounded` (and the input
-    too where `round_inputs`) here, within `tolerance` (a broken build of the kernel fails)."""
+    """Whether `make_layer`'s layers match F.linear on the weight (random, or `weight` [48, 64])
+    as `rounded` (and the input too where `round_inputs`) here, within `tolerance` (a broken
+    build of the kernel fails)."""
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(48, 64, generator=generator)
+    if weight is None:
+        weight = torch.randn(48, 64, generator=generator)
     bias = torch.randn(48, generator=generator)
     layer = make_layer(weight, bias)
     for rows in (1, 3, 40):
@@ -155,14 +158,19 @@ def _fuse(parent: nn.Module, names: tuple[str, ...], make_layer: LayerFactory) -
 
 
 def fused_copy(
-    model: PreTrainedModel, make_layer: LayerFactory, table_dtype: torch.dtype
+    model: PreTrainedModel,
+    make_layer: LayerFactory,
+    table_dtype: torch.dtype,
+    output_layer: LayerFactory | None = None,
 ) -> PreTrainedModel:
-    """A copy of `model` on `make_layer`'s layers (fused as the module docstring says), its input
-    embedding a `table_dtype` matrix, every other parameter and buffer cloned."""
+    """A copy of `model` on `make_layer`'s layers (fused as the module docstring says; the output
+    layer on `output_layer`'s where given), its input embedding a `table_dtype` matrix, every
+    other parameter and buffer cloned."""
     from models.engine.packed_linear import copy_memo
 
     converted = copy.deepcopy(model, copy_memo(model))
     embedding = converted.get_input_embeddings()
+    output = converted.get_output_embeddings()
     for parent in list(converted.modules()):
         for key, names in FUSED.items():
             fused = _fuse(parent, names, make_layer)
@@ -170,7 +178,8 @@ def fused_copy(
                 object.__setattr__(parent, f"botloom_{key}", fused)  # not a submodule
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
-                setattr(parent, name, make_layer(child.weight.detach(), child.bias))
+                make = output_layer if child is output and output_layer else make_layer
+                setattr(parent, name, make(child.weight.detach(), child.bias))
             elif child is embedding and type(child) is nn.Embedding:
                 setattr(parent, name, _input_embedding(converted, child, table_dtype))
     return converted

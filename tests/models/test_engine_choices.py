@@ -35,4 +35,4 @@ def test_the_engine_and_the_settings_use_the_same_choices() -> None:
     weights = get_type_hints(EngineConfig)["weights"]
     assert get_args(weights) == ENGINE_WEIGHTS
     assert ENGINES == ("auto", "batched", "serial")
-    assert ENGINE_WEIGHTS == ("auto", "fp16", "bf16", "int8", "float32")
+    assert ENGINE_WEIGHTS == ("auto", "int4", "fp16", "bf16", "int8", "float32")

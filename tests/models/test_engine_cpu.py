@@ -1,5 +1,5 @@
 """The CPU path of the engine (issue 16) and its failure and memory bounds (issue 12 items 9, 10):
-float16, int8 and bfloat16 weights with the compact decode step, threads, one failing row, the
+float16, int4, int8 and bfloat16 weights with the compact decode step, threads, one failing row, the
 prefix cache in bytes."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from models.engine.bf16_linear import Bf16Linear, bf16_copy, native_bf16
 from models.engine.cpu_model import cpu_threads, kv_bytes_per_token
 from models.engine.dynamic import DynamicBatcher
 from models.engine.fp16_linear import Fp16Linear, fp16_available, fp16_copy
+from models.engine.int4_linear import Int4Linear
 from models.engine.int8_linear import Int8Linear
 from models.engine.prefix_cache import PrefixCache
 from models.engine.request import EngineRequest
@@ -55,6 +56,7 @@ needs_fp16 = pytest.mark.skipif(not FP16, reason="this PyTorch build has no FBGE
     ("weights", "layer"),
     [
         ("int8", Int8Linear),
+        pytest.param("int4", Int4Linear, marks=needs_fp16),
         pytest.param("bf16", Bf16Linear, marks=needs_bf16),
         pytest.param("fp16", Fp16Linear, marks=needs_fp16),
     ],

@@ -1,0 +1,133 @@
+"""Int4Linear: weight-only 4-bit linear layers for the CPU, on torchao's int4 CPU layout.
+
+A decode step of one reply reads every weight once, so its time follows the bytes: float16 reads
+2 per weight, this layout about 0.6 (4-bit values, a bfloat16 scale and zero point per group of
+`group_size` inputs along a row). torchao's `Int4OpaqueTensor` (torchao 0.18 keeps it in
+`torchao.prototype.quantization.int4`; the CPU layout left `Int4WeightOnlyConfig`) packs the
+weight once for torch's own int4 CPU kernel and `F.linear` on it runs that kernel: w = (q - 8) x
+scale + zero, q in 0..15, activations and result bfloat16 (its float32 path is scalar, dozens of
+times slower; so each product rounds its input and output to bfloat16, as bf16_linear.py does).
+
+A 4-bit checkpoint is kept as it is. A Q4_1 GGUF block (32 weights, w = d x q + m) is such a
+group: ggml's Q4_1 quantiser sets m to the block's minimum and d to (max - min) / 15, so every
+block holds q = 0 and q = 15, and torchao's per-group choice (scale = (max - min) / 15, zero at the
+group's middle) on the checkpoint's exact values gives back the block's own q, scale d and zero
+m + 8d; the layout then stores scale and zero as bfloat16 (the only rounding: tests/models/
+test_int4_linear.py checks a layer of the embedded default against gguf's own dequantisation).
+`on_grid` says whether a weight is such a checkpoint's; other weights are quantised at load.
+
+The output layer is not 4-bit: the embedded default's (tied to the input embedding) is Q8_0 in
+its GGUF, and at 16 rows the int4 kernel multiplies its 49152 rows several times slower than
+FBGEMM's float16 (Fp16Linear). `int4_copy` gives the batcher its own copy (models/engine/fused.py:
+q/k/v and gate/up fused), the caller's model left unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from models.engine.fp16_linear import Fp16Linear, can_use_fp16
+from models.engine.fused import HalfLinear, LayerFactory, agrees, fused_copy
+
+logger = logging.getLogger(__name__)
+
+GROUP_SIZES = (32, 64, 128)  # what the layout supports
+LEVELS = 15  # 4 bits: q in 0..15
+
+
+class Int4Linear(HalfLinear):
+    """`nn.Linear` on a torchao Int4OpaqueTensor weight [out, in] (fused.HalfLinear), grouped
+    along the inputs by `group_size`; float32 in and out, bfloat16 through the kernel."""
+
+    kind = "int4"
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group_size: int) -> None:
+        from torchao.prototype.quantization.int4 import Int4OpaqueTensor
+
+        super().__init__(weight, bias)
+        self.group_size = group_size
+        with torch.no_grad():
+            exact = Int4OpaqueTensor.from_hp(weight.detach().float().contiguous(), [1, group_size])
+            self.weight = Int4OpaqueTensor(
+                exact.qdata,
+                exact.scale_and_zero.to(torch.bfloat16),
+                exact.block_size,
+                exact.shape,
+            )
+
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        return F.linear(flat.to(torch.bfloat16), self.weight).float()
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, group_size={self.group_size}"
+
+
+def int4_available() -> bool:
+    """Whether torchao's int4 CPU layout imports here."""
+    try:
+        from torchao.prototype.quantization.int4 import Int4OpaqueTensor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def on_grid(weight: torch.Tensor, group_size: int = 32) -> bool:
+    """Whether `weight` [out, in] already holds 4-bit values: every group of `group_size` inputs
+    is min + q x (max - min) / 15 with integer q (up to float32 rounding), as a Q4_1 GGUF's."""
+    if weight.dim() != 2 or weight.shape[1] % group_size:
+        return False
+    groups = weight.detach().float().reshape(-1, group_size)
+    low = groups.amin(dim=1, keepdim=True)
+    step = (groups.amax(dim=1, keepdim=True) - low) / LEVELS
+    q = ((groups - low) / step.clamp_min(torch.finfo(torch.float32).tiny)).round()
+    error = (low + q * step - groups).abs()
+    return bool((error <= 1e-4 * step + 1e-7).all())
+
+
+def four_bit_checkpoint(model: PreTrainedModel) -> bool:
+    """Whether the model's first linear layer holds 4-bit groups of 32 (a Q4_1 GGUF's): the
+    weights "auto" runs on int4 without re-quantising anything."""
+    for module in model.modules():
+        if type(module) is nn.Linear and module is not model.get_output_embeddings():
+            return on_grid(module.weight)
+    return False
+
+
+def int4_copy(model: PreTrainedModel, group_size: int = 32) -> PreTrainedModel | None:
+    """A copy of `model` on Int4Linear layers (q/k/v and gate/up fused), its output layer
+    Fp16Linear and its input embedding float16 (or mapped from the checkpoint); None where the
+    layout or FBGEMM is missing or fails its check."""
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"int4 group size must be one of {GROUP_SIZES}, not {group_size}")
+    if not (int4_available() and can_use_fp16(model)):
+        return None
+    try:
+        if not _agrees(functools.partial(Int4Linear, group_size=32)):
+            return None
+        make_layer = functools.partial(Int4Linear, group_size=group_size)
+        return fused_copy(model, make_layer, torch.float16, output_layer=Fp16Linear)
+    except Exception:  # an op missing from this PyTorch build: serve another format
+        logger.warning("int4 weights are unavailable here", exc_info=True)
+        return None
+
+
+def _agrees(make_layer: LayerFactory) -> bool:
+    """Whether Int4Linear matches F.linear here on a weight of 4-bit groups of 32 and inputs
+    rounded to bfloat16 (a broken build of the kernel fails)."""
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randint(0, LEVELS + 1, (48 * 2, 32), generator=generator).float()
+    q[:, 0], q[:, 1] = 0, LEVELS  # every group spans 0..15, as a Q4_1 block does
+    step = torch.rand(48 * 2, 1, generator=generator) * 0.1 + 0.01
+    low = torch.randn(48 * 2, 1, generator=generator) * 0.1
+    weight = (low + q * step).reshape(48, 64)
+    return agrees(make_layer, _rounded, round_inputs=True, tolerance=2e-2, weight=weight)
+
+
+def _rounded(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.bfloat16().float()
