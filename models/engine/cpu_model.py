@@ -29,7 +29,7 @@ from models.engine.bf16_linear import bf16_copy
 from models.engine.compact import CompactDecoder, compact_decoder
 from models.engine.file_embedding import FileEmbedding
 from models.engine.fp16_linear import fp16_copy
-from models.engine.int4_linear import four_bit_checkpoint, int4_copy
+from models.engine.int4_linear import four_bit_checkpoint, int4_available, int4_copy
 from models.engine.int8_linear import quantized_copy
 from models.engine.kv import BatchKV
 from models.engine.packed_linear import packed_copy
@@ -128,7 +128,9 @@ def prepare_model(
     # about 6x slower for 16 (docs/cpu-path.md), so "auto" keeps the batching engine's float16.
     # A checkpoint of 4-bit groups of 32 (the embedded default's Q4_1) keeps its own blocks.
     four_bit = weights == "int4"
-    group = 32 if four_bit_checkpoint(model) else int4_group_size
+    group = 32 if four_bit and four_bit_checkpoint(model) else int4_group_size
+    if four_bit and not int4_available():
+        logger.warning("int4 weights need torchao: pip install 'botloom[int4]' (or torchao)")
     formats: list[tuple[str, Callable[[], PreTrainedModel | None], torch.dtype | None]] = [
         ("int4", lambda: int4_copy(model, group) if four_bit else None, None),
         ("fp16", lambda: fp16_copy(model), None),

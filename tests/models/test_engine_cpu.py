@@ -22,7 +22,7 @@ from models.engine.bf16_linear import Bf16Linear, bf16_copy, native_bf16
 from models.engine.cpu_model import cpu_threads, kv_bytes_per_token
 from models.engine.dynamic import DynamicBatcher
 from models.engine.fp16_linear import Fp16Linear, fp16_available, fp16_copy
-from models.engine.int4_linear import Int4Linear
+from models.engine.int4_linear import Int4Linear, int4_available
 from models.engine.int8_linear import Int8Linear
 from models.engine.prefix_cache import PrefixCache
 from models.engine.request import EngineRequest
@@ -50,13 +50,16 @@ NATIVE_BF16 = native_bf16()
 needs_bf16 = pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no AMX-BF16 / AVX512-BF16")
 FP16 = fp16_available()
 needs_fp16 = pytest.mark.skipif(not FP16, reason="this PyTorch build has no FBGEMM (not x86)")
+needs_int4 = pytest.mark.skipif(
+    not (FP16 and int4_available()), reason="no FBGEMM, or torchao not installed (botloom[int4])"
+)
 
 
 @pytest.mark.parametrize(
     ("weights", "layer"),
     [
         ("int8", Int8Linear),
-        pytest.param("int4", Int4Linear, marks=needs_fp16),
+        pytest.param("int4", Int4Linear, marks=needs_int4),
         pytest.param("bf16", Bf16Linear, marks=needs_bf16),
         pytest.param("fp16", Fp16Linear, marks=needs_fp16),
     ],

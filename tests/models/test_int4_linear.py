@@ -12,7 +12,6 @@ import torch
 from gguf import GGUFReader
 from gguf.quants import dequantize
 from torch import nn
-from torchao.quantization.utils import unpack_tinygemm_scales_and_zeros
 
 from models.api import ChatMessage, GenerationParams, complete
 from models.embedded import embedded_gguf_path
@@ -24,6 +23,11 @@ from models.loading import load_pretrained
 from tests.models.serial import Loaded, chat
 
 pytestmark = pytest.mark.skipif(not fp16_available(), reason="no FBGEMM (not x86)")
+
+# torchao is the optional extra botloom[int4] (CI installs it: .ci/run)
+unpack_tinygemm_scales_and_zeros = pytest.importorskip(
+    "torchao.quantization.utils", reason="torchao not installed (botloom[int4])"
+).unpack_tinygemm_scales_and_zeros
 
 BLOCK = 32  # a Q4_1 block: float16 d, float16 m, 16 bytes of 4-bit q
 
