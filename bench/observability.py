@@ -137,6 +137,21 @@ def start_bots(folder: Path, collector: str, model: str, before_rev: str) -> lis
     return bots
 
 
+async def wait_ready(
+    session: aiohttp.ClientSession, bot: BotServer, timeout_s: float = 600
+) -> None:
+    """Until the bot's /readyz answers 200 (its model loaded), so no turn gets a warming apology."""
+    for _ in range(int(timeout_s / 0.5)):
+        if bot.process.poll() is not None:
+            raise RuntimeError(f"{bot.name} exited with {bot.process.returncode}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(f"{bot.url}/readyz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{bot.name} was not ready after {timeout_s:.0f} s")
+
+
 async def scrape_forever(session: aiohttp.ClientSession, bots: list[BotServer]) -> None:
     """What Prometheus does: GET /metrics of the bots that have it, every second."""
     while True:
@@ -159,6 +174,7 @@ async def benchmark(
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 for bot in bots:
+                    await wait_ready(session, bot)  # a real model loads first (/readyz 200)
                     await warm_up(session, sink, bot)
                 scraper = asyncio.create_task(scrape_forever(session, bots))
                 for number in range(rounds):
