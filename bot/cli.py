@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from bot.redaction import install_secrets_filter
 from bot.settings import Settings, SettingsError
@@ -164,7 +165,8 @@ def serve_model(settings: Settings) -> int:
     return 0
 
 
-async def chat(settings: Settings, record: Path | None = None) -> int:
+async def chat(settings: Settings, record: Path | None = None, **streams: Any) -> int:
+    """`botloom chat`; `streams`: the console's `input_stream` and `output` (the terminal's)."""
     from bot.app import build_runtime
     from bot.console import chat as console_chat
 
@@ -172,9 +174,15 @@ async def chat(settings: Settings, record: Path | None = None) -> int:
         from bot.scripted.record import recorded_chat
 
         return await recorded_chat(settings, record)
+    from bot.knowledge.setup import indexing
+
     runtime = build_runtime(settings)
     try:
-        await console_chat(runtime)
+        if runtime.knowledge is None:
+            await console_chat(runtime, **streams)
+        else:  # BOTLOOM_KNOWLEDGE, indexed while the user talks, as `botloom serve` does
+            async with indexing(runtime.knowledge, settings.knowledge):
+                await console_chat(runtime, **streams)
     finally:
         await runtime.aclose()
     return 0

@@ -104,11 +104,10 @@ def build_knowledge(
     return Knowledge(store, worker, retriever, limits, prompt, ranker)
 
 
-def indexing_at_start(
-    knowledge: Knowledge, roots: tuple[str, ...]
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context that indexes `roots` in the background while the bot serves (replies
-    use what is indexed so far) and stops the indexing on shutdown."""
+@contextlib.asynccontextmanager
+async def indexing(knowledge: Knowledge, roots: tuple[str, ...]) -> AsyncIterator[None]:
+    """Index `roots` (BOTLOOM_KNOWLEDGE) in the background while the body runs (replies use what
+    is indexed so far); the indexing stops when it ends."""
 
     async def run() -> None:
         try:
@@ -117,12 +116,23 @@ def indexing_at_start(
         except Exception:
             logger.exception("knowledge: indexing BOTLOOM_KNOWLEDGE failed")
 
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(run()) if roots else None
+    task = asyncio.create_task(run()) if roots else None
+    try:
         yield
+    finally:
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def indexing_at_start(
+    knowledge: Knowledge, roots: tuple[str, ...]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that indexes `roots` in the background while the bot serves."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async with indexing(knowledge, roots):
+            yield
 
     return context
