@@ -2,7 +2,10 @@
 the fake connector serving the files as the Emulator does), on the blind set
 bench/data/blind/files/ (written by a helper session that never saw the code; never tune on it):
 
-    PYTHONPATH=. .venv/bin/python bench/files_eval.py [--json FILE]
+    PYTHONPATH=. .venv/bin/python bench/files_eval.py [--json FILE] [--set DIR] [--questions-only]
+
+`--set bench/data/dev/files` runs the development set (written the same way, to tune on) instead;
+`--questions-only` leaves out the refusals and the 20-page timing.
 
 - questions.jsonl: each question in a new conversation, sent with its document attached (a
   follow-up in its question's conversation, after it); the fact is in the reply when one of
@@ -43,8 +46,8 @@ TYPES = {".pdf": "application/pdf", ".md": "text/markdown", ".docx": ""}
 MB = 1024 * 1024
 
 
-def load(name: str) -> list[dict[str, Any]]:
-    lines = (SET / name).read_text(encoding="utf-8").splitlines()
+def load(folder: Path, name: str) -> list[dict[str, Any]]:
+    lines = (folder / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -55,11 +58,11 @@ def split(reply: str) -> tuple[str, str]:
 
 
 class Harness:
-    def __init__(self, client: TestClient, connector: FakeConnector) -> None:
-        self.client, self.connector = client, connector
+    def __init__(self, client: TestClient, connector: FakeConnector, docs: Path) -> None:
+        self.client, self.connector, self.docs = client, connector, docs
 
     def attachment(self, document: str) -> dict[str, str]:
-        path = SET / "docs" / document
+        path = self.docs / document
         if document not in self.connector.files:
             self.connector.serve_file(document, path.read_bytes(), TYPES[path.suffix])
         url = f"{self.connector.url}/files/{document}"
@@ -153,8 +156,10 @@ async def ready_time(h: Harness) -> dict[str, Any]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--set", type=Path, default=SET, help="the set's folder (the blind set)")
+    parser.add_argument("--questions-only", action="store_true", help="no refusals, no timing")
     args = parser.parse_args()
-    questions, uncovered = load("questions.jsonl"), load("uncovered.jsonl")
+    questions, uncovered = load(args.set, "questions.jsonl"), load(args.set, "uncovered.jsonl")
     by_id = {q["id"]: q for q in questions}
     with tempfile.TemporaryDirectory() as folder:
         environ = {"BOTLOOM_STORAGE": f"sqlite:///{folder}/state.db"}
@@ -166,20 +171,20 @@ async def main() -> None:
         await client.start_server()
         try:
             await client.app[RUNTIME].model.wait_ready()
-            h = Harness(client, connector)
+            h = Harness(client, connector, args.set / "docs")
             began = time.perf_counter()
             firsts = [q for q in questions if not q.get("follows")]
             rows = list(await asyncio.gather(*(ask(h, q, None) for q in firsts)))
             follow_ups = [q for q in questions if q.get("follows")]
             rows += await asyncio.gather(*(ask(h, q, by_id[q["follows"]]) for q in follow_ups))
-            all_docs = [h.attachment(d.name) for d in sorted((SET / "docs").iterdir())]
+            all_docs = [h.attachment(d.name) for d in sorted(h.docs.iterdir())]
             unc = []
             for item in uncovered:
                 _, reply = await h.send(f"u-{item['id']}", item["question"], 2, all_docs)
                 unc.append({"id": item["id"], "cited": "Sources:" in reply, "reply": reply})
             seconds = time.perf_counter() - began
-            refused = await refusals(h)
-            timing = await ready_time(h)
+            refused = {} if args.questions_only else await refusals(h)
+            timing = {} if args.questions_only else await ready_time(h)
         finally:
             await client.close()
             await connector.close()
@@ -199,9 +204,9 @@ async def main() -> None:
         "other_conversation_answered_from_it": f"{sum(r['other_answered'] for r in rows)}/{n}",
         "without_file_fact_in_reply": f"{sum(r['other_fact'] for r in rows)}/{n}",
         "uncovered_citing_a_file": f"{sum(r['cited'] for r in unc)}/{len(unc)}",
-        "twenty_page_pdf_ready_s": timing["seconds"],
-        "forty_mb_bytes_sent_by_server": refused["40 MB"]["bytes_sent_by_server"],
-        "foreign_origin_requests": refused["foreign"]["requests"],
+        "twenty_page_pdf_ready_s": timing.get("seconds"),
+        "forty_mb_bytes_sent_by_server": refused.get("40 MB", {}).get("bytes_sent_by_server"),
+        "foreign_origin_requests": refused.get("foreign", {}).get("requests"),
         "blind_seconds": round(seconds, 1),
     }  # fmt: skip
     print(json.dumps(summary, indent=2))
