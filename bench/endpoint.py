@@ -106,6 +106,7 @@ class ReplySink:
 
     def __init__(self) -> None:
         self.waiting: dict[str, asyncio.Future[float]] = {}
+        self.reply_characters = 0  # of every reply message received: how much was generated
         app = web.Application()
         app.router.add_post("/v3/conversations/{conversation}/activities", self._receive)
         app.router.add_post("/v3/conversations/{conversation}/activities/{reply}", self._receive)
@@ -123,6 +124,7 @@ class ReplySink:
     async def _receive(self, request: web.Request) -> web.Response:
         activity = await request.json()
         if activity.get("type") == "message":
+            self.reply_characters += len(activity.get("text") or "")
             waiter = self.waiting.pop(activity.get("replyToId", ""), None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(time.perf_counter())

@@ -2,7 +2,7 @@
 without the observability code at all, in one run.
 
     PYTHONPATH=. python bench/observability.py [--clients 16] [--turns 10] [--rounds 4]
-        [--model fake|embedded] [--before REV]
+        [--model fake|embedded] [--before REV] [--after REV]
 
 Four `botloom serve` processes (anonymous, BOTLOOM_MODEL=--model, SQLite state, rate limit off), the
 load and the fake connector of bench/endpoint.py (closed-loop clients, a turn timed from its POST
@@ -10,8 +10,8 @@ to its reply at the sink):
 
 - before: the code before issue 29 (`--before`, exported with `git archive`): no spans, no
   metrics, no usage records.
-- off: this code with tracing off (the default): metrics counted, token usage written to
-  storage, /metrics scraped every second.
+- off: this code (or `--after`'s, exported the same way) with tracing off (the default): metrics
+  counted, token usage written to storage, /metrics scraped every second.
 - on: tracing on as well (BOTLOOM_TRACES=true): every span batched and exported over OTLP/HTTP to
   a collector stand-in in this process (it answers 200 and counts the requests), /metrics
   scraped every second.
@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -83,34 +84,40 @@ class CollectorStandIn:
         return web.Response(status=200, content_type="application/x-protobuf", body=b"")
 
 
-def export_baseline(folder: Path, before_rev: str) -> Path:
-    """The merge base's tree, exported (git archive) into `folder`/before."""
-    base = subprocess.run(
-        ["git", "rev-parse", before_rev], cwd=ROOT, capture_output=True, text=True, check=True
+def export_tree(folder: Path, rev: str, name: str) -> Path:
+    """The tree of `rev`, exported (git archive) into `folder`/`name`."""
+    commit = subprocess.run(
+        ["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
-    archive = subprocess.run(["git", "archive", base], cwd=ROOT, capture_output=True, check=True)
-    target = folder / "before"
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True)
+    target = folder / name
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(target, filter="data")
-    print(f"before: {base[:10]} ({before_rev})")
+    print(f"{name}: {commit[:10]} ({rev})")
     return target
 
 
-def start_bots(folder: Path, collector: str, model: str, before_rev: str) -> list[BotServer]:
-    before = export_baseline(folder, before_rev)
+def start_bots(
+    folder: Path, collector: str, model: str, before_rev: str, after_rev: str | None
+) -> list[BotServer]:
+    before = export_tree(folder, before_rev, "before")
+    after = export_tree(folder, after_rev, "after") if after_rev else ROOT
     common = {
         "BOTLOOM_MODEL": model,
         "BOTLOOM_RATE_LIMIT_PER_MINUTE": "0",
         "BOTLOOM_MAX_PENDING_REQUESTS": "10000",
         "BOTLOOM_MAX_QUEUED_TURNS": "10000",
+        # Greedy replies: every variant generates the same tokens for the same messages (sampled
+        # replies of random length made CPU per turn differ by 20 % between identical bots).
+        "BOTLOOM_TEMPERATURE": "0",
     }
     variants = [
         ("before", before, {}),
-        ("off", ROOT, {}),
-        ("on", ROOT, {"BOTLOOM_TRACES": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector}),
+        ("off", after, {}),
+        ("on", after, {"BOTLOOM_TRACES": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": collector}),
         (
             "on 10%",
-            ROOT,
+            after,
             {
                 "BOTLOOM_TRACES": "true",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": collector,
@@ -163,14 +170,15 @@ async def scrape_forever(session: aiohttp.ClientSession, bots: list[BotServer]) 
 
 
 async def benchmark(
-    clients: int, turns: int, rounds: int, model: str, before_rev: str
-) -> tuple[list[Round], int]:
+    clients: int, turns: int, rounds: int, model: str, before_rev: str, after_rev: str | None
+) -> tuple[list[Round], int, dict[str, list[float]]]:
     results: list[Round] = []
+    replied: dict[str, list[float]] = {}  # reply characters per turn, per bot and round
     with tempfile.TemporaryDirectory(prefix="botloom-bench-observe-") as temp:
         sink, collector = ReplySink(), CollectorStandIn()
         await sink.start()
         await collector.start()
-        bots = start_bots(Path(temp), collector.url, model, before_rev)
+        bots = start_bots(Path(temp), collector.url, model, before_rev, after_rev)
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 for bot in bots:
@@ -179,15 +187,17 @@ async def benchmark(
                 scraper = asyncio.create_task(scrape_forever(session, bots))
                 for number in range(rounds):
                     for bot in bots if number % 2 == 0 else bots[::-1]:
-                        cpu = bot.cpu_seconds()
+                        cpu, characters = bot.cpu_seconds(), sink.reply_characters
                         tag = f"r{number}-{uuid.uuid4().hex[:6]}"
                         latencies, seconds = await closed_loop(
                             session, sink, bot.url, clients, turns, tag
                         )
                         results.append(Round(bot.name, latencies, seconds, bot.cpu_seconds() - cpu))
+                        written = (sink.reply_characters - characters) / len(latencies)
+                        replied.setdefault(bot.name, []).append(written)
                         print(
                             f"  round {number + 1}  {bot.name:<7} {len(latencies) / seconds:7.1f}"
-                            " turns/s",
+                            f" turns/s, {written:6.1f} reply characters per turn",
                             flush=True,
                         )
                 scraper.cancel()
@@ -202,7 +212,7 @@ async def benchmark(
                     bot.process.kill()
             await sink.close()
             await collector.close()
-    return results, collector.exports
+    return results, collector.exports, replied
 
 
 def main() -> None:
@@ -214,13 +224,20 @@ def main() -> None:
     parser.add_argument(
         "--before", default=BEFORE_REV, help=f"the code without observability ({BEFORE_REV})"
     )
+    parser.add_argument(
+        "--after",
+        default=None,
+        help="the code with observability, exported like --before (default: this working tree)",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     args = parser.parse_args()
     print(f"{args.clients} clients x {args.turns} turns per round, {args.rounds} rounds per bot")
-    rounds, exports = asyncio.run(
-        benchmark(args.clients, args.turns, args.rounds, args.model, args.before)
+    rounds, exports, replied = asyncio.run(
+        benchmark(args.clients, args.turns, args.rounds, args.model, args.before, args.after)
     )
     summary = summarise(rounds)
+    for name, row in summary.items():
+        row["reply_characters_per_turn"] = statistics.median(replied[name])
     print()
     print(f"{'bot':<8} {'turns/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms/turn':>12}")
     for name, row in summary.items():
@@ -234,6 +251,9 @@ def main() -> None:
         "clients": args.clients,
         "turns": args.turns,
         "rounds": args.rounds,
+        "model": args.model,
+        "before": args.before,
+        "after": args.after or "working tree",
         "otlp_exports": exports,
         "throughput_on_vs_before": round(on["turns_s"] / before["turns_s"], 3),
         "throughput_on_vs_off": round(on["turns_s"] / off["turns_s"], 3),
