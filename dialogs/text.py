@@ -23,6 +23,7 @@ SEARCH_STOPWORDS = frozenset(
 )
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def stem(word: str) -> str:
@@ -43,5 +44,11 @@ def base_form(word: str) -> str:
 
 
 def sentences(text: str) -> list[str]:
-    """`text`'s sentences, its whitespace collapsed, split after . ! or ?."""
-    return _SENTENCE_BREAK.split(" ".join(text.split()))
+    """`text`'s sentences, their whitespace collapsed: split after . ! or ?, and where a
+    paragraph ends (a blank line: a list item or a table row of a document is one)."""
+    return [
+        sentence
+        for paragraph in _PARAGRAPH_BREAK.split(text)
+        if paragraph.strip()
+        for sentence in _SENTENCE_BREAK.split(" ".join(paragraph.split()))
+    ]

@@ -1,8 +1,9 @@
 """Ingestion: files and folders in, documents in the knowledge index out.
 
 Each file is read, chunked, embedded and written as one transaction, so a failure half-way (or a
-crash) leaves the previous version of that document searchable. A file whose bytes (SHA-256)
-and embedding model are unchanged is skipped without parsing or embedding; a bad file
+crash) leaves the previous version of that document searchable. A file whose bytes (SHA-256),
+embedding model and way of reading (`READING`) are unchanged is skipped without parsing or
+embedding; a bad file
 (unreadable, binary, empty, too large, unpacking past the limit, taking longer than the parse
 deadline) is skipped with one line naming it and why, and the rest goes on.
 
@@ -30,6 +31,9 @@ from bot.knowledge.readers import READERS, ReadLimits, UnreadableDocument, reade
 from bot.storage.knowledge import ChunkRecord, DocumentRecord, KnowledgeStore
 from models.embeddings import EmbeddingWorker
 
+# How documents are read into chunks: a new value re-reads every document at the next sync
+# (2: tables as row sentences, list items as units, bot/knowledge/structure.py).
+READING = "reading 2"
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
@@ -183,7 +187,7 @@ class Ingestion:
         self, found: FoundFile, parser: DocumentParser, report: IngestReport
     ) -> None:
         source = str(found.path)
-        model = self._embedder.model.name
+        model = f"{self._embedder.model.name}; {READING}"  # what made its chunks and vectors
         try:
             if found.refused:
                 raise UnreadableDocument(found.refused)

@@ -17,6 +17,7 @@ from bot.knowledge.document import (
     Section,
     UnreadableDocument,
 )
+from bot.knowledge.structure import row_sentences
 
 
 def read_pdf(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
@@ -72,12 +73,14 @@ def check_unpacked_size(data: bytes, limit: int) -> None:
 
 
 def read_docx(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
-    """Paragraphs and table rows; "Title" and "Heading n" styles make headings. Refused, before
+    """Paragraphs and tables in reading order (a table's rows as sentences naming their columns,
+    bot/knowledge/structure.py); "Title" and "Heading n" styles make headings. Refused, before
     python-docx reads it, when its parts unpack past `limits.max_unpacked_bytes`."""
     import zipfile
 
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+    from docx.table import Table as DocxTable
 
     try:
         check_unpacked_size(data, (limits or ReadLimits()).max_unpacked_bytes)
@@ -98,9 +101,12 @@ def read_docx(data: bytes, fallback_title: str, limits: ReadLimits | None = None
             sections.append(Section("\n\n".join(body), path.text()))
             body.clear()
 
-    for paragraph in document.paragraphs:
-        text = paragraph.text.strip()
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
+    for block in document.iter_inner_content():  # paragraphs and tables in reading order
+        if isinstance(block, DocxTable):  # its rows as sentences, in the section it sits in
+            body.extend(row_sentences([[c.text for c in row.cells] for row in block.rows]))
+            continue
+        text = block.text.strip()
+        style = (block.style.name if block.style is not None else "") or ""
         if not text:
             continue
         if style == "Title":
@@ -113,8 +119,4 @@ def read_docx(data: bytes, fallback_title: str, limits: ReadLimits | None = None
             continue
         body.append(text)
     flush()
-    for table in document.tables:
-        rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
-        if rows:
-            sections.append(Section("\n".join(rows), "table"))
     return ParsedDocument(title or fallback_title, sections)

@@ -26,6 +26,7 @@ from bot.knowledge.document import (
     UnreadableDocument,
 )
 from bot.knowledge.office_readers import check_unpacked_size, read_docx, read_pdf
+from bot.knowledge.structure import markdown_blocks, row_sentences
 
 __all__ = [
     "MB",
@@ -104,7 +105,9 @@ def markdown_heading(line: str) -> tuple[int, str] | None:
 def read_markdown(
     data: bytes, fallback_title: str, limits: ReadLimits | None = None
 ) -> ParsedDocument:
-    """Sections start at ATX headings (`#`..`######`); the heading path keeps the parents."""
+    """Sections start at ATX headings (`#`..`######`); the heading path keeps the parents. Tables
+    and lists become units of their own (bot/knowledge/structure.py); code blocks stay as they
+    are."""
     text = decode_text(data)
     title = ""
     path = HeadingPath()
@@ -113,7 +116,7 @@ def read_markdown(
     in_code = False
 
     def flush() -> None:
-        body = "\n".join(lines).strip()
+        body = markdown_blocks("\n".join(lines)).strip()
         if body:
             sections.append(Section(body, path.text()))
         lines.clear()
@@ -168,6 +171,7 @@ _BLOCKS = {"p", "div", "li", "tr", "br", "section", "article", "table", "ul", "o
            "blockquote", "dd", "dt", "td", "th"}  # fmt: skip
 _SKIPPED = {"script", "style", "noscript", "template", "svg", "head"}
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_TABLE_TAGS = {"table", "tr", "td", "th"}  # a table's rows as sentences (structure.py)
 
 
 class _HtmlText(HTMLParser):
@@ -181,12 +185,17 @@ class _HtmlText(HTMLParser):
         self._in_title = False
         self._heading_level = 0
         self._heading_text: list[str] = []
+        self._rows: list[list[str]] | None = None  # of the table being read (not nested ones)
+        self._cell: list[str] | None = None
+        self._tables = 0  # depth of nested tables
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "title":
             self._in_title = True
         elif tag in _SKIPPED:
             self._skip += 1
+        elif tag in _TABLE_TAGS and not self._skip:
+            self._table_start(tag)
         elif tag in _HEADINGS and not self._skip:
             self._flush()
             self._heading_level = int(tag[1])
@@ -199,6 +208,8 @@ class _HtmlText(HTMLParser):
             self._in_title = False
         elif tag in _SKIPPED:
             self._skip = max(0, self._skip - 1)
+        elif tag in _TABLE_TAGS and not self._skip:
+            self._table_end(tag)
         elif tag in _HEADINGS and self._heading_level:
             heading = " ".join("".join(self._heading_text).split())
             level, self._heading_level = self._heading_level, 0
@@ -214,8 +225,31 @@ class _HtmlText(HTMLParser):
             self.title += data.strip()
         elif self._heading_level:
             self._heading_text.append(data)
+        elif self._cell is not None and not self._skip:
+            self._cell.append(data)
         elif not self._skip:
             self._parts.append(data)
+
+    def _table_start(self, tag: str) -> None:
+        if tag == "table":
+            self._tables += 1
+            if self._tables == 1:
+                self._rows, self._cell = [], None
+        elif self._rows is not None and self._tables == 1:
+            if tag == "tr":
+                self._rows.append([])
+            elif self._rows:  # td, th
+                self._cell = []
+
+    def _table_end(self, tag: str) -> None:
+        if tag == "table":
+            self._tables = max(0, self._tables - 1)
+            if self._tables == 0 and self._rows is not None:
+                rows, self._rows, self._cell = self._rows, None, None
+                self._parts.append("\n\n" + "\n\n".join(row_sentences(rows)) + "\n\n")
+        elif tag in ("td", "th") and self._cell is not None and self._rows:
+            self._rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
 
     def _parts_text(self) -> str:
         paragraphs = re.split(r"\n\s*\n", "".join(self._parts))
@@ -233,7 +267,8 @@ class _HtmlText(HTMLParser):
 
 
 def read_html(data: bytes, fallback_title: str, limits: ReadLimits | None = None) -> ParsedDocument:
-    """Visible text only (no script, style or head); sections start at <h1>..<h6>."""
+    """Visible text only (no script, style or head); sections start at <h1>..<h6>; a table's
+    rows as sentences naming their columns (bot/knowledge/structure.py)."""
     parser = _HtmlText()
     parser.feed(decode_text(data))
     parser.close()

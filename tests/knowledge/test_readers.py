@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from bot.knowledge.readers import UnreadableDocument, read_document
+from bot.knowledge.structure import row_sentences
+from dialogs.text import sentences
 from tests.knowledge.conftest import EVAL_DOCS
 from tests.knowledge.pdf_files import text_pdf
 
@@ -85,3 +87,69 @@ def test_unsupported_types_are_refused(tmp_path: Path, name: str) -> None:
     path.write_bytes(b"data")
     with pytest.raises(UnreadableDocument, match="unsupported file type"):
         read_document(path, b"data")
+
+
+def test_a_markdown_table_is_read_as_one_sentence_per_row_naming_its_columns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "overtime.md"
+    path.write_text(
+        "# Overtime\n\n## Rates\n\nThe rate depends on the day:\n\n"
+        "| Day | Multiplier |\n|---|:---:|\n| Saturday | 1.5x |\n| Sunday | 2x |\n\n"
+        "Steps:\n\n- Ask the master\n- Record it in Bosun\n",
+        "utf-8",
+    )
+    [(heading, _, text)] = read(path)[1]
+    assert heading == "Rates"
+    assert sentences(text) == [
+        "The rate depends on the day:",
+        "Day: Saturday; Multiplier: 1.5x.",
+        "Day: Sunday; Multiplier: 2x.",
+        "Steps:",
+        "- Ask the master",
+        "- Record it in Bosun",
+    ]
+
+
+def test_a_docx_table_stays_in_its_section_one_sentence_per_row(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Meals", level=1)
+    document.add_paragraph("You may claim meals up to these limits.")
+    table = document.add_table(rows=3, cols=2)
+    values = [("Meal", "Limit"), ("Lunch", "£11.40"), ("Dinner", "")]
+    for row, cells in zip(table.rows, values, strict=True):
+        for cell, value in zip(row.cells, cells, strict=True):
+            cell.text = value
+    document.add_heading("Hotels", level=1)
+    document.add_paragraph("Book through the portal.")
+    path = tmp_path / "meals.docx"
+    document.save(str(path))
+    sections = read(path)[1]
+    assert [(h, sentences(t)) for h, _, t in sections] == [
+        ("Meals", ["You may claim meals up to these limits.", "Meal: Lunch; Limit: £11.40.",
+                   "Meal: Dinner."]),
+        ("Hotels", ["Book through the portal."]),
+    ]  # fmt: skip
+
+
+def test_row_sentences_of_a_header_alone_and_of_merged_cells() -> None:
+    assert row_sentences([["Only", "a header"]]) == ["Only | a header."]
+    assert row_sentences([["Kit", "Code", "Code"], ["Boat", "RB5", "RB5"]]) == [
+        "Kit: Boat; Code: RB5."
+    ]
+    assert row_sentences([]) == []
+
+
+def test_an_html_table_is_read_as_one_sentence_per_row() -> None:
+    page = (
+        b"<html><body><h1>Guide</h1><h2>Kit</h2><p>Loans:</p><table>"
+        b"<tr><th>Item</th><th>Days</th></tr><tr><td>Survey <b>boat</b></td><td>7</td></tr>"
+        b"<tr><td>Drone</td><td>3</td></tr></table><p>Ask the technician.</p></body></html>"
+    )
+    path_sections = read_document(Path("kit.html"), page).sections
+    assert [(s.heading, sentences(s.text)) for s in path_sections] == [
+        ("Kit", ["Loans:", "Item: Survey boat; Days: 7.", "Item: Drone; Days: 3.",
+                 "Ask the technician."]),
+    ]  # fmt: skip
