@@ -158,12 +158,15 @@ async def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--set", type=Path, default=SET, help="the set's folder (the blind set)")
     parser.add_argument("--questions-only", action="store_true", help="no refusals, no timing")
+    parser.add_argument("--temperature", help="BOTLOOM_TEMPERATURE (default: the bot's default)")
     args = parser.parse_args()
     questions, uncovered = load(args.set, "questions.jsonl"), load(args.set, "uncovered.jsonl")
     by_id = {q["id"]: q for q in questions}
     with tempfile.TemporaryDirectory() as folder:
         environ = {"BOTLOOM_STORAGE": f"sqlite:///{folder}/state.db"}
         environ |= {"BOTLOOM_GENERATION_TIMEOUT_S": "1800", "BOTLOOM_TURN_TIMEOUT_S": "1800"}
+        if args.temperature is not None:
+            environ["BOTLOOM_TEMPERATURE"] = args.temperature
         settings = Settings.from_env(environ, env_file=None)
         connector = FakeConnector()
         await connector.start()

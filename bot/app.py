@@ -7,6 +7,7 @@ calls that connect them are here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -112,6 +113,8 @@ def build_runtime(
     else:
         backend = backend_of(storage)
     storage = backend.storage
+    # Answers from documents quote them with the embedded 135M default (BOTLOOM_KNOWLEDGE_ANSWER).
+    quotes = settings.knowledge_quotes and (model is None or settings.knowledge_answer == "quote")
     model = GuardedChatModel(
         model if model is not None else build_model(settings),
         guard_limits(settings),
@@ -130,7 +133,7 @@ def build_runtime(
         settings.system_prompt,
         settings.context_tokens,
         params,
-        knowledge=knowledge.prompt,
+        knowledge=dataclasses.replace(knowledge.prompt, quote=quotes),
         grace_tokens=settings.reply_grace_tokens,
     )
     replies = ChannelReplies(stream, feedback_buttons=settings.feedback_buttons)

@@ -137,6 +137,10 @@ class Settings:
     knowledge_sentence_min_score: float = 0.44  # or its best sentence's (calibrated: docs)
     knowledge_passages: int = 1  # passages in a prompt (the embedded model does best with one)
     knowledge_tokens: int = 600  # and at most this many prompt tokens for them
+    # How an answer from documents is worded: "model" (the model's words, checked against the
+    # passages), "quote" (the passages' own sentences about the question, cited) or "auto"
+    # (quote with the embedded 135M default, which restates facts unreliably; model otherwise).
+    knowledge_answer: str = "auto"
     knowledge_max_file_mb: float = 50.0  # larger files are skipped
     # Bounds on parsing one document (it runs in a worker process): a .docx whose parts unpack
     # to more MB than this is skipped, and a parse taking longer than this many seconds is
@@ -214,6 +218,14 @@ class Settings:
         return found
 
     @property
+    def knowledge_quotes(self) -> bool:
+        """Whether answers from documents quote them (BOTLOOM_KNOWLEDGE_ANSWER): "auto" quotes
+        with the embedded default (bot/app.py: not with a model handed in)."""
+        if self.knowledge_answer == "auto":
+            return self.model == "embedded"
+        return self.knowledge_answer == "quote"
+
+    @property
     def anonymous(self) -> bool:
         """True when no app id is configured: no JWT checks (local development only)."""
         return not self.app_id
@@ -274,6 +286,8 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     parsed["app_type"] = canonical
     if parsed.get("memory_extraction", "rules") not in ("rules", "model"):
         raise SettingsError("BOTLOOM_MEMORY_EXTRACTION must be rules or model")
+    if parsed.get("knowledge_answer", "auto") not in ("auto", "model", "quote"):
+        raise SettingsError("BOTLOOM_KNOWLEDGE_ANSWER must be auto, model or quote")
     if parsed.get("engine", "auto") not in ENGINES:
         raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
     # CPU speed of the engine

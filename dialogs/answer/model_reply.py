@@ -21,17 +21,24 @@ from dialogs.answer.reply_ending import end_on_sentence, is_empty_reply
 from dialogs.answer.stages import TurnDraft
 from dialogs.knowledge.citations import cite
 from dialogs.knowledge.grounding import grounded_prompt, grounding_tokens
-from dialogs.knowledge.guard import grounded_answer
+from dialogs.knowledge.guard import extractive_answer, grounded_answer
 from dialogs.knowledge.passages import Passage
 from dialogs.memory.history import ConversationMemory
 from models import ChatMessage, ChatModel, ModelError, PromptTooLong
 
 logger = logging.getLogger(__name__)
 
+TOOL_DOCUMENT = "tool:"  # the document_id prefix of a tool's result (dialogs/tools/results.py)
+
 EMPTY_REPLY = "I don't have an answer to that. Could you rephrase it?"
 STOPPED_TEXT = "Stopped."
 INCOMPLETE_MARK = " … (incomplete: the user stopped this reply)"  # kept in the history
 RETRY_TEMPERATURE = 0.8  # a retried empty reply samples more freely
+
+
+def quotable(passages: Sequence[Passage]) -> bool:
+    """Passages from documents (a tool's result is data the model words an answer from)."""
+    return not any(p.document_id.startswith(TOOL_DOCUMENT) for p in passages)
 
 
 class ModelReply:
@@ -70,6 +77,9 @@ class ModelReply:
             turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
             await self._replies.send(turn_context, Reply(apology_for(error)))
             return False
+        if passages and self._options.knowledge.quote and quotable(passages):
+            await self._quote(turn_context, draft, passages)
+            return True
         async with self._replies.open(turn_context, show_text=not passages) as out:
             result = await out.pump(lambda: self._pieces(turn_context, prompt, 0, passages))
             if result.outcome is StreamOutcome.COMPLETED and is_empty_reply(result.text):
@@ -99,6 +109,18 @@ class ModelReply:
             else:
                 await out.finish(Reply(final_text(result), generated=True))
         return True
+
+    async def _quote(
+        self, turn_context: TurnContext, draft: TurnDraft, passages: Sequence[Passage]
+    ) -> None:
+        """Answer with the passages' own sentences about the question, cited; the model is not
+        asked (KnowledgeOptions.quote)."""
+        reply = extractive_answer(passages, draft.text)
+        await self.remember(turn_context, draft.text, reply)
+        cited = cite(reply, passages)
+        draft.cited = cited.cited
+        self._observer.answered(turn_context, passages=len(passages), citations=len(cited.cited))
+        await self._replies.send(turn_context, Reply(cited.text, cited.cited))
 
     async def remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         """The user's message and (unless empty) the reply, in the conversation's history."""

@@ -52,3 +52,6 @@ class Retriever(Protocol):
 class KnowledgeOptions:
     passages: int = 1  # at most this many in the prompt (the 135M default does best with one)
     tokens: int = 600  # and at most this many prompt tokens for them
+    # Answer from documents with their own sentences about the question (the passage's focus,
+    # cited) instead of the model's words: for a model too small to restate a fact faithfully.
+    quote: bool = False

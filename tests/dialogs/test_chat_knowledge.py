@@ -4,7 +4,7 @@ retrieval fails, finds nothing, or the passages do not fit."""
 from __future__ import annotations
 
 from dialogs.chat_dialog import ChatOptions
-from dialogs.knowledge.passages import Passage
+from dialogs.knowledge.passages import KnowledgeOptions, Passage
 from models import GenerationParams
 from models.fake import FakeChatModel
 from tests.dialogs.conftest import make_harness
@@ -69,3 +69,34 @@ async def test_a_reply_that_misquotes_the_passage_quotes_it_instead() -> None:
     assert [m["content"] for m in await harness.stored_history()][-1] == (
         "The Zeta-9 lamp runs for 11 hours."
     ), "the history keeps what the user was shown"
+
+
+async def test_quoting_answers_with_the_passage_own_sentences_without_the_model() -> None:
+    model = FakeChatModel(reply=lambda _: "It runs for 4 hours.")
+    options = ChatOptions("sys", knowledge=KnowledgeOptions(quote=True))
+    passage = Passage(
+        "Charge it overnight. The Zeta-9 lamp runs for 11 hours. Its case is blue.",
+        "Lamp manual",
+        "/m.md",
+        "m",
+        heading="Battery",
+    )
+    harness = make_harness(model, options, FixedRetriever([passage]))
+    assert await harness.say("How long does the lamp run?") == [
+        "The Zeta-9 lamp runs for 11 hours [1].\n\nSources: [1] Lamp manual (Battery)"
+    ]
+    assert model.prompts == [], "the model is not asked"
+    assert [m["content"] for m in await harness.stored_history()][-1] == (
+        "The Zeta-9 lamp runs for 11 hours."
+    )
+
+
+async def test_quoting_leaves_a_tool_result_to_the_model() -> None:
+    model = FakeChatModel(reply=lambda _: "Order 7 ships on Monday.")
+    options = ChatOptions("sys", knowledge=KnowledgeOptions(quote=True))
+    result = Passage("Output of the tool shop/order: ships Monday", "Tool: shop/order",
+                     "mcp://shop/order", "tool:shop/order")  # fmt: skip
+    harness = make_harness(model, options, FixedRetriever([result]))
+    [reply] = await harness.say("When does order 7 ship?")
+    assert reply.startswith("Order 7 ships on Monday")
+    assert len(model.prompts) == 1
