@@ -132,6 +132,21 @@ def request_body(
     return body
 
 
+def tool_request_body(
+    model: str,
+    messages: Sequence[ChatMessage],
+    tools: Sequence[dict[str, Any]],
+    params: GenerationParams,
+) -> dict[str, Any]:
+    """A non-streaming request offering `tools` (the OpenAI form), the model to choose."""
+    return {
+        **request_body(model, messages, params),
+        "stream": False,
+        "tools": list(tools),
+        "tool_choice": "auto",
+    }
+
+
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
