@@ -4,7 +4,10 @@ Several bot replicas can share one GPU host this way (the bots use models.servin
 
 - ``POST /v1/chat/completions``: with ``"stream": true``, server-sent events
   (``data: {chunk}`` lines whose ``choices[0].delta.content`` carry the reply, then
-  ``data: [DONE]``); otherwise one ``chat.completion`` with token ``usage``.
+  ``data: [DONE]``); otherwise one ``chat.completion`` with token ``usage``. With ``tools``
+  (and ``tool_choice`` "auto"), a model that can call tools (models/tool_calling.py) answers
+  ``message.tool_calls`` with ``finish_reason: "tool_calls"``, or its text; such requests need
+  ``"stream": false``, and a model that cannot call tools answers 400.
 - ``GET /v1/models``: the one model served.
 - ``GET /health``: 200 once the model is loaded; 503 while it loads or the server drains.
 - ``GET /metrics``: Prometheus metrics (models/serving/telemetry.py); spans continue the
@@ -57,10 +60,12 @@ from models.serving.openai_wire import (
     error_body,
     model_error_body,
     parse_chat_request,
+    tool_completion,
     usage,
 )
 from models.serving.signals import stop_signal
 from models.serving.telemetry import ServerTelemetry, metrics_route, server_spans
+from models.tool_calling import ToolsUnsupported, supports_tools
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +198,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return web.json_response(error_body(str(error), param=error.param), status=400)
     if request.app[STATE].draining:
         return _model_error_response(ModelUnavailable("the model server is shutting down"))
+    if chat.tools:
+        return await _tool_call(request, chat)
     model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
     # GuardedChatModel.stream is an async generator: closing it stops the generation.
     reply = cast(AsyncGenerator[str, None], model.stream(chat.messages, chat.params))
@@ -208,6 +215,40 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         except ModelError as error:
             return _model_error_response(error)
         return await _stream(request, model, chat, first, pieces)
+
+
+async def _tool_call(request: web.Request, chat: ChatRequest) -> web.Response:
+    """A request with tools: one completion with the model's tool calls, or its text."""
+    model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
+    if chat.stream:
+        body = error_body('requests with tools need "stream": false', param="stream")
+        return web.json_response(body, status=400)
+    if not model.ready:  # whether it can call tools is known once it is loaded
+        return _model_error_response(ModelUnavailable("the model is still loading"))
+    if not supports_tools(model):
+        return _tools_unsupported(model.name)
+    try:
+        reply = await model.call_tools(chat.messages, chat.tools, chat.params)
+    except ToolsUnsupported:
+        return _tools_unsupported(model.name)
+    except ModelError as error:
+        return _model_error_response(error)
+    telemetry.first_piece(model.name, started)
+    written = reply.text or json.dumps([[c.name, c.arguments] for c in reply.calls])
+    finish, counts = await asyncio.to_thread(_finish, model, chat, written)
+    telemetry.finished(model.name, counts)
+    if reply.calls:
+        return web.json_response(tool_completion(model.name, reply.calls, counts))
+    return web.json_response(completion(model.name, reply.text, finish, counts))
+
+
+def _tools_unsupported(name: str) -> web.Response:
+    body = error_body(
+        f"the model {name} cannot call tools (its chat template takes none)",
+        param="tools",
+        code="tools_unsupported",
+    )
+    return web.json_response(body, status=400)
 
 
 async def _stream(

@@ -1,0 +1,148 @@
+"""`tools` on the model server's OpenAI API (models/serving/model_server.py), over real HTTP on
+loopback: a model that writes a Hermes `<tool_call>` block is answered as OpenAI `tool_calls`,
+requests the server cannot serve are 400s that say why, and botloom's remote client reads the
+calls."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from models.api import ChatMessage, GenerationParams
+from models.fake import FakeChatModel
+from models.serving.remote import RemoteChatModel, RemoteOptions
+from models.tool_calling import ToolsUnsupported, supports_tools
+from models.tool_calls import ParsedCall, openai_tool
+from tests.models.serving.test_model_server import serve
+
+LOOKUP = openai_tool(
+    "lookup_order",
+    "Show an order's status.",
+    {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+)
+ASK = [{"role": "user", "content": "Where is order A-10234?"}]
+
+
+def hermes(messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]]) -> str:
+    """Calls lookup_order with the order id of a message that names one; else answers."""
+    last = messages[-1].content
+    if "A-10234" not in last:
+        return "Hello! How can I help?"
+    call = {"name": "lookup_order", "arguments": {"order_id": "A-10234"}}
+    return f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
+
+
+@pytest.fixture
+def model() -> FakeChatModel:
+    return FakeChatModel(tool_text=hermes)
+
+
+@pytest.fixture
+async def client(model: FakeChatModel) -> AsyncIterator[TestClient]:
+    client = await serve(model)
+    yield client
+    await client.close()
+
+
+async def test_a_call_is_answered_as_openai_tool_calls(
+    client: TestClient, model: FakeChatModel
+) -> None:
+    response = await client.post("/v1/chat/completions", json={"messages": ASK, "tools": [LOOKUP]})
+    assert response.status == 200
+    body = await response.json()
+    [choice] = body["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    message = choice["message"]
+    assert message["role"] == "assistant" and message["content"] is None
+    [call] = message["tool_calls"]
+    assert call["id"].startswith("call_") and call["type"] == "function"
+    assert call["function"]["name"] == "lookup_order"
+    assert json.loads(call["function"]["arguments"]) == {"order_id": "A-10234"}
+    assert body["usage"]["prompt_tokens"] > 0
+    assert model.tool_requests == [[LOOKUP]]  # the model was offered the tools
+
+
+async def test_a_reply_in_words_is_text(client: TestClient) -> None:
+    hello = [{"role": "user", "content": "hi"}]
+    response = await client.post(
+        "/v1/chat/completions", json={"messages": hello, "tools": [LOOKUP], "tool_choice": "auto"}
+    )
+    body = await response.json()
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Hello! How can I help?",
+    }
+    assert body["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_tools_need_stream_false(client: TestClient) -> None:
+    response = await client.post(
+        "/v1/chat/completions", json={"messages": ASK, "tools": [LOOKUP], "stream": True}
+    )
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["param"] == "stream" and '"stream": false' in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "no spaces"}}]}, "tools[0]"),
+        ({"tools": [{"type": "retrieval"}]}, "tools[0]"),
+        ({"tools": {"lookup_order": {}}}, "tools"),
+        ({"tools": [LOOKUP], "tool_choice": "required"}, "tool_choice"),
+    ],
+)
+async def test_malformed_tools_are_400s(
+    client: TestClient, extra: dict[str, Any], param: str
+) -> None:
+    response = await client.post("/v1/chat/completions", json={"messages": ASK, **extra})
+    assert response.status == 400
+    assert (await response.json())["error"]["param"] == param
+
+
+async def test_a_model_that_cannot_call_tools_says_so() -> None:
+    client = await serve(FakeChatModel())
+    try:
+        response = await client.post(
+            "/v1/chat/completions", json={"messages": ASK, "tools": [LOOKUP]}
+        )
+        assert response.status == 400
+        error = (await response.json())["error"]
+        assert error["code"] == "tools_unsupported" and "cannot call tools" in error["message"]
+        unchosen = await client.post(
+            "/v1/chat/completions",
+            json={"messages": ASK, "tools": [LOOKUP], "tool_choice": "none"},
+        )
+        assert unchosen.status == 200  # tool_choice "none": an ordinary reply
+        body = await unchosen.json()
+        assert body["choices"][0]["message"]["content"] == "fake: Where is order A-10234?"
+    finally:
+        await client.close()
+
+
+async def test_the_remote_client_reads_the_servers_calls(client: TestClient) -> None:
+    remote = RemoteChatModel(RemoteOptions(url=str(client.make_url("/v1"))))
+    try:
+        reply = await remote.call_tools(
+            [ChatMessage("user", "Where is order A-10234?")], [LOOKUP], GenerationParams()
+        )
+    finally:
+        await remote.close()
+    assert reply.calls == (ParsedCall("lookup_order", {"order_id": "A-10234"}),)
+
+
+async def test_the_remote_client_stops_offering_tools_to_a_model_without() -> None:
+    client = await serve(FakeChatModel())
+    remote = RemoteChatModel(RemoteOptions(url=str(client.make_url("/v1"))))
+    try:
+        with pytest.raises(ToolsUnsupported):
+            await remote.call_tools([ChatMessage("user", "hi")], [LOOKUP], GenerationParams())
+        assert not supports_tools(remote)
+    finally:
+        await remote.close()
+        await client.close()
