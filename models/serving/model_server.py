@@ -29,7 +29,6 @@ import asyncio
 import hmac
 import json
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
@@ -40,17 +39,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from models.api import (
-    ChatMessage,
     ChatModel,
     GenerationParams,
     ModelError,
-    ModelOverloaded,
-    ModelTimeout,
     ModelUnavailable,
-    PromptTooLong,
     close_model,
 )
 from models.guard import GuardedChatModel, GuardLimits
+from models.serving.answers import finish_and_usage, model_error_response
 from models.serving.openai_wire import (
     BadRequest,
     ChatRequest,
@@ -60,11 +56,10 @@ from models.serving.openai_wire import (
     error_body,
     model_error_body,
     parse_chat_request,
-    tool_completion,
-    usage,
 )
 from models.serving.signals import stop_signal
 from models.serving.telemetry import ServerTelemetry, metrics_route, server_spans
+from models.serving.tool_wire import parse_tools, tool_completion, tools_unsupported_body
 from models.tool_calling import ToolsUnsupported, supports_tools
 
 logger = logging.getLogger(__name__)
@@ -193,13 +188,14 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
-        chat = parse_chat_request(await _read_json(request), request.app[OPTIONS].defaults)
+        body = await _read_json(request)
+        chat, tools = parse_chat_request(body, request.app[OPTIONS].defaults), parse_tools(body)
     except BadRequest as error:
         return web.json_response(error_body(str(error), param=error.param), status=400)
     if request.app[STATE].draining:
-        return _model_error_response(ModelUnavailable("the model server is shutting down"))
-    if chat.tools:
-        return await _tool_call(request, chat)
+        return model_error_response(ModelUnavailable("the model server is shutting down"))
+    if tools:
+        return await _tool_call(request, chat, tools)
     model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
     # GuardedChatModel.stream is an async generator: closing it stops the generation.
     reply = cast(AsyncGenerator[str, None], model.stream(chat.messages, chat.params))
@@ -209,46 +205,39 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             telemetry.first_piece(model.name, started)
             if not chat.stream:
                 text = "".join([first or "", *[piece async for piece in pieces]])
-                finish, counts = await asyncio.to_thread(_finish, model, chat, text)
+                finish, counts = await asyncio.to_thread(finish_and_usage, model, chat, text)
                 telemetry.finished(model.name, counts)
                 return web.json_response(completion(model.name, text, finish, counts))
         except ModelError as error:
-            return _model_error_response(error)
+            return model_error_response(error)
         return await _stream(request, model, chat, first, pieces)
 
 
-async def _tool_call(request: web.Request, chat: ChatRequest) -> web.Response:
+async def _tool_call(
+    request: web.Request, chat: ChatRequest, tools: Sequence[dict[str, Any]]
+) -> web.Response:
     """A request with tools: one completion with the model's tool calls, or its text."""
     model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
     if chat.stream:
         body = error_body('requests with tools need "stream": false', param="stream")
         return web.json_response(body, status=400)
     if not model.ready:  # whether it can call tools is known once it is loaded
-        return _model_error_response(ModelUnavailable("the model is still loading"))
+        return model_error_response(ModelUnavailable("the model is still loading"))
     if not supports_tools(model):
-        return _tools_unsupported(model.name)
+        return web.json_response(tools_unsupported_body(model.name), status=400)
     try:
-        reply = await model.call_tools(chat.messages, chat.tools, chat.params)
+        reply = await model.call_tools(chat.messages, tools, chat.params)
     except ToolsUnsupported:
-        return _tools_unsupported(model.name)
+        return web.json_response(tools_unsupported_body(model.name), status=400)
     except ModelError as error:
-        return _model_error_response(error)
+        return model_error_response(error)
     telemetry.first_piece(model.name, started)
     written = reply.text or json.dumps([[c.name, c.arguments] for c in reply.calls])
-    finish, counts = await asyncio.to_thread(_finish, model, chat, written)
+    finish, counts = await asyncio.to_thread(finish_and_usage, model, chat, written)
     telemetry.finished(model.name, counts)
     if reply.calls:
         return web.json_response(tool_completion(model.name, reply.calls, counts))
     return web.json_response(completion(model.name, reply.text, finish, counts))
-
-
-def _tools_unsupported(name: str) -> web.Response:
-    body = error_body(
-        f"the model {name} cannot call tools (its chat template takes none)",
-        param="tools",
-        code="tools_unsupported",
-    )
-    return web.json_response(body, status=400)
 
 
 async def _stream(
@@ -275,7 +264,7 @@ async def _stream(
             logger.warning("generation failed mid-stream: %s", type(error).__name__)
             await _event(response, model_error_body(error))
             return response
-        finish, counts = await asyncio.to_thread(_finish, model, chat, text)
+        finish, counts = await asyncio.to_thread(finish_and_usage, model, chat, text)
         request.app[TELEMETRY].finished(name, counts)
         await _event(response, chunk(ident, name, created, {}, finish))
         if chat.include_usage:
@@ -297,39 +286,3 @@ async def _read_json(request: web.Request) -> object:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
         raise BadRequest("the request body is not valid JSON") from None
-
-
-def _finish(model: ChatModel, chat: ChatRequest, text: str) -> tuple[str, dict[str, int]]:
-    """finish_reason and token usage of a finished reply. The reply's tokens are counted by
-    re-tokenising its text (the model's pieces are not tokens), so both are close estimates.
-    CPU work (three chat templates and tokenisations): callers run it off the event loop."""
-    prompt_tokens = _count(model, chat.messages)
-    reply_tokens = _count(model, [ChatMessage("assistant", text)]) - _count(
-        model, [ChatMessage("assistant", "")]
-    )
-    reply_tokens = max(reply_tokens, 0)
-    finish = "length" if reply_tokens >= chat.params.max_new_tokens else "stop"
-    return finish, usage(prompt_tokens, reply_tokens)
-
-
-def _count(model: ChatModel, messages: Sequence[ChatMessage]) -> int:
-    try:
-        return model.count_tokens(messages)
-    except ModelError:  # some chat templates reject a lone assistant message: count nothing
-        return 0
-
-
-def _model_error_response(error: ModelError) -> web.Response:
-    headers: dict[str, Any] = {}
-    if isinstance(error, ModelOverloaded):
-        status = 429
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    elif isinstance(error, ModelTimeout):
-        status = 504
-    elif isinstance(error, PromptTooLong):
-        status = 400
-    elif isinstance(error, ModelUnavailable):
-        status = 503
-    else:
-        status = 500
-    return web.json_response(model_error_body(error), status=status, headers=headers)

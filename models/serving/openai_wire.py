@@ -8,7 +8,6 @@ No HTTP here.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -25,13 +24,10 @@ from models.api import (
     ModelUnavailable,
     PromptTooLong,
 )
-from models.tool_calls import ParsedCall
 
 # OpenAI's newer "developer" role is the system prompt under another name.
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOP_STRINGS = 16
-MAX_TOOLS = 128
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 # Error codes in error bodies (HTTP errors and the error event of a stream), both directions.
 ERROR_CODES: tuple[tuple[type[ModelError], str], ...] = (
@@ -73,7 +69,6 @@ class ChatRequest:
     params: GenerationParams
     stream: bool = False
     include_usage: bool = False  # stream_options.include_usage: a last chunk with token counts
-    tools: tuple[dict[str, Any], ...] = ()  # offered to the model (none with tool_choice "none")
 
 
 def parse_chat_request(body: object, defaults: GenerationParams) -> ChatRequest:
@@ -83,9 +78,8 @@ def parse_chat_request(body: object, defaults: GenerationParams) -> ChatRequest:
     vLLM/TGI extension `repetition_penalty` are honoured; absent ones take `defaults`.
     `frequency_penalty` and `presence_penalty` are accepted and ignored: they are additive
     OpenAI penalties with no faithful translation to a multiplicative repetition penalty.
-    `model` is ignored (one model is served). Only `n` = 1 is supported. `tools` (functions in
-    the OpenAI form) are offered with `tool_choice` "auto" (the default) and dropped with
-    "none"; "required" or a named function is a BadRequest; `parallel_tool_calls` is ignored.
+    `model` is ignored (one model is served). Only `n` = 1 is supported. `tools` are read by
+    models/serving/tool_wire.py.
     """
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
@@ -115,8 +109,7 @@ def parse_chat_request(body: object, defaults: GenerationParams) -> ChatRequest:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise BadRequest("stream_options must be an object", "stream_options")
-    include_usage = bool(options.get("include_usage", False))
-    return ChatRequest(messages, params, stream, include_usage, _tools(body))
+    return ChatRequest(messages, params, stream, bool(options.get("include_usage", False)))
 
 
 def request_body(
@@ -138,21 +131,6 @@ def request_body(
     if params.repetition_penalty != 1.0:
         body["repetition_penalty"] = params.repetition_penalty
     return body
-
-
-def tool_request_body(
-    model: str,
-    messages: Sequence[ChatMessage],
-    tools: Sequence[dict[str, Any]],
-    params: GenerationParams,
-) -> dict[str, Any]:
-    """A non-streaming request offering `tools` (the OpenAI form), the model to choose."""
-    return {
-        **request_body(model, messages, params),
-        "stream": False,
-        "tools": list(tools),
-        "tool_choice": "auto",
-    }
 
 
 def completion_id() -> str:
@@ -257,56 +235,6 @@ def _message(item: object, index: int) -> ChatMessage:
     if not isinstance(content, str):
         raise BadRequest("content must be a string or a list of text parts", f"{param}.content")
     return ChatMessage(role, content)  # type: ignore[arg-type]  # ROLES holds only Role values
-
-
-def _tools(body: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    tools = body.get("tools")
-    if tools is None:
-        return ()
-    if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
-        raise BadRequest(f"tools must be a list of at most {MAX_TOOLS} functions", "tools")
-    choice = body.get("tool_choice", "auto")
-    if choice not in ("auto", "none"):
-        raise BadRequest('only tool_choice "auto" and "none" are supported', "tool_choice")
-    for index, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if (
-            not isinstance(function, dict)
-            or tool.get("type") != "function"
-            or not TOOL_NAME.match(str(function.get("name", "")))
-            or not isinstance(function.get("parameters", {}), dict)
-            or not isinstance(function.get("description", ""), str)
-        ):
-            raise BadRequest(
-                'each tool must be {"type": "function", "function": {"name", "description",'
-                ' "parameters"}} with a name of letters, digits, "_", "-" or "."',
-                f"tools[{index}]",
-            )
-    return tuple(tools) if choice == "auto" else ()
-
-
-def tool_completion(
-    model: str, calls: Sequence[ParsedCall], token_usage: Mapping[str, int]
-) -> dict[str, Any]:
-    """A whole `chat.completion` whose message calls tools: `tool_calls` with ids, type
-    "function" and the arguments as a JSON string; finish_reason "tool_calls"."""
-    body = completion(model, "", "tool_calls", token_usage)
-    body["choices"][0]["message"] = {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": f"call_{uuid.uuid4().hex[:24]}",
-                "type": "function",
-                "function": {
-                    "name": call.name,
-                    "arguments": json.dumps(call.arguments, ensure_ascii=False),
-                },
-            }
-            for call in calls
-        ],
-    }
-    return body
 
 
 def _list(body: Mapping[str, Any], name: str) -> list[Any]:

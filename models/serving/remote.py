@@ -41,7 +41,7 @@ from models.api import (
     ReadyLifecycle,
 )
 from models.backoff import backoff_s
-from models.serving.openai_wire import request_body, tool_request_body
+from models.serving.openai_wire import request_body
 from models.serving.responses import (
     RequestRejected,
     completion_tool_reply,
@@ -49,6 +49,7 @@ from models.serving.responses import (
     reply_pieces,
 )
 from models.serving.telemetry import trace_headers
+from models.serving.tool_wire import tool_request_body
 from models.tool_calling import ToolReply, ToolsUnsupported
 
 if TYPE_CHECKING:
