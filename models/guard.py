@@ -86,9 +86,9 @@ class GuardedChatModel(WrappedChatModel):
         tools: Sequence[dict[str, Any]],
         params: GenerationParams,
     ) -> ToolReply:
-        """The inner model's `call_tools`, admitted and bounded like `stream` (the deadline
-        cancels the call, which stops its generation). Raises ToolsUnsupported where the inner
-        model has no tool calls."""
+        """The inner model's `call_tools`, admitted and bounded like `stream`: the deadline
+        (ModelTimeout) and `abort_all` (ModelShuttingDown) cancel the call, which stops its
+        generation. Raises ToolsUnsupported where the inner model has no tool calls."""
         if not isinstance(self.inner, ToolCallingModel):
             raise ToolsUnsupported(f"the model {self.name} cannot call tools")
         if self._aborted.is_set():
@@ -96,18 +96,28 @@ class GuardedChatModel(WrappedChatModel):
         if self.pending >= self.limits.max_pending:
             raise ModelOverloaded(retry_after=self.limits.retry_after_s)
         self.pending += 1
+        call = asyncio.ensure_future(self.inner.call_tools(messages, tools, params))
+        aborted = asyncio.ensure_future(self._aborted.wait())
         try:
-            return await asyncio.wait_for(
-                self.inner.call_tools(messages, tools, params), self.limits.deadline_s
+            await asyncio.wait(
+                {call, aborted}, timeout=self.limits.deadline_s, return_when=asyncio.FIRST_COMPLETED
             )
-        except TimeoutError:
-            raise ModelTimeout(f"no complete reply within {self.limits.deadline_s} s") from None
+            if call.done():
+                return call.result()
+            if aborted.done():
+                raise ModelShuttingDown("the bot is shutting down")
+            raise ModelTimeout(f"no complete reply within {self.limits.deadline_s} s")
         except (ModelError, asyncio.CancelledError):
             raise
         except Exception as error:
             raise ModelError(f"the model failed: {type(error).__name__}") from error
         finally:
             self.pending -= 1
+            aborted.cancel()
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(BaseException):
+                    await call
 
     async def _until_aborted(
         self, pieces: AsyncIterator[str], deadline: float

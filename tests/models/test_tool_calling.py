@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from models.api import ChatMessage, GenerationParams, ModelTimeout
+from models.api import ChatMessage, GenerationParams, ModelShuttingDown, ModelTimeout
 from models.chat_template import ChatTemplate
 from models.decoding import IncrementalDecoder
 from models.deferred import DeferredChatModel
@@ -175,6 +175,12 @@ async def test_the_guard_bounds_a_tool_call_and_refuses_a_model_without_tools() 
     with pytest.raises(ModelTimeout):
         await asyncio.wait_for(hanging.call_tools(ASK, [LOOKUP], GREEDY), 5)
     assert hanging.pending == 0
+    stopping = GuardedChatModel(FakeChatModel(tool_text=calls_lookup, hang=True), GuardLimits())
+    call = asyncio.ensure_future(stopping.call_tools(ASK, [LOOKUP], GREEDY))
+    await asyncio.sleep(0.01)
+    stopping.abort_all()  # shutdown: the call ends at once
+    with pytest.raises(ModelShuttingDown):
+        await asyncio.wait_for(call, 5)
     plain = GuardedChatModel(FakeChatModel(), GuardLimits())
     assert not supports_tools(plain)
     with pytest.raises(ToolsUnsupported):

@@ -197,3 +197,17 @@ async def test_the_tool_stage_runs_the_call_once_without_filling_it_again() -> N
     assert runner.calls == [ToolCall(LOOKUP, {"order_id": "A-10234"})]
     assert "shipped" in draft.passages[0].text
     assert len(model.tool_requests) == 1  # chosen and filled by one call
+
+
+async def test_a_schema_that_cannot_be_checked_keeps_no_arguments() -> None:
+    broken = ToolSpec(
+        "shop",
+        "lookup_order",
+        "Show an order's status.",
+        {"type": "object", "properties": {"order_id": {"type": "string", "pattern": "(["}}},
+        read_only=True,
+        rule="auto",
+    )
+    router, _ = router_for(model_writing(hermes(("lookup_order", {"order_id": "(["}))))
+    routed = await router.choose_in_context("Where is ([?", "", [broken])
+    assert routed.tool == broken and routed.arguments == {}
