@@ -25,7 +25,6 @@ from models.guard import GuardedChatModel, GuardLimits
 from models.hf import HuggingFaceChatModel
 from models.tool_calling import ToolReply, ToolsUnsupported, reply_from_text, supports_tools
 from models.tool_calls import ParsedCall, openai_tool
-from tests.tiny_model import build_tiny_model
 
 LOOKUP = openai_tool(
     "lookup_order",
@@ -40,8 +39,8 @@ GREEDY = GenerationParams(max_new_tokens=6, temperature=0.0)
 
 
 @pytest.fixture(scope="module")
-def hermes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-hermes"), tools=True)
+def hermes_dir(tiny_tools_model_dir: Path) -> Path:
+    return tiny_tools_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,15 @@
 """Native tool calls through the whole bot in the terminal (`botloom chat`), with a remote
 OpenAI-compatible model (a fake vLLM on loopback that answers `tool_calls`): the model's call of
 a read-only tool runs it through the MCP runner at once, and the reply answers from its result;
-a write still waits for the user's approval; a reply in words calls nothing."""
+a write still waits for the user's approval; a reply in words calls nothing. A model in the
+process that calls tools (a stand-in writing Hermes blocks) chooses them the same way."""
 
 from __future__ import annotations
 
 import io
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.app import build_runtime
+from bot.app import Runtime, build_runtime
 from bot.console import chat
 from bot.settings import Settings
+from models import ChatMessage
+from models.fake import FakeChatModel
 from tests.tools.support import lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,9 +71,7 @@ async def vllm() -> AsyncIterator[FakeVllm]:
     await fake.server.close()
 
 
-async def test_a_remote_models_tool_calls_run_through_the_runner(
-    tmp_path: Path, vllm: FakeVllm
-) -> None:
+def shop_settings(tmp_path: Path, **model: str) -> Settings:
     config = {
         "mcpServers": {
             "shop": {
@@ -80,32 +81,41 @@ async def test_a_remote_models_tool_calls_run_through_the_runner(
         }
     }
     (tmp_path / "mcp.json").write_text(json.dumps(config))
-    settings = Settings(
+    return Settings(
         storage=f"sqlite:///{tmp_path}/state.db",
         mcp_config=str(tmp_path / "mcp.json"),
         tools_audit=str(tmp_path / "audit.jsonl"),
-        model_url=str(vllm.server.make_url("/v1")),
-        model="served-model",
+        **model,
     )
-    runtime = build_runtime(settings)
+
+
+async def talk(runtime: Runtime, text: str) -> str:
     output = io.StringIO()
     try:
-        await chat(
-            runtime,
-            input_stream=io.StringIO(
-                "Where is my order A-10234?\nPlease cancel order A-20931\ny\nTell me a joke\n"
-            ),
-            output=output,
-        )
+        await chat(runtime, input_stream=io.StringIO(text), output=output)
     finally:
         await runtime.aclose()
-    transcript = output.getvalue()
+    return output.getvalue()
+
+
+def audited(tmp_path: Path) -> list[tuple[str, dict[str, Any], str, str]]:
+    audit = [json.loads(x) for x in lines(tmp_path / "audit.jsonl")]
+    return [(e["tool"], e["arguments"], e["approval"], e["outcome"]) for e in audit]
+
+
+async def test_a_remote_models_tool_calls_run_through_the_runner(
+    tmp_path: Path, vllm: FakeVllm
+) -> None:
+    url = str(vllm.server.make_url("/v1"))
+    runtime = build_runtime(shop_settings(tmp_path, model_url=url, model="served-model"))
+    transcript = await talk(
+        runtime, "Where is my order A-10234?\nPlease cancel order A-20931\ny\nTell me a joke\n"
+    )
     assert "It has shipped [1]." in transcript  # answered from the tool's result, cited:
     assert "Sources: [1] Tool: shop/lookup_order" in transcript
     assert "Approve? (y/n" in transcript and "Done. Order A-20931 is cancelled." in transcript
     assert "Here is a joke." in transcript
-    audit = [json.loads(x) for x in lines(tmp_path / "audit.jsonl")]
-    assert [(e["tool"], e["arguments"], e["approval"], e["outcome"]) for e in audit] == [
+    assert audited(tmp_path) == [
         ("lookup_order", {"order_id": "A-10234"}, "not needed", "ok"),
         ("cancel_order", {"order_id": "A-20931"}, "approved", "ok"),
     ]
@@ -114,3 +124,21 @@ async def test_a_remote_models_tool_calls_run_through_the_runner(
     offered = {t["function"]["name"]: t["function"] for t in with_tools[0]["tools"]}
     assert offered["lookup_order"]["parameters"]["properties"]["order_id"]["pattern"]
     assert "cancel_order" in offered
+
+
+def hermes_lookup(messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]]) -> str:
+    if "A-10234" not in messages[-1].content:
+        return "No tool needed."
+    call = {"name": "lookup_order", "arguments": {"order_id": "A-10234"}}
+    return f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
+
+
+async def test_a_loaded_models_tool_call_runs_the_read_only_tool(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    model = FakeChatModel(tool_text=hermes_lookup)
+    settings = shop_settings(tmp_path, model=str(tiny_model_dir))
+    transcript = await talk(build_runtime(settings, model=model), "Is A-10234 on its way?\n")
+    assert "Sources: [1] Tool: shop/lookup_order" in transcript
+    assert audited(tmp_path) == [("lookup_order", {"order_id": "A-10234"}, "not needed", "ok")]
+    assert "lookup_order" in {t["function"]["name"] for t in model.tool_requests[0]}

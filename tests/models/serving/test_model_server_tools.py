@@ -1,19 +1,22 @@
 """`tools` on the model server's OpenAI API (models/serving/model_server.py), over real HTTP on
 loopback: a model that writes a Hermes `<tool_call>` block is answered as OpenAI `tool_calls`,
-requests the server cannot serve are 400s that say why, and botloom's remote client reads the
-calls."""
+requests the server cannot serve are 400s that say why, botloom's remote client reads the
+calls, and a real tiny model is offered tools only where its chat template takes them."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from models.api import ChatMessage, GenerationParams
 from models.fake import FakeChatModel
+from models.hf import HuggingFaceChatModel
 from models.serving.remote import RemoteChatModel, RemoteOptions
 from models.tool_calling import ToolsUnsupported, supports_tools
 from models.tool_calls import ParsedCall, openai_tool
@@ -146,3 +149,33 @@ async def test_the_remote_client_stops_offering_tools_to_a_model_without() -> No
     finally:
         await remote.close()
         await client.close()
+
+
+def tiny(folder: Path) -> HuggingFaceChatModel:
+    return HuggingFaceChatModel(
+        AutoModelForCausalLM.from_pretrained(folder),
+        AutoTokenizer.from_pretrained(folder),
+        name="tiny",
+    )
+
+
+async def test_a_real_model_is_offered_tools_where_its_template_takes_them(
+    tiny_tools_model_dir: Path, tiny_model_dir: Path
+) -> None:
+    request = {"messages": ASK, "tools": [LOOKUP], "max_tokens": 4, "temperature": 0}
+    hermes = await serve(tiny(tiny_tools_model_dir))
+    try:
+        response = await hermes.post("/v1/chat/completions", json=request)
+        assert response.status == 200
+        [choice] = (await response.json())["choices"]
+        assert choice["finish_reason"] in ("stop", "length")  # random weights write words
+        assert choice["message"]["content"]
+    finally:
+        await hermes.close()
+    chatml = await serve(tiny(tiny_model_dir))
+    try:
+        response = await chatml.post("/v1/chat/completions", json=request)
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "tools_unsupported"
+    finally:
+        await chatml.close()
