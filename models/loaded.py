@@ -37,6 +37,7 @@ class LoadedChatModel(ReadyLifecycle):
             tuple(stop_token_ids) if stop_token_ids is not None else eos_token_ids(model, tokenizer)
         )
         self._template = ChatTemplate(tokenizer, name)
+        self._takes_tools = self._template.accepts_tools()  # here, in the loading thread
 
     @property
     def name(self) -> str:
@@ -57,8 +58,8 @@ class LoadedChatModel(ReadyLifecycle):
         return self._stream(partial(self._template.encode, messages), params)
 
     def supports_tools(self) -> bool:
-        """Whether the chat template writes `tools` into the prompt."""
-        return self._template.accepts_tools()
+        """Whether the chat template writes `tools` into the prompt (found once, on loading)."""
+        return self._takes_tools
 
     async def call_tools(
         self,
