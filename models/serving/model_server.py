@@ -6,8 +6,8 @@ Several bot replicas can share one GPU host this way (the bots use models.servin
   (``data: {chunk}`` lines whose ``choices[0].delta.content`` carry the reply, then
   ``data: [DONE]``); otherwise one ``chat.completion`` with token ``usage``. With ``tools``
   (and ``tool_choice`` "auto"), a model that can call tools (models/tool_calling.py) answers
-  ``message.tool_calls`` with ``finish_reason: "tool_calls"``, or its text; such requests need
-  ``"stream": false``, and a model that cannot call tools answers 400.
+  ``message.tool_calls`` with ``finish_reason: "tool_calls"``, or its text (streamed: the whole
+  reply in one delta, since calls are read whole); a model that cannot call tools answers 400.
 - ``GET /v1/models``: the one model served.
 - ``GET /health``: 200 once the model is loaded; 503 while it loads or the server drains.
 - ``GET /metrics``: Prometheus metrics (models/serving/telemetry.py); spans continue the
@@ -26,6 +26,7 @@ never does (load balancers probe it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -46,6 +47,7 @@ from models.api import (
     close_model,
 )
 from models.guard import GuardedChatModel, GuardLimits
+from models.serving import tool_wire
 from models.serving.answers import finish_and_usage, model_error_response
 from models.serving.openai_wire import (
     BadRequest,
@@ -59,10 +61,10 @@ from models.serving.openai_wire import (
 )
 from models.serving.signals import stop_signal
 from models.serving.telemetry import ServerTelemetry, metrics_route, server_spans
-from models.serving.tool_wire import parse_tools, tool_completion, tools_unsupported_body
 from models.tool_calling import ToolsUnsupported, supports_tools
 
 logger = logging.getLogger(__name__)
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,8 @@ async def list_models(request: web.Request) -> web.Response:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         body = await _read_json(request)
-        chat, tools = parse_chat_request(body, request.app[OPTIONS].defaults), parse_tools(body)
+        chat = parse_chat_request(body, request.app[OPTIONS].defaults)
+        tools = tool_wire.parse_tools(body)
     except BadRequest as error:
         return web.json_response(error_body(str(error), param=error.param), status=400)
     if request.app[STATE].draining:
@@ -215,28 +218,37 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def _tool_call(
     request: web.Request, chat: ChatRequest, tools: Sequence[dict[str, Any]]
-) -> web.Response:
-    """A request with tools: one completion with the model's tool calls, or its text."""
+) -> web.StreamResponse:
+    """A request with tools: the model's tool calls, or its text, in one completion or one
+    stream."""
     model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
-    if chat.stream:
-        body = error_body('requests with tools need "stream": false', param="stream")
-        return web.json_response(body, status=400)
     if not model.ready:  # whether it can call tools is known once it is loaded
         return model_error_response(ModelUnavailable("the model is still loading"))
     if not supports_tools(model):
-        return web.json_response(tools_unsupported_body(model.name), status=400)
+        return web.json_response(tool_wire.tools_unsupported_body(model.name), status=400)
     try:
         reply = await model.call_tools(chat.messages, tools, chat.params)
     except ToolsUnsupported:
-        return web.json_response(tools_unsupported_body(model.name), status=400)
+        return web.json_response(tool_wire.tools_unsupported_body(model.name), status=400)
     except ModelError as error:
         return model_error_response(error)
     telemetry.first_piece(model.name, started)
     written = reply.text or json.dumps([[c.name, c.arguments] for c in reply.calls])
     finish, counts = await asyncio.to_thread(finish_and_usage, model, chat, written)
     telemetry.finished(model.name, counts)
+    if chat.stream:
+        events = tool_wire.tool_chunks(
+            model.name, reply.calls, reply.text, finish, counts if chat.include_usage else None
+        )
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        with contextlib.suppress(ConnectionResetError):  # the client left: nothing to stop
+            await response.prepare(request)
+            for event in events:
+                await _event(response, event)
+            await response.write(b"data: [DONE]\n\n")
+        return response
     if reply.calls:
-        return web.json_response(tool_completion(model.name, reply.calls, counts))
+        return web.json_response(tool_wire.tool_completion(model.name, reply.calls, counts))
     return web.json_response(completion(model.name, reply.text, finish, counts))
 
 
@@ -248,9 +260,7 @@ async def _stream(
     pieces: AsyncIterator[str],
 ) -> web.StreamResponse:
     """Send the reply as server-sent events, starting with the piece already generated."""
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
+    response = web.StreamResponse(headers=SSE_HEADERS)
     ident, created, name = completion_id(), int(time.time()), model.name
     text = first or ""
     try:

@@ -141,7 +141,7 @@ def chunk(
     ident: str,
     model: str,
     created: int,
-    delta: Mapping[str, str],
+    delta: Mapping[str, Any],
     finish_reason: str | None = None,
 ) -> dict[str, Any]:
     """One `chat.completion.chunk` of a stream."""

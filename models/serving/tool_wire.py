@@ -1,17 +1,25 @@
 """The OpenAI API's tool fields, as botloom's model server and remote backend speak them: a
 request's `tools` and `tool_choice` read and checked, a request offering tools, and a completion
-whose message carries `tool_calls`. No HTTP here."""
+(or a stream's chunks) whose message carries `tool_calls`. No HTTP here."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models.api import ChatMessage, GenerationParams
-from models.serving.openai_wire import BadRequest, completion, error_body, request_body
+from models.serving.openai_wire import (
+    BadRequest,
+    chunk,
+    completion,
+    completion_id,
+    error_body,
+    request_body,
+)
 from models.tool_calls import ParsedCall
 
 MAX_TOOLS = 128
@@ -49,28 +57,51 @@ def parse_tools(body: object) -> tuple[dict[str, Any], ...]:
     return tuple(tools) if choice == "auto" else ()
 
 
+def tool_calls_field(calls: Sequence[ParsedCall]) -> list[dict[str, Any]]:
+    """`tool_calls` as the API writes them: ids, type "function", the arguments a JSON string."""
+    return [
+        {
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {
+                "name": call.name,
+                "arguments": json.dumps(call.arguments, ensure_ascii=False),
+            },
+        }
+        for call in calls
+    ]
+
+
 def tool_completion(
     model: str, calls: Sequence[ParsedCall], token_usage: Mapping[str, int]
 ) -> dict[str, Any]:
-    """A whole `chat.completion` whose message calls tools: `tool_calls` with ids, type
-    "function" and the arguments as a JSON string; finish_reason "tool_calls"."""
+    """A whole `chat.completion` whose message calls tools; finish_reason "tool_calls"."""
     body = completion(model, "", "tool_calls", token_usage)
-    body["choices"][0]["message"] = {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": f"call_{uuid.uuid4().hex[:24]}",
-                "type": "function",
-                "function": {
-                    "name": call.name,
-                    "arguments": json.dumps(call.arguments, ensure_ascii=False),
-                },
-            }
-            for call in calls
-        ],
-    }
+    message = {"role": "assistant", "content": None, "tool_calls": tool_calls_field(calls)}
+    body["choices"][0]["message"] = message
     return body
+
+
+def tool_chunks(
+    model: str,
+    calls: Sequence[ParsedCall],
+    text: str,
+    finish: str,
+    token_usage: Mapping[str, int] | None,
+) -> list[dict[str, Any]]:
+    """A reply to a streamed request with tools, as the stream's chunks: the whole reply in one
+    delta (`tool_calls` items with an `index`, or the text; it is read whole, as tool-call
+    parsers need), then the finish reason, then the usage where asked for."""
+    ident, created = completion_id(), int(time.time())
+    delta: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        items = [{"index": i, **item} for i, item in enumerate(tool_calls_field(calls))]
+        delta = {"role": "assistant", "content": None, "tool_calls": items}
+        finish = "tool_calls"
+    chunks = [chunk(ident, model, created, delta), chunk(ident, model, created, {}, finish)]
+    if token_usage is not None:
+        chunks.append({**chunk(ident, model, created, {}), "choices": [], "usage": token_usage})
+    return chunks
 
 
 def tool_request_body(

@@ -20,7 +20,7 @@ from models.hf import HuggingFaceChatModel
 from models.serving.remote import RemoteChatModel, RemoteOptions
 from models.tool_calling import ToolsUnsupported, supports_tools
 from models.tool_calls import ParsedCall, openai_tool
-from tests.models.serving.test_model_server import serve
+from tests.models.serving.test_model_server import serve, sse_events
 
 LOOKUP = openai_tool(
     "lookup_order",
@@ -82,13 +82,39 @@ async def test_a_reply_in_words_is_text(client: TestClient) -> None:
     assert body["choices"][0]["finish_reason"] == "stop"
 
 
-async def test_tools_need_stream_false(client: TestClient) -> None:
+async def test_a_streamed_request_gets_the_calls_in_one_delta(client: TestClient) -> None:
     response = await client.post(
-        "/v1/chat/completions", json={"messages": ASK, "tools": [LOOKUP], "stream": True}
+        "/v1/chat/completions",
+        json={
+            "messages": ASK,
+            "tools": [LOOKUP],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
     )
-    assert response.status == 400
-    error = (await response.json())["error"]
-    assert error["param"] == "stream" and '"stream": false' in error["message"]
+    assert response.status == 200 and response.content_type == "text/event-stream"
+    *events, done = sse_events(await response.text())
+    assert done == "[DONE]"
+    first, last, counted = [json.loads(event) for event in events]
+    delta = first["choices"][0]["delta"]
+    [call] = delta["tool_calls"]
+    assert call["index"] == 0 and call["type"] == "function" and call["id"].startswith("call_")
+    assert json.loads(call["function"]["arguments"]) == {"order_id": "A-10234"}
+    assert last["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+    assert counted["choices"] == [] and counted["usage"]["total_tokens"] > 0
+
+
+async def test_a_streamed_reply_in_words_is_content(client: TestClient) -> None:
+    hello = [{"role": "user", "content": "hi"}]
+    response = await client.post(
+        "/v1/chat/completions", json={"messages": hello, "tools": [LOOKUP], "stream": True}
+    )
+    first, last = [json.loads(event) for event in sse_events(await response.text())[:-1]]
+    assert first["choices"][0]["delta"] == {
+        "role": "assistant",
+        "content": "Hello! How can I help?",
+    }
+    assert last["choices"][0]["finish_reason"] == "stop"
 
 
 @pytest.mark.parametrize(
