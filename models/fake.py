@@ -21,8 +21,9 @@ class FakeChatModel(ReadyLifecycle):
 
     `reply` overrides the text (a function of the prompt); `delay` sleeps before each piece;
     `fail_after` raises `error` after that many pieces; `hang` never produces a piece.
-    `tool_text` makes it call tools (`call_tools` reads what it returns as a generated reply);
-    without it, it cannot. Every prompt is recorded in `prompts` (with tools: also the tools, in
+    `tool_text` makes it call tools (`call_tools` reads what it returns as a generated reply;
+    it raises `error` whenever `fail_after` is set, and never returns with `hang`); without it,
+    it cannot. Every prompt is recorded in `prompts` (with tools: also the tools, in
     `tool_requests`); `pieces_produced` counts pieces actually generated.
     Tokens are whitespace-separated words plus a few per message. Ready once constructed; it
     holds nothing to close (ReadyLifecycle).
