@@ -142,8 +142,8 @@ def build_runtime(
     feedback = FeedbackStore(storage, transcripts=settings.transcripts, on_record=on_record)
     files = build_files(settings, storage, knowledge, stream) if settings.files else None
     tools = build_tools(
-        settings, storage, conversation_state, embedding_model=knowledge.embedder.model
-    )  # one embedding model for knowledge, memory and tools
+        settings, storage, conversation_state, model=model, embedding_model=knowledge.embedder.model
+    )  # one embedding model for knowledge, memory and tools; the model's own tool calls
     user_memory = (
         UserMemory(storage, conflicts=(StorageConflictError, KeyError)) if settings.memory else None
     )

@@ -169,11 +169,14 @@ class Settings:
     # Tools from MCP servers (issue 26, docs/tools.md): mcp_config, an mcpServers JSON file ("":
     # no tools); every call is one JSON line in tools_audit; an approval waits
     # tool_approval_expiry_s; the embedded model's tool is chosen above tool_threshold.
+    # tool_calling "auto": a model that can call tools (its chat template takes them, or its
+    # server answers tool_calls) chooses them itself; "meaning": always the router by meaning.
     mcp_config: str = ""
     tools_audit: str = "data/tools-audit.jsonl"
     tool_approval_expiry_s: float = 600.0
     tool_threshold: float = 0.37
     tool_turn_timeout_s: float = 45.0
+    tool_calling: str = "auto"
 
     # CPU speed of the in-process engine: weights "auto" (fp16 for a float32 model where FBGEMM
     # runs, else bf16 on a CPU with native bfloat16, else int8), "fp16", "bf16", "int8" or
@@ -288,6 +291,8 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
         raise SettingsError("BOTLOOM_MEMORY_EXTRACTION must be rules or model")
     if parsed.get("knowledge_answer", "auto") not in ("auto", "model", "quote"):
         raise SettingsError("BOTLOOM_KNOWLEDGE_ANSWER must be auto, model or quote")
+    if parsed.get("tool_calling", "auto") not in ("auto", "meaning"):
+        raise SettingsError("BOTLOOM_TOOL_CALLING must be auto or meaning")
     if parsed.get("engine", "auto") not in ENGINES:
         raise SettingsError(f"BOTLOOM_ENGINE must be one of {', '.join(ENGINES)}")
     # CPU speed of the engine

@@ -26,6 +26,16 @@ from transformers import PreTrainedTokenizerBase
 
 from models.api import ChatMessage, ModelError
 
+# A tool no template writes unless it renders the tools it is given: how `accepts_tools` tells.
+_PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "botloom_probe_tool",
+        "description": "A probe.",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+
 # Unicode private-use characters (plane 15) around the index of a marked control token.
 _MARK_START, _MARK_END = "\U000f0000", "\U000f0001"
 _MARKED = re.compile(f"{_MARK_START}(\\d+){_MARK_END}")
@@ -53,10 +63,35 @@ class ChatTemplate:
         controls = control_tokens(tokenizer)
         self._controls = re.compile("|".join(map(re.escape, controls))) if controls else None
         self._newline_ids: list[int] = []
+        self._accepts_tools: bool | None = None
 
-    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
+    def accepts_tools(self) -> bool:
+        """Whether the template writes the `tools` it is given into the prompt (Hermes/Qwen,
+        Llama 3.1+, Mistral templates do; plain ChatML ones ignore them). Rendered once with a
+        probe tool; thread-safe."""
+        with self._lock:
+            if self._accepts_tools is None:
+                try:
+                    rendered = str(
+                        self.tokenizer.apply_chat_template(
+                            [{"role": "user", "content": "hi"}],
+                            tools=[_PROBE_TOOL],
+                            add_generation_prompt=True,
+                            tokenize=False,
+                        )
+                    )
+                except (TemplateError, ValueError, TypeError):
+                    rendered = ""
+                self._accepts_tools = "botloom_probe_tool" in rendered
+            return self._accepts_tools
+
+    def encode(
+        self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> list[int]:
         """The prompt ids, ending with the assistant's generation prompt; ModelError if the
-        template rejects the messages (some templates reject roles or their order). Thread-safe."""
+        template rejects the messages (some templates reject roles or their order). `tools`
+        (in the OpenAI form, models/tool_calls.py) are passed to the template as its `tools`.
+        Thread-safe."""
         marked: list[str] = []
 
         def mark(match: re.Match[str]) -> str:
@@ -72,17 +107,27 @@ class ChatTemplate:
         with self._lock:
             try:
                 if not marked:
-                    return list(self._apply(conversation, tokenize=True))
-                rendered = str(self._apply(conversation, tokenize=False))
+                    return list(self._apply(conversation, tools, tokenize=True))
+                rendered = str(self._apply(conversation, tools, tokenize=False))
             except (TemplateError, ValueError) as error:
                 raise ModelError(
                     f"the chat template of {self._name} rejected the messages: {error}"
                 ) from error
             return self._encode_marked(rendered, marked)
 
-    def _apply(self, conversation: list[dict[str, str]], *, tokenize: bool) -> Any:
+    def _apply(
+        self,
+        conversation: list[dict[str, str]],
+        tools: Sequence[dict[str, Any]] | None,
+        *,
+        tokenize: bool,
+    ) -> Any:
         return self.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=tokenize, return_dict=False
+            conversation,
+            tools=list(tools) if tools else None,
+            add_generation_prompt=True,
+            tokenize=tokenize,
+            return_dict=False,
         )
 
     def _encode_marked(self, rendered: str, marked: list[str]) -> list[int]:

@@ -6,8 +6,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from models.api import ChatMessage, ChatModel, GenerationParams, ModelUnavailable, close_model
+from models.tool_calling import ToolCallingModel, ToolReply, ToolsUnsupported, supports_tools
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,21 @@ class DeferredChatModel:
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[str]:
         return self._loaded_model().stream(messages, params)
+
+    def supports_tools(self) -> bool:
+        """Whether the loaded model can call tools (False while it loads)."""
+        return self._model is not None and supports_tools(self._model)
+
+    async def call_tools(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[dict[str, Any]],
+        params: GenerationParams,
+    ) -> ToolReply:
+        model = self._loaded_model()
+        if not isinstance(model, ToolCallingModel):
+            raise ToolsUnsupported(f"the model {self._name} cannot call tools")
+        return await model.call_tools(messages, tools, params)
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():

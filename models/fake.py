@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from models.api import ChatMessage, GenerationParams, ModelError, ReadyLifecycle
+from models.tool_calling import ToolReply, ToolsUnsupported, reply_from_text
+
+# What a fake model that can call tools writes, given the prompt and the tools offered: text in
+# any model family's tool-call format (a Hermes `<tool_call>` block), read as a real reply is.
+ToolText = Callable[[Sequence[ChatMessage], Sequence[dict[str, Any]]], str]
 
 TOKENS_PER_MESSAGE = 3  # role markers, like a chat template's
 
@@ -15,7 +21,10 @@ class FakeChatModel(ReadyLifecycle):
 
     `reply` overrides the text (a function of the prompt); `delay` sleeps before each piece;
     `fail_after` raises `error` after that many pieces; `hang` never produces a piece.
-    Every prompt is recorded in `prompts`; `pieces_produced` counts pieces actually generated.
+    `tool_text` makes it call tools (`call_tools` reads what it returns as a generated reply;
+    it raises `error` whenever `fail_after` is set, and never returns with `hang`); without it,
+    it cannot. Every prompt is recorded in `prompts` (with tools: also the tools, in
+    `tool_requests`); `pieces_produced` counts pieces actually generated.
     Tokens are whitespace-separated words plus a few per message. Ready once constructed; it
     holds nothing to close (ReadyLifecycle).
     """
@@ -29,6 +38,7 @@ class FakeChatModel(ReadyLifecycle):
         error: Exception | None = None,
         hang: bool = False,
         context_window: int = 2048,
+        tool_text: ToolText | None = None,
     ) -> None:
         self._reply = reply or _echo
         self.delay = delay
@@ -38,6 +48,8 @@ class FakeChatModel(ReadyLifecycle):
         self._context_window = context_window
         self.prompts: list[list[ChatMessage]] = []
         self.pieces_produced = 0
+        self.tool_text = tool_text
+        self.tool_requests: list[list[dict[str, Any]]] = []
 
     @property
     def name(self) -> str:
@@ -64,6 +76,25 @@ class FakeChatModel(ReadyLifecycle):
                 await asyncio.sleep(self.delay)
             self.pieces_produced += 1
             yield word if index == 0 else " " + word
+
+    def supports_tools(self) -> bool:
+        return self.tool_text is not None
+
+    async def call_tools(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[dict[str, Any]],
+        params: GenerationParams,
+    ) -> ToolReply:
+        if self.tool_text is None:
+            raise ToolsUnsupported("the fake model was given no tool_text")
+        self.prompts.append(list(messages))
+        self.tool_requests.append(list(tools))
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.fail_after is not None:
+            raise self.error
+        return reply_from_text(self.tool_text(messages, tools), tools)
 
 
 FAKE_SPEC = "fake"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from models.api import (
     ChatMessage,
@@ -17,6 +18,7 @@ from models.api import (
     ModelTimeout,
     WrappedChatModel,
 )
+from models.tool_calling import ToolCallingModel, ToolReply, ToolsUnsupported, supports_tools
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,49 @@ class GuardedChatModel(WrappedChatModel):
             raise ModelError(f"the model failed: {type(error).__name__}") from error
         finally:
             self.pending -= 1
+
+    def supports_tools(self) -> bool:
+        """Whether the inner model can call tools now."""
+        return supports_tools(self.inner)
+
+    async def call_tools(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[dict[str, Any]],
+        params: GenerationParams,
+    ) -> ToolReply:
+        """The inner model's `call_tools`, admitted and bounded like `stream`: the deadline
+        (ModelTimeout) and `abort_all` (ModelShuttingDown) cancel the call, which stops its
+        generation. Raises ToolsUnsupported where the inner model has no tool calls."""
+        if not isinstance(self.inner, ToolCallingModel):
+            raise ToolsUnsupported(f"the model {self.name} cannot call tools")
+        if self._aborted.is_set():
+            raise ModelShuttingDown("the bot is shutting down")
+        if self.pending >= self.limits.max_pending:
+            raise ModelOverloaded(retry_after=self.limits.retry_after_s)
+        self.pending += 1
+        call = asyncio.ensure_future(self.inner.call_tools(messages, tools, params))
+        aborted = asyncio.ensure_future(self._aborted.wait())
+        try:
+            await asyncio.wait(
+                {call, aborted}, timeout=self.limits.deadline_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if call.done():
+                return call.result()
+            if aborted.done():
+                raise ModelShuttingDown("the bot is shutting down")
+            raise ModelTimeout(f"no complete reply within {self.limits.deadline_s} s")
+        except (ModelError, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            raise ModelError(f"the model failed: {type(error).__name__}") from error
+        finally:
+            self.pending -= 1
+            aborted.cancel()
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(BaseException):
+                    await call
 
     async def _until_aborted(
         self, pieces: AsyncIterator[str], deadline: float

@@ -26,7 +26,6 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from models.api import (
-    ChatMessage,
     GenerationParams,
     ModelError,
     ModelUnavailable,
@@ -175,10 +174,10 @@ class HuggingFaceChatModel(LoadedChatModel):
         self._running: set[threading.Event] = set()
         self._closed = False
 
-    async def stream(
-        self, messages: Sequence[ChatMessage], params: GenerationParams
+    async def _stream(
+        self, prompt: Callable[[], list[int]], params: GenerationParams
     ) -> AsyncGenerator[str, None]:
-        """Yield the reply piece by piece.
+        """Yield the reply to the prompt ids `prompt()` gives (in the worker) piece by piece.
 
         Raises ModelError if generation fails (the original error is its __cause__) or the prompt
         leaves no room in the context window, ModelUnavailable if the model is (or gets) closed.
@@ -194,9 +193,7 @@ class HuggingFaceChatModel(LoadedChatModel):
 
         if self._closed:
             raise ModelUnavailable(f"the model {self._name} is closed")
-        job = loop.run_in_executor(
-            self._worker, self._generate, list(messages), params, emit, cancelled
-        )
+        job = loop.run_in_executor(self._worker, self._generate, prompt, params, emit, cancelled)
         # Runs after every piece the worker emitted: both go through the loop's FIFO callbacks.
         job.add_done_callback(lambda _: pieces.put_nowait(None))
         self._running.add(cancelled)
@@ -221,17 +218,14 @@ class HuggingFaceChatModel(LoadedChatModel):
             cancelled.set()
         self._worker.shutdown(wait=True, cancel_futures=True)
 
-    def _prompt_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
-        return self._template.encode(messages)
-
     def _generate(
         self,
-        messages: Sequence[ChatMessage],
+        prompt: Callable[[], list[int]],
         params: GenerationParams,
         emit: Callable[[str], None],
         cancelled: threading.Event,
     ) -> None:
-        prompt_ids = self._prompt_ids(messages)
+        prompt_ids = prompt()
         room = self._context_window - len(prompt_ids)
         if room <= 0:
             raise PromptTooLong(

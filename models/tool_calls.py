@@ -59,6 +59,12 @@ def parse_tool_calls(text: str) -> list[ParsedCall]:
         listed = _json(stripped[len("[TOOL_CALLS]") :].strip())
         items = listed if isinstance(listed, list) else [listed]
         return [c for c in (_call(item) for item in items) if c is not None]
+    if stripped.startswith("[{") and stripped.endswith("]"):
+        # Mistral's list after its [TOOL_CALLS] marker, a special token that decoding drops
+        listed = _json(stripped)
+        items = listed if isinstance(listed, list) else []
+        calls = [_call(item) for item in items]
+        return [c for c in calls if c is not None] if None not in calls else []
     stripped = stripped.removeprefix("<|python_tag|>").strip()
     if stripped.startswith("{") and stripped.endswith("}"):
         call = _call(_json(stripped))

@@ -15,3 +15,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_model import build_tiny_model  # imports torch: only for tests that need it
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tools_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a Hermes-style chat template that takes `tools`."""
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-tools-model"), tools=True)

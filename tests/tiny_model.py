@@ -28,6 +28,24 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# A Hermes / Qwen 2.5-style template: it writes `tools` into the system turn and asks for calls
+# in <tool_call> blocks (shortened from Qwen2.5-Instruct's).
+HERMES_TOOLS_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\n"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}"
+    "# Tools\n\nYou are provided with function signatures within <tools></tools> XML tags:\n"
+    "<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within "
+    "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n'
+    "{% elif messages[0]['role'] == 'system' %}"
+    "<|im_start|>system\n{{ messages[0]['content'] }}<|im_end|>\n{% endif %}"
+    "{% for message in messages %}{% if not (message['role'] == 'system' and loop.first) %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+TOOL_CALL_TOKENS = ("<tool_call>", "</tool_call>")  # added, not special: decoding keeps them
 SEED = 1234
 
 _WORDS = (
@@ -78,12 +96,17 @@ def _train_tokenizer(folder: Path) -> LlamaTokenizer:
     return tokenizer
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """Write a tiny ChatML chat model (tokenizer and random weights) into `folder`; return it."""
+def build_tiny_model(folder: Path, *, tools: bool = False) -> Path:
+    """Write a tiny ChatML chat model (tokenizer and random weights) into `folder`; return it.
+    With `tools`, its chat template takes tools (HERMES_TOOLS_TEMPLATE) and its vocabulary has
+    the <tool_call> tokens."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(folder)
+    if tools:
+        tokenizer.add_tokens(list(TOOL_CALL_TOKENS))
+        tokenizer.chat_template = HERMES_TOOLS_TEMPLATE
     config = LlamaConfig(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=len(tokenizer),
         hidden_size=192,
         intermediate_size=512,
         num_hidden_layers=4,

@@ -1,6 +1,7 @@
 """The tools' parts built from the settings (bot/app.py wires them): the servers of
 BOTLOOM_MCP_CONFIG, the runner with its approvals and audit, the router the answer's tool stage
-uses, and the handler of approval clicks."""
+uses (the model's own tool calls where it can make them, else the router by meaning), and the
+handler of approval clicks."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ from bot.tools.runner import McpToolRunner
 from bot.tools.servers import McpServers
 from dialogs.answer.tool_stage import ToolStage
 from dialogs.tools.commands import ToolCommands
-from dialogs.tools.routing import ToolRouter
+from dialogs.tools.native import NativeToolRouter
+from dialogs.tools.routing import ToolChooser, ToolRouter
 from models import ChatMessage
+from models.embedded import EMBEDDED_DEFAULT
 from models.embeddings import EmbeddingModel, HFEmbeddingModel
+from models.tool_calling import ToolCallingModel
 
 
 class LazyArguments:
@@ -76,10 +80,15 @@ def build_tools(
     storage: Storage,
     conversation_state: ConversationState,
     *,
+    model: object = None,
     embedding_model: EmbeddingModel | None = None,
     arguments: Any = None,
 ) -> Tools | None:
-    """The tools of BOTLOOM_MCP_CONFIG, or None without one. Raises McpConfigError."""
+    """The tools of BOTLOOM_MCP_CONFIG, or None without one. Raises McpConfigError.
+
+    With BOTLOOM_TOOL_CALLING=auto and a `model` that has tool calls (models/tool_calling.py),
+    the model chooses tools itself on every turn where it can (dialogs/tools/native.py); the
+    router by meaning takes the other turns, and all of them with `meaning`."""
     if not settings.mcp_config:
         return None
     servers = McpServers(load_config(settings.mcp_config))
@@ -92,7 +101,15 @@ def build_tools(
     folder = local if settings.model != "embedded" and local.is_dir() else None
     embedder = embedding_model or HFEmbeddingModel()
     argument_model = arguments or LazyArguments(folder, settings.cache_dir)
-    router = ToolRouter(embedder, argument_model, threshold=settings.tool_threshold)
+    meaning = ToolRouter(embedder, argument_model, threshold=settings.tool_threshold)
+    router: ToolChooser = meaning
+    if settings.tool_calling == "auto" and isinstance(model, ToolCallingModel):
+        router = NativeToolRouter(model, meaning)
+    # The embedded default in process routes by meaning (its template takes no tools): its
+    # argument model is loaded ahead; another model may never need it.
+    by_meaning = router is meaning or (
+        settings.model == EMBEDDED_DEFAULT and not settings.model_url
+    )
     stage = ToolStage(
         runner,
         router,
@@ -102,7 +119,7 @@ def build_tools(
 
     def warm() -> None:
         embedder.embed(["warm"])
-        if isinstance(argument_model, LazyArguments):
+        if by_meaning and isinstance(argument_model, LazyArguments):
             argument_model.load()
 
     return Tools(servers, runner, stage, ToolCommands(runner), ApprovalClicks(runner), warm)

@@ -1,5 +1,6 @@
 """The tool stage of a turn's answer: when the message asks for something a tool does, the tool
-is chosen and its arguments filled (dialogs/tools/routing.py), asked for when the user has not
+is chosen and its arguments filled (by the model's own tool call, dialogs/tools/native.py, or by
+meaning, dialogs/tools/routing.py), asked for when the user has not
 given them, and the call run through the `ToolRunner` bot/tools implements — at once for a
 read-only tool (its result becomes the passage the reply answers from and cites), else after the
 user approves (the runner sends the question; the turn ends here). Small talk and general
@@ -17,7 +18,7 @@ from botbuilder.core import StatePropertyAccessor, TurnContext
 from dialogs.answer.stages import TurnDraft
 from dialogs.tools.api import ToolCall, ToolOutcome, ToolRunner, ToolSpec
 from dialogs.tools.results import tool_passage
-from dialogs.tools.routing import Routed, ToolRouter
+from dialogs.tools.routing import Routed, ToolChooser
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class ToolStage:
     def __init__(
         self,
         runner: ToolRunner,
-        router: ToolRouter,
+        router: ToolChooser,
         waiting: StatePropertyAccessor,
         *,
         turn_timeout_s: float = 45.0,
@@ -105,7 +106,7 @@ class ToolStage:
                 return await self._router.fill(wanted, text, waiting.get("arguments"))
         if routed.tool is None:
             return None
-        filled = await self._router.fill(routed.tool, text)
+        filled = routed if routed.filled else await self._router.fill(routed.tool, text)
         if filled.missing and previous:  # "cancel it": the order named just before
             filled = await self._router.fill(routed.tool, f"{previous}\n{text}", filled.arguments)
         return filled

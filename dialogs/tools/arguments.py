@@ -8,6 +8,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from jsonschema import Draft202012Validator, SchemaError
+
 from dialogs.text import STOPWORDS, stem
 
 FREE_TEXT_CHARS = 60
@@ -114,6 +116,31 @@ def checked_arguments(
             continue
         if isinstance(value, str) and not prop.get("pattern") and value in kept.values():
             continue  # free text that only repeats another argument (the order id as reason)
+        kept[name] = value.strip() if isinstance(value, str) else value
+    missing = [name for name in schema.get("required", []) if name not in kept]
+    return kept, missing
+
+
+def valid_arguments(
+    arguments: dict[str, Any], schema: dict[str, Any], text: str
+) -> tuple[dict[str, Any], list[str]]:
+    """(the arguments of a model that calls tools itself that fit the tool's JSON `schema`, the
+    required ones still missing). Kept: parameters the schema names whose values validate, and
+    of those with a `pattern` (an id, a date, an email) only values the user's `text` holds — a
+    capable model may word free text its own way, but an id it invents is never used."""
+    properties = schema.get("properties", {})
+    known = {name: value for name, value in arguments.items() if name in properties}
+    optional = {k: v for k, v in schema.items() if k not in ("required", "additionalProperties")}
+    try:
+        errors = list(Draft202012Validator(optional).iter_errors(known))
+    except (SchemaError, re.error):  # a server's schema that cannot be checked: nothing fits it
+        return {}, list(schema.get("required", []))
+    invalid = {str(error.absolute_path[0]) for error in errors if error.absolute_path}
+    kept: dict[str, Any] = {}
+    for name, value in known.items():
+        prop = properties[name]
+        if name in invalid or (prop.get("pattern") and not _evidenced(value, prop, text, set())):
+            continue
         kept[name] = value.strip() if isinstance(value, str) else value
     missing = [name for name in schema.get("required", []) if name not in kept]
     return kept, missing

@@ -33,10 +33,29 @@ class ArgumentModel(Protocol):
 
 @dataclass
 class Routed:
+    """A tool chosen (or none), its score, its arguments and the required ones missing.
+    `filled`: the arguments came with the choice (a model that calls tools gave them), so the
+    tool stage does not fill them again."""
+
     tool: ToolSpec | None
     score: float
     arguments: dict[str, Any] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    filled: bool = False
+
+
+class ToolChooser(Protocol):
+    """What the tool stage asks a router (ToolRouter here, NativeToolRouter in native.py)."""
+
+    async def choose_in_context(
+        self, text: str, previous: str, tools: Sequence[ToolSpec]
+    ) -> Routed:
+        """The tool `text` asks for (`previous`: the user's message before it), or none."""
+        ...
+
+    async def fill(self, tool: ToolSpec, text: str, known: dict[str, Any] | None = None) -> Routed:
+        """`tool`'s arguments from `text`, over `known` ones; the required ones missing."""
+        ...
 
 
 def tool_text(tool: ToolSpec) -> str:

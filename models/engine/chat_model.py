@@ -17,13 +17,12 @@ the next decode step and its slot is free at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from models.api import (
-    ChatMessage,
     ChatModel,
     GenerationParams,
     ModelOverloaded,
@@ -123,10 +122,10 @@ class BatchedChatModel(LoadedChatModel):
         """Requests generating or waiting now."""
         return self._admitted
 
-    async def stream(
-        self, messages: Sequence[ChatMessage], params: GenerationParams
+    async def _stream(
+        self, prompt: Callable[[], list[int]], params: GenerationParams
     ) -> AsyncGenerator[str, None]:
-        """Yield the reply piece by piece.
+        """Yield the reply to the prompt ids `prompt()` gives piece by piece.
 
         Raises ModelOverloaded when `max_batch + max_waiting` requests are admitted already,
         ModelError if generation fails, PromptTooLong if the prompt leaves no room for a reply,
@@ -135,7 +134,7 @@ class BatchedChatModel(LoadedChatModel):
         """
         if self._closed:
             raise ModelUnavailable(f"the model {self._name} is closed")
-        prompt_ids = await asyncio.to_thread(self._template.encode, messages)  # off the loop
+        prompt_ids = await asyncio.to_thread(prompt)  # the chat template, off the loop
         room = self._context_window - len(prompt_ids)
         if room <= 0:
             raise PromptTooLong(

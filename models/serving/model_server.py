@@ -4,7 +4,10 @@ Several bot replicas can share one GPU host this way (the bots use models.servin
 
 - ``POST /v1/chat/completions``: with ``"stream": true``, server-sent events
   (``data: {chunk}`` lines whose ``choices[0].delta.content`` carry the reply, then
-  ``data: [DONE]``); otherwise one ``chat.completion`` with token ``usage``.
+  ``data: [DONE]``); otherwise one ``chat.completion`` with token ``usage``. With ``tools``
+  (and ``tool_choice`` "auto"), a model that can call tools (models/tool_calling.py) answers
+  ``message.tool_calls`` with ``finish_reason: "tool_calls"``, or its text (streamed: the whole
+  reply in one delta, since calls are read whole); a model that cannot call tools answers 400.
 - ``GET /v1/models``: the one model served.
 - ``GET /health``: 200 once the model is loaded; 503 while it loads or the server drains.
 - ``GET /metrics``: Prometheus metrics (models/serving/telemetry.py); spans continue the
@@ -23,10 +26,10 @@ never does (load balancers probe it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
@@ -37,17 +40,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from models.api import (
-    ChatMessage,
     ChatModel,
     GenerationParams,
     ModelError,
-    ModelOverloaded,
-    ModelTimeout,
     ModelUnavailable,
-    PromptTooLong,
     close_model,
 )
 from models.guard import GuardedChatModel, GuardLimits
+from models.serving import tool_wire
+from models.serving.answers import finish_and_usage, model_error_response
 from models.serving.openai_wire import (
     BadRequest,
     ChatRequest,
@@ -57,12 +58,13 @@ from models.serving.openai_wire import (
     error_body,
     model_error_body,
     parse_chat_request,
-    usage,
 )
 from models.serving.signals import stop_signal
 from models.serving.telemetry import ServerTelemetry, metrics_route, server_spans
+from models.tool_calling import ToolsUnsupported, supports_tools
 
 logger = logging.getLogger(__name__)
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 @dataclass(frozen=True)
@@ -188,11 +190,15 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
-        chat = parse_chat_request(await _read_json(request), request.app[OPTIONS].defaults)
+        body = await _read_json(request)
+        chat = parse_chat_request(body, request.app[OPTIONS].defaults)
+        tools = tool_wire.parse_tools(body)
     except BadRequest as error:
         return web.json_response(error_body(str(error), param=error.param), status=400)
     if request.app[STATE].draining:
-        return _model_error_response(ModelUnavailable("the model server is shutting down"))
+        return model_error_response(ModelUnavailable("the model server is shutting down"))
+    if tools:
+        return await _tool_call(request, chat, tools)
     model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
     # GuardedChatModel.stream is an async generator: closing it stops the generation.
     reply = cast(AsyncGenerator[str, None], model.stream(chat.messages, chat.params))
@@ -202,12 +208,48 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             telemetry.first_piece(model.name, started)
             if not chat.stream:
                 text = "".join([first or "", *[piece async for piece in pieces]])
-                finish, counts = await asyncio.to_thread(_finish, model, chat, text)
+                finish, counts = await asyncio.to_thread(finish_and_usage, model, chat, text)
                 telemetry.finished(model.name, counts)
                 return web.json_response(completion(model.name, text, finish, counts))
         except ModelError as error:
-            return _model_error_response(error)
+            return model_error_response(error)
         return await _stream(request, model, chat, first, pieces)
+
+
+async def _tool_call(
+    request: web.Request, chat: ChatRequest, tools: Sequence[dict[str, Any]]
+) -> web.StreamResponse:
+    """A request with tools: the model's tool calls, or its text, in one completion or one
+    stream."""
+    model, telemetry, started = request.app[MODEL], request.app[TELEMETRY], time.monotonic()
+    if not model.ready:  # whether it can call tools is known once it is loaded
+        return model_error_response(ModelUnavailable("the model is still loading"))
+    if not supports_tools(model):
+        return web.json_response(tool_wire.tools_unsupported_body(model.name), status=400)
+    try:
+        reply = await model.call_tools(chat.messages, tools, chat.params)
+    except ToolsUnsupported:
+        return web.json_response(tool_wire.tools_unsupported_body(model.name), status=400)
+    except ModelError as error:
+        return model_error_response(error)
+    telemetry.first_piece(model.name, started)
+    written = reply.text or json.dumps([[c.name, c.arguments] for c in reply.calls])
+    finish, counts = await asyncio.to_thread(finish_and_usage, model, chat, written)
+    telemetry.finished(model.name, counts)
+    if chat.stream:
+        events = tool_wire.tool_chunks(
+            model.name, reply.calls, reply.text, finish, counts if chat.include_usage else None
+        )
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        with contextlib.suppress(ConnectionResetError):  # the client left: nothing to stop
+            await response.prepare(request)
+            for event in events:
+                await _event(response, event)
+            await response.write(b"data: [DONE]\n\n")
+        return response
+    if reply.calls:
+        return web.json_response(tool_wire.tool_completion(model.name, reply.calls, counts))
+    return web.json_response(completion(model.name, reply.text, finish, counts))
 
 
 async def _stream(
@@ -218,9 +260,7 @@ async def _stream(
     pieces: AsyncIterator[str],
 ) -> web.StreamResponse:
     """Send the reply as server-sent events, starting with the piece already generated."""
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
+    response = web.StreamResponse(headers=SSE_HEADERS)
     ident, created, name = completion_id(), int(time.time()), model.name
     text = first or ""
     try:
@@ -234,7 +274,7 @@ async def _stream(
             logger.warning("generation failed mid-stream: %s", type(error).__name__)
             await _event(response, model_error_body(error))
             return response
-        finish, counts = await asyncio.to_thread(_finish, model, chat, text)
+        finish, counts = await asyncio.to_thread(finish_and_usage, model, chat, text)
         request.app[TELEMETRY].finished(name, counts)
         await _event(response, chunk(ident, name, created, {}, finish))
         if chat.include_usage:
@@ -256,39 +296,3 @@ async def _read_json(request: web.Request) -> object:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
         raise BadRequest("the request body is not valid JSON") from None
-
-
-def _finish(model: ChatModel, chat: ChatRequest, text: str) -> tuple[str, dict[str, int]]:
-    """finish_reason and token usage of a finished reply. The reply's tokens are counted by
-    re-tokenising its text (the model's pieces are not tokens), so both are close estimates.
-    CPU work (three chat templates and tokenisations): callers run it off the event loop."""
-    prompt_tokens = _count(model, chat.messages)
-    reply_tokens = _count(model, [ChatMessage("assistant", text)]) - _count(
-        model, [ChatMessage("assistant", "")]
-    )
-    reply_tokens = max(reply_tokens, 0)
-    finish = "length" if reply_tokens >= chat.params.max_new_tokens else "stop"
-    return finish, usage(prompt_tokens, reply_tokens)
-
-
-def _count(model: ChatModel, messages: Sequence[ChatMessage]) -> int:
-    try:
-        return model.count_tokens(messages)
-    except ModelError:  # some chat templates reject a lone assistant message: count nothing
-        return 0
-
-
-def _model_error_response(error: ModelError) -> web.Response:
-    headers: dict[str, Any] = {}
-    if isinstance(error, ModelOverloaded):
-        status = 429
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    elif isinstance(error, ModelTimeout):
-        status = 504
-    elif isinstance(error, PromptTooLong):
-        status = 400
-    elif isinstance(error, ModelUnavailable):
-        status = 503
-    else:
-        status = 500
-    return web.json_response(model_error_body(error), status=status, headers=headers)

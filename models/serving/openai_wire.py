@@ -78,7 +78,8 @@ def parse_chat_request(body: object, defaults: GenerationParams) -> ChatRequest:
     vLLM/TGI extension `repetition_penalty` are honoured; absent ones take `defaults`.
     `frequency_penalty` and `presence_penalty` are accepted and ignored: they are additive
     OpenAI penalties with no faithful translation to a multiplicative repetition penalty.
-    `model` is ignored (one model is served). Only `n` = 1 is supported.
+    `model` is ignored (one model is served). Only `n` = 1 is supported. `tools` are read by
+    models/serving/tool_wire.py.
     """
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
@@ -140,7 +141,7 @@ def chunk(
     ident: str,
     model: str,
     created: int,
-    delta: Mapping[str, str],
+    delta: Mapping[str, Any],
     finish_reason: str | None = None,
 ) -> dict[str, Any]:
     """One `chat.completion.chunk` of a stream."""

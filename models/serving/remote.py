@@ -16,6 +16,9 @@ one, covers at least one byte; CJK text and emoji take far more tokens than char
 window; English text is over-counted about fourfold, so replies (capped in counted tokens) and
 the history kept are shorter than with the tokenizer. Should the server refuse a prompt as too
 long anyway (a template that adds more), the refusal is PromptTooLong.
+
+Tool calls (`call_tools`) are one non-streaming request with the OpenAI `tools` field; vLLM
+answers `tool_calls` when started with `--enable-auto-tool-choice --tool-call-parser …`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -39,8 +42,15 @@ from models.api import (
 )
 from models.backoff import backoff_s
 from models.serving.openai_wire import request_body
-from models.serving.responses import refusal, reply_pieces
+from models.serving.responses import (
+    RequestRejected,
+    completion_tool_reply,
+    refusal,
+    reply_pieces,
+)
 from models.serving.telemetry import trace_headers
+from models.serving.tool_wire import tool_request_body
+from models.tool_calling import ToolReply, ToolsUnsupported
 
 if TYPE_CHECKING:
     from models.chat_template import ChatTemplate
@@ -114,6 +124,7 @@ class RemoteChatModel(ReadyLifecycle):
         self._base = base if base.endswith("/v1") else base + "/v1"
         self._model = options.model
         self._session: aiohttp.ClientSession | None = None
+        self._tools_refused = False  # the server rejected a request with `tools` once
 
     @property
     def name(self) -> str:
@@ -150,6 +161,43 @@ class RemoteChatModel(ReadyLifecycle):
                 response.release()
             else:  # the caller left early, or the stream broke: drop the connection, which
                 response.close()  # also tells the server to stop generating
+
+    def supports_tools(self) -> bool:
+        """True until the server rejects a request with `tools` (vLLM without
+        `--enable-auto-tool-choice`, botloom's model server with a model that cannot call
+        tools): it cannot be asked beforehand."""
+        return not self._tools_refused
+
+    async def call_tools(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[dict[str, Any]],
+        params: GenerationParams,
+    ) -> ToolReply:
+        """One non-streaming request with `tools` and `tool_choice: "auto"`; the calls of its
+        `message.tool_calls`. Raises ToolsUnsupported when the server rejects the request (and
+        from then on), else the errors of `stream`."""
+        if self._tools_refused:
+            raise ToolsUnsupported(f"the model server at {self._base} takes no tools")
+        model = self._model or await self._discover_model()
+        try:
+            response = await self._open(tool_request_body(model, messages, tools, params))
+        except RequestRejected as error:
+            self._tools_refused = True
+            logger.warning(
+                "the model server takes no tools (%s): tools are routed by meaning", error
+            )
+            raise ToolsUnsupported(str(error)) from error
+        try:
+            async with response:
+                payload = await response.json(content_type=None)
+        except TimeoutError as error:
+            raise ModelTimeout(f"no data from the model server for {self._read_s} s") from error
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as error:
+            raise ModelUnavailable(f"the model server dropped the reply: {error!r}") from error
+        except ValueError as error:
+            raise ModelError("the model server's reply is not JSON") from error
+        return completion_tool_reply(payload, tools)
 
     async def close(self) -> None:
         """Close the pooled HTTP session."""

@@ -1,10 +1,12 @@
 """Reading an OpenAI-compatible server's responses: a refusal as the typed model error it means
-(and whether to try again), an event stream (or one JSON completion) as the reply's pieces."""
+(and whether to try again), an event stream (or one JSON completion) as the reply's pieces, and
+a completion's `tool_calls` as a ToolReply."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -17,8 +19,19 @@ from models.api import (
 )
 from models.backoff import retry_after_s
 from models.serving.openai_wire import model_error_from
+from models.tool_calling import ToolReply, reply_from_text, reply_of
+from models.tool_calls import openai_tool_calls
 
 DONE = "[DONE]"
+
+
+class RequestRejected(ModelError):
+    """The server rejected the request as it was written (a 4xx other than a prompt too long):
+    a field it does not take, such as `tools` on a server without tool calling."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, float | None]:
@@ -46,7 +59,11 @@ async def refusal(response: aiohttp.ClientResponse) -> tuple[ModelError, bool, f
     error = model_error_from(body, ModelError)
     if isinstance(error, PromptTooLong):  # by its code, or what the message says (vLLM, TGI)
         return error, False, None
-    return ModelError(f"the model server rejected the request ({status}): {error}"), False, None
+    return (
+        RequestRejected(status, f"the model server rejected the request ({status}): {error}"),
+        False,
+        None,
+    )
 
 
 async def reply_pieces(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
@@ -92,3 +109,19 @@ def _content(payload: object) -> str:
     except (TypeError, LookupError) as error:
         raise ModelError("the model server's reply has no message content") from error
     return str(content or "")
+
+
+def completion_tool_reply(payload: object, tools: Sequence[dict[str, Any]]) -> ToolReply:
+    """A chat.completion's `message.tool_calls` (calls whose arguments are not a JSON object,
+    or of tools not offered, dropped); without any, calls written into its text in a model
+    family's format (a server that passes `tools` to the template but parses nothing), else its
+    text. ModelError when the payload has no message."""
+    try:
+        message = payload["choices"][0]["message"]  # type: ignore[index]
+    except (TypeError, LookupError) as error:
+        raise ModelError("the model server's reply has no message") from error
+    if not isinstance(message, dict):
+        raise ModelError("the model server's reply has no message")
+    text = str(message.get("content") or "")
+    calls = openai_tool_calls(message)
+    return reply_of(calls, text, tools) if calls else reply_from_text(text, tools)

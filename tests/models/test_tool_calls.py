@@ -17,6 +17,8 @@ LOOKUP = ParsedCall("lookup_order", {"order_id": "A-10234"})
         '<|python_tag|>{"name": "lookup_order", "parameters": {"order_id": "A-10234"}}',
         '[TOOL_CALLS] [{"name": "lookup_order", "arguments": {"order_id": "A-10234"}}]',
         '[TOOL_CALLS]lookup_order[ARGS]{"order_id": "A-10234"}',
+        # Mistral's list once decoding has dropped its special [TOOL_CALLS] token
+        '[{"name": "lookup_order", "arguments": {"order_id": "A-10234"}}]',
     ],
 )
 def test_each_format(text: str) -> None:
@@ -38,6 +40,7 @@ def test_several_hermes_calls() -> None:
         '<tool_call>{"name": "lookup_order", "arguments": {"order_id": </tool_call>',
         '{"order_id": "A-10234"}',
         "[TOOL_CALLS] not json",
+        '[{"name": "lookup_order", "arguments": {}}, {"not": "a call"}]',
     ],
 )
 def test_no_call_is_guessed(text: str) -> None:

@@ -26,6 +26,7 @@ from models.api import (
     complete,
 )
 from models.serving.remote import TOKENS_PER_MESSAGE, RemoteChatModel, RemoteOptions
+from models.serving.responses import RequestRejected
 from tests.processes import free_port
 
 PROMPT = [ChatMessage("system", "Be brief."), ChatMessage("user", "hello")]
@@ -40,7 +41,8 @@ class Step:
     kind: "stream" (pieces as events, then [DONE] unless `done` is false), "json" (one
     chat.completion), "status" (an error status with `error` as body and `retry_after`),
     "hang" (never answers), "drop" (the first piece, then the connection is cut), "error_event"
-    (the first piece, then an error event carrying `error`).
+    (the first piece, then an error event carrying `error`). "json" with `tool_calls` answers
+    them instead of text.
     """
 
     kind: str = "stream"
@@ -50,6 +52,7 @@ class Step:
     error: dict[str, Any] = field(default_factory=lambda: {"message": "nope", "code": None})
     delay: float = 0.0
     done: bool = True
+    tool_calls: list[dict[str, Any]] | None = None  # "json": the message's tool_calls
 
 
 class FakeOpenAIServer:
@@ -102,7 +105,9 @@ class FakeOpenAIServer:
         if step.kind == "hang":
             await asyncio.Event().wait()
         if step.kind == "json":
-            message = {"role": "assistant", "content": "".join(step.pieces)}
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(step.pieces)}
+            if step.tool_calls is not None:
+                message = {"role": "assistant", "content": None, "tool_calls": step.tool_calls}
             return web.json_response({"choices": [{"index": 0, "message": message}]})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -244,8 +249,8 @@ async def test_an_unreachable_server_is_model_unavailable_after_retries() -> Non
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
-        (400, ModelError),
-        (404, ModelError),
+        (400, RequestRejected),
+        (404, RequestRejected),
         (401, ModelUnavailable),
         (500, ModelError),
         (504, ModelTimeout),
@@ -435,7 +440,7 @@ async def test_other_400s_stay_model_errors(server: FakeOpenAIServer) -> None:
         _, error = await pieces_until_error(model)
     finally:
         await model.close()
-    assert type(error) is ModelError
+    assert type(error) is RequestRejected  # a ModelError, not PromptTooLong
 
 
 @pytest.mark.parametrize(
