@@ -24,9 +24,18 @@ from dialogs.memory.statements import Statement, life_statements
 from dialogs.memory.summary import FOLD_ABOVE, FOLD_TO, PINNED, SUMMARY_SHARE, summary_block
 from dialogs.memory.user_facts import Fact, remember_request, second_person
 from dialogs.memory.user_store import MemoryConflict, UserMemory, memory_block
+from dialogs.text import sentences
 from models import ChatMessage, ChatModel, ModelUnavailable
 
 logger = logging.getLogger(__name__)
+
+
+def only_statements(text: str, statements: Sequence[Statement]) -> bool:
+    """Whether every sentence of `text` states something kept about its sender: such a message
+    is answered with what was kept (the user sees what the bot understood, and can correct it
+    at once), not with a small model's small talk about it."""
+    said = {statement.said.strip() for statement in statements if statement.fact}
+    return bool(said) and all(sentence.strip() in said for sentence in sentences(text))
 
 
 class MemoryStage:
@@ -98,6 +107,8 @@ class MemoryStage:
         if request is not None:
             return remember_reply(request.text)
         if facts and self._meaning is not None:
+            if only_statements(text, statements):  # "I have a cat called Pixel."
+                return remember_reply(*(fact.text for fact in facts))
             return None  # "I have a cat. What toy should I get her?": the model answers
         return await self._answer(turn_context, text)
 

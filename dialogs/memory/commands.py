@@ -73,9 +73,10 @@ class MemoryCommands:
         return remember_reply(fact.text)
 
 
-def remember_reply(text: str) -> str:
-    """The confirmation of a kept fact, said to the user."""
-    return f"Got it, I'll remember: {second_person(text)}"
+def remember_reply(*texts: str) -> str:
+    """The confirmation of kept facts, said to the user."""
+    said = [second_person(text) for text in texts]
+    return "Got it, I'll remember: " + " ".join(s[:1].upper() + s[1:] for s in said)
 
 
 def _argument(text: str) -> str:

@@ -38,12 +38,12 @@ async def test_chat_in_the_terminal(tmp_path: Path) -> None:
 
 async def test_history_survives_a_restart(tmp_path: Path) -> None:
     settings = Settings(storage=f"sqlite:///{tmp_path}/state.db")
-    await talk(settings, FakeChatModel(), "my name is Ada\n")
+    await talk(settings, FakeChatModel(), "tell me a joke\n")
     model = FakeChatModel()
     await talk(settings, model, "say it again\n/quit\nnot read\n")
     assert [m.content for m in model.prompts[0][1:]] == [
-        "my name is Ada",
-        "fake: my name is Ada",
+        "tell me a joke",
+        "fake: tell me a joke",
         "say it again",
     ]
     assert len(model.prompts) == 1, "/quit ends the chat"

@@ -86,7 +86,7 @@ async def test_redacted_transcript_keeps_no_personal_data(
         await storage.close()
     assert [(a["type"], a["from"], a["text"]) for a in activities] == [
         ("message", {"role": "user"}, "[23 characters]"),
-        ("message", {"role": "bot"}, "[29 characters]"),
+        ("message", {"role": "bot"}, "[49 characters]"),  # "Got it, I'll remember: …"
     ]
     dumped = json.dumps(activities)
     for personal in ("Ada", "Lovelace", "user-1", '"User"', "bot-1", "serviceUrl"):
