@@ -147,3 +147,15 @@ async def test_without_the_embedding_model_questions_are_answered_by_words() -> 
     bot = MemoryBot(FakeChatModel(), meaning=FactMeaning(unavailable))
     await bot.say("My name is Ada.")
     assert await bot.say("What is my name?") == [ANSWER_LEAD + "your name is Ada."]
+
+
+async def test_a_message_that_only_states_facts_is_answered_with_what_was_kept(
+    meaning: FactMeaning,
+) -> None:
+    model = FakeChatModel()
+    bot = MemoryBot(model, meaning=meaning)
+    reply = await bot.say("My daughter is called Maya and I work as a deckhand.")
+    assert reply == ["Got it, I'll remember: Your daughter is called Maya. You work as a deckhand."]
+    assert model.prompts == [], "the model is not asked"
+    [reply] = await bot.say("I have a cat called Pixel. What toy should I get her?")
+    assert reply.startswith("fake: I have a cat called Pixel. What toy"), "asking: the model's"
