@@ -113,8 +113,11 @@ def build_runtime(
     else:
         backend = backend_of(storage)
     storage = backend.storage
-    # Answers from documents quote them with the embedded 135M default (BOTLOOM_KNOWLEDGE_ANSWER).
-    quotes = settings.knowledge_quotes and (model is None or settings.knowledge_answer == "quote")
+    # Answers from documents quote them with the embedded 135M default (BOTLOOM_KNOWLEDGE_ANSWER
+    # "auto"; a model handed in is not the default).
+    answer = settings.knowledge_answer
+    embedded_default = model is None and settings.model == "embedded"
+    quotes = answer == "quote" or (answer == "auto" and embedded_default)
     model = GuardedChatModel(
         model if model is not None else build_model(settings),
         guard_limits(settings),

@@ -174,15 +174,15 @@ async def chat(settings: Settings, record: Path | None = None, **streams: Any) -
         from bot.scripted.record import recorded_chat
 
         return await recorded_chat(settings, record)
+    from contextlib import nullcontext
+
     from bot.knowledge.setup import indexing
 
     runtime = build_runtime(settings)
+    knowledge = runtime.knowledge  # BOTLOOM_KNOWLEDGE, indexed while the user talks, as in serve
     try:
-        if runtime.knowledge is None:
+        async with indexing(knowledge, settings.knowledge) if knowledge else nullcontext():
             await console_chat(runtime, **streams)
-        else:  # BOTLOOM_KNOWLEDGE, indexed while the user talks, as `botloom serve` does
-            async with indexing(runtime.knowledge, settings.knowledge):
-                await console_chat(runtime, **streams)
     finally:
         await runtime.aclose()
     return 0

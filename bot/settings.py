@@ -221,14 +221,6 @@ class Settings:
         return found
 
     @property
-    def knowledge_quotes(self) -> bool:
-        """Whether answers from documents quote them (BOTLOOM_KNOWLEDGE_ANSWER): "auto" quotes
-        with the embedded default (bot/app.py: not with a model handed in)."""
-        if self.knowledge_answer == "auto":
-            return self.model == "embedded"
-        return self.knowledge_answer == "quote"
-
-    @property
     def anonymous(self) -> bool:
         """True when no app id is configured: no JWT checks (local development only)."""
         return not self.app_id

@@ -100,12 +100,7 @@ class ModelReply:
             if is_empty_reply(reply):
                 await out.finish(Reply(final_text(result)))
             elif completed:
-                cited = cite(reply, passages)
-                draft.cited = cited.cited
-                self._observer.answered(
-                    turn_context, passages=len(passages), citations=len(cited.cited)
-                )
-                await out.finish(Reply(cited.text, cited.cited, generated=True))
+                await out.finish(self._cited(turn_context, draft, reply, passages, generated=True))
             else:
                 await out.finish(Reply(final_text(result), generated=True))
         return True
@@ -117,10 +112,22 @@ class ModelReply:
         asked (KnowledgeOptions.quote)."""
         reply = extractive_answer(passages, draft.text)
         await self.remember(turn_context, draft.text, reply)
+        await self._replies.send(turn_context, self._cited(turn_context, draft, reply, passages))
+
+    def _cited(
+        self,
+        turn_context: TurnContext,
+        draft: TurnDraft,
+        reply: str,
+        passages: Sequence[Passage],
+        *,
+        generated: bool = False,
+    ) -> Reply:
+        """`reply` with its citations, kept in the draft (for the next turn) and counted."""
         cited = cite(reply, passages)
         draft.cited = cited.cited
         self._observer.answered(turn_context, passages=len(passages), citations=len(cited.cited))
-        await self._replies.send(turn_context, Reply(cited.text, cited.cited))
+        return Reply(cited.text, cited.cited, generated=generated)
 
     async def remember(self, turn_context: TurnContext, text: str, reply: str) -> None:
         """The user's message and (unless empty) the reply, in the conversation's history."""
