@@ -1,14 +1,16 @@
 """One decode step of the CPU engine, timed and broken down: the embedded default, rows x context.
 
     PYTHONPATH=. python bench/engine_step.py [--rows 1,16] [--context 300] [--steps 40]
-        [--weights float32,int8,bf16] [--threads 2] [--profile]
+        [--weights float32,int8,bf16] [--rounds 1] [--threads 2] [--profile]
 
 For each weight format (models/engine/cpu_model.prepare_model) and each batch size, a BatchKV of
 `rows` rows of `context` tokens (random keys and values, in the runner's KV dtype) is decoded
 `steps` times, greedy with the repetition penalty over `context` seen tokens, each row's token
 pushed through a ReplyText (detokenisation and the stop check), as the DynamicBatcher does.
 Printed: median milliseconds per step of the forward (decode), choosing the tokens (sampling +
-penalty), and the text, and tok/s of the whole step. --profile adds torch.profiler's top
+penalty), and the text, and tok/s of the whole step. With --rounds N every format is prepared
+once and the formats take turns N times (format A, B, A, B, ...), each figure the median of its
+rounds, so a noisy minute falls on all of them alike. --profile adds torch.profiler's top
 operators of the forward, by self CPU time.
 The machine is shared: compare the figures of one run. The last line is one JSON object.
 """
@@ -41,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", default="1,16")
     parser.add_argument("--context", type=int, default=300)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=1, help="formats take turns this often")
     parser.add_argument("--weights", default="float32,int8,bf16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
@@ -115,19 +118,33 @@ def main() -> None:
     threads = use_cpu_threads(args.threads)
     model, tokenizer, name = load_model(EMBEDDED_DEFAULT, cache_dir=args.cache_dir, device="cpu")
     results: dict[str, Any] = {"model": name, "threads": threads, "context": args.context}
+    if args.rounds > 1:
+        results["rounds"] = args.rounds
+    rows_list = [int(r) for r in args.rows.split(",")]
     with torch.inference_mode():
+        runners: dict[str, tuple[Any, str, float]] = {}
         for weights in args.weights.split(","):
             started = time.perf_counter()
             runner = prepare_model(model, weights=weights, pack_weights=True, max_batch=16)  # type: ignore[arg-type]
             load_s = time.perf_counter() - started
             path = getattr(runner, "path", "compact" if runner.compact else "forward")
-            label = f"{weights} ({runner.weights}, {path})"
-            for rows in [int(r) for r in args.rows.split(",")]:
-                figures = measure(runner, tokenizer, rows, args)
-                figures["prepare_s"] = round(load_s, 1)
-                results[f"{weights}_b{rows}"] = figures
-                print(f"{label:<40} rows {rows:>2}: {figures}", file=sys.stderr, flush=True)
-            del runner
+            runners[weights] = (runner, f"{weights} ({runner.weights}, {path})", load_s)
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for round_number in range(args.rounds):
+            for weights, (runner, label, load_s) in runners.items():
+                for rows in rows_list:
+                    figures = measure(runner, tokenizer, rows, args)
+                    figures["prepare_s"] = round(load_s, 1)
+                    rounds.setdefault(f"{weights}_b{rows}", []).append(figures)
+                    where = f" round {round_number + 1}" if args.rounds > 1 else ""
+                    line = f"{label:<40} rows {rows:>2}{where}: {figures}"
+                    print(line, file=sys.stderr, flush=True)
+        for key, measured in rounds.items():
+            results[key] = {
+                name: measured[0][name] if name == "prepare_s" else
+                round(statistics.median(m[name] for m in measured), 2)
+                for name in measured[0]
+            }  # fmt: skip
     print(json.dumps(results))
 
 

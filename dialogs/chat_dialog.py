@@ -8,6 +8,7 @@ their work after the reply.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 
 from botbuilder.core import TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
@@ -21,6 +22,7 @@ from dialogs.answer.observer import AnswerObserver, PassiveObserver
 from dialogs.answer.options import ChatOptions
 from dialogs.answer.reply import Reply, ReplyChannel
 from dialogs.answer.stages import AnswerStage, TurnDraft
+from dialogs.answer.turn_reply import TurnReply
 from dialogs.files import ConversationFiles
 from dialogs.knowledge.cited import CitedPassages
 from dialogs.knowledge.meaning import MeaningRanker
@@ -86,7 +88,7 @@ class ChatDialog(Dialog):
             # tools last: a tool's result replaces the knowledge passages the reply answers from
             *([tool_stage] if tool_stage else []),
         ]
-        self._model_reply = ModelReply(model, memory, replies, options, observer=self._observer)
+        self._model_reply = ModelReply(model, memory, options, observer=self._observer)
 
     async def begin_dialog(
         self, dialog_context: DialogContext, options: object = None
@@ -104,22 +106,25 @@ class ChatDialog(Dialog):
         return await dialog_context.end_dialog()
 
     async def _answer(self, turn_context: TurnContext, text: str) -> None:
-        draft = TurnDraft(
-            text,
-            history=await self._memory.recent(turn_context),
-            budget_tokens=self._options.prompt_budget(self._model),
-        )
-        for stage in self._stages:
-            with self._observer.stage(turn_context, stage_name(stage)):
-                await stage.prepare(turn_context, draft)
-            if draft.answer is not None:  # needs no model: sent as is
-                self._observer.answered(turn_context, passages=len(draft.passages), citations=0)
-                await self._model_reply.remember(turn_context, text, draft.answer)
-                await self._replies.send(turn_context, Reply(draft.answer))
-                return
-        if await self._model_reply.reply(turn_context, draft):
-            for stage in self._stages:  # after the reply: nothing here is on the user's wait
-                await stage.after_reply(turn_context, draft)
+        async with AsyncExitStack() as stack:
+            replies = TurnReply(self._replies, turn_context, stack)
+            draft = TurnDraft(
+                text,
+                history=await self._memory.recent(turn_context),
+                budget_tokens=self._options.prompt_budget(self._model),
+                progress=replies.inform,
+            )
+            for stage in self._stages:
+                with self._observer.stage(turn_context, stage_name(stage)):
+                    await stage.prepare(turn_context, draft)
+                if draft.answer is not None:  # needs no model: sent as is
+                    self._observer.answered(turn_context, passages=len(draft.passages), citations=0)
+                    await self._model_reply.remember(turn_context, text, draft.answer)
+                    await replies.send(turn_context, Reply(draft.answer))
+                    return
+            if await self._model_reply.reply(turn_context, draft, replies):
+                for stage in self._stages:  # after the reply: nothing here is on the user's wait
+                    await stage.after_reply(turn_context, draft)
 
 
 def stage_name(stage: AnswerStage) -> str:

@@ -39,7 +39,7 @@ class ChannelReplies:
 
     @asynccontextmanager
     async def open(
-        self, turn_context: TurnContext, *, show_text: bool = True
+        self, turn_context: TurnContext, *, show_text: bool = True, informative: str | None = None
     ) -> AsyncIterator[ReplyStream]:
         activity = turn_context.activity
         conversation = activity.conversation
@@ -48,7 +48,11 @@ class ChannelReplies:
         if policy is None:
             yield _OneMessage(self, turn_context)
             return
-        policy = replace(policy, text_updates=show_text)
+        policy = replace(
+            policy,
+            text_updates=show_text,
+            informative_text=informative or policy.informative_text,
+        )
         async with StreamingReply(turn_context, policy) as stream:
             yield _StreamedReply(self, turn_context, stream)
 

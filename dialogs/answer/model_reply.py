@@ -50,7 +50,6 @@ class ModelReply:
         self,
         model: ChatModel,
         memory: ConversationMemory,
-        replies: ReplyChannel,
         options: ChatOptions,
         *,
         observer: AnswerObserver | None = None,
@@ -58,12 +57,14 @@ class ModelReply:
         self._observer = observer or PassiveObserver()
         self._model = model
         self._memory = memory
-        self._replies = replies
         self._options = options
 
-    async def reply(self, turn_context: TurnContext, draft: TurnDraft) -> bool:
-        """Reply to the draft's message; False when it apologised before the model ran (the
-        message does not fit, or the model failed while the prompt was built).
+    async def reply(
+        self, turn_context: TurnContext, draft: TurnDraft, replies: ReplyChannel
+    ) -> bool:
+        """Reply to the draft's message through `replies` (the turn's channel); False when it
+        apologised before the model ran (the message does not fit, or the model failed while the
+        prompt was built).
 
         The message and the reply go into the history, except a message that does not fit the
         model's window (found while the prompt is built, or said by the model when its tokenizer
@@ -71,16 +72,16 @@ class ModelReply:
         try:
             prompt, passages = await self._grounded_prompt(draft)
         except PromptTooLong:
-            await self._replies.send(turn_context, Reply(TOO_LONG))
+            await replies.send(turn_context, Reply(TOO_LONG))
             return False
         except ModelError as error:
             turn_context.turn_state[OUTCOME_KEY] = outcome_of(error)
-            await self._replies.send(turn_context, Reply(apology_for(error)))
+            await replies.send(turn_context, Reply(apology_for(error)))
             return False
         if passages and self._options.knowledge.quote and quotable(passages):
-            await self._quote(turn_context, draft, passages)
+            await self._quote(turn_context, draft, passages, replies)
             return True
-        async with self._replies.open(turn_context, show_text=not passages) as out:
+        async with replies.open(turn_context, show_text=not passages) as out:
             result = await out.pump(lambda: self._pieces(turn_context, prompt, 0, passages))
             if result.outcome is StreamOutcome.COMPLETED and is_empty_reply(result.text):
                 # nothing was streamed (end_on_sentence holds back text without content)
@@ -106,13 +107,17 @@ class ModelReply:
         return True
 
     async def _quote(
-        self, turn_context: TurnContext, draft: TurnDraft, passages: Sequence[Passage]
+        self,
+        turn_context: TurnContext,
+        draft: TurnDraft,
+        passages: Sequence[Passage],
+        replies: ReplyChannel,
     ) -> None:
         """Answer with the passages' own sentences about the question, cited; the model is not
         asked (KnowledgeOptions.quote)."""
         reply = extractive_answer(passages, draft.text)
         await self.remember(turn_context, draft.text, reply)
-        await self._replies.send(turn_context, self._cited(turn_context, draft, reply, passages))
+        await replies.send(turn_context, self._cited(turn_context, draft, reply, passages))
 
     def _cited(
         self,

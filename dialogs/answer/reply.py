@@ -67,11 +67,12 @@ class ReplyChannel(Protocol):
     """How the turn's channel shows replies (bot/channels/replies.py implements it)."""
 
     def open(
-        self, turn_context: TurnContext, *, show_text: bool = True
+        self, turn_context: TurnContext, *, show_text: bool = True, informative: str | None = None
     ) -> AbstractAsyncContextManager[ReplyStream]:
         """A reply for this turn; `show_text` False streams no text before the final reply (a
-        reply checked, and perhaps replaced, once complete). Leaving the block without `finish`
-        still closes a stream the channel opened."""
+        reply checked, and perhaps replaced, once complete); `informative` replaces the
+        channel's "Thinking…" update. Leaving the block without `finish` still closes a stream
+        the channel opened."""
         ...
 
     async def send(self, turn_context: TurnContext, reply: Reply) -> None:

@@ -8,6 +8,7 @@ stage gets `after_reply` (work that is not on the user's wait).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,6 +16,10 @@ from botbuilder.core import TurnContext
 
 from dialogs.knowledge.passages import Passage, Retriever
 from models import ChatMessage
+
+
+async def _nothing_shown(text: str) -> None:
+    return None
 
 
 @dataclass
@@ -30,6 +35,8 @@ class TurnDraft:
     sources: list[Retriever] = field(default_factory=list)  # searched before the index (files)
     answer: str | None = None  # an answer that needs no model: the turn ends with it
     cited: list[Passage] = field(default_factory=list)  # the passages the model's reply cites
+    # Shows the user what the turn is doing ("Looking up …") where the channel streams.
+    progress: Callable[[str], Awaitable[None]] = field(default=_nothing_shown, repr=False)
 
 
 class AnswerStage(Protocol):

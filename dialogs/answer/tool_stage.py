@@ -43,6 +43,21 @@ def outcome_answer(tool: str, source: str, outcome: ToolOutcome) -> str:
     return f"Sorry, I couldn't use {tool}: {outcome.text}."
 
 
+def progress_text(call: ToolCall) -> str:
+    """What the user sees while `call` runs: 'Looking up order id A-10234 (lookup_order)…'."""
+    titles = {
+        name: str(schema.get("title") or _words(name)).lower()
+        for name, schema in call.tool.properties.items()
+    }
+    shown = ", ".join(
+        f"{titles.get(name, _words(name))} {value}"
+        for name, value in call.arguments.items()
+        if value not in (None, "")
+    )
+    verb = "Looking up" if call.tool.read_only else "Running"
+    return f"{verb} {shown} ({call.tool.name})…" if shown else f"{verb} {call.tool.name}…"
+
+
 class ToolStage:
     """Answers with a tool's help, or passes."""
 
@@ -114,6 +129,8 @@ class ToolStage:
     async def _call(self, turn_context: TurnContext, draft: TurnDraft, call: ToolCall) -> None:
         tool = call.tool
         source = f"{tool.server}/{tool.name}"
+        if tool.rule == "auto":  # runs now (else the runner asks for approval)
+            await draft.progress(progress_text(call))
         try:
             outcome = await asyncio.wait_for(
                 self._runner.run(turn_context, call), self._turn_timeout_s
