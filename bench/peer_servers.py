@@ -46,6 +46,12 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
             "extra": {},
         }
     }  # fmt: skip
+    for weights in [w for w in getattr(args, "botloom_weights", "").split(",") if w]:
+        # the same server on other weights (BOTLOOM_ENGINE_WEIGHTS), e.g. botloom-server-int4
+        base = found["botloom-server"]
+        found[f"botloom-server-{weights}"] = {
+            **base, "env": {**base["env"], "BOTLOOM_ENGINE_WEIGHTS": weights}
+        }  # fmt: skip
     notes = []
     llama = args.venvs / "llama" / "bin" / "python"
     usable = llama.is_file() and subprocess.run([str(llama), "-c", "import llama_cpp.server"],

