@@ -1,13 +1,13 @@
 """The model a DynamicBatcher runs, and the defaults the CPU path takes from the model.
 
-`prepare_model` chooses, once at load: 4-bit weights (models/engine/int4_linear.py) when asked
-for ("int4"; a checkpoint of 4-bit groups, as the embedded default's Q4_1 GGUF, keeps its own),
-else float16 weights (models/engine/fp16_linear.py) where FBGEMM runs (x86), else bfloat16 weights
-(models/engine/bf16_linear.py) on a CPU with native bfloat16, else int8 weights
-(models/engine/int8_linear.py), each with the compact decode step (models/engine/compact.py)
-where it applies; else oneDNN-packed float32 weights (models/engine/packed_linear.py), else the
-caller's model as it is. `EngineModel.decode` is one decode step of every row of the batch,
-through the compact step or transformers' forward.
+`prepare_model` chooses, once at load: 4-bit weights (models/engine/int4_linear.py) for a
+checkpoint of 4-bit groups (the embedded default's Q4_1 GGUF: its own blocks) or when asked for
+("int4": other models quantised at load), else float16 weights (models/engine/fp16_linear.py)
+where FBGEMM runs (x86), else bfloat16 weights (models/engine/bf16_linear.py) on a CPU with
+native bfloat16, else int8 weights (models/engine/int8_linear.py), each with the compact decode
+step (models/engine/compact.py) where it applies; else oneDNN-packed float32 weights
+(models/engine/packed_linear.py), else the caller's model as it is. `EngineModel.decode` is one
+decode step of every row of the batch, through the compact step or transformers' forward.
 """
 
 from __future__ import annotations
@@ -120,17 +120,18 @@ def prepare_model(
     int4_group_size: int = 32,
 ) -> EngineModel:
     """The batcher's model for a float32 model on the CPU: a 4-bit copy ("int4", groups of
-    `int4_group_size` inputs, or the checkpoint's own groups of 32 where it holds 4-bit ones),
+    `int4_group_size` inputs; "auto" too where the checkpoint holds 4-bit groups of 32, kept),
     a float16 copy ("fp16", or "auto" where FBGEMM runs), a bfloat16 copy ("bf16", or "auto"
     where the CPU has native bfloat16) or an int8 copy ("int8", or "auto" elsewhere), with the
     compact step; else a packed copy (`pack_weights`), else `model` itself."""
-    # 4-bit only when asked for: torch's int4 CPU kernel is 1.7x float16's speed for one reply but
-    # about 6x slower for 16 (docs/cpu-path.md), so "auto" keeps the batching engine's float16.
-    # A checkpoint of 4-bit groups of 32 (the embedded default's Q4_1) keeps its own blocks.
-    four_bit = weights == "int4"
-    group = 32 if four_bit and four_bit_checkpoint(model) else int4_group_size
-    if four_bit and not int4_available():
-        logger.warning("int4 weights need torchao: pip install 'botloom[int4]' (or torchao)")
+    # "auto" runs a checkpoint of 4-bit groups of 32 (the embedded default's Q4_1) on its own
+    # blocks: a decode step 1.2x float16's speed at one row and 1.08x at 16, in a third of the
+    # bytes (docs/cpu-path.md). Other models are quantised to 4 bits only when asked ("int4").
+    shipped_four_bit = four_bit_checkpoint(model)
+    four_bit = weights == "int4" or (weights == "auto" and shipped_four_bit)
+    group = 32 if shipped_four_bit else int4_group_size
+    if weights == "int4" and not int4_available():
+        logger.warning("int4 weights need torchao (pip install torchao)")
     formats: list[tuple[str, Callable[[], PreTrainedModel | None], torch.dtype | None]] = [
         ("int4", lambda: int4_copy(model, group) if four_bit else None, None),
         ("fp16", lambda: fp16_copy(model), None),

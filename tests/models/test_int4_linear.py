@@ -4,6 +4,7 @@ in torchao's int4 CPU layout, 4-bit checkpoints told apart, "auto" and the group
 from __future__ import annotations
 
 import asyncio
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from gguf import GGUFReader
 from gguf.quants import dequantize
 from torch import nn
+from torchao.quantization.utils import unpack_tinygemm_scales_and_zeros
 
 from models.api import ChatMessage, GenerationParams, complete
 from models.embedded import embedded_gguf_path
@@ -24,10 +26,6 @@ from tests.models.serial import Loaded, chat
 
 pytestmark = pytest.mark.skipif(not fp16_available(), reason="no FBGEMM (not x86)")
 
-# torchao is the optional extra botloom[int4] (CI installs it: .ci/run)
-unpack_tinygemm_scales_and_zeros = pytest.importorskip(
-    "torchao.quantization.utils", reason="torchao not installed (botloom[int4])"
-).unpack_tinygemm_scales_and_zeros
 
 BLOCK = 32  # a Q4_1 block: float16 d, float16 m, 16 bytes of 4-bit q
 
@@ -119,6 +117,23 @@ def test_auto_runs_int4_only_on_a_4_bit_checkpoint(float32: Loaded) -> None:
     assert prepare_model(model, weights="auto", pack_weights=True, max_batch=4).weights == "fp16"
     chosen = prepare_model(model, weights="int4", pack_weights=True, max_batch=4)
     assert (chosen.weights, chosen.compact) == ("int4", True)
+    four_bit = copy.deepcopy(model)
+    for module in four_bit.modules():
+        if type(module) is nn.Linear and module is not four_bit.get_output_embeddings():
+            module.weight.data = on_grid_copy(module.weight.data)
+    chosen = prepare_model(four_bit, weights="auto", pack_weights=True, max_batch=4)
+    assert (chosen.weights, chosen.compact) == ("int4", True)
+
+
+def on_grid_copy(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` rounded to 4-bit groups of 32 as a Q4_1 GGUF holds them (min + q x range / 15)."""
+    groups = weight.reshape(-1, BLOCK)
+    low = groups.amin(dim=1, keepdim=True)
+    step = (groups.amax(dim=1, keepdim=True) - low) / 15
+    q = ((groups - low) / step).round()
+    result = (low + q * step).reshape(weight.shape)
+    assert on_grid(result)
+    return result
 
 
 async def test_an_int4_engine_streams_reuses_prefixes_and_cancels(float32: Loaded) -> None:
