@@ -81,9 +81,11 @@ class Runtime:
     def storage(self) -> Storage:
         return self.backend.storage
 
-    async def aclose(self) -> None:
-        """Close the model (its worker), the storage and the knowledge index (connections)."""
-        for resource in (self.model.inner, self.usage, self.storage, self.knowledge):
+    async def aclose(self, *, close_model: bool = True) -> None:
+        """Close the model (its worker; not with `close_model=False`, for a model the caller
+        lent and closes), the storage, the knowledge index (connections) and the tool servers."""
+        model = self.model.inner if close_model else None
+        for resource in (model, self.usage, self.storage, self.knowledge):
             await close_resource(resource)
         if self.tools is not None:
             await self.tools.close()

@@ -1,11 +1,18 @@
 """Chatdown `.chat` files → a `Script`.
 
 The format is the Bot Framework tools' chatdown: header lines (`user=Joe`, `users=Joe,Sue`,
-`bot=LulaBot`, `channelId=msteams`), then turns that start with `user:`, `bot:`, a user's name or
-`bot->Joe:`; a turn runs until the next one, so messages can span lines. Commands in brackets:
-`[Typing]`, `[Delay=ms]`, `[Attachment=path-or-url contentType]`, `[AttachmentLayout=carousel]`,
-`[Suggestions=a|b]` and `[ConversationUpdate=MembersAdded=Joe,Sue]` (which may span lines).
+`bot=LulaBot`, `channelId=msteams`; botloom's `mcp=servers.json`), then turns that start with
+`user:`, `bot:`, a user's name or `bot->Joe:`; a turn runs until the next one, so messages can
+span lines. Commands in brackets: `[Typing]`, `[Delay=ms]`, `[Attachment=path-or-url
+contentType]`, `[AttachmentLayout=carousel]`, `[Suggestions=a|b]` and
+`[ConversationUpdate=MembersAdded=Joe,Sue]` (which may span lines).
 Brackets that are not commands are text, so `bot: /[a-z]+/` is a regular expression.
+
+botloom adds tools (bot/scripted/tools.py): `mcp=PATH` (relative to the script's folder) runs the
+script with that mcpServers file's servers; `user: [Press=Approve]` presses the button titled
+Approve on the latest Adaptive Card the bot sent (press.py); `bot: [ToolCalls=shop/lookup_order,
+shop/cancel_order]` (`[ToolCalls=]`: none) states the tools that ran since the previous check, in
+order; `bot: [InvokeResponse=200] text` states the answer to an invoke and the text its body shows.
 
 User turns become activities to send; bot turns become expectations (see expectations.py).
 Anything the runner cannot honour is a `ScriptError` naming the file and line.
@@ -14,8 +21,10 @@ Anything the runner cannot honour is a `ScriptError` naming the file and line.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from botbuilder.schema import (
     Activity,
@@ -25,14 +34,23 @@ from botbuilder.schema import (
     ConversationAccount,
 )
 
+from bot.scripted import chatdown_values as values
 from bot.scripted.attachments import AttachmentSpec
 from bot.scripted.chatdown_tokens import Command, tokens
+from bot.scripted.chatdown_values import DEFAULT_CHANNEL
 from bot.scripted.errors import ScriptError
 from bot.scripted.expectations import AttachmentExpectation, TextExpectation, normalize
-from bot.scripted.steps import ExpectMessage, ExpectTyping, Script, Send, Step
+from bot.scripted.steps import (
+    ExpectInvokeResponse,
+    ExpectMessage,
+    ExpectToolCalls,
+    ExpectTyping,
+    Script,
+    Send,
+    Step,
+)
 
-DEFAULT_CHANNEL = "test"
-_HEADER = re.compile(r"^(bot|user|users|channelId)=(.*)$")
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,9 +63,11 @@ class _Pending:
     suggestions: tuple[str, ...] | None = None
     layout: str | None = None
     delay_ms: int = 0
+    invoke_status: int | None = None  # [InvokeResponse=200]: the text is the body's
 
     def empty(self) -> bool:
-        return not self.text.strip() and not self.attachments and self.suggestions is None
+        stated = self.text.strip() or self.attachments
+        return not stated and self.suggestions is None and self.invoke_status is None
 
 
 def load_chat(path: Path) -> Script:
@@ -76,6 +96,7 @@ class _Parser:
         self.conversation = ConversationAccount(id=path.stem)
         self.recipient: str | None = None  # the current bot turn's `bot->Joe:`
         self.sent = 0
+        self.mcp: Path | None = None
 
     def parse(self) -> Script:
         start = self._read_header()
@@ -93,32 +114,21 @@ class _Parser:
             speaker, recipient, first = match.group(1), match.group(2), number
             body = [(number, line[match.end() :])]
         self._turn(speaker, recipient, first, body)
-        return Script(self.path, self.steps, end_line=len("\n".join(self.lines).splitlines()))
+        end = len("\n".join(self.lines).splitlines())
+        return Script(self.path, self.steps, end_line=end, mcp_config=self.mcp)
 
     def _read_header(self) -> int:
-        """Read the header options (blank lines may separate them); return the body's index."""
-        index = 0
-        while index < len(self.lines):
-            match = _HEADER.match(self.lines[index].strip())
-            if match is None and self.lines[index].strip():
-                break
-            index += 1
-            if match is None:
-                continue
-            option, value = match.group(1), match.group(2).strip()
-            if not value or "=" in value:
-                raise ScriptError(self.path, index, f"malformed header: write {option}=<value>")
-            if option in ("user", "users"):
-                for name in value.split(","):
-                    self._account(name.strip())
-            elif option == "bot":
-                self.bot = ChannelAccount(id=value, name=value, role="bot")
-            else:
-                self.channel = value
+        """Read the header options; return the body's index."""
+        header = values.read_header(self.path, self.lines)
+        if header.bot is not None:
+            self.bot = ChannelAccount(id=header.bot, name=header.bot, role="bot")
+        for name in header.users:
+            self._account(name)
         if not self.users:
             self._account("user")
+        self.channel, self.mcp = header.channel, header.mcp
         self.user = next(iter(self.users.values()))
-        return index
+        return header.end
 
     def _turn_pattern(self) -> re.Pattern[str]:
         users = "|".join(re.escape(str(u.name)) for u in self.users.values())
@@ -165,34 +175,62 @@ class _Parser:
     def _command(
         self, command: Command, line: int, pending: _Pending, is_bot: bool, preamble: bool
     ) -> _Pending:
+        value = command.value
         if command.name == "conversationupdate":
             self._flush(pending, is_bot)
-            self.steps.append(Send(line, self._conversation_update(command, line)))
+            self.steps.append(Send(line, self._conversation_update(value, line)))
             return _Pending(line)
         if preamble:
             reason = "only [ConversationUpdate=…] may come before the first turn"
             raise ScriptError(self.path, line, reason)
-        if command.name == "typing":
+        if command.name in ("typing", "press", "toolcalls", "invokeresponse"):
             self._flush(pending, is_bot)
-            self.steps.append(
-                ExpectTyping(line) if is_bot else Send(line, self._activity(ActivityTypes.typing))
-            )
-            return _Pending(line)
+            return self._step_command(command, line, is_bot)
         if command.name == "delay":
-            pending.delay_ms = self._delay(command, line)
+            pending.delay_ms = self._read(line, values.delay_ms, value)
         elif command.name == "attachment":
-            if not command.value:
+            if not value:
                 raise ScriptError(self.path, line, "write [Attachment=path-or-url contentType]")
-            pending.attachments.append((line, command.value))
+            pending.attachments.append((line, value))
         elif command.name == "attachmentlayout":
-            if (command.value or "").lower() not in ("carousel", "list"):
-                raise ScriptError(self.path, line, "[AttachmentLayout=…] is carousel or list")
-            pending.layout = (command.value or "").lower()
+            pending.layout = self._read(line, values.layout, value)
         elif command.name == "suggestions":
-            if not is_bot:
-                raise ScriptError(self.path, line, "[Suggestions=…] belongs in a bot: turn")
-            pending.suggestions = tuple(s.strip() for s in (command.value or "").split("|"))
+            self._bot_only("[Suggestions=…]", line, is_bot)
+            pending.suggestions = tuple(s.strip() for s in (value or "").split("|"))
         return pending
+
+    def _step_command(self, command: Command, line: int, is_bot: bool) -> _Pending:
+        """A command that is a step of its own: [Typing], [Press=Title] (a user's),
+        [ToolCalls=…] and [InvokeResponse=status] (the bot's; the text after it is the body's)."""
+        value = command.value
+        if command.name == "typing":
+            typing = ExpectTyping(line) if is_bot else Send(line, self._activity("typing"))
+            self.steps.append(typing)
+        elif command.name == "press":
+            if is_bot:
+                raise ScriptError(self.path, line, "[Press=…] belongs in a user's turn")
+            title = self._read(line, values.press_title, value)
+            self.steps.append(Send(line, self._activity(ActivityTypes.message), press=title))
+        elif command.name == "invokeresponse":
+            self._bot_only("[InvokeResponse=…]", line, is_bot)
+            return _Pending(line, invoke_status=self._read(line, values.invoke_status, value))
+        else:
+            self._bot_only("[ToolCalls=…]", line, is_bot)
+            if self.mcp is None:
+                raise ScriptError(self.path, line, "[ToolCalls=…] needs an mcp= header line")
+            self.steps.append(ExpectToolCalls(line, self._read(line, values.tool_calls, value)))
+        return _Pending(line)
+
+    def _bot_only(self, command: str, line: int, is_bot: bool) -> None:
+        if not is_bot:
+            raise ScriptError(self.path, line, f"{command} belongs in a bot: turn")
+
+    def _read(self, line: int, read: Callable[..., T], *args: object) -> T:
+        """`read(*args)`, its ValueError a ScriptError at `line`."""
+        try:
+            return read(*args)
+        except ValueError as error:
+            raise ScriptError(self.path, line, str(error)) from None
 
     def _flush(self, pending: _Pending, is_bot: bool) -> None:
         if pending.empty():
@@ -201,17 +239,23 @@ class _Parser:
             self.steps.append(self._expectation(pending))
             return
         activity = self._activity(ActivityTypes.message, text=normalize(pending.text) or None)
-        activity.attachments = [self._attachment(ln, v) for ln, v in pending.attachments] or None
+        sent = [self._read(n, self._attachment, v) for n, v in pending.attachments]
+        activity.attachments = sent or None
         activity.attachment_layout = pending.layout
         self.steps.append(Send(pending.line, activity, delay_ms=pending.delay_ms))
 
-    def _expectation(self, pending: _Pending) -> ExpectMessage:
+    def _expectation(self, pending: _Pending) -> ExpectMessage | ExpectInvokeResponse:
         try:
             text = TextExpectation.parse(pending.text)
         except re.error as error:
             reason = f"invalid regular expression: {error}"
             raise ScriptError(self.path, pending.line, reason) from None
-        attachments = tuple(self._expected_attachment(ln, v) for ln, v in pending.attachments)
+        if pending.invoke_status is not None:
+            if pending.attachments or pending.suggestions is not None or pending.layout:
+                reason = "[InvokeResponse=…] states a status and text only"
+                raise ScriptError(self.path, pending.line, reason)
+            return ExpectInvokeResponse(pending.line, pending.invoke_status, text)
+        attachments = tuple(self._read(n, self._expected, v) for n, v in pending.attachments)
         recipient = self.recipient
         if recipient is not None and recipient.lower() == "user":
             recipient = str(self.user.name) if self.user else None
@@ -240,40 +284,15 @@ class _Parser:
             **fields,
         )
 
-    def _conversation_update(self, command: Command, line: int) -> Activity:
+    def _conversation_update(self, value: str | None, line: int) -> Activity:
+        added, removed = self._read(line, values.members, value)
         activity = self._activity(ActivityTypes.conversation_update)
-        for part in (command.value or "").split("\n"):
-            key, _, names = part.partition("=")
-            key = key.strip().lower()
-            members = [self._account(n.strip()) for n in names.split(",") if n.strip()]
-            if key in ("membersadded", "added") and members:
-                activity.members_added = [*(activity.members_added or []), *members]
-            elif key in ("membersremoved", "removed") and members:
-                activity.members_removed = [*(activity.members_removed or []), *members]
-            elif key or names.strip():
-                reason = "write [ConversationUpdate=MembersAdded=a,b] (or MembersRemoved=…)"
-                raise ScriptError(self.path, line, reason)
-        if not activity.members_added and not activity.members_removed:
-            raise ScriptError(self.path, line, "[ConversationUpdate=…] adds or removes no one")
+        activity.members_added = [self._account(name) for name in added] or None
+        activity.members_removed = [self._account(name) for name in removed] or None
         return activity
 
-    def _delay(self, command: Command, line: int) -> int:
-        try:
-            delay = int(command.value or "")
-        except ValueError:
-            delay = -1
-        if delay < 0:
-            raise ScriptError(self.path, line, "write [Delay=<milliseconds>], e.g. [Delay=500]")
-        return delay
+    def _attachment(self, value: str) -> Attachment:
+        return AttachmentSpec.parse(value, self.path.parent).attachment()
 
-    def _attachment(self, line: int, value: str) -> Attachment:
-        try:
-            return AttachmentSpec.parse(value, self.path.parent).attachment()
-        except ValueError as error:
-            raise ScriptError(self.path, line, str(error)) from None
-
-    def _expected_attachment(self, line: int, value: str) -> AttachmentExpectation:
-        try:
-            return AttachmentSpec.parse(value, self.path.parent).expectation()
-        except ValueError as error:
-            raise ScriptError(self.path, line, str(error)) from None
+    def _expected(self, value: str) -> AttachmentExpectation:
+        return AttachmentSpec.parse(value, self.path.parent).expectation()

@@ -11,6 +11,7 @@ from bot.scripted.errors import ScriptError
 
 COMMANDS = {
     "typing", "delay", "conversationupdate", "attachment", "attachmentlayout", "suggestions",
+    "press", "toolcalls", "invokeresponse",
 }  # fmt: skip
 CARDS = {
     "herocard", "thumbnailcard", "audiocard", "videocard", "animationcard", "mediacard",

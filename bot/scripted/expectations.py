@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botbuilder.schema import Attachment
+from botbuilder.schema import Activity, Attachment
 
 _STAR = re.compile(r"\\\*|\*")
 
@@ -115,3 +115,30 @@ def plain(value: Any) -> Any:
     """Card objects (msrest models) as the JSON a channel receives; other values as they are."""
     serialize = getattr(value, "serialize", None)
     return serialize() if callable(serialize) else value
+
+
+def invoke_status(activity: Activity) -> int | None:
+    """The status of an invokeResponse activity (its value: an InvokeResponse or its JSON)."""
+    value = activity.value
+    status = value.get("status") if isinstance(value, dict) else getattr(value, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def invoke_text(activity: Activity) -> str:
+    """The text an invokeResponse's body shows: a message's `value`, or the TextBlocks of a card
+    (one a line); empty for a body without either."""
+    value = activity.value
+    body = value.get("body") if isinstance(value, dict) else getattr(value, "body", None)
+    shown = body.get("value") if isinstance(body, dict) else None
+    if isinstance(shown, str):
+        return normalize(shown)
+    return "\n".join(normalize(text) for text in _text_blocks(shown))
+
+
+def _text_blocks(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [text for item in node for text in _text_blocks(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [str(node.get("text", ""))] if node.get("type") == "TextBlock" else []
+    return own + [text for value in node.values() for text in _text_blocks(value)]

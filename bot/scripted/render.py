@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from botbuilder.schema import Activity, ActivityTypes
 
-from bot.scripted.expectations import describe_attachment, normalize
+from bot.scripted.expectations import describe_attachment, invoke_status, invoke_text, normalize
 
 
 def render(activity: Activity) -> str:
-    """`Hello [Suggestions=a|b]`, `[Typing]`, `[ConversationUpdate=MembersAdded=Joe]`, …"""
+    """`Hello [Suggestions=a|b]`, `[Typing]`, `[ConversationUpdate=MembersAdded=Joe]`,
+    `[InvokeResponse=200] text`, …"""
     if activity.type == ActivityTypes.typing:
         return "[Typing]"
     if activity.type == ActivityTypes.conversation_update:
@@ -18,6 +19,9 @@ def render(activity: Activity) -> str:
         if activity.members_removed:
             parts.append("MembersRemoved=" + ",".join(_name(m) for m in activity.members_removed))
         return "[ConversationUpdate=" + " ".join(parts) + "]"
+    if activity.type == ActivityTypes.invoke_response:
+        text = invoke_text(activity)
+        return f"[InvokeResponse={invoke_status(activity)}]" + (f" {text}" if text else "")
     if activity.type != ActivityTypes.message:
         return (
             f"[{_value(activity.type)}" + (f" name={activity.name}" if activity.name else "") + "]"

@@ -5,11 +5,16 @@ The bot is production's: `build_runtime` wires the same activity handler, dialog
 it are matched in order against the bot lines that follow. Typing is skipped unless the script
 states `[Typing]` (one `[Typing]` stands for the indicator's repeats); trace activities are never
 compared. A reply the script does not mention, or a missing one, fails the script.
+
+A script with `mcp=` runs with those servers (tools.py), connected (or failed) before its first
+turn; `[Press=…]` presses a button of the latest Adaptive Card (press.py), and `[ToolCalls=…]`
+compares the calls in the audit log since the previous check. The runtime is closed at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,14 +24,24 @@ from typing import NoReturn
 from botbuilder.core import MemoryStorage, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
-from bot.app import build_runtime
+from bot.app import Runtime, build_runtime
 from bot.scripted.adapter import ScriptAdapter
 from bot.scripted.chatdown import load_chat
 from bot.scripted.errors import ScriptError, ScriptFailure
 from bot.scripted.model_choice import ScriptModels
+from bot.scripted.press import button, latest_card, pressed, titles
 from bot.scripted.render import render, said
 from bot.scripted.replies import ScriptedChatModel
-from bot.scripted.steps import ExpectActivity, ExpectMessage, ExpectTyping, Script, Send
+from bot.scripted.steps import (
+    ExpectActivity,
+    ExpectInvokeResponse,
+    ExpectMessage,
+    ExpectToolCalls,
+    ExpectTyping,
+    Script,
+    Send,
+)
+from bot.scripted.tools import ToolCalls, with_tools
 from bot.scripted.transcript import load_transcript
 from bot.settings import Settings
 from models import ChatModel
@@ -47,19 +62,43 @@ def load_script(path: Path) -> Script:
 async def run_script(script: Script, settings: Settings, model: ChatModel) -> None:
     """Replay `script` with `model` (left open: its owner closes it); raises ScriptFailure."""
     await model.wait_ready()
-    runtime = build_runtime(settings, model=model, storage=MemoryStorage())
-    await Replay(script, runtime.bot.on_turn).run()
+    with tempfile.TemporaryDirectory(prefix="botloom-script-") as folder:
+        audit = None
+        if script.mcp_config is not None:
+            settings, audit = with_tools(settings, script.mcp_config, Path(folder))
+        runtime = build_runtime(settings, model=model, storage=MemoryStorage())
+        try:
+            await _start_tools(runtime)
+            calls = ToolCalls(audit) if audit is not None else None
+            await Replay(script, runtime.bot.on_turn, calls=calls).run()
+        finally:
+            await runtime.aclose(close_model=False)
+
+
+async def _start_tools(runtime: Runtime) -> None:
+    """Connect the tool servers; return once each was tried, so no turn finds one connecting."""
+    if runtime.tools is not None:
+        runtime.tools.start()
+        await runtime.tools.servers.wait_tried()
 
 
 class Replay:
     """One run of a script: sends the user's steps, matches the bot's replies."""
 
-    def __init__(self, script: Script, logic: Callable[[TurnContext], Awaitable]) -> None:
+    def __init__(
+        self,
+        script: Script,
+        logic: Callable[[TurnContext], Awaitable],
+        *,
+        calls: ToolCalls | None = None,
+    ) -> None:
         self._script = script
         self._logic = logic
+        self._calls = calls  # the tools that ran, for [ToolCalls=…]
         self._adapter = ScriptAdapter()
         self._pending: deque[Activity] = deque()
         self._conversation: list[str] = []
+        self._card: object = None  # the latest Adaptive Card the bot sent, for [Press=…]
 
     async def run(self) -> None:
         previous = None
@@ -71,6 +110,10 @@ class Replay:
                     self._typing(step)
             elif isinstance(step, ExpectMessage):
                 self._message(step)
+            elif isinstance(step, ExpectInvokeResponse):
+                self._invoke_response(step)
+            elif isinstance(step, ExpectToolCalls):
+                self._tool_calls(step)
             else:
                 self._other(step)
             previous = step
@@ -81,9 +124,28 @@ class Replay:
         if step.delay_ms:
             await asyncio.sleep(step.delay_ms / 1000)
         sender = step.activity.from_property
-        self._say(str(sender.name or sender.id) if sender else "user", step.activity)
-        replies = await self._adapter.process(step.activity, self._logic)
+        speaker = str(sender.name or sender.id) if sender else "user"
+        activity = step.activity
+        if step.press is None:
+            self._say(speaker, activity)
+        else:
+            self._conversation.extend(said(speaker, f"[Press={step.press}]").split("\n"))
+            activity = self._press(step.line, step.press, activity)
+        replies = await self._adapter.process(activity, self._logic)
+        self._card = latest_card(replies, self._card)
         self._pending = deque(reply for reply in replies if reply.type not in IGNORED)
+
+    def _press(self, line: int, title: str, frame: Activity) -> Activity:
+        action = button(self._card, title)
+        if action is None:
+            shown = ", ".join(titles(self._card)) or "(none)"
+            raise self._failure(
+                line,
+                f"no card with a button '{title}' before line {line}",
+                expected=f"[Press={title}] on the latest Adaptive Card the bot sent",
+                actual="no Adaptive Card" if self._card is None else f"its buttons: {shown}",
+            )
+        return pressed(frame, action)
 
     def _typing(self, step: ExpectTyping) -> None:
         if not self._pending or self._pending[0].type != ActivityTypes.typing:
@@ -106,6 +168,31 @@ class Replay:
                 expected=step.describe(),
                 actual=actual,
                 diff=step.text.diff(reply.text) if "text" in problems else [],
+            )
+
+    def _invoke_response(self, step: ExpectInvokeResponse) -> None:
+        reply = self._next_reply(step.line, step.describe(), skip_typing=True)
+        if reply.type != ActivityTypes.invoke_response:
+            self._fail_unexpected(step.line, step.describe(), reply)
+        problems = step.mismatches(reply)
+        if problems:
+            raise self._failure(
+                step.line,
+                f"the bot's answer to the invoke does not match the script ({', '.join(problems)})",
+                expected=step.describe(),
+                actual=render(reply),
+            )
+
+    def _tool_calls(self, step: ExpectToolCalls) -> None:
+        if self._calls is None:
+            raise ScriptError(self._script.path, step.line, "[ToolCalls=…] needs an mcp= header")
+        ran = self._calls.since_last()
+        if ran != step.tools:
+            raise self._failure(
+                step.line,
+                "the tools that ran do not match the script",
+                expected=step.describe(),
+                actual=ExpectToolCalls(step.line, ran).describe(),
             )
 
     def _other(self, step: ExpectActivity) -> None:

@@ -11,16 +11,26 @@ from pathlib import Path
 
 from botbuilder.schema import Activity
 
-from bot.scripted.expectations import AttachmentExpectation, TextExpectation, normalize
+from bot.scripted.expectations import (
+    AttachmentExpectation,
+    TextExpectation,
+    invoke_status,
+    invoke_text,
+    normalize,
+)
 
 
 @dataclass(frozen=True)
 class Send:
-    """An activity the user (or the channel) sends to the bot; `delay_ms` is waited first."""
+    """An activity the user (or the channel) sends to the bot; `delay_ms` is waited first.
+
+    With `press` (a button's title) the activity is only the sender's frame: the runner fills in
+    the press of that button on the latest Adaptive Card the bot sent (press.py)."""
 
     line: int
     activity: Activity
     delay_ms: int = 0
+    press: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +101,43 @@ class ExpectActivity:
     name: str | None = None
 
 
-Expectation = ExpectMessage | ExpectTyping | ExpectActivity
-Step = Send | Expectation
+@dataclass(frozen=True)
+class ExpectInvokeResponse:
+    """The answer to an invoke (Teams' `adaptiveCard/action`): its status, and the text its body
+    shows (a card's TextBlocks, or a message) where the script writes any."""
+
+    line: int
+    status: int
+    text: TextExpectation
+
+    def describe(self) -> str:
+        text = f" {self.text.describe()}" if self.text.written else ""
+        return f"[InvokeResponse={self.status}]{text}"
+
+    def mismatches(self, activity: Activity) -> list[str]:
+        """What differs between `activity` (an invokeResponse) and this expectation."""
+        found = []
+        if invoke_status(activity) != self.status:
+            found.append("status")
+        if self.text.written and not self.text.matches(invoke_text(activity)):
+            found.append("text")
+        return found
+
+
+@dataclass(frozen=True)
+class ExpectToolCalls:
+    """The tools that ran since the previous check (or the start), in order, as `server/tool`:
+    read from the script's audit log when the step is reached."""
+
+    line: int
+    tools: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"[ToolCalls={', '.join(self.tools)}]"
+
+
+Expectation = ExpectMessage | ExpectTyping | ExpectActivity | ExpectInvokeResponse
+Step = Send | Expectation | ExpectToolCalls
 
 
 @dataclass(frozen=True)
@@ -102,3 +147,4 @@ class Script:
     path: Path
     steps: list[Step] = field(default_factory=list)
     end_line: int = 0
+    mcp_config: Path | None = None  # `mcp=`: the script's MCP servers (an mcpServers file)

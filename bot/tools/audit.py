@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.redaction import MASK, is_secret_param, redact
 
+NOT_RUN = "not run"  # the outcome of a rejected call
 _SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "authorization", "credential")
 
 

@@ -13,7 +13,7 @@ from botbuilder.core import TurnContext
 from mcp.types import CallToolResult, TextContent
 
 from bot.tools.approvals import PendingApprovals
-from bot.tools.audit import AuditLog, monotonic_ms
+from bot.tools.audit import NOT_RUN, AuditLog, monotonic_ms
 from bot.tools.cards import approval_activity, plain_words
 from bot.tools.rules import spec_of
 from bot.tools.servers import McpServers, ServerDown
@@ -138,7 +138,7 @@ class McpToolRunner:
                 tool=record["tool"],
                 arguments=record["arguments"],
                 approval="rejected",
-                outcome="not run",
+                outcome=NOT_RUN,
                 duration_ms=0.0,
             )
             await self.approvals.finish(record, "rejected", "Rejected: it was not run.")

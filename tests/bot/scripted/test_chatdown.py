@@ -11,7 +11,16 @@ from botbuilder.schema import ActivityTypes
 
 from bot.scripted.chatdown import load_chat
 from bot.scripted.errors import ScriptError
-from bot.scripted.steps import ExpectMessage, ExpectTyping, Script, Send
+from bot.scripted.steps import (
+    ExpectInvokeResponse,
+    ExpectMessage,
+    ExpectToolCalls,
+    ExpectTyping,
+    Script,
+    Send,
+)
+
+MCP = {"mcpServers": {"shop": {"command": "python", "args": ["servers.py", "shop"]}}}
 
 
 def chat(tmp_path: Path, text: str, name: str = "script.chat") -> Script:
@@ -205,6 +214,78 @@ def test_bot_text_forms(tmp_path: Path) -> None:
 def test_typing_twice_is_kept_for_the_runner_to_merge(tmp_path: Path) -> None:
     script = chat(tmp_path, "user: a\nbot: [Typing][Typing]\nb\n")
     assert [type(s) for s in script.steps] == [Send, ExpectTyping, ExpectTyping, ExpectMessage]
+
+
+def test_mcp_header_press_tool_calls_and_invoke_response(tmp_path: Path) -> None:
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "mcp.json").write_text(json.dumps(MCP), encoding="utf-8")
+    script = chat(
+        tmp_path,
+        """
+        channelId=msteams
+        mcp=tools/mcp.json
+
+        user: cancel it
+        bot: Approve? *
+        user: [Press=Approve]
+        bot: [InvokeResponse=200] *Done.*
+        bot: [ToolCalls=shop/lookup_order,  shop/cancel_order]
+        user: [Press=Approve]
+        bot: [InvokeResponse=200]
+        [ToolCalls=]
+        """,
+    )
+    assert script.mcp_config == (tmp_path / "tools" / "mcp.json").resolve()
+    assert kinds(script) == [
+        "Send", "ExpectMessage", "Send", "ExpectInvokeResponse", "ExpectToolCalls",
+        "Send", "ExpectInvokeResponse", "ExpectToolCalls",
+    ]  # fmt: skip
+    _, _, press, invoke, calls, again, bare, none = script.steps
+    assert isinstance(press, Send) and press.press == "Approve" and press.line == 6
+    assert press.activity.channel_id == "msteams" and press.activity.text is None
+    assert isinstance(again, Send) and again.activity.id != press.activity.id  # two presses
+    assert isinstance(invoke, ExpectInvokeResponse) and invoke.status == 200
+    assert invoke.text.kind == "wildcard" and invoke.text.matches("Cancel it\nDone. Cancelled.")
+    assert invoke.describe() == "[InvokeResponse=200] *Done.*  (wildcard)"
+    assert isinstance(bare, ExpectInvokeResponse) and not bare.text.written
+    assert isinstance(calls, ExpectToolCalls) and (calls.line, calls.tools) == (
+        8,
+        ("shop/lookup_order", "shop/cancel_order"),
+    )
+    assert calls.describe() == "[ToolCalls=shop/lookup_order, shop/cancel_order]"
+    assert isinstance(none, ExpectToolCalls) and (none.line, none.tools) == (11, ())
+
+
+def test_without_an_mcp_header_a_script_has_no_tools(tmp_path: Path) -> None:
+    script = chat(tmp_path, "user: hi\nbot: [InvokeResponse=404]\n")
+    assert script.mcp_config is None
+    assert [(type(s), s.line) for s in script.steps] == [(Send, 1), (ExpectInvokeResponse, 2)]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("mcp=missing.json\nuser: hi\n", 1, "cannot read the MCP config"),
+        ("user: hi\nbot: ok\n[ToolCalls=shop/lookup_order]\n", 3, "needs an mcp= header"),
+        ("user: hi\nbot: [ToolCalls=]\n", 2, "needs an mcp= header"),
+        ("mcp=mcp.json\nuser: hi\nbot: [ToolCalls=lookup_order]\n", 3, "server/tool"),
+        ("mcp=mcp.json\nuser: [ToolCalls=shop/a]\n", 2, "[ToolCalls=…] belongs in a bot: turn"),
+        ("mcp=mcp.json\nuser: hi\nbot: ok\n[ToolCalls]\n", 4, "malformed command"),
+        ("user: hi\nbot: [Press=Approve]\n", 2, "[Press=…] belongs in a user's turn"),
+        ("user: hi\nbot: ok\nuser: [Press=]\n", 3, "write [Press=<button title>]"),
+        ("user: hi\nbot: [InvokeResponse=ok]\n", 2, "write [InvokeResponse=<status>]"),
+        ("user: [InvokeResponse=200]\n", 1, "[InvokeResponse=…] belongs in a bot: turn"),
+    ],
+)
+def test_a_malformed_tool_command_names_file_and_line(
+    tmp_path: Path, text: str, line: int, reason: str
+) -> None:
+    (tmp_path / "mcp.json").write_text(json.dumps(MCP), encoding="utf-8")
+    with pytest.raises(ScriptError) as caught:
+        chat(tmp_path, text, name="broken.chat")
+    assert caught.value.line == line
+    assert str(caught.value).startswith(f"{tmp_path / 'broken.chat'}:{line}: ")
+    assert reason in str(caught.value)
 
 
 @pytest.mark.parametrize(
