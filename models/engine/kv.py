@@ -146,26 +146,34 @@ class BatchKV:
     def remove(self, indices: list[int]) -> list[int]:
         """Remove these rows. The last rows move into the freed slots: returns the new order,
         as the old index of each remaining row."""
-        order = list(range(self.rows))
+        order, lengths = list(range(self.rows)), list(self._lengths)
         for index in sorted(set(indices), reverse=True):
             last = len(order) - 1
             if index != last:
-                for layer in self._layers:
-                    for buffer in (layer.key_buffer, layer.value_buffer):
-                        buffer[index, :, self._start : self._end] = buffer[
-                            last, :, self._start : self._end
-                        ]
-                self._mask[index] = self._mask[last]
-                order[index] = order[last]
-                self._lengths[index] = self._lengths[last]
+                order[index], lengths[index] = order[last], lengths[last]
             order.pop()
-            self._lengths.pop()
-        if not self._lengths:
+            lengths.pop()
+        self._lengths = lengths
+        if not lengths:
             self.clear()
-        else:
-            self._start = self._end - max(self._lengths)
-            self._show()
+            return order
+        start = self._end - max(lengths)
+        for slot, old in enumerate(order):
+            if slot != old:  # a row from the tail (old >= len(order): never overwritten here)
+                self._move(old, slot, start)
+        self._start = start
+        self._show()
         return order
+
+    def _move(self, old: int, slot: int, start: int) -> None:
+        """Row `old` into `slot`: its tokens copied, the slot's padding from `start` zeroed (the
+        whole window was copied before: twice the bytes where rows differ in length)."""
+        first = self._end - self._lengths[slot]
+        for layer in self._layers:
+            for buffer in (layer.key_buffer, layer.value_buffer):
+                buffer[slot, :, first : self._end] = buffer[old, :, first : self._end]
+                buffer[slot, :, start:first] = 0
+        self._mask[slot] = self._mask[old]
 
     def clear(self) -> None:
         """Remove every row and let the buffers go."""
