@@ -142,7 +142,10 @@ def prepare_model(
         if weights in ("auto", name):
             converted = make_copy()
             if converted is not None:
-                return EngineModel(converted, name, compact_decoder(converted, kv_dtype))
+                compact = compact_decoder(converted, kv_dtype)
+                logger.info("engine weights: %s (%s decode step)", name,
+                            "compact" if compact else "the model's own")  # fmt: skip
+                return EngineModel(converted, name, compact)
             if weights == name:
                 logger.warning("%s weights do not apply to this model here: float32 it is", name)
     packed = packed_copy(model, max_batch) if pack_weights else None
