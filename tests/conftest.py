@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.connector import FakeConnector
+
 # Scripted conversations: the *.chat and *.transcript files under the `botloom_scripts` folders
 # (pyproject.toml) are collected as tests by this plugin (bot/scripted/pytest_plugin.py).
 pytest_plugins = ("bot.scripted.pytest_plugin",)
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[FakeConnector]:
+    """A fake Bot Connector on 127.0.0.1 that records the bot's replies (tests/connector.py)."""
+    fake = FakeConnector()
+    await fake.start()
+    yield fake
+    await fake.close()
 
 
 @pytest.fixture(scope="session")

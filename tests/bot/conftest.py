@@ -9,7 +9,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import create_app
 from bot.settings import Settings
 from models.fake import FakeChatModel
-from tests.connector import FakeConnector
 
 
 @pytest.fixture
@@ -20,14 +19,6 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def fake_model() -> FakeChatModel:
     return FakeChatModel()
-
-
-@pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    fake = FakeConnector()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture

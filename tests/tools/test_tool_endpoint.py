@@ -24,14 +24,6 @@ from tests.tools.test_servers import wait_up
 
 
 @pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    fake = FakeConnector()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[TestClient]:
     config = {
         "mcpServers": {

@@ -25,14 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def connector() -> AsyncIterator[FakeConnector]:
-    fake = FakeConnector()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 async def client(tmp_path: Path, tiny_model_dir: Path) -> AsyncIterator[TestClient]:
     config = {
         "mcpServers": {
