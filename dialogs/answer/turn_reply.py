@@ -1,7 +1,7 @@
 """The turn's reply, which a stage may begin before the answer is known: `inform` shows progress
-("Looking up order id A-10234…") where the channel streams, and the answer then ends that same
-stream instead of opening another (a Teams or Web Chat stream starts with its informative update
-and must end with one final message)."""
+("Looking up order id A-10234…") as the informative update where the channel streams, and the
+answer then ends that same stream instead of opening another (a Teams or Direct Line stream
+starts with its informative update and must end with one final message)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""While a tool runs, a streaming channel shows what it is doing: the reply's stream starts with
-the informative update "Looking up order id A-10234 (lookup_order)…" (not "Thinking…") and the
-answer from the tool's result ends that same stream; a channel that does not stream gets the
-answer alone."""
+"""While a tool runs, a streaming channel is told what it is doing: the reply's stream starts with
+the informative update "Looking up order id A-10234 (lookup_order)…" (not "Thinking…"; Teams
+shows it, Web Chat 4.18 shows a typing indicator) and the answer from the tool's result ends that
+same stream; a channel that does not stream gets the answer alone."""
 
 from __future__ import annotations
 
