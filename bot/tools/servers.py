@@ -24,6 +24,8 @@ from bot.tools.config import ServerConfig
 
 logger = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 10.0  # how long closing a server may wait for its connection to let go
+
 
 class ServerDown(Exception):
     """The server is not connected, or the connection broke during the call."""
@@ -58,8 +60,9 @@ class ServerConnection:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT_S)
+            if not done:  # never wait forever on a transport that does not let go
+                logger.warning("MCP server %s did not close in time", self.config.name)
             self._task = None
 
     async def call(self, name: str, arguments: dict[str, Any], timeout_s: float) -> CallToolResult:
@@ -118,10 +121,12 @@ class ServerConnection:
                     logger.info("MCP server %s up: %d tools", self.config.name, len(self.tools))
                     delay = self._retry_s
                     await self._watch(session)
-            except asyncio.CancelledError:
-                self._session = None
-                raise
             except BaseException as error:  # anyio groups wrap what the transport raised
+                if _cancelled(error):  # close(): a cancellation may come wrapped in a group
+                    self._session = None
+                    if isinstance(error, asyncio.CancelledError):
+                        raise
+                    raise asyncio.CancelledError from error
                 self.error = _describe(error)
                 logger.warning("MCP server %s down: %s", self.config.name, self.error)
             self._session = None
@@ -135,6 +140,13 @@ class ServerConnection:
                 await asyncio.wait_for(self._broken.wait(), self._ping_s)
             if self._broken.is_set() or not await self._alive(session):
                 raise ServerDown("the connection broke")
+
+
+def _cancelled(error: BaseException) -> bool:
+    """Whether `error` ends this task because it was cancelled: a CancelledError, or anything
+    (an anyio exception group holding one) raised while a cancellation of the task is pending."""
+    task = asyncio.current_task()
+    return isinstance(error, asyncio.CancelledError) or bool(task and task.cancelling())
 
 
 def _describe(error: BaseException) -> str:

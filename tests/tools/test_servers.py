@@ -1,17 +1,23 @@
 """MCP servers through the runner: stdio and HTTP, a server down at start, one that dies
-mid-call (and is restarted), the time limit per call, and the audit line of each call."""
+mid-call (and is restarted), the time limit per call, and the audit line of each call; closing
+ends a connection even when its transport wraps the cancellation in a group."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from bot.tools.config import parse_server
+from bot.tools.servers import ServerConnection
 from tests.services import closed_port
 from tests.tools.support import SERVER, make_runner, stdio_config
 
@@ -107,3 +113,37 @@ async def test_streamable_http_server(tmp_path: Path, http_server: int) -> None:
         assert outcome.ok and outcome.text == "echo: over http"
     finally:
         await runner.servers.close()
+
+
+class _Session:
+    """The two requests the keeper makes of a live session."""
+
+    async def list_tools(self) -> SimpleNamespace:
+        return SimpleNamespace(tools=[])
+
+    async def send_ping(self) -> None:
+        return None
+
+
+class GroupWrappingConnection(ServerConnection):
+    """A transport that, as anyio's task groups in the MCP SDK do, hands a cancellation back
+    wrapped in an exception group; it counts how often it was opened."""
+
+    opened = 0
+
+    @contextlib.asynccontextmanager
+    async def _open(self) -> AsyncIterator[Any]:
+        self.opened += 1
+        try:
+            yield _Session()
+        except asyncio.CancelledError as cancelled:
+            raise BaseExceptionGroup("transport", [cancelled]) from None
+
+
+async def test_closing_ends_a_connection_whose_transport_wraps_the_cancellation() -> None:
+    connection = GroupWrappingConnection(stdio_config(Path("unused")), retry_s=0.05)
+    connection.start()
+    await connection.wait_tried(5)
+    assert connection.up
+    await asyncio.wait_for(connection.close(), 5)  # hung forever, reconnecting, before
+    assert not connection.up and connection.opened == 1
