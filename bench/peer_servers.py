@@ -46,7 +46,7 @@ def servers(args: argparse.Namespace, port: int) -> tuple[dict[str, dict[str, An
             "extra": {},
         }
     }  # fmt: skip
-    for weights in [w for w in getattr(args, "botloom_weights", "").split(",") if w]:
+    for weights in [w for w in args.botloom_weights.split(",") if w]:
         # the same server on other weights (BOTLOOM_ENGINE_WEIGHTS), e.g. botloom-server-int4
         base = found["botloom-server"]
         found[f"botloom-server-{weights}"] = {

@@ -1,7 +1,9 @@
-"""Helpers for the tool tests: the test server's config, a runner over it, a TurnContext."""
+"""Helpers for the tool tests: the test server's config, a runner over it, a TurnContext, and
+the settings of a bot with the demo shop server (examples/mcp/servers.py)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from botbuilder.core import MemoryStorage, Storage, TurnContext
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount
 
+from bot.settings import Settings
 from bot.tools.approvals import PendingApprovals
 from bot.tools.audit import AuditLog
 from bot.tools.config import ServerConfig, parse_server
@@ -17,6 +20,7 @@ from bot.tools.runner import McpToolRunner
 from bot.tools.servers import McpServers
 
 SERVER = Path(__file__).with_name("mcp_server.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def stdio_config(notes: Path, name: str = "test", **extra: Any) -> ServerConfig:
@@ -68,3 +72,23 @@ def turn(
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
+
+
+def shop_settings(tmp_path: Path, **model: str) -> Settings:
+    """A bot with the demo shop server over stdio, its state and audit in `tmp_path`; `model`:
+    the model settings (a folder that fills arguments, or a served model)."""
+    config = {
+        "mcpServers": {
+            "shop": {
+                "command": sys.executable,
+                "args": [str(ROOT / "examples/mcp/servers.py"), "shop"],
+            }
+        }
+    }
+    (tmp_path / "mcp.json").write_text(json.dumps(config))
+    return Settings(
+        storage=f"sqlite:///{tmp_path}/state.db",
+        mcp_config=str(tmp_path / "mcp.json"),
+        tools_audit=str(tmp_path / "audit.jsonl"),
+        **model,
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,9 @@ from aiohttp.test_utils import TestServer
 
 from bot.app import Runtime, build_runtime
 from bot.console import chat
-from bot.settings import Settings
 from models import ChatMessage
 from models.fake import FakeChatModel
-from tests.tools.support import lines
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tools.support import lines, shop_settings
 
 
 class FakeVllm:
@@ -69,24 +65,6 @@ async def vllm() -> AsyncIterator[FakeVllm]:
     await fake.server.start_server()
     yield fake
     await fake.server.close()
-
-
-def shop_settings(tmp_path: Path, **model: str) -> Settings:
-    config = {
-        "mcpServers": {
-            "shop": {
-                "command": sys.executable,
-                "args": [str(ROOT / "examples/mcp/servers.py"), "shop"],
-            }
-        }
-    }
-    (tmp_path / "mcp.json").write_text(json.dumps(config))
-    return Settings(
-        storage=f"sqlite:///{tmp_path}/state.db",
-        mcp_config=str(tmp_path / "mcp.json"),
-        tools_audit=str(tmp_path / "audit.jsonl"),
-        **model,
-    )
 
 
 async def talk(runtime: Runtime, text: str) -> str:

@@ -5,8 +5,6 @@ same stream; a channel that does not stream gets the answer alone."""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,32 +13,17 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import RUNTIME, create_app
-from bot.settings import Settings
 from models.fake import FakeChatModel
 from tests.activities import message
 from tests.connector import FakeConnector
+from tests.tools.support import shop_settings
 from tests.tools.test_servers import wait_up
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 async def client(tmp_path: Path, tiny_model_dir: Path) -> AsyncIterator[TestClient]:
-    config = {
-        "mcpServers": {
-            "shop": {
-                "command": sys.executable,
-                "args": [str(ROOT / "examples/mcp/servers.py"), "shop"],
-            }
-        }
-    }
-    (tmp_path / "mcp.json").write_text(json.dumps(config))
-    settings = Settings(
-        storage=f"sqlite:///{tmp_path}/state.db",
-        mcp_config=str(tmp_path / "mcp.json"),
-        tools_audit=str(tmp_path / "audit.jsonl"),
-        model=str(tiny_model_dir),  # fills arguments, constrained to what was said
-    )
+    # the tiny model fills arguments, constrained to what was said
+    settings = shop_settings(tmp_path, model=str(tiny_model_dir))
     app = create_app(settings, model=FakeChatModel())
     test_client = TestClient(TestServer(app, host="127.0.0.1"))
     await test_client.start_server()
