@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     install_secrets_filter(settings)  # no credential in any log line
-    quiet_libraries()
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         return serve_forever(dataclasses.replace(settings, **overrides))
@@ -105,19 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         report = args.junit_xml
         return asyncio.run(run_tests(settings, args.paths, model=args.model, junit_xml=report))
     return asyncio.run(chat(settings, record=args.record))
-
-
-# Libraries whose import-time warnings say nothing to a botloom user: torchao (the engine's int4
-# weights) reports its CUDA-only kernels and Triton missing on a CPU build, and torch the enums
-# torchao registers. Their errors still show; BOTLOOM_LOG_LEVEL=debug shows everything.
-QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
-
-
-def quiet_libraries() -> None:
-    """Raise the quiet libraries' loggers to ERROR unless the root logger shows debug."""
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def add_teams_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -131,7 +131,7 @@ def prepare_model(
     four_bit = weights == "int4" or (weights == "auto" and shipped_four_bit)
     group = 32 if shipped_four_bit else int4_group_size
     if weights == "int4" and not int4_available():
-        logger.warning("int4 weights need torchao (pip install torchao)")
+        logger.warning("int4 weights need torch's int4 CPU kernel, missing from this build")
     formats: list[tuple[str, Callable[[], PreTrainedModel | None], torch.dtype | None]] = [
         ("int4", lambda: int4_copy(model, group) if four_bit else None, None),
         ("fp16", lambda: fp16_copy(model), None),

@@ -1,23 +1,30 @@
-"""Int4Linear: weight-only 4-bit linear layers for the CPU, on torchao's int4 CPU layout.
+"""Int4Linear: weight-only 4-bit linear layers for the CPU, on torch's own int4 CPU kernel.
 
 A decode step of one reply reads every weight once, so its time follows the bytes: float16 reads
 2 per weight, this layout about 0.6 (4-bit values, a bfloat16 scale and zero point per group of
-`group_size` inputs along a row). torchao's `Int4OpaqueTensor` (torchao 0.18 keeps it in
-`torchao.prototype.quantization.int4`; the CPU layout left `Int4WeightOnlyConfig`) packs the
-weight once for torch's own int4 CPU kernel and `F.linear` on it runs that kernel: w = (q - 8) x
-scale + zero, q in 0..15, activations and result bfloat16 (its float32 path is scalar, dozens of
-times slower; so each product rounds its input and output to bfloat16, as bf16_linear.py does).
+`group_size` inputs along a row). The weight is quantised per group (scale = (max - min) / 15, the
+zero point at the group's middle, q = round((w - min) / scale) in 0..15: the "tinygemm" format,
+w = (q - 8) x scale + zero), packed once by `torch.ops.aten._convert_weight_to_int4pack_for_cpu`
+and multiplied by `torch.ops.aten._weight_int4pack_mm_for_cpu`: activations and result bfloat16
+(its float32 path is scalar, dozens of times slower; so each product rounds its input and output
+to bfloat16, as bf16_linear.py does). Those two ops are torch's int4 CPU kernels, the ones
+torchao's `Int4OpaqueTensor` (torchao 0.18, `torchao.prototype`) calls; through torchao's tensor
+subclass every product cost 15-20 us more, a step at one row 1.28x longer, and importing torchao
+(with torch._dynamo) 83 MB of every start (docs/cpu-path.md). They have no public Python
+wrapper, so `_agrees` checks the kernel against float32 at load and the engine serves float16
+wherever it is missing or wrong.
 
 A 4-bit checkpoint is kept as it is. A Q4_1 GGUF block (32 weights, w = d x q + m) is such a
 group: ggml's Q4_1 quantiser sets m to the block's minimum and d to (max - min) / 15, so every
-block holds q = 0 and q = 15, and torchao's per-group choice (scale = (max - min) / 15, zero at the
-group's middle) on the checkpoint's exact values gives back the block's own q, scale d and zero
-m + 8d; the layout then stores scale and zero as bfloat16 (the only rounding: tests/models/
-test_int4_linear.py checks a layer of the embedded default against gguf's own dequantisation).
-`on_grid` says whether a weight is such a checkpoint's; other weights are quantised at load.
+block holds q = 0 and q = 15, and the per-group choice above on the checkpoint's exact values
+gives back the block's own q, scale d and zero m + 8d; scale and zero are then stored as bfloat16
+(the only rounding: tests/models/test_int4_linear.py checks a layer of the embedded default
+against gguf's own dequantisation). `on_grid` says whether a weight is such a checkpoint's; other
+weights are quantised at load.
 
 The output layer is not 4-bit: the embedded default's (tied to the input embedding) is Q8_0 in
-its GGUF, and at 16 rows the int4 kernel multiplies its 49152 rows several times slower than
+its GGUF, and 4 bits lose it (logits 9 % off, greedy replies of the 128 agreement prompts 0/128
+identical to float32's), and at 16 rows the int4 kernel multiplies its 49152 rows slower than
 FBGEMM's float16 (Fp16Linear). `int4_copy` gives the batcher its own copy (models/engine/fused.py:
 q/k/v and gate/up fused), the caller's model left unchanged.
 """
@@ -28,7 +35,6 @@ import functools
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -39,42 +45,54 @@ logger = logging.getLogger(__name__)
 
 GROUP_SIZES = (32, 64, 128)  # what the layout supports
 LEVELS = 15  # 4 bits: q in 0..15
+MIN_SCALE = 1e-6  # a group of equal weights (torchao's floor, kept)
 
 
 class Int4Linear(HalfLinear):
-    """`nn.Linear` on a torchao Int4OpaqueTensor weight [out, in] (fused.HalfLinear), grouped
-    along the inputs by `group_size`; float32 in and out, bfloat16 through the kernel."""
+    """`nn.Linear` on a weight [out, in] packed for torch's int4 CPU kernel (fused.HalfLinear),
+    grouped along the inputs by `group_size`; float32 in and out, bfloat16 through the kernel.
+    `packed` is the kernel's 4-bit weight, `scale_and_zero` [in / group_size, out, 2] bfloat16."""
 
     kind = "int4"
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, group_size: int) -> None:
-        from torchao.prototype.quantization.int4 import Int4OpaqueTensor
-
         super().__init__(weight, bias)
         self.group_size = group_size
         with torch.no_grad():
-            exact = Int4OpaqueTensor.from_hp(weight.detach().float().contiguous(), [1, group_size])
-            self.weight = Int4OpaqueTensor(
-                exact.qdata,
-                exact.scale_and_zero.to(torch.bfloat16),
-                exact.block_size,
-                exact.shape,
-            )
+            q, scale, zero = quantise(weight.detach().float(), group_size)
+            self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+            self.scale_and_zero = torch.stack((scale, zero), dim=-1).transpose(0, 1).contiguous()
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
-        return F.linear(flat.to(torch.bfloat16), self.weight).float()
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            flat.to(torch.bfloat16).contiguous(), self.packed, self.group_size, self.scale_and_zero
+        )
+        return out[:, : self.out_features].float()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, group_size={self.group_size}"
 
 
+def quantise(
+    weight: torch.Tensor, group_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q [out, in] int32 in 0..15, scale and zero [out, in / group_size] bfloat16) of a float32
+    `weight`, per group of `group_size` inputs: w ~ (q - 8) x scale + zero."""
+    rows = weight.shape[0]
+    groups = weight.reshape(rows, -1, group_size)
+    low = groups.amin(dim=-1)
+    scale = ((groups.amax(dim=-1) - low) / LEVELS).clamp_min(MIN_SCALE)
+    q = ((groups - low[..., None]) / scale[..., None]).round().clamp_(0, LEVELS)
+    zero = low + scale * (LEVELS + 1) / 2
+    return q.reshape(weight.shape).to(torch.int32), scale.bfloat16(), zero.bfloat16()
+
+
 def int4_available() -> bool:
-    """Whether torchao's int4 CPU layout imports here."""
-    try:
-        from torchao.prototype.quantization.int4 import Int4OpaqueTensor  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether this torch build has the int4 CPU kernel."""
+    ops = torch.ops.aten
+    return hasattr(ops, "_weight_int4pack_mm_for_cpu") and hasattr(
+        ops, "_convert_weight_to_int4pack_for_cpu"
+    )
 
 
 def on_grid(weight: torch.Tensor, group_size: int = 32) -> bool:
@@ -85,7 +103,7 @@ def on_grid(weight: torch.Tensor, group_size: int = 32) -> bool:
     groups = weight.detach().float().reshape(-1, group_size)
     low = groups.amin(dim=1, keepdim=True)
     step = (groups.amax(dim=1, keepdim=True) - low) / LEVELS
-    q = ((groups - low) / step.clamp_min(torch.finfo(torch.float32).tiny)).round()
+    q = ((groups - low) / step.clamp_min(MIN_SCALE)).round()
     error = (low + q * step - groups).abs()
     return bool((error <= 1e-4 * step + 1e-7).all())
 

@@ -51,7 +51,7 @@ needs_bf16 = pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no AMX-BF1
 FP16 = fp16_available()
 needs_fp16 = pytest.mark.skipif(not FP16, reason="this PyTorch build has no FBGEMM (not x86)")
 needs_int4 = pytest.mark.skipif(
-    not (FP16 and int4_available()), reason="no FBGEMM, or torchao not installed (botloom[int4])"
+    not (FP16 and int4_available()), reason="no FBGEMM, or no int4 CPU kernel in this torch build"
 )
 
 

@@ -1,5 +1,5 @@
 """The int4 weights of the CPU path (issue 28): the embedded default's Q4_1 blocks kept as they are
-in torchao's int4 CPU layout, 4-bit checkpoints told apart, "auto" and the group size."""
+in torch's int4 CPU layout, 4-bit checkpoints told apart, "auto" and the group size."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import torch
 from gguf import GGUFReader
 from gguf.quants import dequantize
 from torch import nn
-from torchao.quantization.utils import unpack_tinygemm_scales_and_zeros
 
 from models.api import ChatMessage, GenerationParams, complete
 from models.embedded import embedded_gguf_path
@@ -59,9 +58,7 @@ def test_a_q4_1_layer_keeps_the_gguf_blocks_q_exactly_and_d_m_as_bfloat16(name: 
     weight, q, d, m = q4_1_blocks(name)
     assert on_grid(weight)
     layer = Int4Linear(weight, None, group_size=BLOCK)
-    scale, zero = (
-        t.squeeze(-1).float() for t in unpack_tinygemm_scales_and_zeros(layer.weight.scale_and_zero)
-    )
+    scale, zero = layer.scale_and_zero.transpose(0, 1).float().unbind(-1)
     # The layout's w = (q - 8) x scale + zero: scale is the block's d, zero m + 8d, in bfloat16.
     assert torch.equal(scale, d.bfloat16().float())
     assert torch.equal(zero, (m + 8 * d).bfloat16().float())
