@@ -10,17 +10,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botbuilder.core import ConversationState, Storage
 
 from bot.settings import Settings
-from bot.tools.approvals import PendingApprovals
-from bot.tools.audit import AuditLog
-from bot.tools.clicks import ApprovalClicks
-from bot.tools.config import load_config
-from bot.tools.runner import McpToolRunner
-from bot.tools.servers import McpServers
 from dialogs.answer.tool_stage import ToolStage
 from dialogs.tools.commands import ToolCommands
 from dialogs.tools.native import NativeToolRouter
@@ -29,6 +23,11 @@ from models import ChatMessage
 from models.embedded import EMBEDDED_DEFAULT
 from models.embeddings import EmbeddingModel, HFEmbeddingModel
 from models.tool_calling import ToolCallingModel
+
+if TYPE_CHECKING:  # the MCP SDK is imported only where BOTLOOM_MCP_CONFIG is set (26 MB, 0.6 s)
+    from bot.tools.clicks import ApprovalClicks
+    from bot.tools.runner import McpToolRunner
+    from bot.tools.servers import McpServers
 
 
 class LazyArguments:
@@ -91,6 +90,13 @@ def build_tools(
     router by meaning takes the other turns, and all of them with `meaning`."""
     if not settings.mcp_config:
         return None
+    from bot.tools.approvals import PendingApprovals
+    from bot.tools.audit import AuditLog
+    from bot.tools.clicks import ApprovalClicks
+    from bot.tools.config import load_config
+    from bot.tools.runner import McpToolRunner
+    from bot.tools.servers import McpServers
+
     servers = McpServers(load_config(settings.mcp_config))
     runner = McpToolRunner(
         servers,
