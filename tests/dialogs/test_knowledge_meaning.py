@@ -132,6 +132,25 @@ async def test_the_answer_sentences_keep_the_word_choice_and_add_the_best_by_mea
     assert "bulb" not in focus
 
 
+async def test_the_two_sentences_closest_in_meaning_are_both_shown() -> None:
+    """The figure asked for is often in the sentence after the closest one (a rule, then its
+    exception or its other case): both go to the model, beside the word choice."""
+    lamp = Passage(
+        "The Zeta-9 is made in Oslo. The Zeta-9 is sold in tins. "
+        "It weighs 300 grams. Boxed, it weighs 900 grams. Replace the bulb yearly.",
+        "Lamp manual",
+        "/m.md",
+        "m",
+    )
+    found = await MeaningRanker(ConceptEmbedder(), OPTIONS).rank(
+        "How heavy is the Zeta-9?", [lamp], choice=lamp
+    )
+    focus = found[0].focus
+    assert "It weighs 300 grams." in focus and "Boxed, it weighs 900 grams." in focus
+    assert "made in Oslo" in focus and "sold in tins" in focus
+    assert "bulb" not in focus
+
+
 async def test_sentence_vectors_are_embedded_once_per_chunk() -> None:
     embedder = ConceptEmbedder()
     ranker = MeaningRanker(embedder, OPTIONS)
