@@ -115,18 +115,20 @@ def test_a_choice_is_displaced_on_sentence_and_chunk_evidence_together() -> None
     assert displaces(cited, choice, options), "not scored by a search: on its sentences"
 
 
-async def test_the_answer_sentences_keep_the_word_choice_and_add_the_best_by_meaning() -> None:
-    lamp = Passage(
-        "The Zeta-9 lamp is made in Oslo. The Zeta-9 lamp is sold in tins. "
-        "It weighs 300 grams. Replace the Zeta-9 bulb yearly.",
-        "Lamp manual",
-        "/m.md",
-        "m",
-    )
+async def zeta_focus(manual: str) -> str:
+    """The answer sentences of a lamp manual for "How heavy is the Zeta-9?"."""
+    lamp = Passage(manual, "Lamp manual", "/m.md", "m")
     found = await MeaningRanker(ConceptEmbedder(), OPTIONS).rank(
         "How heavy is the Zeta-9?", [lamp], choice=lamp
     )
-    focus = found[0].focus
+    return found[0].focus
+
+
+async def test_the_answer_sentences_keep_the_word_choice_and_add_the_best_by_meaning() -> None:
+    focus = await zeta_focus(
+        "The Zeta-9 lamp is made in Oslo. The Zeta-9 lamp is sold in tins. "
+        "It weighs 300 grams. Replace the Zeta-9 bulb yearly."
+    )
     assert "It weighs 300 grams." in focus, "the best by meaning, sharing no word"
     assert "made in Oslo" in focus and "sold in tins" in focus, "the two the words chose"
     assert "bulb" not in focus
@@ -135,17 +137,10 @@ async def test_the_answer_sentences_keep_the_word_choice_and_add_the_best_by_mea
 async def test_the_two_sentences_closest_in_meaning_are_both_shown() -> None:
     """The figure asked for is often in the sentence after the closest one (a rule, then its
     exception or its other case): both go to the model, beside the word choice."""
-    lamp = Passage(
+    focus = await zeta_focus(
         "The Zeta-9 is made in Oslo. The Zeta-9 is sold in tins. "
-        "It weighs 300 grams. Boxed, it weighs 900 grams. Replace the bulb yearly.",
-        "Lamp manual",
-        "/m.md",
-        "m",
+        "It weighs 300 grams. Boxed, it weighs 900 grams. Replace the bulb yearly."
     )
-    found = await MeaningRanker(ConceptEmbedder(), OPTIONS).rank(
-        "How heavy is the Zeta-9?", [lamp], choice=lamp
-    )
-    focus = found[0].focus
     assert "It weighs 300 grams." in focus and "Boxed, it weighs 900 grams." in focus
     assert "made in Oslo" in focus and "sold in tins" in focus
     assert "bulb" not in focus
