@@ -6,10 +6,10 @@ embedded default at 1 and 16 rows, the two ways taking turns.
     pip install 'torchao>=0.18,<0.19'   # only for this comparison: botloom does not need it
     PYTHONPATH=. python bench/int4_dispatch.py [--rounds 3] [--steps 30] [--context 300]
 
-Both ways run the very same kernel on the very same packed weight, scales and zero points, so the
-logits are equal (checked) and the difference is dispatch alone. Printed: median milliseconds
-of the forward per way and row count (the median of the rounds' medians); the last line is one
-JSON object.
+Both ways run the very same kernel on the very same packed weight, scales and zero points (one
+layer's products are checked equal), so the difference is dispatch alone. Printed: median
+milliseconds of the forward per way and row count (the median of the rounds' medians); the last
+line is one JSON object.
 """
 
 from __future__ import annotations

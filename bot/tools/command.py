@@ -9,9 +9,6 @@ import sys
 
 from bot.settings import Settings
 from bot.tools.audit import AuditLog, parse_since
-from bot.tools.config import McpConfigError, load_config
-from bot.tools.rules import spec_of
-from bot.tools.servers import McpServers
 
 
 def add_tools_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,6 +24,10 @@ async def list_tools(settings: Settings, wait_s: float) -> int:
     if not settings.mcp_config:
         print("botloom: no BOTLOOM_MCP_CONFIG is set", file=sys.stderr)
         return 2
+    from bot.tools.config import McpConfigError, load_config  # the MCP SDK: only when used
+    from bot.tools.rules import spec_of
+    from bot.tools.servers import McpServers
+
     try:
         servers = McpServers(load_config(settings.mcp_config))
     except McpConfigError as error:

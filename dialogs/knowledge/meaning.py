@@ -183,14 +183,17 @@ class MeaningRanker:
         question: str,
         own: Sequence[str],
     ) -> str:
-        """The sentences shown to the model, in their order: the best by meaning, and those the
+        """The sentences shown to the model, in their order: the two best by meaning, and those the
         word-overlap choice takes of the passage's own sentences `own` (the two sharing most
         words with the question, or all of them when none does: what the chunk-level method
         showed)."""
         if not sentences:
             return ""
-        ranked = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-        best = {sentences[int(i)] for i in ranked[:MEANING_SENTENCES]}
+        best: set[str] = set()  # distinct: a repeated sentence takes one place
+        for index in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+            if len(best) == MEANING_SENTENCES:
+                break
+            best.add(sentences[int(index)])
         by_words = {own[i] for i in focus_indices(own, question)}
         return " ".join(s for s in sentences if s in best or s in by_words)
 

@@ -9,10 +9,11 @@ and multiplied by `torch.ops.aten._weight_int4pack_mm_for_cpu`: activations and 
 (its float32 path is scalar, dozens of times slower; so each product rounds its input and output
 to bfloat16, as bf16_linear.py does). Those two ops are torch's int4 CPU kernels, the ones
 torchao's `Int4OpaqueTensor` (torchao 0.18, `torchao.prototype`) calls; through torchao's tensor
-subclass every product cost 15-20 us more, a step at one row 1.28x longer, and importing torchao
-(with torch._dynamo) 83 MB of every start (docs/cpu-path.md). They have no public Python
-wrapper, so `_agrees` checks the kernel against float32 at load and the engine serves float16
-wherever it is missing or wrong.
+subclass every product cost 15-20 us more and a decode step at one row 1.16x as long
+(bench/int4_dispatch.py, docs/cpu-path.md). They have no public Python wrapper, so `_agrees`
+checks the kernel against float32 at load: where it is missing or wrong, `auto` serves float16
+and an explicit `int4` the model as loaded. The kernel takes a multiple of 16 outputs: a layer
+with others is padded with zero rows, cut off again after each product.
 
 A 4-bit checkpoint is kept as it is. A Q4_1 GGUF block (32 weights, w = d x q + m) is such a
 group: ggml's Q4_1 quantiser sets m to the block's minimum and d to (max - min) / 15, so every
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 GROUP_SIZES = (32, 64, 128)  # what the layout supports
 LEVELS = 15  # 4 bits: q in 0..15
+OUTPUT_MULTIPLE = 16  # _convert_weight_to_int4pack_for_cpu packs outputs in 16s
 MIN_SCALE = 1e-6  # a group of equal weights (torchao's floor, kept)
 
 
@@ -59,7 +61,11 @@ class Int4Linear(HalfLinear):
         super().__init__(weight, bias)
         self.group_size = group_size
         with torch.no_grad():
-            q, scale, zero = quantise(weight.detach().float(), group_size)
+            weight = weight.detach().float()
+            if self.out_features % OUTPUT_MULTIPLE:  # the kernel's need: zero rows, cut off later
+                padding = OUTPUT_MULTIPLE - self.out_features % OUTPUT_MULTIPLE
+                weight = torch.cat((weight, weight.new_zeros(padding, self.in_features)))
+            q, scale, zero = quantise(weight, group_size)
             self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
             self.scale_and_zero = torch.stack((scale, zero), dim=-1).transpose(0, 1).contiguous()
 
@@ -103,7 +109,7 @@ def on_grid(weight: torch.Tensor, group_size: int = 32) -> bool:
     groups = weight.detach().float().reshape(-1, group_size)
     low = groups.amin(dim=1, keepdim=True)
     step = (groups.amax(dim=1, keepdim=True) - low) / LEVELS
-    q = ((groups - low) / step.clamp_min(MIN_SCALE)).round()
+    q = ((groups - low) / step.clamp_min(torch.finfo(torch.float32).tiny)).round()
     error = (low + q * step - groups).abs()
     return bool((error <= 1e-4 * step + 1e-7).all())
 

@@ -157,3 +157,19 @@ async def test_an_int4_engine_streams_reuses_prefixes_and_cancels(float32: Loade
         assert engine.stats.cancelled == 1 and engine.admitted == 0
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("outputs", [13, 48])
+def test_a_layer_of_any_output_count_multiplies_like_its_weights(outputs: int) -> None:
+    """The kernel packs outputs in 16s: other counts are padded and cut off again."""
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randn(outputs, 64, generator=generator)
+    bias = torch.randn(outputs, generator=generator)
+    layer = Int4Linear(weight, bias, group_size=32)
+    x = torch.randn(2, 3, 64, generator=generator)
+    with torch.inference_mode():
+        got = layer(x)
+    want = torch.nn.functional.linear(x, weight, bias)
+    assert got.shape == want.shape == (2, 3, outputs)
+    error = float((got - want).abs().mean() / want.abs().mean())
+    assert error < 0.1, "4-bit steps of 1/15 of a group's range: close, not equal"
