@@ -77,6 +77,13 @@ async def run(tmp_path: Path, text: str) -> None:
     await Replay(load_chat(path), CardBot(audit), calls=ToolCalls(audit)).run()
 
 
+async def failure_of(tmp_path: Path, text: str) -> ScriptFailure:
+    """The failure the script `text` ends with (the test fails if it passes)."""
+    with pytest.raises(ScriptFailure) as caught:
+        await run(tmp_path, text)
+    return caught.value
+
+
 async def test_a_press_sends_the_buttons_data_and_tool_calls_are_counted_once(
     tmp_path: Path,
 ) -> None:
@@ -120,39 +127,35 @@ async def test_in_teams_a_press_is_the_invoke_with_the_verb_and_data(tmp_path: P
 
 
 async def test_a_wrong_invoke_response_fails_with_both_sides(tmp_path: Path) -> None:
-    with pytest.raises(ScriptFailure) as caught:
-        await run(
-            tmp_path,
-            """
-            channelId=msteams
-            mcp=mcp.json
-            user: card
-            bot: *
-            user: [Press=Reject]
-            bot: [InvokeResponse=403]
-            """,
-        )
-    failure = caught.value
+    failure = await failure_of(
+        tmp_path,
+        """
+        channelId=msteams
+        mcp=mcp.json
+        user: card
+        bot: *
+        user: [Press=Reject]
+        bot: [InvokeResponse=403]
+        """,
+    )
     assert failure.line == 6 and failure.expected == "[InvokeResponse=403]"
     assert failure.reason == "the bot's answer to the invoke does not match the script (status)"
     assert failure.actual.startswith('[InvokeResponse=200] {"name": "adaptiveCard/action"')
 
 
 async def test_tool_calls_that_differ_fail_with_expected_and_actual(tmp_path: Path) -> None:
-    with pytest.raises(ScriptFailure) as caught:
-        await run(
-            tmp_path,
-            """
-            channelId=emulator
-            mcp=mcp.json
-            user: card
-            bot: *
-            user: [Press=Approve]
-            bot: pressed {"decision": "approve"}
-            bot: [ToolCalls=shop/lookup_order, shop/approve]
-            """,
-        )
-    failure = caught.value
+    failure = await failure_of(
+        tmp_path,
+        """
+        channelId=emulator
+        mcp=mcp.json
+        user: card
+        bot: *
+        user: [Press=Approve]
+        bot: pressed {"decision": "approve"}
+        bot: [ToolCalls=shop/lookup_order, shop/approve]
+        """,
+    )
     assert (failure.line, failure.reason) == (7, "the tools that ran do not match the script")
     assert failure.expected == "[ToolCalls=shop/lookup_order, shop/approve]"
     assert failure.actual == "[ToolCalls=shop/approve]"
@@ -169,9 +172,7 @@ async def test_tool_calls_that_differ_fail_with_expected_and_actual(tmp_path: Pa
 async def test_a_press_without_such_a_button_fails_naming_the_line(
     tmp_path: Path, text: str, actual: str
 ) -> None:
-    with pytest.raises(ScriptFailure) as caught:
-        await run(tmp_path, text)
-    failure = caught.value
+    failure = await failure_of(tmp_path, text)
     title = text.rsplit("=", 1)[1].split("]")[0]
     line = text.count("\n")
     assert failure.line == line
