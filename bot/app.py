@@ -304,6 +304,7 @@ def create_app(
         guard=guard,
         secret=local_secret,
         max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        max_body_bytes=settings.max_body_bytes,
     )
     return app
 

@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the bot's HTTP endpoint (POST /api/messages)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1, BOTLOOM_HOST)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 3978, BOTLOOM_PORT)")
+    serve.add_argument(
+        "--port", type=port_number, help="port to listen on (default 3978, BOTLOOM_PORT)"
+    )
     chat_command = commands.add_parser(
         "chat", help="talk to the bot in this terminal (same dialogs, model and state)"
     )
@@ -39,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         "--host", help="address to listen on (default 127.0.0.1, BOTLOOM_MODEL_SERVER_HOST)"
     )
     model_server.add_argument(
-        "--port", type=int, help="port to listen on (default 8000, BOTLOOM_MODEL_SERVER_PORT)"
+        "--port",
+        type=port_number,
+        help="port to listen on (default 8000, BOTLOOM_MODEL_SERVER_PORT)",
     )
     test = commands.add_parser("test", help="replay scripted conversations (.chat, .transcript)")
     test.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="scripts or folders")
@@ -66,13 +70,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as error:
-        print(f"botloom: {error}", file=sys.stderr)
-        return 2
+        return refuse(error)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     install_secrets_filter(settings)  # no credential in any log line
+    try:
+        return run_command(settings, args)
+    except config_errors() as error:
+        return refuse(error)
+
+
+def config_errors() -> tuple[type[Exception], ...]:
+    """What bad configuration raises (settings, storage URL or namespace, unreachable store, MCP
+    config): the commands answer them with one line, never a traceback."""
+    from bot.storage.errors import StorageUnavailable, StorageURLError
+    from bot.tools.config import McpConfigError
+
+    return (SettingsError, StorageURLError, StorageUnavailable, McpConfigError)
+
+
+def refuse(error: Exception) -> int:
+    """`botloom: <message>` on stderr (credentials masked), exit status 2."""
+    from bot.redaction import redact
+
+    print(f"botloom: {redact(str(error))}", file=sys.stderr)
+    return 2
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit status."""
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         return serve_forever(dataclasses.replace(settings, **overrides))
@@ -106,6 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(chat(settings, record=args.record))
 
 
+def port_number(text: str) -> int:
+    """A TCP port for --port: 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return port
+
+
 def add_teams_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     feedback = commands.add_parser("feedback", help="the feedback users gave on replies")
     feedback_commands = feedback.add_subparsers(dest="feedback_command", required=True)
@@ -119,13 +158,11 @@ def add_teams_commands(commands: argparse._SubParsersAction) -> None:  # type: i
 
 def serve_forever(settings: Settings) -> int:
     from bot.server import run_server
-    from bot.storage import StorageUnavailable
 
     try:
         asyncio.run(run_server(settings))
-    except (SettingsError, StorageUnavailable) as error:
-        print(f"botloom: {error}", file=sys.stderr)
-        return 2
+    except config_errors() as error:
+        return refuse(error)
     return 0
 
 

@@ -7,6 +7,7 @@ is over 300 lines because every setting is declared here, in one place (docs/con
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -295,10 +296,57 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     for name in ("prefix_cache_mb", "torch_threads", "knowledge_parse_memory_mb"):
         if parsed.get(name, 0) < 0:
             raise SettingsError(f"{env_name(name)} must be 0 or more")
-    for name in ("knowledge_max_unpacked_mb", "knowledge_parse_timeout_s"):
-        if parsed.get(name, 1) <= 0:
+    for name in _POSITIVE:
+        if not parsed.get(name, 1) > 0:  # NaN too
             raise SettingsError(f"{env_name(name)} must be more than 0")
+    for name in ("port", "model_server_port"):
+        if not 1 <= parsed.get(name, 1) <= 65535:
+            raise SettingsError(f"{env_name(name)} must be a port number, 1 to 65535")
+    if "storage_namespace" in parsed:
+        from bot.storage.urls import check_namespace  # the rule the SQL and keys rely on
+
+        try:
+            check_namespace(parsed["storage_namespace"])
+        except ValueError as error:
+            raise SettingsError(f"BOTLOOM_STORAGE_NAMESPACE: {error}") from None
+    level = str(parsed.get("log_level", "INFO")).upper()
+    if level not in logging.getLevelNamesMapping():  # also WARN, FATAL, NOTSET
+        raise SettingsError(f"BOTLOOM_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+    parsed["log_level"] = level
     return parsed
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Sizes, timeouts, leases and intervals where 0 (or less) means nothing sensible; a 0 body size
+# would even lift the limit (aiohttp reads client_max_size=0 as "no limit").
+_POSITIVE = (
+    "max_body_bytes",
+    "max_upload_mb",
+    "knowledge_max_file_mb",
+    "knowledge_max_unpacked_mb",
+    "knowledge_parse_timeout_s",
+    "lock_lease_s",
+    "lock_wait_s",
+    "turn_timeout_s",
+    "generation_timeout_s",
+    "model_connect_timeout_s",
+    "model_read_timeout_s",
+    "model_probe_interval_s",
+    "file_fetch_timeout_s",
+    "files_ttl_hours",
+    "tool_approval_expiry_s",
+    "tool_turn_timeout_s",
+    "typing_interval_s",
+    "stream_limit_teams_s",
+    "storage_pool_size",
+    "max_batch",
+    "kv_block_size",
+    "context_tokens",
+    "max_new_tokens",
+    "max_pending_requests",
+    "max_queued_turns",
+    "max_queued_turns_per_conversation",
+)
 
 
 def _convert(name: str, raw: str, annotation: Any) -> Any:

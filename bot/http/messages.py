@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.storage import StorageUnavailable
 from bot.turns.identity import as_identity, vouched_identity
 from bot.turns.inbox_entries import entry_body
-from bot.turns.runner import ConversationBusy, RunnerBusy, TurnRunner
+from bot.turns.runner import ConversationBusy, RunnerBusy, TurnRunner, TurnTimedOut
 from bot.turns.teams_rules import addressed_to_bot
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,11 @@ class MessagesEndpoint:
         except RunnerBusy as error:
             raise web.HTTPServiceUnavailable(
                 text=str(error), headers={"Retry-After": "5"}
+            ) from None
+        except TurnTimedOut as error:  # an invoke or expectReplies: its answer never came
+            logger.warning("synchronous turn timed out conversation=%s", key)
+            raise web.HTTPServiceUnavailable(
+                text=str(error), headers={"Retry-After": str(BUSY_RETRY_AFTER_S)}
             ) from None
         except StorageUnavailable:
             logger.warning("cannot store the activity: state store unreachable")

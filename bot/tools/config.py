@@ -78,11 +78,16 @@ def parse_server(name: str, raw: object) -> ServerConfig:
     tools = raw.get("tools", {})
     if not isinstance(tools, dict):
         raise McpConfigError(f"mcpServers.{name}.tools must be an object")
-    tool_approval = {
-        tool: a
-        for tool, value in tools.items()
-        if (a := _approval((value or {}).get("approval"), f"mcpServers.{name}.tools.{tool}"))
-    }
+    tool_approval: dict[str, Approval] = {}
+    for tool, value in tools.items():
+        where = f"mcpServers.{name}.tools.{tool}"
+        if value is not None and not isinstance(value, dict):
+            raise McpConfigError(f'{where} must be an object, such as {{"approval": "never"}}')
+        if a := _approval((value or {}).get("approval"), where):
+            tool_approval[str(tool)] = a
+    cwd = raw.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise McpConfigError(f"mcpServers.{name}.cwd must be a string")
     timeout = raw.get("timeout_s", 20.0)
     if not isinstance(timeout, int | float) or timeout <= 0:
         raise McpConfigError(f"mcpServers.{name}.timeout_s must be a positive number")
@@ -91,7 +96,7 @@ def parse_server(name: str, raw: object) -> ServerConfig:
         command=command or None,
         args=tuple(args),
         env=_strings(raw.get("env"), f"mcpServers.{name}.env"),
-        cwd=raw.get("cwd"),
+        cwd=cwd,
         url=url or None,
         headers=_strings(raw.get("headers"), f"mcpServers.{name}.headers"),
         approval=_approval(raw.get("approval"), f"mcpServers.{name}"),

@@ -9,6 +9,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 from bot.storage import ConversationLocks, Inbox, InboxEntry, LockTimeout, StorageUnavailable
@@ -21,9 +22,20 @@ from bot.turns.runner_terms import (
     Turn,
 )
 
-__all__ = ["ConversationBusy", "EntryTurns", "RunnerBusy", "RunnerLimits", "TurnRunner"]
+__all__ = [
+    "ConversationBusy",
+    "EntryTurns",
+    "RunnerBusy",
+    "RunnerLimits",
+    "TurnRunner",
+    "TurnTimedOut",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class TurnTimedOut(Exception):
+    """A synchronous turn (`TurnRunner.call`) ran past `turn_timeout_s` and was stopped."""
 
 
 class TurnRunner:
@@ -120,15 +132,24 @@ class TurnRunner:
         return True
 
     def call(self, conversation: str, turn: Turn, *, activity_id: str | None = None) -> Any:
-        """Run `turn` under the conversation's lock; its future, or None for a repeated id."""
+        """Run `turn` under the conversation's lock; its future, or None for a repeated id.
+
+        The future fails with TurnTimedOut past `turn_timeout_s`, or StorageUnavailable when the
+        lock could not be taken; either way the id is forgotten, so a retry runs."""
         self._check_room(conversation)
         if not self._remember(conversation, activity_id):
             return None
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if activity_id:
+            done.add_done_callback(partial(self._forget_failed, (conversation, activity_id)))
         state = self._conversation(conversation)
         state.calls.append((turn, done))
         self._start_worker(conversation, state)
         return done
+
+    def _forget_failed(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and isinstance(done.exception(), TurnTimedOut | StorageUnavailable):
+            self._recent.pop(key, None)
 
     def _conversation(self, conversation: str) -> ConversationWork:
         return self._conversations.setdefault(conversation, ConversationWork())
@@ -215,15 +236,20 @@ class TurnRunner:
         return True
 
     async def _run_call(self, turn: Turn, done: asyncio.Future[Any]) -> None:
+        deadline = asyncio.timeout(self._limits.turn_timeout_s)
         try:
-            async with asyncio.timeout(self._limits.turn_timeout_s):
+            async with deadline:
                 result = await turn()
         except asyncio.CancelledError:
             done.cancel()
             raise
         except Exception as error:
+            failure = error
+            if deadline.expired():  # ours, not a TimeoutError from inside the turn
+                limit = self._limits.turn_timeout_s
+                failure = TurnTimedOut(f"the turn took longer than {limit:g} s")
             if not done.done():
-                done.set_exception(error)
+                done.set_exception(failure)
         else:
             if not done.done():
                 done.set_result(result)

@@ -31,6 +31,7 @@ def add_directline_routes(
     guard: OriginGuard | None = None,
     secret: LocalSecret | None = None,
     max_upload_bytes: int = 25 * 1024 * 1024,
+    max_body_bytes: int = 1024 * 1024,
 ) -> None:
     """Serve the chat page on GET /chat and, in anonymous mode only, the Direct Line that it
     uses (/v3/directline/...) and the connector routes the bot replies to (/v3/conversations/...).
@@ -40,7 +41,8 @@ def add_directline_routes(
     `guard` (JSON bodies, this server's Host, the page's own Origin: bot/security/origin_guard.py).
     `secret` is the process's (bot/security/local_secret.py): the connector routes require it,
     and the bot's connector client must be given the same one. Web Chat's uploads (up to
-    `max_upload_bytes` a file) are kept in this process and served to the bot (uploads.py).
+    `max_upload_bytes` a file, the activity in them up to `max_body_bytes`) are kept in this
+    process and served to the bot (uploads.py).
     """
     page = ChatPage(webchat_bundle, enabled=anonymous)
     app.router.add_get("/chat", page.page)
@@ -67,7 +69,7 @@ def add_directline_routes(
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, wrap(handler))
-    uploads = Uploads(service, max_file_bytes=max_upload_bytes)
+    uploads = Uploads(service, max_file_bytes=max_upload_bytes, max_activity_bytes=max_body_bytes)
     upload_path = "/v3/directline/conversations/{conversation}/upload"
     app.router.add_post(upload_path, wrap(uploads.upload, multipart=True))
     app.router.add_get("/v3/directline/files/{file}/{name}", wrap(uploads.file))

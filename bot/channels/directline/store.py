@@ -6,9 +6,9 @@ server chose and bound into the token (`vouched`), or the first one a client nam
 conversation whose tokens have all expired is gone. A client (the page's origin and the peer
 address) has at most `max_per_client` live conversations, and the store `max_conversations`:
 beyond either, a new conversation is refused (TooManyConversations), never made room for by
-dropping someone else's. Within a conversation the oldest activities are dropped. A watermark is
-the sequence number of the last activity a client has seen; an updated activity is appended
-again (same id, new sequence number).
+dropping someone else's. Within a conversation the oldest activities are dropped, and only the
+latest typing activity of its user is kept. A watermark is the sequence number of the last
+activity a client has seen; an updated activity is appended again (same id, new sequence number).
 """
 
 from __future__ import annotations
@@ -101,6 +101,11 @@ class Conversation:
             activity["id"] = f"{self.id}|{sequence:07d}"
         activity["conversation"] = {"id": self.id}
         activity.setdefault("timestamp", now_iso())
+        if _user_typing(activity):
+            # A user's typing is only echoed (never forwarded, so no rate limit sees it): only
+            # the latest is kept, so typing cannot push the conversation out of its history.
+            kept = [(s, logged) for s, logged in self._log if not _user_typing(logged)]
+            self._log = deque(kept, maxlen=self.max_activities)
         self._log.append((sequence, activity))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -225,6 +230,15 @@ class ConversationStore:
     def _retry_after(self, conversations: list[Conversation]) -> int:
         soonest = min((c.expires() for c in conversations), default=self.clock())
         return max(1, math.ceil(soonest - self.clock()))
+
+
+def _user_typing(activity: Activity) -> bool:
+    sender = activity.get("from")
+    return (
+        activity.get("type") == "typing"
+        and isinstance(sender, dict)
+        and sender.get("role") == "user"
+    )
 
 
 def _token(user_id: str | None) -> str:

@@ -1,0 +1,35 @@
+"""A synchronous turn (expectReplies, invokes) that runs past BOTLOOM_TURN_TIMEOUT_S: the channel
+gets 503 with Retry-After and a short reason, not a 500, and its retry runs again."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import create_app
+from bot.settings import Settings
+from models.fake import FakeChatModel
+from tests.activities import message
+from tests.connector import FakeConnector
+
+
+async def test_an_expect_replies_turn_past_the_timeout_gets_503_and_its_retry_runs(
+    settings: Settings, connector: FakeConnector
+) -> None:
+    slow = dataclasses.replace(settings, turn_timeout_s=0.3, generation_timeout_s=30.0)
+    app = create_app(slow, model=FakeChatModel(hang=True))
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        activity = message("hello", service_url=connector.url, deliveryMode="expectReplies")
+        first = await client.post("/api/messages", json=activity)
+        first_text = await first.text()
+        retry = await client.post("/api/messages", json=activity)  # the same id, as redelivered
+        retry_text = await retry.text()
+    finally:
+        await client.close()
+    assert first.status == 503, first_text
+    assert first.headers["Retry-After"] == "5"
+    assert first_text == "the turn took longer than 0.3 s"
+    assert (retry.status, retry_text) == (503, first_text), "run again, not called a duplicate"
