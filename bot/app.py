@@ -176,6 +176,7 @@ def build_runtime(
         MemoryCommands(user_memory),
         files=files,
         tool_commands=tools.commands if tools else None,
+        tool_stage=tools.stage if tools else None,
     )
     bot = AssistantBot(
         root,

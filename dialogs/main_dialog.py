@@ -1,4 +1,5 @@
-"""The root dialog: routes commands, runs flows, lets `help` and `cancel` interrupt anything."""
+"""The root dialog: routes commands, runs flows, lets `help`, `cancel`, `/reset`, `/forget files`
+and the memory commands interrupt anything."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from botbuilder.dialogs import (
     WaterfallStepContext,
 )
 
+from dialogs.answer.tool_stage import ToolStage
 from dialogs.chat_dialog import ChatDialog
 from dialogs.feedback_dialog import FeedbackDialog
 from dialogs.files import ConversationFiles, forgot_text
@@ -59,8 +61,10 @@ class MainDialog(ComponentDialog):
         memory_commands: MemoryCommands | None = None,
         files: ConversationFiles | None = None,
         tool_commands: ToolCommands | None = None,
+        tool_stage: ToolStage | None = None,
     ) -> None:
         super().__init__(MainDialog.__name__)
+        self._tool_stage = tool_stage  # its open question ends on any turn not for the chat
         self._files = files
         self._memory = memory
         self._memory_commands = memory_commands or MemoryCommands(None)
@@ -73,53 +77,80 @@ class MainDialog(ComponentDialog):
         self.initial_dialog_id = "route"
 
     async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
+        if self._tool_stage is not None:  # a flow's turn answers the flow, not the tool's question
+            await self._tool_stage.forget(inner_dc.context)
         interrupted = await self._interrupt(inner_dc)
         if interrupted is not None:
             return interrupted
         return await super().on_continue_dialog(inner_dc)
 
     async def _interrupt(self, inner_dc: DialogContext) -> DialogTurnResult | None:
-        """`help` shows help and keeps the flow waiting; `cancel` ends every flow."""
-        command = command_of(inner_dc.context)
+        """`help` shows help and keeps the flow waiting; `cancel` ends every flow, `/reset` too
+        (after forgetting the conversation); `/forget files` and the memory commands run as
+        outside a flow and the flow goes on."""
+        context = inner_dc.context
+        command = command_of(context)
         if command in ("help", "/help", "?"):
-            await inner_dc.context.send_activity(HELP_TEXT)
+            await context.send_activity(HELP_TEXT)
             await inner_dc.reprompt_dialog()
             return DialogTurnResult(DialogTurnStatus.Waiting)
         if command in ("cancel", "/cancel", "quit", "stop"):
-            await inner_dc.context.send_activity(CANCELLED_TEXT)
+            await context.send_activity(CANCELLED_TEXT)
             return await inner_dc.cancel_all_dialogs()
-        if await self._memory_commands.run(inner_dc.context, command):  # the flow goes on
+        if command == "/reset":
+            await self._reset(context)
+            return await inner_dc.cancel_all_dialogs()
+        if await self._forget_or_remember(context, command):  # the flow goes on
             await inner_dc.reprompt_dialog()
             return DialogTurnResult(DialogTurnStatus.Waiting)
         return None
 
+    async def _reset(self, context: TurnContext) -> None:
+        """Forget the conversation: its history, files and the tool question or approval."""
+        await self._memory.clear(context)
+        if self._files is not None:
+            await self._files.forget(context)
+        if self._tool_stage is not None:
+            await self._tool_stage.forget(context, reject=True)
+        await context.send_activity(RESET_TEXT)
+
+    async def _forget_or_remember(self, context: TurnContext, command: str) -> bool:
+        """`/forget files` or a memory command, answered; False for any other message."""
+        if self._files is not None and _forgets_files(context):
+            await context.send_activity(forgot_text(await self._files.forget(context)))
+            return True
+        return await self._memory_commands.run(context, command)
+
     async def _route(self, step: WaterfallStepContext) -> DialogTurnResult:
-        command = command_of(step.context)
-        if command in ("/help", "help", "?"):
-            await step.context.send_activity(HELP_TEXT)
-            return await step.end_dialog()
-        if command in ("cancel", "/cancel"):
-            await step.context.send_activity(NOTHING_TO_CANCEL)
-            return await step.end_dialog()
-        if command == "/reset":
-            await self._memory.clear(step.context)
-            if self._files is not None:
-                await self._files.forget(step.context)
-            await step.context.send_activity(RESET_TEXT)
-            return await step.end_dialog()
+        context = step.context
+        command = command_of(context)
+        for_chat = command != "/feedback" and not await self._command(context, command)
+        if self._tool_stage is not None and not (for_chat and command):
+            await self._tool_stage.forget(context)  # this turn does not answer the tools' question
         if command == "/feedback":
             return await step.replace_dialog(self._feedback_id)
-        if self._files is not None and _forgets_files(step.context):
-            await step.context.send_activity(forgot_text(await self._files.forget(step.context)))
-            return await step.end_dialog()
-        if await self._memory_commands.run(step.context, command):
-            return await step.end_dialog()
-        if self._tool_commands is not None and await self._tool_commands.run(step.context, command):
-            return await step.end_dialog()
-        if command == "/tools":  # no BOTLOOM_MCP_CONFIG
-            await step.context.send_activity(NO_TOOLS_TEXT)
-            return await step.end_dialog()
+        if for_chat:
+            return await step.replace_dialog(self._chat_id)
+        return await step.end_dialog()
+
+    async def _command(self, context: TurnContext, command: str) -> bool:
+        """Answer a command (help, cancel, /reset, /memory, ... and unknown /commands); False
+        for a message for the chat."""
+        if command in ("/help", "help", "?"):
+            await context.send_activity(HELP_TEXT)
+            return True
+        if command in ("cancel", "/cancel"):
+            await context.send_activity(NOTHING_TO_CANCEL)
+            return True
+        if command == "/reset":
+            await self._reset(context)
+            return True
+        if await self._forget_or_remember(context, command):
+            return True
+        if self._tool_commands is not None and await self._tool_commands.run(context, command):
+            return True
         if command.startswith("/"):
-            await step.context.send_activity(f"I don't know the command {command}. Try /help.")
-            return await step.end_dialog()
-        return await step.replace_dialog(self._chat_id)
+            unknown = f"I don't know the command {command}. Try /help."
+            await context.send_activity(NO_TOOLS_TEXT if command == "/tools" else unknown)
+            return True
+        return False

@@ -5,7 +5,9 @@ audit --since` reads it back."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,22 +16,70 @@ from typing import Any
 
 from bot.redaction import MASK, is_secret_param, redact
 
+logger = logging.getLogger(__name__)
+
 NOT_RUN = "not run"  # the outcome of a rejected call
-_SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "authorization", "credential")
+_SECRET_WORDS = (
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "authorization",
+    "credential",
+)
+_SECRET_PARTS = frozenset({"pin", "pwd", "passwd", "auth"})  # whole parts only: not "shipping"
+_AUTH_HEADER = re.compile(r"(?im)\b((?:proxy-)?authorization\s*[:=]\s*)\S[^\r\n]*")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*")
+
+
+def _is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    parts = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return (
+        is_secret_param(lowered)
+        or any(word in lowered for word in _SECRET_WORDS)
+        or not _SECRET_PARTS.isdisjoint(parts)
+    )
+
+
+def mask_text(text: str) -> str:
+    """`text` without credentials: URL secrets, registered secrets, an `Authorization:` header's
+    value and a `Bearer` token."""
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, redact(text))
+    return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+
+
+def mask_value(value: Any) -> Any:
+    """`value` with secrets masked at any depth: in dicts by key name, in strings by content."""
+    if isinstance(value, dict):
+        return mask_arguments(value)
+    if isinstance(value, (list, tuple)):
+        return [mask_value(item) for item in value]
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
 
 
 def mask_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The arguments with secret-looking names masked and known secrets out of values."""
-    masked: dict[str, Any] = {}
-    for name, value in arguments.items():
-        lowered = name.lower()
-        if is_secret_param(lowered) or any(word in lowered for word in _SECRET_WORDS):
-            masked[name] = MASK
-        elif isinstance(value, str):
-            masked[name] = redact(value)
-        else:
-            masked[name] = value
-    return masked
+    """The arguments with secret-looking names masked (api_key, token, password, secret,
+    authorization, passphrase, pin, ...) and secrets out of values, in nested dicts and lists
+    too."""
+    return {
+        name: MASK if _is_secret_name(str(name)) else mask_value(value)
+        for name, value in arguments.items()
+    }
+
+
+def _append(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:  # one write of one line: lines of concurrent writers do not interleave
+        if line:
+            os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 class AuditLog:
@@ -62,14 +112,25 @@ class AuditLog:
             "duration_ms": round(duration_ms, 1),
         }
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = json.dumps(entry, ensure_ascii=False) + "\n"
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:  # one write of one line: lines of concurrent writers do not interleave
-                os.write(fd, line.encode("utf-8"))
-            finally:
-                os.close(fd)
+            line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+            try:
+                _append(self.path, line)
+            except OSError:  # the call ran (or was rejected) all the same: never fail the turn
+                logger.exception(
+                    "tool audit: could not append to %s (conversation %s, %s/%s, %s)",
+                    self.path,
+                    conversation,
+                    server,
+                    tool,
+                    outcome,
+                )
         return entry
+
+    def check_writable(self) -> None:
+        """Open the file for append (creating it and its folder) and close it. OSError if it
+        cannot be written (e.g. a read-only filesystem)."""
+        if self.path is not None:
+            _append(self.path, "")
 
     def read(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
         """The entries at or after `since` (all when None), oldest first."""

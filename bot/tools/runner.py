@@ -127,10 +127,12 @@ class McpToolRunner:
     async def decide(
         self, approval_id: str, user: str, approve: bool
     ) -> tuple[str, dict[str, Any], ToolOutcome | None]:
-        """A press of approve/reject: (claim result, the approval, the outcome when it ran)."""
+        """A press of approve/reject: (claim result, the approval, the outcome when it ran).
+        The approval is finished however the call or its audit ends."""
         claim = await self.approvals.claim(approval_id, user, approve)
         record = claim.record
         if claim.result == "rejected":
+            await self.approvals.finish(record, "rejected", "Rejected: it was not run.")
             self.audit.record(
                 conversation=record["conversation"],
                 user=user,
@@ -141,18 +143,20 @@ class McpToolRunner:
                 outcome=NOT_RUN,
                 duration_ms=0.0,
             )
-            await self.approvals.finish(record, "rejected", "Rejected: it was not run.")
         if claim.result != "run":
             return claim.result, record, None
-        outcome = await self.execute(
-            record["conversation"],
-            user,
-            record["server"],
-            record["tool"],
-            record["arguments"],
-            "approved",
-        )
-        await self.approvals.finish(record, "done", outcome.text)
+        outcome = ToolOutcome("error", f"{record['tool']} failed")
+        try:
+            outcome = await self.execute(
+                record["conversation"],
+                user,
+                record["server"],
+                record["tool"],
+                record["arguments"],
+                "approved",
+            )
+        finally:  # whatever happened after the call: it is settled, and never runs again
+            await self.approvals.finish(record, "done", outcome.text)
         return "run", record, outcome
 
     async def answer_approval(self, turn_context: TurnContext, yes: bool) -> ToolOutcome | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botbuilder.core import ConversationState, Storage
 
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError, env_name
 from dialogs.answer.tool_stage import ToolStage
 from dialogs.tools.commands import ToolCommands
 from dialogs.tools.native import NativeToolRouter
@@ -83,7 +83,8 @@ def build_tools(
     embedding_model: EmbeddingModel | None = None,
     arguments: Any = None,
 ) -> Tools | None:
-    """The tools of BOTLOOM_MCP_CONFIG, or None without one. Raises McpConfigError.
+    """The tools of BOTLOOM_MCP_CONFIG, or None without one. Raises McpConfigError, and
+    SettingsError when BOTLOOM_TOOLS_AUDIT cannot be opened for append.
 
     With BOTLOOM_TOOL_CALLING=auto and a `model` that has tool calls (models/tool_calling.py),
     the model chooses tools itself on every turn where it can (dialogs/tools/native.py); the
@@ -98,10 +99,18 @@ def build_tools(
     from bot.tools.servers import McpServers
 
     servers = McpServers(load_config(settings.mcp_config))
+    audit = AuditLog(settings.tools_audit or None)
+    try:  # a call must never run where its audit line cannot be kept
+        audit.check_writable()
+    except OSError as error:
+        raise SettingsError(
+            f"{env_name('tools_audit')}={settings.tools_audit}: the tool audit log cannot be "
+            f"written ({error.strerror or error}); set it to a writable file"
+        ) from error
     runner = McpToolRunner(
         servers,
         PendingApprovals(storage, expiry_s=settings.tool_approval_expiry_s),
-        AuditLog(settings.tools_audit or None),
+        audit,
     )
     local = Path(settings.model)
     folder = local if settings.model != "embedded" and local.is_dir() else None

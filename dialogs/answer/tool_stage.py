@@ -4,8 +4,12 @@ meaning, dialogs/tools/routing.py), asked for when the user has not
 given them, and the call run through the `ToolRunner` bot/tools implements — at once for a
 read-only tool (its result becomes the passage the reply answers from and cites), else after the
 user approves (the runner sends the question; the turn ends here). Small talk and general
-questions call no tool. A typed yes/no answers the conversation's pending approval (the
-terminal has no buttons)."""
+questions call no tool.
+
+A typed yes/no answers the pending approval (the terminal has no buttons), and a message the
+missing arguments of a waiting call, only on the turn right after the bot asked: the question is
+kept in conversation state and counts only while it is the last message of the history (any
+other answer, or /reset, ends it)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dialogs.answer.stages import TurnDraft
 from dialogs.tools.api import ToolCall, ToolOutcome, ToolRunner, ToolSpec
 from dialogs.tools.results import tool_passage
 from dialogs.tools.routing import Routed, ToolChooser
+from models import ChatMessage
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +76,15 @@ class ToolStage:
     ) -> None:
         self._runner = runner
         self._router = router
-        self._waiting = waiting  # a call that waits for arguments the user has not given yet
+        # the question the bot just asked: a call's missing arguments, or its approval
+        self._questions = waiting
         self._turn_timeout_s = turn_timeout_s
 
     async def prepare(self, turn_context: TurnContext, draft: TurnDraft) -> None:
         text = draft.text.strip()
+        asked = await self._take_question(turn_context, draft.history)
         word = text.lower().strip(" .!")
-        if word in YES or word in NO:
+        if "approval" in asked and (word in YES or word in NO):
             outcome = await self._runner.answer_approval(turn_context, word in YES)
             if outcome is not None:
                 tool = outcome.meta.get("tool", "the tool")
@@ -88,7 +95,8 @@ class ToolStage:
         try:
             previous = next((m.content for m in reversed(draft.history) if m.role == "user"), "")
             routed = await asyncio.wait_for(
-                self._route(turn_context, text, previous, tools), self._turn_timeout_s
+                self._route(text, previous, tools, asked if "tool" in asked else None),
+                self._turn_timeout_s,
             )
         except TimeoutError:
             logger.warning("tool routing took longer than %ss", self._turn_timeout_s)
@@ -97,23 +105,50 @@ class ToolStage:
             return
         tool = routed.tool
         if routed.missing:
-            await self._waiting.set(
-                turn_context, {"tool": f"{tool.server}/{tool.name}", "arguments": routed.arguments}
-            )
-            asked = " and ".join(_words(name) for name in routed.missing)
+            asked_for = " and ".join(_words(name) for name in routed.missing)
             draft.answer = f"To {tool.description[0].lower()}{tool.description[1:].rstrip('.')}, "
-            draft.answer += f"I need the {asked}. What is it?"
+            draft.answer += f"I need the {asked_for}. What is it?"
+            await self._questions.set(
+                turn_context,
+                {
+                    "tool": f"{tool.server}/{tool.name}",
+                    "arguments": routed.arguments,
+                    "question": draft.answer,
+                },
+            )
             return
         await self._call(turn_context, draft, ToolCall(tool, routed.arguments))
 
+    async def forget(self, turn_context: TurnContext, *, reject: bool = False) -> None:
+        """End the question the bot asked, on a turn that is not its answer (a command, a flow);
+        with `reject` (/reset), the user's pending approval is rejected too."""
+        await self._take(turn_context)
+        if reject:
+            await self._runner.answer_approval(turn_context, False)
+
+    async def _take_question(
+        self, turn_context: TurnContext, history: list[ChatMessage]
+    ) -> dict[str, Any]:
+        """The question the bot's previous message asked ({} if it asked none), forgotten: it
+        is answered now or never."""
+        asked = await self._take(turn_context)
+        last = history[-1] if history else None
+        if not asked or last is None or last.role != "assistant":
+            return {}
+        return asked if last.content == asked.get("question") else {}
+
+    async def _take(self, turn_context: TurnContext) -> dict[str, Any] | None:
+        asked: dict[str, Any] | None = await self._questions.get(turn_context, lambda: None)
+        await self._questions.delete(turn_context)  # present now: get set the default
+        return asked
+
     async def _route(
-        self, turn_context: TurnContext, text: str, previous: str, tools: list[ToolSpec]
+        self, text: str, previous: str, tools: list[ToolSpec], waiting: dict[str, Any] | None
     ) -> Routed | None:
-        """The tool and arguments for `text`: a call that waited for arguments gets them from
-        it; else the tool it asks for (with the previous message where it alone holds only an
-        argument), its arguments from it, and missing ones from the previous message."""
-        waiting: dict[str, Any] | None = await self._waiting.get(turn_context, lambda: None)
-        await self._waiting.delete(turn_context)
+        """The tool and arguments for `text`: the call `waiting` for arguments (just asked for)
+        gets them from it; else the tool it asks for (with the previous message where it alone
+        holds only an argument), its arguments from it, and missing ones from the previous
+        message."""
         routed = await self._router.choose_in_context(text, previous, tools)
         if waiting:
             wanted = next((t for t in tools if f"{t.server}/{t.name}" == waiting["tool"]), None)
@@ -139,6 +174,9 @@ class ToolStage:
             outcome = ToolOutcome("timeout", "it took too long")
         if outcome.status == "pending":
             draft.answer = f"I'll run {tool.name} once you approve it (see above)."
+            await self._questions.set(
+                turn_context, {"approval": outcome.approval_id, "question": draft.answer}
+            )
         elif outcome.ok and tool.read_only:
             draft.passages = [tool_passage(tool, outcome.text)]
         else:

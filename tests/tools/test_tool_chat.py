@@ -17,6 +17,7 @@ from bot.settings import Settings
 from dialogs.answer.stages import TurnDraft
 from dialogs.answer.tool_stage import ToolStage
 from dialogs.tools.routing import Routed
+from models import ChatMessage
 from models.fake import FakeChatModel
 from tests.tools.support import lines, make_runner, stdio_config, turn
 from tests.tools.test_servers import wait_up
@@ -136,7 +137,8 @@ async def test_missing_arguments_are_asked_for_then_used(tmp_path: Path) -> None
         await state.save_changes(first)
         router.arguments = {"text": "hello there"}
         second = turn("hello there")
-        draft = TurnDraft("hello there", history=[], budget_tokens=500)
+        asked = [ChatMessage("user", "echo please"), ChatMessage("assistant", draft.answer)]
+        draft = TurnDraft("hello there", history=asked, budget_tokens=500)
         await stage.prepare(second, draft)
         assert draft.passages and "echo: hello there" in draft.passages[0].text
     finally:
