@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -79,6 +80,7 @@ class UsageStore:
         self._writing: dict[tuple[str, str], Counter[str]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._indexed: set[tuple[str, str]] = set()  # (day, user) seen in the day's index
 
     def add(self, user: str, tenant: str, input_tokens: int, output_tokens: int) -> None:
         """Count one reply's tokens for the user today; written by the next flush."""
@@ -101,7 +103,9 @@ class UsageStore:
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self._flush_s)
-        await self.flush()
+        # close() cancels this task: a flush under way still finishes (its counts are taken
+        # out of pending while written), and close()'s own flush waits for it on the lock
+        await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
         """Write every pending count into its record (logged, never raised; a count that could
@@ -121,7 +125,7 @@ class UsageStore:
 
     async def _write(self, day: str, user: str, tenant: str, counts: Counter[str]) -> None:
         key = f"{PREFIX}/{day}/{user}"
-        for _ in range(WRITE_TRIES):
+        for attempt in range(WRITE_TRIES):
             record = (await self._storage.read([key])).get(key)
             value = dict(record or {"tenant": tenant, "input": 0, "output": 0, "turns": 0})
             for name in ("input", "output", "turns"):
@@ -131,8 +135,9 @@ class UsageStore:
             try:
                 await self._storage.write({key: value})
             except (StorageConflictError, KeyError):
-                continue  # another replica wrote meanwhile: add to what it wrote
-            if record is None:
+                await _back_off(attempt)  # another replica wrote meanwhile: add to what it wrote
+                continue
+            if (day, user) not in self._indexed:  # until this process saw it there
                 await self._index(day, user)
             return
         raise StorageConflictError(f"the usage record {key!r} kept changing")
@@ -173,20 +178,29 @@ class UsageStore:
         return found
 
     async def _index(self, day: str, user: str) -> None:
+        """Add `user` to the day's index; where it keeps conflicting, the next write of the
+        user's usage tries again (the record is counted either way)."""
         key = f"{PREFIX}/{day}"
-        for _ in range(WRITE_TRIES):
+        for attempt in range(WRITE_TRIES):
             index = (await self._storage.read([key])).get(key)
             value: dict[str, Any] = dict(index or {"users": []})
-            if user in value["users"]:
-                return
-            value["users"] = [*value["users"], user]
-            value["e_tag"] = _etag(index) or ABSENT
-            try:
-                await self._storage.write({key: value})
-                return
-            except (StorageConflictError, KeyError):
-                continue
-        logger.warning("usage index write kept conflicting for %s", day)
+            if user not in value["users"]:
+                value["users"] = [*value["users"], user]
+                value["e_tag"] = _etag(index) or ABSENT
+                try:
+                    await self._storage.write({key: value})
+                except (StorageConflictError, KeyError):
+                    await _back_off(attempt)
+                    continue
+            self._indexed.add((day, user))
+            return
+        logger.warning("usage index write kept conflicting for %s: tried again later", day)
+
+
+async def _back_off(attempt: int) -> None:
+    """A short random wait after a conflict, longer each time, so two writers that read the
+    same version do not meet again at once."""
+    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 
 def _etag(record: Any) -> str | None:
