@@ -12,6 +12,8 @@ penalty), and the text, and tok/s of the whole step. With --rounds N every forma
 once and the formats take turns N times (format A, B, A, B, ...), each figure the median of its
 rounds, so a noisy minute falls on all of them alike. --profile adds torch.profiler's top
 operators of the forward, by self CPU time.
+`int4-fp16-output` is int4 with the float16 output layer it had before the int8 one
+(models/engine/int8_output.py), for a before/after in one run.
 The machine is shared: compare the figures of one run. The last line is one JSON object.
 """
 
@@ -32,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models.api import GenerationParams
 from models.decoding import ReplyText
 from models.embedded import EMBEDDED_DEFAULT
-from models.engine.cpu_model import prepare_model, use_cpu_threads
+from models.engine.compact import compact_decoder
+from models.engine.cpu_model import EngineModel, prepare_model, use_cpu_threads
+from models.engine.int4_linear import int4_copy
 from models.engine.kv import BatchKV
 from models.engine.sampling import SeenTokens, choose_tokens
 from models.hf import load_model
@@ -113,6 +117,16 @@ def measure(runner: Any, tokenizer: Any, rows: int, args: argparse.Namespace) ->
     return result
 
 
+def prepare(model: Any, weights: str) -> EngineModel:
+    """The batcher's model in `weights` (a BOTLOOM_ENGINE_WEIGHTS value or int4-fp16-output)."""
+    if weights == "int4-fp16-output":
+        converted = int4_copy(model, 32, int8_output=False)
+        if converted is None:
+            raise SystemExit("int4 weights are unavailable here")
+        return EngineModel(converted, "int4, float16 output layer", compact_decoder(converted))
+    return prepare_model(model, weights=weights, pack_weights=True, max_batch=16)  # type: ignore[arg-type]
+
+
 def main() -> None:
     args = parse_args()
     threads = use_cpu_threads(args.threads)
@@ -125,7 +139,7 @@ def main() -> None:
         runners: dict[str, tuple[Any, str, float]] = {}
         for weights in args.weights.split(","):
             started = time.perf_counter()
-            runner = prepare_model(model, weights=weights, pack_weights=True, max_batch=16)  # type: ignore[arg-type]
+            runner = prepare(model, weights)
             load_s = time.perf_counter() - started
             path = getattr(runner, "path", "compact" if runner.compact else "forward")
             runners[weights] = (runner, f"{weights} ({runner.weights}, {path})", load_s)

@@ -25,9 +25,11 @@ weights are quantised at load.
 
 The output layer is not 4-bit: the embedded default's (tied to the input embedding) is Q8_0 in
 its GGUF, and 4 bits lose it (logits 9 % off, greedy replies of the 128 agreement prompts 0/128
-identical to float32's), and at 16 rows the int4 kernel multiplies its 49152 rows slower than
-FBGEMM's float16 (Fp16Linear). `int4_copy` gives the batcher its own copy (models/engine/fused.py:
-q/k/v and gate/up fused), the caller's model left unchanged.
+identical to float32's). It is 8-bit instead, weights and activations, on oneDNN
+(models/engine/int8_output.py: a quarter of float16's bytes, and at 16 rows a third of FBGEMM
+float16's time), or FBGEMM's float16 (Fp16Linear) where that is unavailable. `int4_copy` gives the
+batcher its own copy (models/engine/fused.py: q/k/v and gate/up fused), the caller's model left
+unchanged.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from transformers import PreTrainedModel
 
 from models.engine.fp16_linear import Fp16Linear, can_use_fp16
 from models.engine.fused import HalfLinear, LayerFactory, agrees, fused_copy
+from models.engine.int8_output import Int8OutputLinear, int8_output_available, outlier_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +126,13 @@ def four_bit_checkpoint(model: PreTrainedModel) -> bool:
     return False
 
 
-def int4_copy(model: PreTrainedModel, group_size: int = 32) -> PreTrainedModel | None:
+def int4_copy(
+    model: PreTrainedModel, group_size: int = 32, int8_output: bool = True
+) -> PreTrainedModel | None:
     """A copy of `model` on Int4Linear layers (q/k/v and gate/up fused), its output layer
-    Fp16Linear and its input embedding float16 (or mapped from the checkpoint); None where the
-    layout or FBGEMM is missing or fails its check."""
+    Int8OutputLinear (`int8_output`, where oneDNN's int8 linear runs) or Fp16Linear, and its
+    input embedding float16 (or mapped from the checkpoint); None where the layout or FBGEMM is
+    missing or fails its check."""
     if group_size not in GROUP_SIZES:
         raise ValueError(f"int4 group size must be one of {GROUP_SIZES}, not {group_size}")
     if not (int4_available() and can_use_fp16(model)):
@@ -135,7 +141,10 @@ def int4_copy(model: PreTrainedModel, group_size: int = 32) -> PreTrainedModel |
         if not _agrees(functools.partial(Int4Linear, group_size=32)):
             return None
         make_layer = functools.partial(Int4Linear, group_size=group_size)
-        return fused_copy(model, make_layer, torch.float16, output_layer=Fp16Linear)
+        output: LayerFactory = Fp16Linear
+        if int8_output and int8_output_available():
+            output = functools.partial(Int8OutputLinear, float_inputs=outlier_inputs(model))
+        return fused_copy(model, make_layer, torch.float16, output_layer=output)
     except Exception:  # an op missing from this PyTorch build: serve another format
         logger.warning("int4 weights are unavailable here", exc_info=True)
         return None
