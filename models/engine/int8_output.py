@@ -87,9 +87,10 @@ def quantised_input(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 like `flat`, float32 scale per row [rows, 1]) of a float32 input [rows, in], each
     row symmetric on its own: x ~ (q - 128) x scale. Per row, so a reply's logits do not depend
     on the other rows of its batch."""
-    scale = flat.abs().amax(dim=1, keepdim=True).clamp_min_(torch.finfo(torch.float32).tiny)
-    q = (flat * (127 / scale)).round_().add_(ZERO).to(torch.uint8)
-    return q, scale.div_(127)
+    scale = (
+        flat.abs().amax(dim=1, keepdim=True).div_(127).clamp_min_(torch.finfo(torch.float32).tiny)
+    )
+    return (flat / scale).round_().add_(ZERO).to(torch.uint8), scale  # a row of zeros: zeros
 
 
 def outlier_inputs(model: PreTrainedModel, count: int = FLOAT_INPUTS) -> torch.Tensor | None:

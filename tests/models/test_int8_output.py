@@ -60,3 +60,12 @@ def test_inputs_of_massive_magnitude_go_through_in_float32() -> None:
         # per-row scales: the same alone or in a batch, to float32 GEMM's last bits
         assert torch.allclose(split(x), alone, rtol=1e-5, atol=1e-5)
     assert errors[1] < errors[0] / 3
+
+
+def test_a_row_of_zeros_gives_the_bias() -> None:
+    layer, x, _ = layer_and_rows(3)
+    x[1] = 0.0
+    with torch.inference_mode():
+        out = layer(x)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[1], layer.bias)
