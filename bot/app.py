@@ -22,7 +22,8 @@ from bot.channels.connector_client import RetryingCloudAdapter
 from bot.channels.directline import add_directline_routes
 from bot.channels.replies import ChannelReplies
 from bot.channels.streaming import StreamOptions
-from bot.files.setup import build_files
+from bot.files.service import ChatFiles
+from bot.files.setup import build_files, sweeping
 from bot.http.auth import CachingBotFrameworkAuthentication, install_async_metadata
 from bot.http.health import Health
 from bot.http.messages import MessagesEndpoint
@@ -76,6 +77,7 @@ class Runtime:
     knowledge: Knowledge | None = None
     usage: UsageStore | None = None  # token usage (bot/observability), written before closing
     tools: Tools | None = None  # BOTLOOM_MCP_CONFIG's servers
+    files: ChatFiles | None = None  # files in chat (BOTLOOM_FILES), swept hourly
 
     @property
     def storage(self) -> Storage:
@@ -196,6 +198,7 @@ def build_runtime(
         knowledge=knowledge,
         usage=usage,
         tools=tools,
+        files=files,
     )
 
 
@@ -280,6 +283,8 @@ def create_app(
     )
     app.cleanup_ctx.append(telemetry.lifespan(runtime.model))  # closed last: spans flushed
     app.cleanup_ctx.append(lifespan)
+    if runtime.files is not None:  # the expired files of conversations that did not come back
+        app.cleanup_ctx.append(sweeping(runtime.files))
     if runtime.knowledge is not None:  # BOTLOOM_KNOWLEDGE, indexed while the bot serves
         app.cleanup_ctx.append(indexing_at_start(runtime.knowledge, settings.knowledge))
     app.router.add_post("/api/messages", app[ENDPOINT].handle)

@@ -4,12 +4,17 @@ sees them): one record per conversation with the files' chunks and their vectors
 A file is added with one write, after it was read and embedded whole: a file that fails half-way
 leaves nothing behind. The collection is bounded: files older than `ttl_s` are left out (and
 dropped at the next write), and beyond `max_files` files or `max_chunks` chunks the oldest files
-go first.
+go first. A conversation that never comes back is not written again, so each added file is also
+listed under the hour it expires (`files-expiring/<hour>`), and `sweep` (every replica runs it
+hourly: bot/files/setup.py) drops the expired files of the collections listed under past hours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +24,16 @@ import numpy as np
 from botbuilder.core import Storage
 
 from bot.files.search import FileChunks
+from bot.storage import StorageConflictError
 from bot.storage.knowledge import StoredChunk
+from bot.storage.values import ABSENT
+
+logger = logging.getLogger(__name__)
+
+EXPIRING = "files-expiring"  # EXPIRING/<hour>: the collections with a file expiring that hour
+SWEPT = f"{EXPIRING}/next"  # the first hour not swept yet
+CATCH_UP_HOURS = 24 * 90  # after a long stop, the hours looked back at (older are left)
+WRITE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,58 @@ class FileCollections:
         record["vectors"] = base64.b64encode(vectors.astype("<f4").tobytes()).decode("ascii")
         record["dimension"] = int(vectors.shape[1])
         await self._storage.write({key: record})
+        await self._list_expiry(key, self._clock() + self._limits.ttl_s)
+
+    async def sweep(self) -> int:
+        """Drop the expired files of the collections listed under the hours that have passed
+        since the last sweep (by any replica); the number of collections changed."""
+        now = _hour(self._clock())
+        marker = (await self._storage.read([SWEPT])).get(SWEPT)
+        start = int(marker["hour"]) if isinstance(marker, dict) and "hour" in marker else now
+        changed = 0
+        for hour in range(max(start, now - CATCH_UP_HOURS), now):  # hours wholly past
+            bucket = f"{EXPIRING}/{hour}"
+            listed = (await self._storage.read([bucket])).get(bucket)
+            for key in listed.get("keys", []) if isinstance(listed, dict) else []:
+                changed += await self._drop_expired(key)
+            await self._storage.delete([bucket])
+        await self._storage.write({SWEPT: {"hour": now}})
+        return changed
+
+    async def _drop_expired(self, key: str) -> int:
+        """1 where expired files were dropped from `key`'s record, written on the version read
+        (a turn writing meanwhile wins: its own write drops them)."""
+        found = (await self._storage.read([key])).get(key)
+        if not isinstance(found, dict):
+            return 0
+        current = self._unexpired(found)
+        if len(current["files"]) == len(found.get("files", [])):
+            return 0
+        if not current["files"]:  # nothing left: no text or vectors kept
+            current = {"files": [], "chunks": []}
+        current["e_tag"] = _etag(found) or ABSENT
+        try:
+            await self._storage.write({key: current})
+        except (StorageConflictError, KeyError):
+            return 0
+        return 1
+
+    async def _list_expiry(self, key: str, expires_at: float) -> None:
+        bucket = f"{EXPIRING}/{_hour(expires_at)}"
+        for attempt in range(WRITE_TRIES):
+            listed = (await self._storage.read([bucket])).get(bucket)
+            keys = list(listed.get("keys", [])) if isinstance(listed, dict) else []
+            if key in keys:
+                return
+            value = {"keys": [*keys, key], "e_tag": _etag(listed) or ABSENT}
+            try:
+                await self._storage.write({bucket: value})
+                return
+            except (StorageConflictError, KeyError):  # another conversation listed meanwhile
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+        logger.warning(
+            "could not list %s under %s: its files expire at its next write", key, bucket
+        )
 
     async def chunks(self, key: str) -> FileChunks:
         record = await self._current(key)
@@ -108,7 +174,9 @@ class FileCollections:
 
     async def _current(self, key: str) -> dict[str, Any]:
         """The stored record, without the files that expired."""
-        found = (await self._storage.read([key])).get(key)
+        return self._unexpired((await self._storage.read([key])).get(key))
+
+    def _unexpired(self, found: Any) -> dict[str, Any]:
         record = dict(found) if isinstance(found, dict) else {}
         record.pop("e_tag", None)
         record.setdefault("files", [])
@@ -131,6 +199,15 @@ class FileCollections:
             record["chunks"] = record["chunks"][: limits.max_chunks]
             vectors = vectors[: limits.max_chunks]
         return record, vectors
+
+
+def _hour(at: float) -> int:
+    return int(at // 3600)
+
+
+def _etag(record: Any) -> str | None:
+    etag = record.get("e_tag") if isinstance(record, dict) else None
+    return None if etag in (None, "", "*") else str(etag)
 
 
 def _without(record: dict[str, Any], file_ids: set[str]) -> dict[str, Any]:

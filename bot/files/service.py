@@ -142,6 +142,10 @@ class ChatFiles:
     async def forget(self, turn_context: TurnContext) -> int:
         return await self._collections.forget(_key(turn_context))
 
+    async def sweep(self) -> int:
+        """Drop expired files of conversations that did not come back (FileCollections.sweep)."""
+        return await self._collections.sweep()
+
 
 class ConversationRetriever:
     """The `Retriever` over one conversation's files."""

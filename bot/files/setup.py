@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
 from botbuilder.core import Storage
 
 from bot.channels.streaming import StreamOptions
@@ -11,6 +17,10 @@ from bot.files.service import MB, ChatFiles, FilesConfig
 from bot.knowledge.retriever import RetrievalOptions
 from bot.knowledge.setup import Knowledge
 from bot.settings import Settings, SettingsError, env_name
+
+logger = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 3600.0  # files expire by the hour (bot/files/collection.py)
 
 POSITIVE = (
     "max_upload_mb",
@@ -48,3 +58,29 @@ def build_files(
         stream=stream,
     )
     return ChatFiles(storage, knowledge.embedder, config)
+
+
+def sweeping(
+    files: ChatFiles, every_s: float = SWEEP_EVERY_S
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that drops expired files of every conversation now and every `every_s`
+    while the bot serves (each replica: a sweep of hours already swept finds nothing)."""
+
+    async def sweep_forever() -> None:
+        while True:
+            try:
+                changed = await files.sweep()
+                if changed:
+                    logger.info("dropped expired files from %d conversations", changed)
+            except Exception:  # the store down a while: the next sweep catches up
+                logger.warning("the sweep of expired files failed", exc_info=True)
+            await asyncio.sleep(every_s)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sweep_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context

@@ -120,3 +120,38 @@ async def test_every_replica_sees_the_files(place: Opener) -> None:
     finally:
         await close(first)
         await close(second)
+
+
+async def test_a_sweep_drops_the_expired_files_of_conversations_that_never_came_back(
+    place: Opener,
+) -> None:
+    """Without a later write to the conversation, its file would stay in the store: the hourly
+    sweep (any replica, each hour once) drops it, and leaves a newer file and other data."""
+    storage, second = place(), place()
+    model, clock = HashingEmbeddingModel(), Clock()
+    clock.now = 7200.0 * 24
+    limits = CollectionLimits(ttl_s=3600)
+    files, other_replica = (
+        FileCollections(storage, limits, clock),
+        FileCollections(storage, limits, clock),
+    )
+    try:
+        assert await files.sweep() == 0  # the first sweep starts the hours from now
+        await files.add("gone", await new_file("fares.md", ["fare rule"], model))
+        await files.add("kept", await new_file("old.md", ["old"], model))
+        clock.now += 3 * 3600
+        await files.add("kept", await new_file("new.md", ["new"], model))  # drops old.md itself
+        await files.add("late", await new_file("late.md", ["late"], model))
+        assert await other_replica.sweep() == 1  # "gone" alone still held an expired file
+        stored = await storage.read(["gone", "kept", "late"])
+        assert stored["gone"]["files"] == [] and stored["gone"]["chunks"] == []
+        assert "fare rule" not in str(stored["gone"])
+        assert [f["name"] for f in stored["kept"]["files"]] == ["new.md"]
+        assert [f["name"] for f in stored["late"]["files"]] == ["late.md"]
+        assert await files.sweep() == 0  # those hours are swept: nothing again
+        clock.now += 2 * 3600
+        assert await files.sweep() == 2  # new.md and late.md expired now
+        assert await files.names("kept") == [] and await files.names("late") == []
+    finally:
+        await close(storage)
+        await close(second)
