@@ -81,6 +81,7 @@ class UsageStore:
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._indexed: set[tuple[str, str]] = set()  # (day, user) seen in the day's index
+        self._flushing: asyncio.Future[None] | None = None
 
     def add(self, user: str, tenant: str, input_tokens: int, output_tokens: int) -> None:
         """Count one reply's tokens for the user today; written by the next flush."""
@@ -105,7 +106,8 @@ class UsageStore:
         await asyncio.sleep(self._flush_s)
         # close() cancels this task: a flush under way still finishes (its counts are taken
         # out of pending while written), and close()'s own flush waits for it on the lock
-        await asyncio.shield(self.flush())
+        self._flushing = asyncio.ensure_future(self.flush())  # held: not collected mid-write
+        await asyncio.shield(self._flushing)
 
     async def flush(self) -> None:
         """Write every pending count into its record (logged, never raised; a count that could
@@ -138,7 +140,10 @@ class UsageStore:
                 await _back_off(attempt)  # another replica wrote meanwhile: add to what it wrote
                 continue
             if (day, user) not in self._indexed:  # until this process saw it there
-                await self._index(day, user)
+                try:  # the counts are stored: a failing index must not have them added again
+                    await self._index(day, user)
+                except Exception:
+                    logger.warning("usage index not written for %s: tried again later", day)
             return
         raise StorageConflictError(f"the usage record {key!r} kept changing")
 
@@ -192,6 +197,7 @@ class UsageStore:
                 except (StorageConflictError, KeyError):
                     await _back_off(attempt)
                     continue
+            self._indexed = {seen for seen in self._indexed if seen[0] == day}  # today's only
             self._indexed.add((day, user))
             return
         logger.warning("usage index write kept conflicting for %s: tried again later", day)
