@@ -141,13 +141,23 @@ def int4_copy(
         if not _agrees(functools.partial(Int4Linear, group_size=32)):
             return None
         make_layer = functools.partial(Int4Linear, group_size=group_size)
-        output: LayerFactory = Fp16Linear
-        if int8_output and int8_output_available():
-            output = functools.partial(Int8OutputLinear, float_inputs=outlier_inputs(model))
+        output = _output_layer(model) if int8_output else Fp16Linear
         return fused_copy(model, make_layer, torch.float16, output_layer=output)
     except Exception:  # an op missing from this PyTorch build: serve another format
         logger.warning("int4 weights are unavailable here", exc_info=True)
         return None
+
+
+def _output_layer(model: PreTrainedModel) -> LayerFactory:
+    """Int8OutputLinear where oneDNN's int8 linear runs and the massive activations are found,
+    else Fp16Linear: the int4 layers do not depend on it."""
+    if not int8_output_available():
+        return Fp16Linear
+    try:
+        return functools.partial(Int8OutputLinear, float_inputs=outlier_inputs(model))
+    except Exception:  # a model whose `model.model` takes other inputs
+        logger.warning("the int8 output layer is unavailable for this model", exc_info=True)
+        return Fp16Linear
 
 
 def _agrees(make_layer: LayerFactory) -> bool:

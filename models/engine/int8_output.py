@@ -13,7 +13,7 @@ few "massive activations", 15-25x the typical value, always in the same dimensio
 the rest they set the row's scale and leave every other input a few levels (greedy replies of the
 128 agreement prompts equal to float32's fell from 89 to 42). So those dimensions, found at load
 on a short random prompt (`outlier_inputs`), go through in float32 beside the int8 product, as
-LLM.int8() does: 16 inputs of 576, 3 MB.
+LLM.int8() does: 32 inputs of 576, 6 MB.
 
 The ops are `torch.ops.onednn.qlinear_prepack` / `qlinear_pointwise`: oneDNN's int8 linear on
 plain int8/uint8 tensors, the ones inductor's x86 int8 path lowers to. They have no public Python
