@@ -172,9 +172,8 @@ class MessagesEndpoint:
             ) from None
         except TurnTimedOut as error:  # an invoke or expectReplies: its answer never came
             logger.warning("synchronous turn timed out conversation=%s", key)
-            raise web.HTTPServiceUnavailable(
-                text=str(error), headers={"Retry-After": str(BUSY_RETRY_AFTER_S)}
-            ) from None
+            # 504, no Retry-After: it may have replied or acted, and is not run again
+            raise web.HTTPGatewayTimeout(text=str(error)) from None
         except StorageUnavailable:
             logger.warning("cannot store the activity: state store unreachable")
             raise web.HTTPServiceUnavailable(

@@ -134,8 +134,9 @@ class TurnRunner:
     def call(self, conversation: str, turn: Turn, *, activity_id: str | None = None) -> Any:
         """Run `turn` under the conversation's lock; its future, or None for a repeated id.
 
-        The future fails with TurnTimedOut past `turn_timeout_s`, or StorageUnavailable when the
-        lock could not be taken; either way the id is forgotten, so a retry runs."""
+        The future fails with TurnTimedOut past `turn_timeout_s` (the id is kept: the turn may
+        have replied or acted, so a redelivery is a duplicate), or StorageUnavailable when the
+        lock could not be taken (nothing ran: the id is forgotten, so a retry runs)."""
         self._check_room(conversation)
         if not self._remember(conversation, activity_id):
             return None
@@ -148,7 +149,7 @@ class TurnRunner:
         return done
 
     def _forget_failed(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
-        if not done.cancelled() and isinstance(done.exception(), TurnTimedOut | StorageUnavailable):
+        if not done.cancelled() and isinstance(done.exception(), StorageUnavailable):
             self._recent.pop(key, None)
 
     def _conversation(self, conversation: str) -> ConversationWork:
