@@ -302,7 +302,9 @@ def _parse(values: Mapping[str, str]) -> dict[str, Any]:
     for name in ("port", "model_server_port"):
         if not 1 <= parsed.get(name, 1) <= 65535:
             raise SettingsError(f"{env_name(name)} must be a port number, 1 to 65535")
-    if "storage_namespace" in parsed:
+    servers = ("postgresql", "postgres", "redis", "rediss")  # where the namespace is used
+    urls = (str(parsed.get("storage", "")), str(parsed.get("knowledge_store", "")))
+    if "storage_namespace" in parsed and any(url.split(":", 1)[0] in servers for url in urls):
         from bot.storage.urls import check_namespace  # the rule the SQL and keys rely on
 
         try:

@@ -24,12 +24,26 @@ from bot.settings import Settings, SettingsError
         ("BOTLOOM_LOCK_LEASE_S", "0", "BOTLOOM_LOCK_LEASE_S must be more than 0"),
         ("BOTLOOM_TURN_TIMEOUT_S", "nan", "BOTLOOM_TURN_TIMEOUT_S must be more than 0"),
         ("BOTLOOM_MAX_UPLOAD_MB", "-1", "BOTLOOM_MAX_UPLOAD_MB must be more than 0"),
-        ("BOTLOOM_STORAGE_NAMESPACE", "Bot", "BOTLOOM_STORAGE_NAMESPACE: storage namespace"),
     ],
 )
 def test_out_of_range_settings_are_refused_by_name(name: str, value: str, reason: str) -> None:
     with pytest.raises(SettingsError, match=reason):
         Settings.from_env({name: value}, env_file=None)
+
+
+def test_a_storage_namespace_is_checked_where_a_server_uses_it() -> None:
+    """PostgreSQL and Redis paste it into table names and keys; SQLite and memory never read it,
+    so a namespace that started a SQLite bot before still does."""
+    for url in ("postgresql://bot@db.example/botloom", "redis://cache.example:6379/0"):
+        with pytest.raises(SettingsError, match="BOTLOOM_STORAGE_NAMESPACE: storage namespace"):
+            Settings.from_env(
+                {"BOTLOOM_STORAGE": url, "BOTLOOM_STORAGE_NAMESPACE": "Bot"}, env_file=None
+            )
+    settings = Settings.from_env(
+        {"BOTLOOM_STORAGE": "sqlite:///data/bot.db", "BOTLOOM_STORAGE_NAMESPACE": "my-bot"},
+        env_file=None,
+    )
+    assert settings.storage_namespace == "my-bot"
 
 
 def test_log_levels_are_read_in_any_case() -> None:
@@ -70,7 +84,6 @@ def refusal(capsys: pytest.CaptureFixture[str]) -> str:
         ("BOTLOOM_PORT", "70000"),
         ("BOTLOOM_MAX_BODY_BYTES", "0"),
         ("BOTLOOM_LOCK_LEASE_S", "0"),
-        ("BOTLOOM_STORAGE_NAMESPACE", "Bot"),
     ],
 )
 def test_serve_refuses_a_bad_setting_in_one_line(
