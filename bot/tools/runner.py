@@ -159,10 +159,15 @@ class McpToolRunner:
             await self.approvals.finish(record, "done", outcome.text)
         return "run", record, outcome
 
-    async def answer_approval(self, turn_context: TurnContext, yes: bool) -> ToolOutcome | None:
+    async def answer_approval(
+        self, turn_context: TurnContext, yes: bool, approval_id: str | None = None
+    ) -> ToolOutcome | None:
         conversation, user = caller_of(turn_context)
-        record = await self.approvals.latest(conversation)
-        if record is None or record["user"] != user:
+        if approval_id is not None:
+            record = await self.approvals.get(approval_id)
+        else:
+            record = await self.approvals.latest(conversation)
+        if record is None or record["user"] != user or record["conversation"] != conversation:
             return None
         result, record, outcome = await self.decide(record["id"], user, yes)
         outcome = outcome or ToolOutcome(result, record.get("outcome", ""))

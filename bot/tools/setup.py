@@ -100,7 +100,7 @@ def build_tools(
 
     servers = McpServers(load_config(settings.mcp_config))
     audit = AuditLog(settings.tools_audit or None)
-    try:  # a call must never run where its audit line cannot be kept
+    try:  # refused at start; a write failing later is logged (the call is settled all the same)
         audit.check_writable()
     except OSError as error:
         raise SettingsError(

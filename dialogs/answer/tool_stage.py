@@ -85,7 +85,9 @@ class ToolStage:
         asked = await self._take_question(turn_context, draft.history)
         word = text.lower().strip(" .!")
         if "approval" in asked and (word in YES or word in NO):
-            outcome = await self._runner.answer_approval(turn_context, word in YES)
+            outcome = await self._runner.answer_approval(
+                turn_context, word in YES, asked.get("approval")
+            )
             if outcome is not None:
                 tool = outcome.meta.get("tool", "the tool")
                 source = f"{outcome.meta.get('server', '')}/{tool}"

@@ -67,7 +67,9 @@ class ToolRunner(Protocol):
         send the user the approval question and return a "pending" outcome."""
         ...
 
-    async def answer_approval(self, turn_context: TurnContext, yes: bool) -> ToolOutcome | None:
-        """The user's typed yes/no to the conversation's latest pending approval (the terminal's
-        question); None when nothing waits for this user's answer."""
+    async def answer_approval(
+        self, turn_context: TurnContext, yes: bool, approval_id: str | None = None
+    ) -> ToolOutcome | None:
+        """The user's typed yes/no to the approval `approval_id` (the question just asked), else
+        to the conversation's latest pending one; None when it is not this user's to answer."""
         ...

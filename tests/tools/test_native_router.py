@@ -183,7 +183,9 @@ class OneToolRunner:
         self.calls.append(call)
         return ToolOutcome("ok", "Order A-10234: shipped.")
 
-    async def answer_approval(self, turn_context: Any, yes: bool) -> ToolOutcome | None:
+    async def answer_approval(
+        self, turn_context: Any, yes: bool, approval_id: str | None = None
+    ) -> ToolOutcome | None:
         return None
 
 
