@@ -1,9 +1,9 @@
 """The files uploaded to the local Direct Line, kept in this process per conversation.
 
 A conversation keeps its newest `per_conversation` files and at most `conversation_bytes` of
-them, its own oldest dropped first. The store keeps `total_bytes` in all, and never makes room by
-dropping another live conversation's files: past the total, the files of conversations that have
-ended go, and files that still do not fit are refused (FilesFull).
+them, its own oldest dropped first. The files of conversations that have ended go at the next
+upload. The store keeps `total_bytes` in all, and never makes room by dropping another live
+conversation's files: files that do not fit are refused (FilesFull).
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class FileStore:
     def keep(self, conversation_id: str, files: Sequence[tuple[str, UploadedFile]]) -> None:
         """Keep `files` (id, file) of one conversation, all or none: ValueError for more than
         one conversation may keep, FilesFull when the store has no room for them."""
+        if not files:
+            return
+        self._drop_ended()  # ended conversations' files go first, whether or not room is short
         size = sum(len(f.data) for _, f in files)
         if len(files) > self.per_conversation or size > self.conversation_bytes:
             raise ValueError("more files than one conversation may keep")
@@ -58,9 +61,7 @@ class FileStore:
         dropped = self._oldest_to_drop(own, len(files), size)
         freed = sum(len(own[file_id].data) for file_id in dropped)
         if self._kept_bytes - freed + size > self.total_bytes:
-            self._drop_ended()
-            if self._kept_bytes - freed + size > self.total_bytes:
-                raise FilesFull("too many files are kept on this server; try again later")
+            raise FilesFull("too many files are kept on this server; try again later")
         for file_id in dropped:
             self._kept_bytes -= len(own.pop(file_id).data)
             del self._files[file_id]

@@ -35,3 +35,14 @@ def test_a_full_store_refuses_rather_than_evicting_a_live_conversation() -> None
     ended.add("a")  # its tokens expired: its files may go now
     store.keep("b", files("b", 30, 30))
     assert store.get("a-0") is None and store.get("b-1") is not None
+
+
+def test_an_ended_conversations_files_go_at_the_next_upload() -> None:
+    ended: set[str] = set()
+    store = FileStore(
+        ended.__contains__, per_conversation=4, conversation_bytes=60, total_bytes=1000
+    )
+    store.keep("a", files("a", 10))
+    ended.add("a")
+    store.keep("b", files("b", 10))  # room enough: a's files go all the same
+    assert store.get("a-0") is None and store.get("b-0") is not None
