@@ -1,5 +1,9 @@
 """Runs turns in the background: one at a time per conversation, in acknowledgement order, across
-replicas, and none lost when a replica dies."""
+replicas, and none lost when a replica dies.
+
+Over 300 lines because the inbox's workers, the synchronous calls and the sweep of orphaned
+entries share one lock discipline and one state per conversation (runner_terms.py holds the
+terms they share); split apart, each would reach into the others' state."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from bot.turns.runner_terms import (
     RunnerBusy,
     RunnerLimits,
     Turn,
+    TurnTimedOut,
 )
 
 __all__ = [
@@ -32,10 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class TurnTimedOut(Exception):
-    """A synchronous turn (`TurnRunner.call`) ran past `turn_timeout_s` and was stopped."""
 
 
 class TurnRunner:

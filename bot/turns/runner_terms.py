@@ -14,6 +14,10 @@ from bot.storage import InboxEntry
 Turn = Callable[[], Awaitable[Any]]
 
 
+class TurnTimedOut(Exception):
+    """A synchronous turn (`TurnRunner.call`) ran past `turn_timeout_s` and was stopped."""
+
+
 class RunnerBusy(Exception):
     """Too many turns are queued (or the runner is draining); the channel should retry later."""
 
