@@ -3,6 +3,7 @@ rate-limit, store the activity in the inbox with that identity, acknowledge."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import Any
@@ -155,9 +156,10 @@ class MessagesEndpoint:
                 logic = as_identity(user, self._bot.on_turn)
                 turn = partial(self.adapter.process_activity, auth, activity, logic)
                 done = self.runner.call(key, turn, activity_id=activity.id)
-                if done is None:
+                if done is None or done.cancelled():
                     return web.json_response({"status": "duplicate"}, status=200)
-                return invoke_http_response(await done)
+                # shielded: a redelivery may wait on the same answer (TurnRunner.call)
+                return invoke_http_response(await asyncio.shield(done))
             # Stored before the 202: an acknowledged message outlives this replica.
             if not await self.runner.accept(key, activity.id, entry_body(data, auth, user)):
                 return web.json_response({"status": "duplicate"}, status=200)

@@ -38,6 +38,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+ANSWERS_KEPT = 256  # synchronous answers kept for redeliveries (they come within seconds)
+
 
 class TurnRunner:
     """Turns come from the shared inbox, oldest first, under the conversation's lock.
@@ -62,6 +64,8 @@ class TurnRunner:
         self._limits = limits
         self._conversations: dict[str, ConversationWork] = {}
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # the latest synchronous calls' futures: a redelivery gets the first delivery's answer
+        self._answers: OrderedDict[tuple[str, str], asyncio.Future[Any]] = OrderedDict()
         self._storing: dict[str, int] = {}  # accepts whose inbox entry is being stored
         self._sweeper: asyncio.Task[None] | None = None
         self.draining = False
@@ -133,17 +137,22 @@ class TurnRunner:
         return True
 
     def call(self, conversation: str, turn: Turn, *, activity_id: str | None = None) -> Any:
-        """Run `turn` under the conversation's lock; its future, or None for a repeated id.
+        """Run `turn` under the conversation's lock; its future. For a repeated id: the first
+        delivery's future where it is among the last ANSWERS_KEPT (a Teams card's click
+        delivered twice gets the same outcome card, the turn run once), else None.
 
         The future fails with TurnTimedOut past `turn_timeout_s` (the id is kept: the turn may
         have replied or acted, so a redelivery is a duplicate), or StorageUnavailable when the
         lock could not be taken (nothing ran: the id is forgotten, so a retry runs)."""
         self._check_room(conversation)
         if not self._remember(conversation, activity_id):
-            return None
+            return self._answers.get((conversation, activity_id or ""))
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if activity_id:
             done.add_done_callback(partial(self._forget_failed, (conversation, activity_id)))
+            self._answers[(conversation, activity_id)] = done
+            if len(self._answers) > ANSWERS_KEPT:
+                self._answers.popitem(last=False)
         state = self._conversation(conversation)
         state.calls.append((turn, done))
         self._start_worker(conversation, state)
@@ -152,6 +161,7 @@ class TurnRunner:
     def _forget_failed(self, key: tuple[str, str], done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and isinstance(done.exception(), StorageUnavailable):
             self._recent.pop(key, None)
+            self._answers.pop(key, None)
 
     def _conversation(self, conversation: str) -> ConversationWork:
         return self._conversations.setdefault(conversation, ConversationWork())

@@ -106,3 +106,31 @@ async def test_teams_invoke_answers_with_the_outcome_card(
     body = await response.json()
     assert body["type"] == CARD_TYPE and "did not run note" in json.dumps(body["value"])
     assert lines(tmp_path / "notes") == []
+
+
+async def test_a_teams_click_delivered_twice_gets_the_same_outcome_card_and_runs_once(
+    client: TestClient, connector: FakeConnector, tmp_path: Path
+) -> None:
+    """Teams redelivers an invoke whose answer it did not get: the redelivery (same activity id)
+    is answered with the first delivery's outcome card, not an error, and the tool ran once."""
+    approval = await pending_note(client, "msteams", connector.url)
+    invoke = message(
+        None,
+        service_url=connector.url,
+        channel="msteams",
+        type="invoke",
+        name="adaptiveCard/action",
+        value={
+            "action": {
+                "type": "Action.Execute",
+                "verb": "botloom.tool.decide",
+                "data": {DATA_KEY: approval, "decision": "approve"},
+            }
+        },
+    )
+    first, second = [await client.post("/api/messages", json=invoke) for _ in range(2)]
+    bodies = [await first.json(), await second.json()]
+    assert first.status == second.status == 200
+    assert bodies[0] == bodies[1] and bodies[0]["type"] == CARD_TYPE
+    assert "noted: from the card" in json.dumps(bodies[0]["value"])
+    assert lines(tmp_path / "notes") == ["from the card"]

@@ -119,11 +119,12 @@ async def test_calls_answer_with_their_result_under_the_conversation_lock() -> N
         return "invoked"
 
     done = runner.call("a", invoke, activity_id="i1")
-    assert runner.call("a", invoke, activity_id="i1") is None
+    assert runner.call("a", invoke, activity_id="i1") is done, "a redelivery: the same answer"
     await asyncio.sleep(0.05)
     assert "invoke" not in turns.events, "ran beside a turn of its conversation"
     gate.set()
     assert await done == "invoked"
+    assert turns.events.count("invoke") == 1
     await runner.close()
 
 
