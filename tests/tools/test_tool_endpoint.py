@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -58,6 +59,24 @@ async def pending_note(client: TestClient, channel: str, service_url: str) -> st
     return str(outcome.approval_id)
 
 
+def teams_click(connector: FakeConnector, approval: str, decision: str) -> dict[str, Any]:
+    """The invoke Teams sends for a press of the approval card's Action.Execute."""
+    return message(
+        None,
+        service_url=connector.url,
+        channel="msteams",
+        type="invoke",
+        name="adaptiveCard/action",
+        value={
+            "action": {
+                "type": "Action.Execute",
+                "verb": "botloom.tool.decide",
+                "data": {DATA_KEY: approval, "decision": decision},
+            }
+        },
+    )
+
+
 async def test_healthz_names_the_server_that_is_down(client: TestClient) -> None:
     body = await (await client.get("/healthz")).json()
     assert body["status"] == "ok" and body["tool_servers_down"] == ["gone"]
@@ -87,20 +106,7 @@ async def test_teams_invoke_answers_with_the_outcome_card(
     client: TestClient, connector: FakeConnector, tmp_path: Path
 ) -> None:
     approval = await pending_note(client, "msteams", connector.url)
-    invoke = message(
-        None,
-        service_url=connector.url,
-        channel="msteams",
-        type="invoke",
-        name="adaptiveCard/action",
-        value={
-            "action": {
-                "type": "Action.Execute",
-                "verb": "botloom.tool.decide",
-                "data": {DATA_KEY: approval, "decision": "reject"},
-            }
-        },
-    )
+    invoke = teams_click(connector, approval, "reject")
     response = await client.post("/api/messages", json=invoke)
     assert response.status == 200
     body = await response.json()
@@ -114,20 +120,7 @@ async def test_a_teams_click_delivered_twice_gets_the_same_outcome_card_and_runs
     """Teams redelivers an invoke whose answer it did not get: the redelivery (same activity id)
     is answered with the first delivery's outcome card, not an error, and the tool ran once."""
     approval = await pending_note(client, "msteams", connector.url)
-    invoke = message(
-        None,
-        service_url=connector.url,
-        channel="msteams",
-        type="invoke",
-        name="adaptiveCard/action",
-        value={
-            "action": {
-                "type": "Action.Execute",
-                "verb": "botloom.tool.decide",
-                "data": {DATA_KEY: approval, "decision": "approve"},
-            }
-        },
-    )
+    invoke = teams_click(connector, approval, "approve")
     first, second = [await client.post("/api/messages", json=invoke) for _ in range(2)]
     bodies = [await first.json(), await second.json()]
     assert first.status == second.status == 200
