@@ -11,10 +11,8 @@ hourly: bot/files/setup.py) drops the expired files of the collections listed un
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,8 +23,9 @@ from botbuilder.core import Storage
 
 from bot.files.search import FileChunks
 from bot.storage import StorageConflictError
+from bot.storage.errors import pause_after_conflict
 from bot.storage.knowledge import StoredChunk
-from bot.storage.values import ABSENT
+from bot.storage.values import ABSENT, etag_of
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ class FileCollections:
             return 0
         if not current["files"]:  # nothing left: no text or vectors kept
             current = {"files": [], "chunks": []}
-        current["e_tag"] = _etag(found) or ABSENT
+        current["e_tag"] = etag_of(found) or ABSENT
         try:
             await self._storage.write({key: current})
         except (StorageConflictError, KeyError):
@@ -136,12 +135,12 @@ class FileCollections:
             keys = list(listed.get("keys", [])) if isinstance(listed, dict) else []
             if key in keys:
                 return
-            value = {"keys": [*keys, key], "e_tag": _etag(listed) or ABSENT}
+            value = {"keys": [*keys, key], "e_tag": etag_of(listed) or ABSENT}
             try:
                 await self._storage.write({bucket: value})
                 return
             except (StorageConflictError, KeyError):  # another conversation listed meanwhile
-                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+                await pause_after_conflict(attempt)
         logger.warning(
             "could not list %s under %s: its files expire at its next write", key, bucket
         )
@@ -203,11 +202,6 @@ class FileCollections:
 
 def _hour(at: float) -> int:
     return int(at // 3600)
-
-
-def _etag(record: Any) -> str | None:
-    etag = record.get("e_tag") if isinstance(record, dict) else None
-    return None if etag in (None, "", "*") else str(etag)
 
 
 def _without(record: dict[str, Any], file_ids: set[str]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,7 +23,8 @@ from botbuilder.core import Storage, TurnContext
 from botbuilder.schema import Activity
 
 from bot.storage import StorageConflictError
-from bot.storage.values import ABSENT
+from bot.storage.errors import pause_after_conflict
+from bot.storage.values import ABSENT, etag_of
 from dialogs.memory.user_store import USER_IDENTITY_KEY
 
 logger = logging.getLogger(__name__)
@@ -133,11 +133,11 @@ class UsageStore:
             for name in ("input", "output", "turns"):
                 value[name] += counts[name]
             value["tenant"] = tenant or value.get("tenant", "")
-            value["e_tag"] = _etag(record) or ABSENT  # created once, whoever comes first
+            value["e_tag"] = etag_of(record) or ABSENT  # created once, whoever comes first
             try:
                 await self._storage.write({key: value})
             except (StorageConflictError, KeyError):
-                await _back_off(attempt)  # another replica wrote meanwhile: add to what it wrote
+                await pause_after_conflict(attempt)  # another replica wrote: add to what it wrote
                 continue
             if (day, user) not in self._indexed:  # until this process saw it there
                 try:  # the counts are stored: a failing index must not have them added again
@@ -191,24 +191,13 @@ class UsageStore:
             value: dict[str, Any] = dict(index or {"users": []})
             if user not in value["users"]:
                 value["users"] = [*value["users"], user]
-                value["e_tag"] = _etag(index) or ABSENT
+                value["e_tag"] = etag_of(index) or ABSENT
                 try:
                     await self._storage.write({key: value})
                 except (StorageConflictError, KeyError):
-                    await _back_off(attempt)
+                    await pause_after_conflict(attempt)
                     continue
             self._indexed = {seen for seen in self._indexed if seen[0] == day}  # today's only
             self._indexed.add((day, user))
             return
         logger.warning("usage index write kept conflicting for %s: tried again later", day)
-
-
-async def _back_off(attempt: int) -> None:
-    """A short random wait after a conflict, longer each time, so two writers that read the
-    same version do not meet again at once."""
-    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
-
-
-def _etag(record: Any) -> str | None:
-    etag = record.get("e_tag") if isinstance(record, dict) else None
-    return None if etag in (None, "", "*") else str(etag)

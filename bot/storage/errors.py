@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 
 class StorageConflictError(Exception):
     """A write carried an etag that no longer matches the stored item (optimistic concurrency).
@@ -39,3 +42,9 @@ class LockLost(Exception):
         super().__init__(f"lock on {lock_key!r} (fence {fence}) was lost; the write is refused")
         self.lock_key = lock_key
         self.fence = fence
+
+
+async def pause_after_conflict(attempt: int) -> None:
+    """A short random wait after a StorageConflictError, longer each attempt, so two writers
+    that read the same version do not meet again at once."""
+    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))

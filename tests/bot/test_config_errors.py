@@ -99,29 +99,31 @@ def test_serve_refuses_a_bad_setting_in_one_line(
 
 
 @pytest.mark.parametrize("command", ["serve", "chat"])
-def test_an_unknown_storage_scheme_is_refused_without_its_password(
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        (
+            "BOTLOOM_STORAGE",
+            "mysql://bot:hunter2-secret@db.example/botloom",
+            "unsupported storage URL scheme 'mysql'",
+        ),
+        ("BOTLOOM_MCP_CONFIG", "nowhere/mcp.json", "cannot read the MCP config nowhere/mcp.json"),
+    ],
+)
+def test_a_bad_storage_url_or_mcp_config_is_refused_in_one_line_without_secrets(
     cli_env: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     command: str,
+    name: str,
+    value: str,
+    said: str,
 ) -> None:
-    monkeypatch.setenv("BOTLOOM_STORAGE", "mysql://bot:hunter2-secret@db.example/botloom")
+    monkeypatch.setenv(name, value)
     assert main([command]) == 2
     line = refusal(capsys)
-    assert "unsupported storage URL scheme 'mysql'" in line
+    assert said in line
     assert "hunter2-secret" not in line
-
-
-@pytest.mark.parametrize("command", ["serve", "chat"])
-def test_a_missing_mcp_config_is_refused_in_one_line(
-    cli_env: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    command: str,
-) -> None:
-    monkeypatch.setenv("BOTLOOM_MCP_CONFIG", "nowhere/mcp.json")
-    assert main([command]) == 2
-    assert "cannot read the MCP config nowhere/mcp.json" in refusal(capsys)
 
 
 def test_an_mcp_tool_entry_that_is_not_an_object_is_named(
