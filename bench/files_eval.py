@@ -159,6 +159,13 @@ async def main() -> None:
     parser.add_argument("--set", type=Path, default=SET, help="the set's folder (the blind set)")
     parser.add_argument("--questions-only", action="store_true", help="no refusals, no timing")
     parser.add_argument("--temperature", help="BOTLOOM_TEMPERATURE (default: the bot's default)")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="BOTLOOM_NAME=VALUE",
+        help="another setting for the bot (e.g. a relevance bar, for a before/after run)",
+    )
     args = parser.parse_args()
     questions, uncovered = load(args.set, "questions.jsonl"), load(args.set, "uncovered.jsonl")
     by_id = {q["id"]: q for q in questions}
@@ -167,6 +174,7 @@ async def main() -> None:
         environ |= {"BOTLOOM_GENERATION_TIMEOUT_S": "1800", "BOTLOOM_TURN_TIMEOUT_S": "1800"}
         if args.temperature is not None:
             environ["BOTLOOM_TEMPERATURE"] = args.temperature
+        environ |= dict(setting.split("=", 1) for setting in args.setting)
         settings = Settings.from_env(environ, env_file=None)
         connector = FakeConnector()
         await connector.start()

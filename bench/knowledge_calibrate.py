@@ -37,17 +37,33 @@ from bot.knowledge.retriever import HybridRetriever
 from bot.knowledge.setup import build_knowledge
 from bot.settings import Settings
 from dialogs.answer.knowledge_stage import CANDIDATES, follow_up_context, follow_up_query
-from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, displaces
+from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, answers, displaces
 from dialogs.knowledge.passages import Passage
 from models import ChatMessage
 
-KNOWLEDGE = Path(__file__).resolve().parents[1] / "tests" / "knowledge"
+ROOT = Path(__file__).resolve().parents[1]
+KNOWLEDGE = ROOT / "tests" / "knowledge"
 SETS = ("eval", "eval_fresh", "calibration")
+# Each corpus indexed alone: its documents, then its question sets' folders.
+CORPORA = {
+    "beside": (
+        [KNOWLEDGE / "eval" / "docs", KNOWLEDGE / "eval_fresh" / "docs"],
+        [KNOWLEDGE / name for name in SETS],
+    ),
+    "external": (
+        [KNOWLEDGE / "calibration_external" / "docs"],
+        [KNOWLEDGE / "calibration_external"],
+    ),
+    "files-dev": (
+        [ROOT / "bench" / "data" / "dev" / "files" / "docs"],
+        [ROOT / "bench" / "data" / "dev" / "files"],
+    ),
+}
 RESULTS = Path(__file__).resolve().parent / "results" / "knowledge-meaning.json"
 
 
-def load(name: str, file: str) -> list[dict]:
-    path = KNOWLEDGE / name / file
+def load(folder: str | Path, file: str) -> list[dict]:
+    path = KNOWLEDGE / folder / file
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -77,8 +93,13 @@ async def best(
     return scored, choice
 
 
-def used(scored: list[Passage], choice: Passage | None, options: MeaningOptions) -> Passage | None:
+def used(
+    scored: list[Passage], choice: Passage | None, options: MeaningOptions, question: str
+) -> Passage | None:
     """The passage the dialog uses with these options (MeaningRanker.rank, without joining)."""
+    scored = [p for p in scored if answers(p, question, options)]
+    if choice is not None and not answers(choice, question, options):
+        choice = None
     top = scored[0] if scored and (scored[0].sentence_score or 0.0) >= options.min_score else None
     if choice is None or (top is not None and displaces(top, choice, options)):
         return top
@@ -100,11 +121,16 @@ def row(name: str, kind: str, item: dict | None, top: Passage | None, question: 
     }
 
 
-async def calibrate(retriever: HybridRetriever, ranker: MeaningRanker) -> None:
+async def cases_of(
+    corpus: str, folders: list[Path], retriever: HybridRetriever, ranker: MeaningRanker
+) -> list[tuple]:
+    """(corpus, set, kind, item or None for uncovered, question, scored, choice) for every
+    question of `folders`, a follow-up asked after its question as the dialog asks it."""
     options = ranker.options
-    cases = []  # (set, kind, item or None for uncovered, question, scored, choice)
-    for name in SETS:
-        questions = load(name, "questions.jsonl")
+    cases = []
+    for folder in folders:
+        name = Path(folder).name
+        questions = load(folder, "questions.jsonl")
         by_id = {q["id"]: q for q in questions if "id" in q}
         for item in questions:
             history: list[ChatMessage] = []
@@ -112,44 +138,61 @@ async def calibrate(retriever: HybridRetriever, ranker: MeaningRanker) -> None:
             if item.get("follows"):
                 first = by_id[item["follows"]]
                 scored, choice = await best(retriever, ranker, first["question"], [], [])
-                top = used(scored, choice, options)
+                top = used(scored, choice, options, first["question"])
                 previous = [top] if top else []
                 answer = top.focus if top else ""
                 history = [ChatMessage("user", first["question"]), ChatMessage("assistant", answer)]
             scored, choice = await best(retriever, ranker, item["question"], history, previous)
-            cases.append((name, item.get("kind", "plain"), item, item["question"], scored, choice))
-        for item in load(name, "off_topic.jsonl") + load(name, "uncovered.jsonl"):
+            kind = item.get("kind", "plain")
+            cases.append((corpus, name, kind, item, item["question"], scored, choice))
+        for item in load(folder, "off_topic.jsonl") + load(folder, "uncovered.jsonl"):
             scored, choice = await best(retriever, ranker, item["question"], [], [])
-            cases.append((name, "uncovered", None, item["question"], scored, choice))
+            cases.append((corpus, name, "uncovered", None, item["question"], scored, choice))
+    return cases
 
-    def rows(bar: float, margin: float) -> list[dict]:
-        tried = dataclasses.replace(options, min_score=bar, promote_margin=margin)
+
+def report(cases: list[tuple], options: MeaningOptions) -> None:
+    def rows(bar: float, margin: float, answered: float, chunk: float = 2.0) -> list[dict]:
+        tried = dataclasses.replace(
+            options,
+            min_score=bar,
+            promote_margin=margin,
+            answered_min_score=answered,
+            answered_chunk_score=chunk,
+        )
         return [
-            row(name, kind, item, used(scored, choice, tried), question)
-            for name, kind, item, question, scored, choice in cases
+            row(f"{corpus}/{name}", kind, item, used(scored, choice, tried, question), question)
+            for corpus, name, kind, item, question, scored, choice in cases
         ]
 
-    chosen = rows(options.min_score, options.promote_margin)
+    chosen = rows(options.min_score, options.promote_margin, 0.0)
     for r in chosen:
         mark = ("ok " if r["right"] else "DOC") if r["covered"] else "-- "
         fact = ("fact" if r["fact"] else "    ") if r["covered"] else "    "
         print(
-            f"{r['set']:11} {r['kind']:10} {mark} {fact} s={r['sentence']:.3f} "
+            f"{r['set']:22} {r['kind']:10} {mark} {fact} s={r['sentence']:.3f} "
             f"c={r['chunk']:.3f} {r['question'][:60]!r} -> {r['focus'][:70]!r}"
         )
-    print("\nbar   margin  right  fact   uncovered-with-passage   (inf: the retriever alone)")
-    covered = sum(1 for r in chosen if r["covered"])
-    uncovered = len(chosen) - covered
-    for bar in (0.40, 0.44, 0.50):
-        for margin in (-0.1, 0.0, 0.05, 0.1, 0.15, 0.2, float("inf")):
-            rs = rows(bar, margin) if margin != float("inf") else rows(2.0, margin)
-            right = sum(r["right"] for r in rs)
-            fact = sum(r["fact"] for r in rs)
-            noise = sum(1 for r in rs if not r["covered"] and r["focus"])
-            print(
-                f"{bar:.2f}  {margin:5.2f}  {right:3d}/{covered}  {fact:3d}/{covered}  "
-                f"{noise:2d}/{uncovered}"
+    corpora = sorted({r["set"].split("/")[0] for r in chosen})
+    print(
+        "\nanswered bars (the used passage's best sentence, or its whole chunk; 2.00: no chunk "
+        "bar): per corpus right, fact, uncovered-with-passage"
+    )
+    bars = [(a, 2.0) for a in (0.0, 0.40, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.55)]
+    bars += [(a, c) for a in (0.44, 0.46, 0.48, 0.50) for c in (0.45, 0.50, 0.55, 0.60)]
+    for answered, chunk in bars:
+        rs = rows(options.min_score, options.promote_margin, answered, chunk)
+        cells = []
+        for corpus in corpora:
+            mine = [r for r in rs if r["set"].startswith(corpus + "/")]
+            covered = [r for r in mine if r["covered"]]
+            noise = sum(1 for r in mine if not r["covered"] and r["focus"])
+            cells.append(
+                f"{corpus}: {sum(r['right'] for r in covered):3d}/{len(covered)} "
+                f"{sum(r['fact'] for r in covered):3d}/{len(covered)} "
+                f"{noise:2d}/{len(mine) - len(covered)}"
             )
+        print(f"{answered:.2f} {chunk:.2f}  " + "   ".join(cells))
 
 
 async def latency(retriever: HybridRetriever, ranker: MeaningRanker) -> dict:
@@ -187,22 +230,32 @@ async def main() -> None:
     parser.add_argument("--latency", action="store_true", help="measure the reranking's cost")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="botloom-calibrate-"))
-    settings = dataclasses.replace(
-        Settings.from_env(env_file=None), storage=f"sqlite:///{state}/k.db", log_level="WARNING"
-    )
-    knowledge = build_knowledge(settings)
-    try:
-        await knowledge.store.open()
-        for name in ("eval", "eval_fresh"):
-            await knowledge.ingestion(progress=lambda line: None).add([KNOWLEDGE / name / "docs"])
-        if args.latency:
-            await knowledge.embedder.embed(["warm up"])
-            result = await latency(knowledge.retriever, knowledge.ranker)
-            RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-        else:
-            await calibrate(knowledge.retriever, knowledge.ranker)
-    finally:
-        await knowledge.close()
+    cases = []
+    for corpus, (docs, folders) in CORPORA.items():
+        if args.latency and corpus != "beside":
+            continue
+        if not all(folder.exists() for folder in docs):
+            print(f"[{corpus}] skipped: {docs[0]} is missing")
+            continue
+        settings = dataclasses.replace(
+            Settings.from_env(env_file=None),
+            storage=f"sqlite:///{state}/{corpus}.db",
+            log_level="WARNING",
+        )
+        knowledge = build_knowledge(settings)
+        try:
+            await knowledge.store.open()
+            await knowledge.ingestion(progress=lambda line: None).add(docs)
+            if args.latency:
+                await knowledge.embedder.embed(["warm up"])
+                result = await latency(knowledge.retriever, knowledge.ranker)
+                RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+                return
+            cases += await cases_of(corpus, folders, knowledge.retriever, knowledge.ranker)
+            options = knowledge.ranker.options
+        finally:
+            await knowledge.close()
+    report(cases, options)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,9 @@ class Settings:
     knowledge_min_score: float = 0.27  # cosine similarity a passage needs (calibrated: README)
     knowledge_lexical_min_score: float = 0.23  # ... when the words search found it too
     knowledge_sentence_min_score: float = 0.44  # or its best sentence's (calibrated: docs)
+    # A passage is used at all only when its best sentence or its whole chunk is this close.
+    knowledge_answered_min_score: float = 0.44
+    knowledge_answered_chunk_score: float = 0.50
     knowledge_passages: int = 1  # passages in a prompt (the embedded model does best with one)
     knowledge_tokens: int = 600  # and at most this many prompt tokens for them
     # How an answer from documents is worded: "model" (the model's words, checked against the

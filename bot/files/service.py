@@ -7,7 +7,7 @@ knowledge index's hybrid retriever."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -137,7 +137,7 @@ class ChatFiles:
         if not chunks.chunks:
             return []
         retriever = HybridRetriever(chunks, self._embedder, self._config.retrieval)  # type: ignore[arg-type]
-        return await retriever.search(query, limit)
+        return [replace(p, attached=True) for p in await retriever.search(query, limit)]
 
     async def forget(self, turn_context: TurnContext) -> int:
         return await self._collections.forget(_key(turn_context))

@@ -11,6 +11,7 @@ from bot.knowledge.setup import Knowledge, build_knowledge
 from bot.settings import Settings
 from bot.storage.errors import StorageUnavailable
 from dialogs.answer.knowledge_stage import CANDIDATES
+from dialogs.knowledge.meaning import answers
 
 
 def add_knowledge_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -71,16 +72,24 @@ async def _run(knowledge: Knowledge, args: argparse.Namespace) -> int:
     candidate = {(p.document_id, p.text): relevant for p, relevant in scored}
     ranked = await knowledge.ranker.scored(args.query, [p for p, _ in scored])
     bar = knowledge.ranker.options.min_score
+    options = knowledge.ranker.options
+    answered, answered_chunk = options.answered_min_score, options.answered_chunk_score
     print("chunk: the whole passage's similarity to the question (passes the retriever's")
     print(
         f"thresholds, or not); sentence: its best sentence's (relevant by meaning from {bar:.2f});"
     )
     print("by: which search found it. The dialog keeps the first passed passage unless one")
-    print("relevant by meaning beats it on sentence + chunk score (docs/knowledge.md).")
+    print("relevant by meaning beats it on sentence + chunk score (docs/knowledge.md);")
+    print(
+        f"a passage whose best sentence scores under {answered:.2f} and whole chunk under "
+        f"{answered_chunk:.2f} answers nothing asked (not used)."
+    )
     for rank, passage in enumerate(ranked[: args.limit], 1):
         sentence = passage.sentence_score or 0.0
         if not candidate[(passage.document_id, passage.text)]:
             mark = "  (below the candidate threshold: not used)"
+        elif not answers(passage, args.query, options):
+            mark = "  (answers nothing asked: not used)"
         elif passage.passed:
             mark = "  (passes the chunk threshold)"
         elif sentence >= bar:

@@ -99,7 +99,14 @@ def build_knowledge(
         parse_memory_bytes=int(settings.knowledge_parse_memory_mb * MB),
     )
     prompt = KnowledgeOptions(settings.knowledge_passages, settings.knowledge_tokens)
-    ranker = MeaningRanker(worker, MeaningOptions(min_score=settings.knowledge_sentence_min_score))
+    ranker = MeaningRanker(
+        worker,
+        MeaningOptions(
+            min_score=settings.knowledge_sentence_min_score,
+            answered_min_score=settings.knowledge_answered_min_score,
+            answered_chunk_score=settings.knowledge_answered_chunk_score,
+        ),
+    )
     retriever = HybridRetriever(store, worker, options)
     return Knowledge(store, worker, retriever, limits, prompt, ranker)
 

@@ -27,9 +27,13 @@ class CitedPassages:
         passages = []
         for item in stored:
             if isinstance(item, dict) and all(key in item for key in _KEPT):
-                passages.append(Passage(**{key: item[key] for key in _KEPT}))
+                attached = item.get("attached") is True  # absent in state kept before it was
+                passages.append(Passage(**{key: item[key] for key in _KEPT}, attached=attached))
         return passages
 
     async def set(self, turn_context: TurnContext, passages: Sequence[Passage]) -> None:
-        kept = [{key: asdict(p)[key] for key in _KEPT} for p in passages[:MAX_CITED]]
+        kept = [
+            {key: asdict(p)[key] for key in _KEPT} | {"attached": p.attached}
+            for p in passages[:MAX_CITED]
+        ]
         await self._cited.set(turn_context, kept)

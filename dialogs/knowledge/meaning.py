@@ -28,6 +28,7 @@ sentences of chunks it has not seen.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -56,6 +57,10 @@ class MeaningOptions:
     # (bench/knowledge_calibrate.py; docs/knowledge.md): questions the documents answer score
     # above, small talk and questions they do not cover below.
     min_score: float = 0.44  # the best sentence's cosine similarity a passage needs by meaning
+    # A passage is used at all only when it answers by meaning (its best sentence) or its whole
+    # chunk is close (a shared name can win a sentence from the chunk that answers).
+    answered_min_score: float = 0.44
+    answered_chunk_score: float = 0.50
     promote_margin: float = 0.05  # by how much its sentence + chunk score must beat the choice's
     section_margin: float = 0.08  # a second passage of the same section this close joins in
     follow_up_weight: float = 0.5  # of the previous question and answer, for a follow-up
@@ -100,7 +105,11 @@ class MeaningRanker:
         choice, the retriever's thresholds. A passage chosen by meaning is joined by the next
         best when that comes from the same section and scores nearly as well."""
         options = self.options
-        scored = await self._scored(question, candidates, context)
+        scored = [
+            s
+            for s in await self._scored(question, candidates, context)
+            if answers(s.passage, question, options)  # the others answer nothing asked
+        ]
         if not scored:
             return []
         by_meaning = scored[0]
@@ -221,6 +230,35 @@ def displaces(candidate: Passage, choice: Passage, options: MeaningOptions) -> b
     if candidate.found_by != CITED:
         gain += candidate.score - choice.score
     return gain >= options.promote_margin
+
+
+def answers(passage: Passage, question: str, options: MeaningOptions) -> bool:
+    """Whether `passage` may be used at all: its best sentence is close enough to the question
+    (`answered_min_score`), or its whole chunk is (`answered_chunk_score`), or it holds an
+    identifier the question names ("form RW-7": codes mean little to an embedding model, and
+    the words search found them exactly). An on-topic question the documents do not answer finds
+    their section by its words, and none of these. A file the user attached is what they most
+    likely ask about: its passages always may be used (measured: on the development set of
+    files, this bar cost more facts than it saved wrong citations; docs/knowledge.md)."""
+    if passage.attached or (passage.sentence_score or 0.0) >= options.answered_min_score:
+        return True
+    if passage.found_by != CITED and passage.score >= options.answered_chunk_score:
+        return True
+    text = passage.text.lower()
+    return any(
+        re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", text) for code in identifiers(question)
+    )
+
+
+def identifiers(text: str) -> list[str]:
+    """The codes in `text` (lower case): words that mix letters and digits ("rw-7", "inc4711"),
+    not a number with a unit or an ordinal ("10am", "2nd")."""
+    words = re.findall(r"\w[\w-]*\w", text.lower())
+    return [
+        w
+        for w in words
+        if re.search(r"\d", w) and re.search(r"[a-z]", w) and not re.fullmatch(r"\d+[a-z]{1,3}", w)
+    ]
 
 
 def _key(passage: Passage) -> tuple[str, str, str]:

@@ -29,6 +29,7 @@ class Passage:
     )
     focus: str = ""  # its sentences about the question, chosen by meaning ("": by words)
     passed: bool = True  # passes the retriever's chunk thresholds (its relevance bar)
+    attached: bool = False  # from a file the user attached to this conversation
 
     @property
     def location(self) -> str:

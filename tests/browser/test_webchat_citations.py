@@ -35,7 +35,10 @@ def bot_model() -> ChatModel | None:
 @pytest.fixture
 async def bot_settings(tmp_path: Path) -> Settings:
     settings = Settings(
-        storage=f"sqlite:///{tmp_path}/state.db", embedding_model="hashing", knowledge_min_score=0.2
+        storage=f"sqlite:///{tmp_path}/state.db",
+        embedding_model="hashing",
+        knowledge_min_score=0.2,
+        knowledge_answered_min_score=0.0,  # the bars are MiniLM's, not the hashing embedder's
     )
     knowledge = build_knowledge(settings, embedding_model=HashingEmbeddingModel())
     try:

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from dialogs.answer.knowledge_stage import follow_up_context, is_follow_up
-from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, displaces
+from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, displaces, identifiers
 from dialogs.knowledge.passages import Passage
 from dialogs.text import STOPWORDS
 from models import ChatMessage
@@ -78,7 +78,9 @@ LAMP = Passage(
     "/m.md",
     "m",
 )
-OPTIONS = MeaningOptions(min_score=0.3)
+# The concept embedder's similarities are not the real model's: its bars are its own.
+OPTIONS = MeaningOptions(min_score=0.3, answered_min_score=0.3)
+DEFAULT_BARS = MeaningOptions(answered_min_score=0.3)
 
 
 async def test_a_paraphrase_finds_its_passage_and_sentence_by_meaning() -> None:
@@ -92,15 +94,34 @@ async def test_a_paraphrase_finds_its_passage_and_sentence_by_meaning() -> None:
 
 async def test_the_retrievers_choice_stays_unless_meaning_is_clearly_better() -> None:
     question = "Can I claim my gym membership?"  # benefits' sentence 0.60, expenses' 0.52
-    loose = MeaningRanker(ConceptEmbedder(), MeaningOptions(min_score=0.3, promote_margin=0.05))
+    loose = MeaningRanker(
+        ConceptEmbedder(),
+        MeaningOptions(min_score=0.3, answered_min_score=0.3, promote_margin=0.05),
+    )
     found = await loose.rank(question, [CLAIMS, BENEFITS], choice=CLAIMS)
     assert found[0].document_id == "benefits", "its sentence is closer by more than the margin"
     assert found[1].document_id == "expenses", "the choice it displaced follows"
-    ranker = MeaningRanker(ConceptEmbedder(), MeaningOptions(min_score=0.3, promote_margin=0.1))
+    ranker = MeaningRanker(
+        ConceptEmbedder(), MeaningOptions(min_score=0.3, answered_min_score=0.3, promote_margin=0.1)
+    )
     found = await ranker.rank(question, [CLAIMS, BENEFITS], choice=CLAIMS)
     assert [p.document_id for p in found] == ["expenses", "benefits"], "not by the margin"
-    unrelated = await ranker.rank("What is the capital of France?", [LAMP], choice=LAMP)
-    assert [p.document_id for p in unrelated] == ["m"], "meaning never removes the choice"
+    weigh = await ranker.rank("How much does the lamp weigh?", [LAMP], choice=LAMP)
+    assert [p.document_id for p in weigh] == ["m"], "a choice that answers stays"
+
+
+async def test_a_passage_whose_sentences_answer_nothing_asked_is_not_used() -> None:
+    """A passage the retriever chose whose every sentence is far from the question is not used
+    (nothing is cited), nor is any other candidate as far; one whose sentence answers is. Where the
+    bar lies for the real model: tests/knowledge/test_embedded_embeddings.py."""
+    question = "What is the capital of France?"
+    everything = MeaningRanker(ConceptEmbedder(), MeaningOptions(answered_min_score=0.0))
+    assert [p.document_id for p in await everything.rank(question, [LAMP], choice=LAMP)] == ["m"]
+    ranker = MeaningRanker(ConceptEmbedder(), MeaningOptions(answered_min_score=0.3))
+    assert await ranker.rank(question, [LAMP], choice=LAMP) == []
+    assert await ranker.rank(question, [LAMP, BENEFITS]) == []
+    weigh = await ranker.rank("How heavy is the lamp?", [LAMP, BENEFITS], choice=LAMP)
+    assert [p.document_id for p in weigh] == ["m"]
 
 
 def test_a_choice_is_displaced_on_sentence_and_chunk_evidence_together() -> None:
@@ -186,7 +207,9 @@ class FirstOnly:
 
 async def test_a_follow_up_goes_back_to_the_passage_the_answer_cited() -> None:
     model = FakeChatModel(reply=lambda _: "It runs for 11 hours.")
-    harness = make_harness(model, retriever=FirstOnly(), ranker=MeaningRanker(ConceptEmbedder()))
+    harness = make_harness(
+        model, retriever=FirstOnly(), ranker=MeaningRanker(ConceptEmbedder(), DEFAULT_BARS)
+    )
     first = await harness.say("How long does the lamp run?")
     assert first[0].endswith("Sources: [1] Lamp manual")
     await harness.say("How heavy is it?")
@@ -197,7 +220,9 @@ async def test_a_follow_up_goes_back_to_the_passage_the_answer_cited() -> None:
 
 async def test_without_a_citation_there_is_nothing_to_go_back_to() -> None:
     model = FakeChatModel(reply=lambda _: "Hello!")
-    harness = make_harness(model, retriever=FirstOnly(), ranker=MeaningRanker(ConceptEmbedder()))
+    harness = make_harness(
+        model, retriever=FirstOnly(), ranker=MeaningRanker(ConceptEmbedder(), DEFAULT_BARS)
+    )
     await harness.say("hello")
     await harness.say("How heavy is it?")
     assert model.prompts[-1][-1].content == "How heavy is it?"
@@ -205,7 +230,33 @@ async def test_without_a_citation_there_is_nothing_to_go_back_to() -> None:
 
 async def test_a_full_cache_keeps_what_the_turn_uses() -> None:
     embedder = ConceptEmbedder()
-    ranker = MeaningRanker(embedder, MeaningOptions(min_score=0.3, cache_chunks=1))
+    ranker = MeaningRanker(
+        embedder, MeaningOptions(min_score=0.3, answered_min_score=0.3, cache_chunks=1)
+    )
     await ranker.rank("How heavy is the lamp?", [LAMP])
     found = await ranker.rank("Can I claim my gym membership?", [LAMP, BENEFITS])
     assert [p.document_id for p in found] == ["benefits"]
+
+
+async def test_a_passage_holding_the_code_asked_for_answers() -> None:
+    """Codes mean little to an embedding model: a passage holding the one the question names is
+    used although no sentence of it is close; the same passage for another code is not."""
+    form = Passage("Use form RW-7 for remote days.", "Handbook", "/h.md", "h")
+    ranker = MeaningRanker(ConceptEmbedder(), MeaningOptions(answered_min_score=0.9))
+    found = await ranker.rank("Where do I find form rw-7?", [form], choice=form)
+    assert [p.document_id for p in found] == ["h"]
+    assert await ranker.rank("Where do I find form RW-8?", [form], choice=form) == []
+    assert identifiers("Ticket INC-4711 from the 2nd, at 10am, about the ZX81") == [
+        "inc-4711",
+        "zx81",
+    ]
+
+
+async def test_a_file_the_user_attached_may_always_answer() -> None:
+    """The bars apply to the organisation's documents; what the user put in front of the bot is
+    what they most likely ask about."""
+    ranker = MeaningRanker(ConceptEmbedder(), MeaningOptions(answered_min_score=0.3))
+    question = "What is the capital of France?"
+    assert await ranker.rank(question, [LAMP], choice=LAMP) == []
+    attached = replace(LAMP, attached=True)
+    assert [p.attached for p in await ranker.rank(question, [attached], choice=attached)] == [True]

@@ -45,9 +45,21 @@ async def test_paraphrases_find_their_document(tmp_path: Path, minilm: HFEmbeddi
         assert found and found[0].heading == "Equipment"
         found = await retriever.search("what to do if my phone gets stolen", 1)
         assert found and found[0].title == "Kestrelmoor security policy"
-        ranker = MeaningRanker(worker, MeaningOptions(defaults.knowledge_sentence_min_score))
+        ranker = MeaningRanker(
+            worker,
+            MeaningOptions(
+                defaults.knowledge_sentence_min_score,
+                answered_min_score=defaults.knowledge_answered_min_score,
+            ),
+        )
         spider = "How many legs does a spider have?"
         assert await ranker.rank(spider, await retriever.search(spider, 8)) == []
+        # On the handbook's topic, not answered by it: its holiday chunk passes the retriever's
+        # bar, and no sentence of it is close enough to answer.
+        flat = "Can I take my holiday in the company flat in Spain?"
+        candidates = await retriever.search(flat, 8)
+        assert candidates and candidates[0].passed and candidates[0].heading == "Holidays"
+        assert await ranker.rank(flat, candidates, choice=candidates[0]) == []
         # A paraphrase: no content word of the answer's, the answer sentence chosen by meaning.
         question = "How much time off do I get each year?"
         found = await ranker.rank(question, await retriever.search(question, 8))

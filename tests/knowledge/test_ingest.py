@@ -90,13 +90,14 @@ def test_the_knowledge_commands(
     assert main(["knowledge", "search", "form RW-7", "--limit", "2"]) == 0
     found = capsys.readouterr().out.splitlines()
     assert found[0].startswith("chunk: the whole passage's similarity to the question")
-    first = re.fullmatch(r"1\. sentence (\d\.\d{3})  chunk (\d\.\d{3})  by (\S+)  (.*)", found[4])
-    assert first is not None, found[4]
+    assert "under 0.44 and whole chunk under 0.50 answers nothing asked" in found[4]
+    first = re.fullmatch(r"1\. sentence (\d\.\d{3})  chunk (\d\.\d{3})  by (\S+)  (.*)", found[5])
+    assert first is not None, found[5]
     assert first.group(3) == "words+meaning", "the code is found by both searches"
     assert "staff handbook [Remote work]" in first.group(4)
     assert first.group(4).endswith("(passes the chunk threshold)")
-    assert "RW-7" in found[5], "the passage's best sentences"
-    assert found[6].startswith("2. sentence ")
+    assert "RW-7" in found[6], "the passage's best sentences"
+    assert found[7].startswith("2. sentence ")
     assert main(["knowledge", "remove", str(EVAL_DOCS / "handbook.md"), "nothing"]) == 1
     assert "not in the index: nothing" in capsys.readouterr().out
     main(["knowledge", "list"])
