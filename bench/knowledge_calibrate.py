@@ -13,8 +13,9 @@ the right document, with the fact shown, and uncovered or off-topic questions th
 No chat model runs: retrieval and ranking only.
 
 `--latency`: the extra time per turn of the reranking (the sentence scoring; the query's second
-embedding, the cold cache's sentence embedding) over the searches alone, p50/p95 in ms, every
-question once with a cold cache and once warm. Saved to bench/results/knowledge-meaning.json.
+embedding; the sentence embedding of chunks not seen before where the index did not keep their
+vectors) over the searches alone, p50/p95 in ms, every question once with a cold cache (with and
+without the kept vectors) and once warm. Saved to bench/results/knowledge-meaning.json.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dialogs.answer.knowledge_stage import CANDIDATES, follow_up_context, follow
 from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, answers, displaces
 from dialogs.knowledge.passages import Passage
 from models import ChatMessage
+from models.embeddings import EmbeddingWorker
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWLEDGE = ROOT / "tests" / "knowledge"
@@ -195,20 +197,40 @@ def report(cases: list[tuple], options: MeaningOptions) -> None:
         print(f"{answered:.2f} {chunk:.2f}  " + "   ".join(cells))
 
 
-async def latency(retriever: HybridRetriever, ranker: MeaningRanker) -> dict:
+async def latency(
+    retriever: HybridRetriever, ranker: MeaningRanker, embedder: EmbeddingWorker
+) -> dict:
     """Per question, one after the other: the searches (as the turn already does them), then the
-    reranking of their candidates; every question once with a cold sentence cache, then again
-    warm. On a shared machine the absolute times vary: compare the columns of one run."""
+    reranking of their candidates by two rankers with empty caches, interleaved: one given the
+    sentence vectors the index keeps (`rerank_cold_kept`), one without them, so it embeds the
+    sentences of every chunk it has not seen (`rerank_cold_embedding`: before the index kept
+    them); then every question again, warm. On a shared machine the absolute times vary:
+    compare the columns of one run."""
     questions = [q["question"] for name in SETS for q in load(name, "questions.jsonl")]
-    timings: dict[str, list[float]] = {"search": [], "rerank_cold": [], "rerank_warm": []}
-    for key in ("rerank_cold", "rerank_warm"):
+    embedding = MeaningRanker(embedder, ranker.options)
+    timings: dict[str, list[float]] = {
+        "search": [],
+        "rerank_cold_embedding": [],
+        "rerank_cold_kept": [],
+        "rerank_warm": [],
+    }
+    for warm in (False, True):
         for text in questions:
             started = time.perf_counter()
             candidates = await retriever.search(text, CANDIDATES)
             searched = time.perf_counter()
-            await ranker.rank(text, candidates)
-            timings[key].append(1000 * (time.perf_counter() - searched))
             timings["search"].append(1000 * (searched - started))
+            if warm:
+                await ranker.rank(text, candidates)
+                timings["rerank_warm"].append(1000 * (time.perf_counter() - searched))
+                continue
+            stripped = [dataclasses.replace(p, sentence_vectors=None) for p in candidates]
+            started = time.perf_counter()
+            await embedding.rank(text, stripped)
+            timings["rerank_cold_embedding"].append(1000 * (time.perf_counter() - started))
+            started = time.perf_counter()
+            await ranker.rank(text, candidates)
+            timings["rerank_cold_kept"].append(1000 * (time.perf_counter() - started))
 
     def percentiles(values: list[float]) -> dict:
         ordered = sorted(values)
@@ -220,6 +242,9 @@ async def latency(retriever: HybridRetriever, ranker: MeaningRanker) -> dict:
     result = {"questions": len(questions), **{k: percentiles(v) for k, v in timings.items()}}
     result["rerank_warm_over_search_p95"] = round(
         result["rerank_warm"]["p95_ms"] / result["search"]["p95_ms"], 2
+    )
+    result["rerank_cold_embedding_over_kept_p95"] = round(
+        result["rerank_cold_embedding"]["p95_ms"] / result["rerank_cold_kept"]["p95_ms"], 1
     )
     print(json.dumps(result, indent=2))
     return result
@@ -248,7 +273,7 @@ async def main() -> None:
             await knowledge.ingestion(progress=lambda line: None).add(docs)
             if args.latency:
                 await knowledge.embedder.embed(["warm up"])
-                result = await latency(knowledge.retriever, knowledge.ranker)
+                result = await latency(knowledge.retriever, knowledge.ranker, knowledge.embedder)
                 RESULTS.write_text(json.dumps(result, indent=1) + "\n")
                 return
             cases += await cases_of(corpus, folders, knowledge.retriever, knowledge.ranker)

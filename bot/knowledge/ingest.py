@@ -1,6 +1,7 @@
 """Ingestion: files and folders in, documents in the knowledge index out.
 
-Each file is read, chunked, embedded and written as one transaction, so a failure half-way (or a
+Each file is read, chunked, embedded (each chunk, and each of its sentences for ranking by
+meaning) and written as one transaction, so a failure half-way (or a
 crash) leaves the previous version of that document searchable. A file whose bytes (SHA-256),
 embedding model and way of reading (`READING`) are unchanged is skipped without parsing or
 embedding; a bad file
@@ -26,14 +27,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from bot.knowledge.parsing import DocumentParser, ParseJob
 from bot.knowledge.readers import READERS, ReadLimits, UnreadableDocument, reader_for
 from bot.storage.knowledge import ChunkRecord, DocumentRecord, KnowledgeStore
+from dialogs.knowledge.meaning import sentence_texts
 from models.embeddings import EmbeddingWorker
 
 # How documents are read into chunks: a new value re-reads every document at the next sync
-# (2: tables as row sentences, list items as units, bot/knowledge/structure.py).
-READING = "reading 2"
+# (2: tables as row sentences, list items as units, bot/knowledge/structure.py; 3: each chunk's
+# sentence vectors kept beside it, so ranking by meaning embeds only the question).
+READING = "reading 3"
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
@@ -216,7 +221,11 @@ class Ingestion:
         chunks = [ChunkRecord(c.text, c.heading, c.page, c.ordinal) for c in parsed.chunks]
         texts = [_embedding_text(record.title, chunk) for chunk in chunks]
         vectors = await self._embedder.embed(texts)
-        await self._store.replace_document(record, chunks, vectors)
+        sentences = [sentence_texts(chunk.text, chunk.heading) for chunk in chunks]
+        every = [sentence for chunk in sentences for sentence in chunk]
+        flat = await self._embedder.embed(every) if every else vectors[:0]
+        per_chunk = np.split(flat, np.cumsum([len(chunk) for chunk in sentences])[:-1])
+        await self._store.replace_document(record, chunks, vectors, per_chunk)
         report.chunks += len(chunks)
         if existing is None:
             report.added += 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.storage.knowledge import KnowledgeStore
+from bot.storage.knowledge import KnowledgeStore, sentence_matrix
 from dialogs.knowledge.passages import Passage
 from models.embeddings import EmbeddingWorker
 
@@ -100,6 +100,7 @@ class HybridRetriever:
                 score=score,
                 found_by="+".join(searches),
                 passed=score >= bar,
+                sentence_vectors=sentence_matrix(chunk.sentences, vector.shape[0]),
             )
             results.append((passage, score >= min(bar, loose)))
         return results

@@ -47,6 +47,7 @@ class StoredChunk:
     text: str
     heading: str
     page: int | None
+    sentences: bytes | None = None  # its sentences' vectors, float16 rows (sentence_texts order)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,15 @@ class KnowledgeStore(Protocol):
     async def documents(self) -> list[DocumentRecord]: ...
 
     async def replace_document(
-        self, document: DocumentRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray
-    ) -> None: ...
+        self,
+        document: DocumentRecord,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        sentences: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        """`sentences`: each chunk's sentence vectors (dialogs.knowledge.meaning.sentence_texts),
+        kept beside it so a search needs not embed them; None: not kept."""
+        ...
 
     async def remove(self, document_id: str) -> bool: ...
 
@@ -117,6 +125,26 @@ def vector_bytes(vector: np.ndarray) -> bytes:
 
 def vector_from(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
+
+
+def sentence_blobs(
+    chunks: Sequence[ChunkRecord], sentences: Sequence[np.ndarray] | None
+) -> list[bytes | None]:
+    """Each chunk's sentence vectors as one float16 blob (None where they are not kept): a
+    chunk has several sentences, and half the bytes change a cosine similarity by about 1e-3."""
+    if sentences is None:
+        return [None] * len(chunks)
+    if len(sentences) != len(chunks):
+        raise ValueError(f"{len(chunks)} chunks but {len(sentences)} sentence matrices")
+    return [np.asarray(matrix, dtype="<f2").tobytes() for matrix in sentences]
+
+
+def sentence_matrix(blob: bytes | None, dimension: int) -> np.ndarray | None:
+    """A chunk's kept sentence vectors as float32 (n, dimension) rows; None when not kept or
+    made by a model of another size."""
+    if not blob or len(blob) % (2 * dimension):
+        return None
+    return np.frombuffer(blob, dtype="<f2").astype(np.float32).reshape(-1, dimension)
 
 
 def fts5_match(query: str) -> str:

@@ -172,7 +172,18 @@ class MeaningRanker:
         for passage in passages:  # in use: not the ones evicted below
             if _key(passage) in self._cache:
                 self._cache.move_to_end(_key(passage))
-        missing = [p for p in passages if _key(p) not in self._cache]
+        missing = []
+        for passage in passages:
+            if _key(passage) in self._cache:
+                continue
+            kept = passage.sentence_vectors  # as the index keeps them: nothing to embed
+            if kept is not None and kept.shape == (
+                len(_embedded_texts(passage)),
+                found[0].shape[-1],
+            ):
+                self._cache[_key(passage)] = np.array(kept, dtype=np.float32)
+            else:
+                missing.append(passage)
         texts = [text for passage in missing for text in _embedded_texts(passage)]
         vectors = await self._embedder.embed(texts) if texts else None
         start = 0
@@ -266,10 +277,15 @@ def _key(passage: Passage) -> tuple[str, str, str]:
 
 
 def _embedded_texts(passage: Passage) -> list[str]:
-    """What is embedded of a passage: each sentence, with its section's heading (a sentence like
-    "It costs 64 pounds." says what it is about only with it)."""
-    where = f"{passage.heading}: " if passage.heading else ""
-    return [f"{where}{sentence}" for sentence in split_sentences(passage.text)]
+    return sentence_texts(passage.text, passage.heading)
+
+
+def sentence_texts(text: str, heading: str) -> list[str]:
+    """What is embedded of a chunk for ranking by meaning (at ranking, or by the index when it
+    keeps the vectors): each sentence, with its section's heading (a sentence like "It costs
+    64 pounds." says what it is about only with it)."""
+    where = f"{heading}: " if heading else ""
+    return [f"{where}{sentence}" for sentence in split_sentences(text)]
 
 
 def _same_section(a: Passage, b: Passage) -> bool:

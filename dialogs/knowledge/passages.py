@@ -7,8 +7,10 @@ it to the chat dialog; dialogs never see how passages are found.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class Passage:
     focus: str = ""  # its sentences about the question, chosen by meaning ("": by words)
     passed: bool = True  # passes the retriever's chunk thresholds (its relevance bar)
     attached: bool = False  # from a file the user attached to this conversation
+    # Its sentences' vectors as the index keeps them (meaning.sentence_texts order; None: not
+    # kept, embedded when ranked).
+    sentence_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def location(self) -> str:

@@ -16,7 +16,14 @@ from dataclasses import replace
 import numpy as np
 
 from dialogs.answer.knowledge_stage import follow_up_context, is_follow_up
-from dialogs.knowledge.meaning import CITED, MeaningOptions, MeaningRanker, displaces, identifiers
+from dialogs.knowledge.meaning import (
+    CITED,
+    MeaningOptions,
+    MeaningRanker,
+    displaces,
+    identifiers,
+    sentence_texts,
+)
 from dialogs.knowledge.passages import Passage
 from dialogs.text import STOPWORDS
 from models import ChatMessage
@@ -260,3 +267,17 @@ async def test_a_file_the_user_attached_may_always_answer() -> None:
     assert await ranker.rank(question, [LAMP], choice=LAMP) == []
     attached = replace(LAMP, attached=True)
     assert [p.attached for p in await ranker.rank(question, [attached], choice=attached)] == [True]
+
+
+async def test_sentence_vectors_the_index_keeps_are_not_embedded_again() -> None:
+    """A turn embeds the question only when the index kept the candidates' sentence vectors;
+    ones of another size (another model) are embedded as before."""
+    embedder = ConceptEmbedder()
+    kept = await ConceptEmbedder().embed(sentence_texts(LAMP.text, LAMP.heading))
+    ranker = MeaningRanker(embedder, OPTIONS)
+    found = await ranker.rank("How heavy is the lamp?", [replace(LAMP, sentence_vectors=kept)])
+    assert "300 grams" in found[0].focus
+    assert embedder.texts == ["How heavy is the lamp?"]
+    wrong_size = replace(CLAIMS, sentence_vectors=kept[:, :8])
+    await ranker.rank("Can I claim my gym membership?", [wrong_size])
+    assert embedder.texts[-2:] == sentence_texts(CLAIMS.text, CLAIMS.heading)

@@ -38,7 +38,7 @@ async def test_unchanged_files_are_not_embedded_again_and_removed_ones_leave(
     (tmp_path / "b.md").unlink()
     changed = await ingestion.sync([tmp_path])
     assert (changed.updated, changed.removed, changed.chunks) == (1, 1, 1)
-    assert hashing.texts_embedded == embedded + 1
+    assert hashing.texts_embedded == embedded + 2, "the chunk, and its one sentence"
     assert [Path(d.source).name for d in await store.documents()] == ["a.md"]
 
 

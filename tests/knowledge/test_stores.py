@@ -17,6 +17,7 @@ import pytest
 from bot.knowledge.retriever import HybridRetriever, RetrievalOptions, reciprocal_rank_fusion
 from bot.storage.knowledge import ChunkRecord, DocumentRecord, KnowledgeStore, query_terms
 from bot.storage.sqlite.knowledge import SqliteKnowledgeStore
+from dialogs.knowledge.meaning import sentence_texts
 from models.embeddings import EmbeddingWorker, HashingEmbeddingModel
 from tests.services import namespace_on
 
@@ -222,6 +223,52 @@ async def test_hybrid_retrieval_keeps_relevant_passages_only(make_store: Factory
         assert await strict_retriever.search("zebra xylophone quantum", 3) == []
     finally:
         worker.close()
+
+
+async def test_sentence_vectors_are_kept_beside_their_chunks(make_store: Factory) -> None:
+    """What ranking by meaning would embed at every first search (each chunk's sentences) is
+    kept by the index and comes back with the chunk, in every store; a document written
+    without them comes back without."""
+    store = make_store()
+    await store.open()
+    sections = [("Holidays", "Every employee has 27 days. It rises to 29."), ("Pay", "Monthly.")]
+    chunks = [ChunkRecord(text, heading, None, i) for i, (heading, text) in enumerate(sections)]
+    sentences = [MODEL.embed(sentence_texts(c.text, c.heading)) for c in chunks]
+    record = DocumentRecord("handbook", "/docs/handbook.md", "Handbook", "", "sha", MODEL.name)
+    await store.replace_document(record, chunks, MODEL.embed([c.text for c in chunks]), sentences)
+    other = DocumentRecord("notes", "/docs/notes.md", "Notes", "", "sha", MODEL.name)
+    note = [ChunkRecord("Holidays are booked in the HR app.", "Booking", None, 0)]
+    await store.replace_document(other, note, MODEL.embed([note[0].text]))
+    worker = EmbeddingWorker(MODEL)
+    try:
+        found = await HybridRetriever(store, worker).search("holidays days", 3)
+    finally:
+        worker.close()
+    by_heading = {p.heading: p for p in found}
+    kept = by_heading["Holidays"].sentence_vectors
+    assert kept is not None and kept.shape == (2, MODEL.dimension)
+    assert np.allclose(kept, sentences[0], atol=2e-3), "kept in float16"
+    assert by_heading["Booking"].sentence_vectors is None
+
+
+async def test_an_index_from_before_sentence_vectors_gets_their_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the table as an index written before them has it
+        conn.execute(
+            "CREATE TABLE knowledge_chunks (id INTEGER PRIMARY KEY, document_id TEXT NOT NULL, "
+            "ordinal INTEGER NOT NULL, text TEXT NOT NULL, heading TEXT NOT NULL, page INTEGER, "
+            "embedding BLOB NOT NULL)"
+        )
+    store = SqliteKnowledgeStore(path)
+    try:
+        await fill(store)
+        query = MODEL.embed(["paid holiday days"])[0]
+        [chunk] = await store.chunks([i for i, _ in await store.dense(query, 1)])
+        assert chunk.text.startswith("Every employee") and chunk.sentences is None
+    finally:
+        await store.close()
 
 
 def test_reciprocal_rank_fusion_rewards_agreement() -> None:

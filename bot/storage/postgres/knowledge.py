@@ -28,10 +28,12 @@ from bot.storage.knowledge import (
     StoredChunk,
     exact_candidates,
     matrix_of,
+    sentence_blobs,
     top_k,
     tsquery,
     vector_bytes,
 )
+from bot.storage.postgres.knowledge_schema import create_schema
 from bot.storage.postgres.pgvector import lexical_sql, pgvector_candidates
 from bot.storage.urls import check_namespace, scrub, where
 
@@ -90,7 +92,9 @@ class PostgresKnowledgeStore:
                     self._url, min_size=1, max_size=self._max_connections,
                     timeout=self._timeout_s, command_timeout=max(self._timeout_s, 600.0),
                 )  # fmt: skip
-                await self._create_schema(pool)
+                self.pgvector = await create_schema(
+                    pool, self._documents, self._chunks, self._meta, self._want_pgvector
+                )
             except _UNREACHABLE as error:
                 message = scrub(f"{type(error).__name__}: {error}", self._url)
                 raise StorageUnavailable(
@@ -102,52 +106,6 @@ class PostgresKnowledgeStore:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-    async def _create_schema(self, pool: asyncpg.Pool) -> None:
-        async with pool.acquire() as conn:
-            self.pgvector = await self._enable_pgvector(conn)
-            embedding = "halfvec" if self.pgvector else "bytea"
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._chunks)
-                for statement in (
-                    f"CREATE TABLE IF NOT EXISTS {self._documents} (id text PRIMARY KEY, "
-                    "source text NOT NULL UNIQUE, title text NOT NULL, url text NOT NULL, "
-                    "sha256 text NOT NULL, model text NOT NULL, chunks integer NOT NULL, "
-                    "indexed_at double precision NOT NULL)",
-                    f"CREATE TABLE IF NOT EXISTS {self._chunks} (id bigserial PRIMARY KEY, "
-                    f"document_id text NOT NULL REFERENCES {self._documents} (id) ON DELETE "
-                    "CASCADE, ordinal integer NOT NULL, title text NOT NULL, text text NOT NULL, "
-                    f"heading text NOT NULL, page integer, embedding {embedding} NOT NULL, "
-                    "tsv tsvector GENERATED ALWAYS AS (setweight(to_tsvector('english', "
-                    "title || ' ' || heading), 'A') || to_tsvector('english', text)) STORED)",
-                    f"CREATE INDEX IF NOT EXISTS {self._chunks}_document ON {self._chunks} "
-                    "(document_id)",
-                    f"CREATE INDEX IF NOT EXISTS {self._chunks}_tsv ON {self._chunks} "
-                    "USING gin (tsv)",
-                    f"CREATE TABLE IF NOT EXISTS {self._meta} (key text PRIMARY KEY, "
-                    "value bigint NOT NULL)",
-                ):
-                    await conn.execute(statement)
-                kind = await conn.fetchval(
-                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
-                    "attrelid = $1::regclass AND attname = 'embedding'",
-                    self._chunks,
-                )
-                self.pgvector = kind != "bytea"
-
-    async def _enable_pgvector(self, conn: asyncpg.Connection) -> bool:
-        if self._want_pgvector is False:
-            return False
-        version = await conn.fetchval(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
-        )
-        if version is None or tuple(int(p) for p in version.split(".")[:2]) < (0, 7):
-            return False  # halfvec came with pgvector 0.7
-        try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except pg_errors.InsufficientPrivilegeError:
-            return False
-        return True
 
     async def _conn_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -169,10 +127,15 @@ class PostgresKnowledgeStore:
         return [DocumentRecord(*row) for row in rows]
 
     async def replace_document(
-        self, document: DocumentRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray
+        self,
+        document: DocumentRecord,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        sentences: Sequence[np.ndarray] | None = None,
     ) -> None:
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        blobs = sentence_blobs(chunks, sentences)
         pool = await self._conn_pool()
         dimension = int(vectors.shape[1]) if len(vectors) else 0
         if self.pgvector and dimension and dimension not in self._indexed_dimensions:
@@ -189,9 +152,9 @@ class PostgresKnowledgeStore:
             )  # fmt: skip
             await conn.executemany(
                 f"INSERT INTO {self._chunks} (document_id, ordinal, title, text, heading, page, "
-                f"embedding) VALUES ($1,$2,$3,$4,$5,$6,$7{cast})",
-                [(document.id, c.ordinal, document.title, c.text, c.heading, c.page, encode(v))
-                 for c, v in zip(chunks, vectors, strict=True)],
+                f"embedding, sentences) VALUES ($1,$2,$3,$4,$5,$6,$7{cast},$8)",
+                [(document.id, c.ordinal, document.title, c.text, c.heading, c.page, encode(v), b)
+                 for c, v, b in zip(chunks, vectors, blobs, strict=True)],
             )  # fmt: skip
             await self._bump(conn)
 
@@ -266,8 +229,8 @@ class PostgresKnowledgeStore:
             return []
         pool = await self._conn_pool()
         rows = await pool.fetch(
-            f"SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page "
-            f"FROM {self._chunks} c JOIN {self._documents} d ON d.id = c.document_id "
+            "SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page, "
+            f"c.sentences FROM {self._chunks} c JOIN {self._documents} d ON d.id = c.document_id "
             "WHERE c.id = ANY($1::bigint[])",
             list(ids),
         )

@@ -38,6 +38,7 @@ async def pgvector_candidates(
         f"WITH dense AS (SELECT id FROM {chunks} c WHERE vector_dims(c.embedding) = {d} "
         f"ORDER BY {e} <=> {v} LIMIT $1), lex AS ({lexical_sql(chunks, terms, 3)}) "
         "SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page, "
+        "c.sentences, "
         f"CASE WHEN vector_dims(c.embedding) = {d} THEN 1 - ({e} <=> {v}) END AS similarity, "
         "c.id IN (SELECT id FROM dense) AS by_meaning, lex.rank "
         f"FROM {chunks} c JOIN {documents} d ON d.id = c.document_id "
@@ -56,5 +57,5 @@ async def pgvector_candidates(
         sorted(dense, key=lambda hit: (-hit[1], hit[0])),
         sorted(lexical, key=lambda hit: (-hit[1], hit[0])),
         similarity,
-        {int(r["id"]): StoredChunk(*list(r.values())[:8]) for r in rows},
+        {int(r["id"]): StoredChunk(*list(r.values())[:9]) for r in rows},
     )

@@ -19,6 +19,7 @@ from bot.storage.knowledge import (
     exact_candidates,
     fts5_match,
     matrix_of,
+    sentence_blobs,
     top_k,
     vector_bytes,
 )
@@ -33,7 +34,7 @@ _SCHEMA = (
     "chunks INTEGER NOT NULL, indexed_at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS knowledge_chunks (id INTEGER PRIMARY KEY, document_id TEXT NOT "
     "NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL, heading TEXT NOT NULL, page INTEGER, "
-    "embedding BLOB NOT NULL)",
+    "embedding BLOB NOT NULL, sentences BLOB)",
     "CREATE INDEX IF NOT EXISTS knowledge_chunks_document ON knowledge_chunks (document_id)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS knowledge_fts USING fts5(title, heading, text, "
     "tokenize = 'unicode61 remove_diacritics 2')",
@@ -60,7 +61,7 @@ class SqliteKnowledgeStore:
         self._generation = -1
 
     async def open(self) -> None:
-        await self._worker.run(lambda conn: None)
+        await self._worker.run(_add_sentences_column)
 
     async def close(self) -> None:
         await self._worker.close()
@@ -76,11 +77,16 @@ class SqliteKnowledgeStore:
         return [DocumentRecord(*row) for row in await self._worker.run(_fetch, query)]
 
     async def replace_document(
-        self, document: DocumentRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray
+        self,
+        document: DocumentRecord,
+        chunks: Sequence[ChunkRecord],
+        vectors: np.ndarray,
+        sentences: Sequence[np.ndarray] | None = None,
     ) -> None:
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        await self._worker.run(self._replace, document, list(chunks), vectors)
+        blobs = sentence_blobs(chunks, sentences)
+        await self._worker.run(self._replace, document, list(chunks), vectors, blobs)
 
     async def remove(self, document_id: str) -> bool:
         removed: bool = await self._worker.run(self._remove, document_id)
@@ -116,6 +122,7 @@ class SqliteKnowledgeStore:
         document: DocumentRecord,
         chunks: list[ChunkRecord],
         vectors: np.ndarray,
+        sentences: list[bytes | None],
     ) -> None:
         with immediate(conn):
             _delete_document(conn, document.id)
@@ -132,12 +139,12 @@ class SqliteKnowledgeStore:
                     time.time(),
                 ),
             )
-            for chunk, vector in zip(chunks, vectors, strict=True):
+            for chunk, vector, blob in zip(chunks, vectors, sentences, strict=True):
                 cursor = conn.execute(
                     "INSERT INTO knowledge_chunks (document_id, ordinal, text, heading, page, "
-                    "embedding) VALUES (?,?,?,?,?,?)",
+                    "embedding, sentences) VALUES (?,?,?,?,?,?,?)",
                     (document.id, chunk.ordinal, chunk.text, chunk.heading, chunk.page,
-                     vector_bytes(vector)),
+                     vector_bytes(vector), blob),
                 )  # fmt: skip
                 conn.execute(
                     "INSERT INTO knowledge_fts (rowid, title, heading, text) VALUES (?,?,?,?)",
@@ -184,6 +191,17 @@ class SqliteKnowledgeStore:
         self._generation = generation
 
 
+def _add_sentences_column(conn: sqlite3.Connection) -> None:
+    """An index written before sentence vectors were kept gets their column (empty: its chunks'
+    sentences are embedded when searched, until the document is indexed again)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(knowledge_chunks)")}
+    if "sentences" not in columns:
+        with immediate(conn):
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(knowledge_chunks)")}
+            if "sentences" not in columns:  # not added by another process meanwhile
+                conn.execute("ALTER TABLE knowledge_chunks ADD COLUMN sentences BLOB")
+
+
 def _fetch(conn: sqlite3.Connection, sql: str, *args: object) -> list[tuple]:
     return conn.execute(sql, args).fetchall()
 
@@ -202,8 +220,8 @@ def _chunks(conn: sqlite3.Connection, ids: list[int]) -> dict[int, StoredChunk]:
     if not ids:
         return {}
     sql = (
-        "SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page "
-        "FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id "
+        "SELECT c.id, c.document_id, d.title, d.source, d.url, c.text, c.heading, c.page, "
+        "c.sentences FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id "
         f"WHERE c.id IN ({','.join('?' * len(ids))})"
     )
     return {row[0]: StoredChunk(*row) for row in conn.execute(sql, ids)}
