@@ -77,9 +77,10 @@ async def best(
     text: str,
     history: list[ChatMessage],
     previous: list[Passage],
-) -> tuple[list[Passage], Passage | None]:
+) -> tuple[list[Passage], list[Passage]]:
     """The candidates as the dialog scores them, best by meaning first (find_passages without
-    thresholds), and the retriever's choice among them (None where it has none)."""
+    thresholds), and the retriever's choice among them followed by its other passed candidates
+    in its order (what stands in for a choice that answers nothing; [] where it has none)."""
     follow_up = follow_up_query(history, text)
     queries = [text] if follow_up is None else [text, follow_up]
     searches = [await retriever.search(q, CANDIDATES) for q in queries]
@@ -88,21 +89,27 @@ async def best(
     previous = [dataclasses.replace(p, passed=False, found_by=CITED) for p in previous]
     context = follow_up_context(history, text)
     scored = await ranker.scored(text, [*candidates, *previous], context)
-    if choice is not None:  # with its sentence score and focus
-        choice = next(
-            p for p in scored if (p.document_id, p.text) == (choice.document_id, choice.text)
-        )
-    return scored, choice
+    if choice is None:
+        return scored, []
+    by_key = {(p.document_id, p.heading, p.text): p for p in scored}  # with sentence scores
+    ordered = [choice, *(c for c in candidates if c.passed and c is not choice)]
+    return scored, [by_key[(c.document_id, c.heading, c.text)] for c in ordered]
 
 
 def used(
-    scored: list[Passage], choice: Passage | None, options: MeaningOptions, question: str
+    scored: list[Passage], choices: list[Passage], options: MeaningOptions, question: str
 ) -> Passage | None:
     """The passage the dialog uses with these options (MeaningRanker.rank, without joining)."""
     scored = [p for p in scored if answers(p, question, options)]
-    if choice is not None and not answers(choice, question, options):
-        choice = None
-    top = scored[0] if scored and (scored[0].sentence_score or 0.0) >= options.min_score else None
+    choice = choices[0] if choices and answers(choices[0], question, options) else None
+    top = next(
+        (
+            p
+            for p in scored
+            if (p.sentence_score or 0.0) >= options.min_score or (choices and p.passed)
+        ),
+        None,
+    )
     if choice is None or (top is not None and displaces(top, choice, options)):
         return top
     return choice

@@ -4,7 +4,6 @@ and the bot after a restart, can take a follow-up back to them)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 
 from botbuilder.core import ConversationState, TurnContext
 
@@ -33,7 +32,7 @@ class CitedPassages:
 
     async def set(self, turn_context: TurnContext, passages: Sequence[Passage]) -> None:
         kept = [
-            {key: asdict(p)[key] for key in _KEPT} | {"attached": p.attached}
+            {key: getattr(p, key) for key in _KEPT} | {"attached": p.attached}
             for p in passages[:MAX_CITED]
         ]
         await self._cited.set(turn_context, kept)

@@ -117,7 +117,13 @@ class MeaningRanker:
         if kept is not None and not displaces(by_meaning.passage, kept.passage, options):
             rest = [s for s in scored if s is not kept and self._relevant(s)]
             return [kept.passage, *(s.passage for s in rest)]
-        ranked = [s for s in scored if s.best >= options.min_score]  # by meaning
+        # By meaning; where the retriever's choice answers nothing, its other passed candidates
+        # that do answer (by a code, or the whole chunk) may stand in, in the same order.
+        ranked = [
+            s
+            for s in scored
+            if s.best >= options.min_score or (choice is not None and s.passage.passed)
+        ]
         if kept is not None:  # displaced, still relevant: next, then what else passed
             ranked.insert(1, kept)
             ranked += [s for s in scored if s.passage.passed and s not in ranked]
@@ -164,7 +170,7 @@ class MeaningRanker:
                 pairs.setdefault(sentence, float(score))
         sentences, scores = list(pairs), list(pairs.values())
         focus = self._focus(sentences, scores, question, best.sentences)
-        return replace(best.passage, text=" ".join(sentences), focus=focus)
+        return replace(best.passage, text=" ".join(sentences), focus=focus, sentence_vectors=None)
 
     async def _vectors(self, queries: list[str], passages: list[Passage]) -> np.ndarray:
         """The queries' vectors; the passages' sentence vectors are cached on the way."""
@@ -255,21 +261,21 @@ def answers(passage: Passage, question: str, options: MeaningOptions) -> bool:
         return True
     if passage.found_by != CITED and passage.score >= options.answered_chunk_score:
         return True
-    text = passage.text.lower()
-    return any(
-        re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", text) for code in identifiers(question)
-    )
+    codes = identifiers(question)
+    if not codes:
+        return False
+    where = set(identifiers(f"{passage.title} {passage.heading} {passage.text}"))
+    return any(code in where for code in codes)
+
+
+_HYPHENS = str.maketrans({"\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-"})
 
 
 def identifiers(text: str) -> list[str]:
-    """The codes in `text` (lower case): words that mix letters and digits ("rw-7", "inc4711"),
-    not a number with a unit or an ordinal ("10am", "2nd")."""
-    words = re.findall(r"\w[\w-]*\w", text.lower())
-    return [
-        w
-        for w in words
-        if re.search(r"\d", w) and re.search(r"[a-z]", w) and not re.fullmatch(r"\d+[a-z]{1,3}", w)
-    ]
+    """The codes in `text`, lower case: words that start with a letter and hold a digit ("rw-7",
+    "inc4711", "v2.1"); not numbers with units or ordinals ("24-hour", "10am", "2nd")."""
+    words = re.findall(r"\w(?:[\w.-]*\w)?", text.lower().translate(_HYPHENS))
+    return [w for w in words if w[0].isalpha() and any(c.isdigit() for c in w)]
 
 
 def _key(passage: Passage) -> tuple[str, str, str]:

@@ -257,6 +257,20 @@ async def test_a_passage_holding_the_code_asked_for_answers() -> None:
         "inc-4711",
         "zx81",
     ]
+    assert identifiers("open 24-hour, 30-day returns, 9am-5pm, 13th-month pay, 10days") == []
+    assert identifiers("form RW\u20117 (a PDF's non-breaking hyphen), v2.1") == ["rw-7", "v2.1"]
+    in_heading = replace(form, text="Send it to your lead.", heading="Form RW-7")
+    assert await ranker.rank("Where is form RW-7?", [in_heading], choice=in_heading) != []
+
+
+async def test_a_choice_that_answers_nothing_gives_way_to_the_retrievers_next() -> None:
+    """The retriever's first passage answers nothing asked; its second holds the code asked for:
+    the second is used (not nothing, and not one chosen by meaning alone)."""
+    first = Passage("Holidays are booked in the HR app.", "Handbook", "/h.md", "h", heading="A")
+    second = Passage("Form RW-7 is for remote days.", "Forms", "/f.md", "f")
+    ranker = MeaningRanker(ConceptEmbedder(), MeaningOptions(answered_min_score=0.9))
+    found = await ranker.rank("What is form RW-7 for?", [first, second], choice=first)
+    assert [p.document_id for p in found] == ["f"]
 
 
 async def test_a_file_the_user_attached_may_always_answer() -> None:

@@ -261,12 +261,28 @@ async def test_an_index_from_before_sentence_vectors_gets_their_column(tmp_path:
             "ordinal INTEGER NOT NULL, text TEXT NOT NULL, heading TEXT NOT NULL, page INTEGER, "
             "embedding BLOB NOT NULL)"
         )
-    store = SqliteKnowledgeStore(path)
+        conn.execute(
+            "CREATE TABLE knowledge_documents (id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, "
+            "title TEXT NOT NULL, url TEXT NOT NULL, sha256 TEXT NOT NULL, model TEXT NOT NULL, "
+            "chunks INTEGER NOT NULL, indexed_at REAL NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO knowledge_documents VALUES ('old', '/docs/old.md', 'Old', '', 'sha', "
+            "'hashing', 1, 0)"
+        )
+        conn.execute(
+            "INSERT INTO knowledge_chunks (document_id, ordinal, text, heading, embedding) "
+            "VALUES ('old', 0, 'Written by an older botloom.', 'Old', ?)",
+            (MODEL.embed(["Written by an older botloom."])[0].astype("<f4").tobytes(),),
+        )
+    store = SqliteKnowledgeStore(path)  # as the bot uses it: never opened explicitly
     try:
+        query = MODEL.embed(["Written by an older botloom."])[0]
+        found = await store.candidates("older botloom", query, 2)
+        assert found.dense and all(c.sentences is None for c in found.chunks.values())
         await fill(store)
-        query = MODEL.embed(["paid holiday days"])[0]
         [chunk] = await store.chunks([i for i, _ in await store.dense(query, 1)])
-        assert chunk.text.startswith("Every employee") and chunk.sentences is None
+        assert chunk.text.startswith("Written by") and chunk.sentences is None
     finally:
         await store.close()
 
@@ -304,3 +320,56 @@ async def test_concurrent_queries_are_embedded_in_one_batch() -> None:
         assert np.allclose(vector, model.embed([text]))
     assert (await worker.embed(texts)).shape == (5, model.dimension), "a long call runs alone"
     worker.close()
+
+
+async def test_a_postgres_index_from_before_sentence_vectors_gets_their_column() -> None:
+    """Tables an older botloom created get the column at the next start; a replica starting
+    while another holds a transaction on the chunks table does not wait for it (the column is
+    checked before the ALTER TABLE, which would take an exclusive lock)."""
+    import asyncpg
+
+    from bot.storage.postgres.knowledge import PostgresKnowledgeStore
+
+    async with namespace_on("postgresql") as (url, namespace):
+        documents, chunks = f"{namespace}_knowledge_documents", f"{namespace}_knowledge_chunks"
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                f"CREATE TABLE {documents} (id text PRIMARY KEY, source text NOT NULL UNIQUE, "
+                "title text NOT NULL, url text NOT NULL, sha256 text NOT NULL, model text NOT "
+                "NULL, chunks integer NOT NULL, indexed_at double precision NOT NULL)"
+            )
+            await conn.execute(
+                f"CREATE TABLE {chunks} (id bigserial PRIMARY KEY, document_id text NOT NULL "
+                f"REFERENCES {documents} (id) ON DELETE CASCADE, ordinal integer NOT NULL, "
+                "title text NOT NULL, text text NOT NULL, heading text NOT NULL, page integer, "
+                "embedding bytea NOT NULL, tsv tsvector GENERATED ALWAYS AS (setweight("
+                "to_tsvector('english', title || ' ' || heading), 'A') || "
+                "to_tsvector('english', text)) STORED)"
+            )
+            await conn.execute(
+                f"INSERT INTO {documents} VALUES ('old', '/docs/old.md', 'Old', '', 'sha', "
+                "'hashing', 1, 0)"
+            )
+            vector = MODEL.embed(["Written by an older botloom."])[0]
+            await conn.execute(
+                f"INSERT INTO {chunks} (document_id, ordinal, title, text, heading, embedding) "
+                "VALUES ('old', 0, 'Old', 'Written by an older botloom.', 'Old', $1)",
+                vector.astype("<f4").tobytes(),
+            )
+            first = PostgresKnowledgeStore(url, namespace=namespace, use_pgvector=False)
+            await first.open()
+            found = await first.candidates("older botloom", vector, 2)
+            assert [c.sentences for c in found.chunks.values()] == [None]
+            async with conn.transaction():  # a long reader on the chunks table
+                await conn.fetchval(f"SELECT count(*) FROM {chunks}")
+                second = PostgresKnowledgeStore(
+                    url, namespace=namespace, use_pgvector=False, timeout_s=3.0
+                )
+                await asyncio.wait_for(second.open(), 10)
+            await fill(second)
+            assert (await second.candidates("remote form", MODEL.embed(["RW-7"])[0], 2)).dense
+            await first.close()
+            await second.close()
+        finally:
+            await conn.close()

@@ -34,16 +34,30 @@ async def create_schema(
                 f"CREATE INDEX IF NOT EXISTS {chunks}_document ON {chunks} (document_id)",
                 f"CREATE INDEX IF NOT EXISTS {chunks}_tsv ON {chunks} USING gin (tsv)",
                 f"CREATE TABLE IF NOT EXISTS {meta} (key text PRIMARY KEY, value bigint NOT NULL)",
-                # An index written before sentence vectors were kept: empty until re-indexed.
-                f"ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS sentences bytea",
             ):
                 await conn.execute(statement)
+            # An index written before sentence vectors were kept gets their column (empty until
+            # re-indexed). Checked first: ALTER TABLE takes an exclusive lock even when the
+            # column is there, and would queue every replica's reads behind a long transaction.
+            if not await _has_column(conn, chunks, "sentences"):
+                await conn.execute(f"ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS sentences bytea")
             kind = await conn.fetchval(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
                 "attrelid = $1::regclass AND attname = 'embedding'",
                 chunks,
             )
             return bool(kind != "bytea")
+
+
+async def _has_column(conn: asyncpg.Connection, table: str, column: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass "
+            "AND attname = $2 AND NOT attisdropped)",
+            table,
+            column,
+        )
+    )
 
 
 async def _enable_pgvector(conn: asyncpg.Connection) -> bool:

@@ -53,7 +53,11 @@ class SqliteKnowledgeStore:
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         self._worker = SqliteWorker(
-            self.path, schema=_SCHEMA, busy_timeout_s=busy_timeout_s, name="sqlite-knowledge"
+            self.path,
+            schema=_SCHEMA,
+            upgrade=_add_sentences_column,
+            busy_timeout_s=busy_timeout_s,
+            name="sqlite-knowledge",
         )
         # The exact-search matrix (worker thread only): ids, unit rows, the generation loaded.
         self._ids = np.zeros(0, dtype=np.int64)
@@ -61,7 +65,7 @@ class SqliteKnowledgeStore:
         self._generation = -1
 
     async def open(self) -> None:
-        await self._worker.run(_add_sentences_column)
+        await self._worker.run(lambda conn: None)
 
     async def close(self) -> None:
         await self._worker.close()

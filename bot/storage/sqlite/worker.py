@@ -17,7 +17,8 @@ T = TypeVar("T")
 
 class SqliteWorker:
     """A connection to `path` (WAL mode, autocommit: callers issue BEGIN), opened on first use with
-    `schema` run once, and used only on this worker's thread. `run(fn, *args)` calls
+    `schema` run once (then `upgrade`, which brings a file an older botloom wrote up to it), and
+    used only on this worker's thread. `run(fn, *args)` calls
     `fn(connection, *args)` there. After `close()`, `run` raises RuntimeError."""
 
     def __init__(
@@ -25,11 +26,13 @@ class SqliteWorker:
         path: Path,
         *,
         schema: Sequence[str] = (),
+        upgrade: Callable[[sqlite3.Connection], None] | None = None,
         busy_timeout_s: float = 5.0,
         name: str = "sqlite",
     ) -> None:
         self.path = path
         self._schema = schema
+        self._upgrade = upgrade
         self._busy_timeout_s = busy_timeout_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None  # created and used on the worker thread only
@@ -61,6 +64,8 @@ class SqliteWorker:
             try:
                 for statement in self._schema:
                     conn.execute(statement)
+                if self._upgrade is not None:
+                    self._upgrade(conn)
             except BaseException:
                 conn.close()
                 raise
