@@ -39,6 +39,7 @@ from models.embeddings import EmbeddingWorker
 # (2: tables as row sentences, list items as units, bot/knowledge/structure.py; 3: each chunk's
 # sentence vectors kept beside it, so ranking by meaning embeds only the question).
 READING = "reading 3"
+EMBED_SLICE = 32  # texts per embedding call while indexing (the worker's batch)
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
@@ -220,10 +221,10 @@ class Ingestion:
         record = DocumentRecord(document_id(source), source, parsed.title, "", sha256, model)
         chunks = [ChunkRecord(c.text, c.heading, c.page, c.ordinal) for c in parsed.chunks]
         texts = [_embedding_text(record.title, chunk) for chunk in chunks]
-        vectors = await self._embedder.embed(texts)
+        vectors = await self._embed(texts)
         sentences = [sentence_texts(chunk.text, chunk.heading) for chunk in chunks]
         every = [sentence for chunk in sentences for sentence in chunk]
-        flat = await self._embedder.embed(every) if every else vectors[:0]
+        flat = await self._embed(every) if every else vectors[:0]
         per_chunk = np.split(flat, np.cumsum([len(chunk) for chunk in sentences])[:-1])
         await self._store.replace_document(record, chunks, vectors, per_chunk)
         report.chunks += len(chunks)
@@ -231,6 +232,15 @@ class Ingestion:
             report.added += 1
         else:
             report.updated += 1
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        """`texts` in slices of EMBED_SLICE: the embedding worker runs a long call alone, and a
+        question asked while a large document is indexed waits for one slice, not the whole."""
+        parts = [
+            await self._embedder.embed(texts[start : start + EMBED_SLICE])
+            for start in range(0, len(texts), EMBED_SLICE)
+        ]
+        return np.concatenate(parts)
 
     def _read(self, found: FoundFile) -> tuple[bytes, str]:
         """The file's bytes and their SHA-256 (on a worker thread). The path is resolved and

@@ -125,3 +125,48 @@ def test_the_knowledge_store_lives_in_sqlite_or_postgresql_only(url: str) -> Non
     with pytest.raises(ValueError, match="BOTLOOM_KNOWLEDGE_STORE must be sqlite") as raised:
         knowledge_store(url)
     assert "s3cret" not in str(raised.value)
+
+
+class SlowHashing(HashingEmbeddingModel):
+    """The hashing embedder taking 10 ms per call, recording each call's texts."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self.made: list[list[str]] = []
+        self.indexing = threading.Event()  # set by the first call of several texts
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(0.01)
+        self.made.append(list(texts))
+        if len(texts) > 1:
+            self.indexing.set()
+        return super().embed(texts)
+
+
+async def test_a_question_asked_while_a_large_document_is_indexed_waits_for_one_slice(
+    tmp_path: Path, store: SqliteKnowledgeStore
+) -> None:
+    """The texts of a large document are embedded in slices: a question's embedding is served
+    between two of them, not after the whole document."""
+    from bot.knowledge.ingest import EMBED_SLICE, IngestLimits
+    from models.embeddings import EmbeddingWorker
+
+    model = SlowHashing()
+    worker = EmbeddingWorker(model)
+    try:
+        sentences = " ".join(f"Rule {i} says the fee is {i} pounds." for i in range(400))
+        (tmp_path / "big.md").write_text(f"# Fees\n\n{sentences}\n")
+        ingestion = Ingestion(store, worker, limits=IngestLimits(), progress=lambda line: None)
+        indexing = asyncio.create_task(ingestion.add([tmp_path / "big.md"]))
+        assert await asyncio.to_thread(model.indexing.wait, 30)
+        await worker.embed(["What is the fee?"])
+        await indexing
+        asked = model.made.index(["What is the fee?"])
+        assert max(len(call) for call in model.made) <= EMBED_SLICE
+        assert asked < len(model.made) - 3, "served between slices, long before the last"
+    finally:
+        worker.close()
