@@ -36,6 +36,10 @@ from models import ChatModel
 __all__ = ["OUTCOME_KEY", "TOO_LONG", "ChatDialog", "ChatOptions", "apology_for", "outcome_of"]
 
 NOT_TEXT = "I can only read text messages for now."
+# A question on the documents' topic that none of them answers: said, not guessed by the model.
+NOT_IN_DOCUMENTS = (
+    "I couldn't find that in the documents I can search. Try other words, or ask someone who knows."
+)
 
 
 class ChatDialog(Dialog):
@@ -118,13 +122,21 @@ class ChatDialog(Dialog):
                 with self._observer.stage(turn_context, stage_name(stage)):
                     await stage.prepare(turn_context, draft)
                 if draft.answer is not None:  # needs no model: sent as is
-                    self._observer.answered(turn_context, passages=len(draft.passages), citations=0)
-                    await self._model_reply.remember(turn_context, text, draft.answer)
-                    await replies.send(turn_context, Reply(draft.answer))
+                    await self._send_answer(turn_context, replies, draft, draft.answer)
                     return
+            if draft.unanswered and not draft.passages:  # no tool answered it either
+                await self._send_answer(turn_context, replies, draft, NOT_IN_DOCUMENTS)
+                return
             if await self._model_reply.reply(turn_context, draft, replies):
                 for stage in self._stages:  # after the reply: nothing here is on the user's wait
                     await stage.after_reply(turn_context, draft)
+
+    async def _send_answer(
+        self, turn_context: TurnContext, replies: TurnReply, draft: TurnDraft, answer: str
+    ) -> None:
+        self._observer.answered(turn_context, passages=len(draft.passages), citations=0)
+        await self._model_reply.remember(turn_context, draft.text, answer)
+        await replies.send(turn_context, Reply(answer))
 
 
 def stage_name(stage: AnswerStage) -> str:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from botbuilder.core import TurnContext
 
@@ -56,7 +56,7 @@ class KnowledgeStage:
         if draft.sources:  # the conversation's files first, the index beside them
             retriever = PreferredRetriever(draft.sources, retriever)
         previous = await self._cited.get(turn_context) if self._cited else []
-        draft.passages = await find_passages(
+        found = await find(
             retriever,
             self._model,
             draft.history,
@@ -65,6 +65,8 @@ class KnowledgeStage:
             ranker=self._ranker,
             previous=previous,
         )
+        draft.passages = found.passages
+        draft.unanswered = found.on_topic and not found.passages and asks(draft.text)
 
     async def after_reply(self, turn_context: TurnContext, draft: TurnDraft) -> None:
         if self._cited is not None:
@@ -85,6 +87,13 @@ _QUESTION_STARTS = frozenset(
     "what what's which who whom whose when where why how how's is are was were can could do "
     "does did will would should may and also".split()
 )
+
+
+def asks(text: str) -> bool:
+    """Whether `text` is a question ("is there a pension scheme?", "how do I claim travel")."""
+    lowered = text.lower().strip()
+    words = re.findall(r"[\w']+", lowered)
+    return bool(words) and (lowered.endswith("?") or words[0] in _QUESTION_STARTS)
 
 
 def is_follow_up(text: str) -> bool:
@@ -121,6 +130,12 @@ def follow_up_context(history: Sequence[ChatMessage], text: str) -> str:
     return "\n".join(p for p in (_previous(history, "user"), _previous(history, "assistant")) if p)
 
 
+@dataclass(frozen=True)
+class Found:
+    passages: list[Passage]  # those the reply is grounded in
+    on_topic: bool  # a candidate passed the retriever's relevance bar (answering or not)
+
+
 async def find_passages(
     retriever: Retriever | None,
     model: ChatModel,
@@ -131,13 +146,28 @@ async def find_passages(
     ranker: MeaningRanker | None = None,
     previous: Sequence[Passage] = (),
 ) -> list[Passage]:
+    """The passages of `find`."""
+    found = await find(retriever, model, history, text, options, ranker=ranker, previous=previous)
+    return found.passages
+
+
+async def find(
+    retriever: Retriever | None,
+    model: ChatModel,
+    history: Sequence[ChatMessage],
+    text: str,
+    options: KnowledgeOptions,
+    *,
+    ranker: MeaningRanker | None = None,
+    previous: Sequence[Passage] = (),
+) -> Found:
     """The passages for a turn's `text` that fit the budget; [] without a retriever or when it
     fails (logged). `previous`: the passages the previous answer cited, candidates too.
     Without a ranker, the retriever's passages that pass its thresholds (those of the previous
     user message with this one for a follow-up that finds none alone); with one, the
     retriever's choice unless meaning clearly finds better (dialogs/knowledge/meaning.py)."""
     if retriever is None:
-        return []
+        return Found([], False)
     follow_up = follow_up_query(history, text)
     try:
         limit = CANDIDATES if ranker else options.passages
@@ -156,5 +186,6 @@ async def find_passages(
             found = await ranker.rank(text, [*candidates, *previous], context, choice)
     except Exception:
         logger.exception("knowledge retrieval failed")
-        return []
-    return await asyncio.to_thread(choose_passages, model, found, options)
+        return Found([], False)
+    on_topic = any(p.passed for search in searches for p in search)
+    return Found(await asyncio.to_thread(choose_passages, model, found, options), on_topic)

@@ -34,6 +34,9 @@ class TurnDraft:
     passages: list[Passage] = field(default_factory=list)  # to ground the reply in
     sources: list[Retriever] = field(default_factory=list)  # searched before the index (files)
     answer: str | None = None  # an answer that needs no model: the turn ends with it
+    # The documents are about the question's topic (a passage passed the retriever's relevance
+    # bar) and none answers it: unless a later stage finds an answer, the bot says so.
+    unanswered: bool = False
     cited: list[Passage] = field(default_factory=list)  # the passages the model's reply cites
     # Shows the user what the turn is doing ("Looking up …") where the channel streams.
     progress: Callable[[str], Awaitable[None]] = field(default=_nothing_shown, repr=False)

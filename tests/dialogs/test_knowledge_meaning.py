@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from dialogs.answer.knowledge_stage import follow_up_context, is_follow_up
+from dialogs.chat_dialog import NOT_IN_DOCUMENTS
 from dialogs.knowledge.meaning import (
     CITED,
     MeaningOptions,
@@ -295,3 +296,21 @@ async def test_sentence_vectors_the_index_keeps_are_not_embedded_again() -> None
     wrong_size = replace(CLAIMS, sentence_vectors=kept[:, :8])
     await ranker.rank("Can I claim my gym membership?", [wrong_size])
     assert embedder.texts[-2:] == sentence_texts(CLAIMS.text, CLAIMS.heading)
+
+
+async def test_a_question_the_documents_are_about_and_do_not_answer_is_not_guessed() -> None:
+    """The lamp manual passes the retriever's bar for any lamp question; one it does not answer
+    ("Is the lamp sold in France?") gets the bot's own words, not the model's guess and no
+    citation; a statement about the lamp, and a question it answers, go to the model."""
+    model = FakeChatModel(reply=lambda _: "It runs for 11 hours.")
+    harness = make_harness(
+        model,
+        retriever=FirstOnly(),
+        ranker=MeaningRanker(ConceptEmbedder(), MeaningOptions(answered_min_score=0.5)),
+    )
+    [reply] = await harness.say("Is the lamp sold in France?")
+    assert reply == NOT_IN_DOCUMENTS and model.prompts == []
+    await harness.say("I like my lamp.")
+    assert len(model.prompts) == 1, "not a question: the model replies"
+    [answered] = await harness.say("How many hours does the lamp run?")
+    assert answered.endswith("Sources: [1] Lamp manual") and len(model.prompts) == 2
