@@ -41,7 +41,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from bot.app import Runtime, build_runtime
 from bot.console import ConsoleAdapter
 from bot.settings import Settings
-from dialogs.answer.knowledge_stage import find_passages
+from dialogs.answer.knowledge_stage import asks, find
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "knowledge"
 FOLDERS = {"blind": Path(__file__).resolve().parent / "data" / "blind" / "knowledge"}
@@ -79,25 +79,32 @@ def split_sources(text: str) -> tuple[str, str]:
     return reply, sources
 
 
-async def off_topic_sources(settings: Settings, questions: list[dict]) -> int:
+async def off_topic_sources(settings: Settings, questions: list[dict]) -> tuple[int, int]:
     """How many off-topic questions find passages as the dialog finds them (no generation
-    needed: without passages the reply has no sources, with them it cites at least one)."""
+    needed: without passages the reply has no sources, with them it cites at least one), and
+    how many get the bot's "I couldn't find that in the documents" (on the documents' topic,
+    nothing answering, a question: dialogs/chat_dialog.py NOT_IN_DOCUMENTS)."""
     runtime = build_runtime(settings)
     try:
         knowledge = runtime.knowledge
         assert knowledge is not None
         found = [
-            await find_passages(
-                knowledge.retriever,
-                runtime.model,
-                [],
+            (
                 item["question"],
-                knowledge.prompt,
-                ranker=knowledge.ranker,
+                await find(
+                    knowledge.retriever,
+                    runtime.model,
+                    [],
+                    item["question"],
+                    knowledge.prompt,
+                    ranker=knowledge.ranker,
+                ),
             )
             for item in questions
         ]
-        return sum(1 for passages in found if passages)
+        cited = sum(1 for _, f in found if f.passages)
+        said = sum(1 for text, f in found if f.on_topic and not f.passages and asks(text))
+        return cited, said
     finally:
         await runtime.aclose()
 
@@ -172,10 +179,11 @@ async def evaluate(name: str, base: Settings, args: argparse.Namespace) -> dict:
         if args.only != "without"
         else empty
     )
-    noise = 0
+    noise = not_found = 0
     if off_topic and args.only != "without":
-        noise = await off_topic_sources(with_settings, off_topic)
+        noise, not_found = await off_topic_sources(with_settings, off_topic)
         print(f"[{name}] off-topic questions that found passages: {noise}/{len(off_topic)}")
+        print(f"[{name}] ... answered 'not in the documents': {not_found}/{len(off_topic)}")
     label = f"{name} without knowledge"
     plain = (
         await run(without_settings, questions, label, None, earlier)
@@ -197,6 +205,7 @@ async def evaluate(name: str, base: Settings, args: argparse.Namespace) -> dict:
         },
         "without_knowledge": {"fact_rate": rate(plain["rows"], "fact")},
         "off_topic_with_passages": noise,
+        "off_topic_not_in_documents": not_found,
         "off_topic": len(off_topic),
         "seconds": {"with": round(grounded["seconds"], 1), "without": round(plain["seconds"], 1)},
     }
