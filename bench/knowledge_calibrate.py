@@ -78,7 +78,7 @@ async def best(
     history: list[ChatMessage],
     previous: list[Passage],
 ) -> tuple[list[Passage], list[Passage]]:
-    """The candidates as the dialog scores them, best by meaning first (find_passages without
+    """The candidates as the dialog scores them, best by meaning first (`find` without
     thresholds), and the retriever's choice among them followed by its other passed candidates
     in its order (what stands in for a choice that answers nothing; [] where it has none)."""
     follow_up = follow_up_query(history, text)

@@ -41,7 +41,7 @@ from botbuilder.schema import Activity, ActivityTypes
 from bot.app import Runtime, build_runtime
 from bot.console import ConsoleAdapter
 from bot.settings import Settings
-from dialogs.answer.knowledge_stage import asks, find
+from dialogs.answer.knowledge_stage import find
 
 SETS = Path(__file__).resolve().parents[1] / "tests" / "knowledge"
 FOLDERS = {"blind": Path(__file__).resolve().parent / "data" / "blind" / "knowledge"}
@@ -103,7 +103,7 @@ async def off_topic_sources(settings: Settings, questions: list[dict]) -> tuple[
             for item in questions
         ]
         cited = sum(1 for _, f in found if f.passages)
-        said = sum(1 for text, f in found if f.on_topic and not f.passages and asks(text))
+        said = sum(1 for text, f in found if f.unanswered(text))
         return cited, said
     finally:
         await runtime.aclose()

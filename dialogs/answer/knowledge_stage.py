@@ -66,7 +66,7 @@ class KnowledgeStage:
             previous=previous,
         )
         draft.passages = found.passages
-        draft.unanswered = found.on_topic and not found.passages and asks(draft.text)
+        draft.unanswered = found.unanswered(draft.text)
 
     async def after_reply(self, turn_context: TurnContext, draft: TurnDraft) -> None:
         if self._cited is not None:
@@ -135,20 +135,9 @@ class Found:
     passages: list[Passage]  # those the reply is grounded in
     on_topic: bool  # a candidate passed the retriever's relevance bar (answering or not)
 
-
-async def find_passages(
-    retriever: Retriever | None,
-    model: ChatModel,
-    history: Sequence[ChatMessage],
-    text: str,
-    options: KnowledgeOptions,
-    *,
-    ranker: MeaningRanker | None = None,
-    previous: Sequence[Passage] = (),
-) -> list[Passage]:
-    """The passages of `find`."""
-    found = await find(retriever, model, history, text, options, ranker=ranker, previous=previous)
-    return found.passages
+    def unanswered(self, text: str) -> bool:
+        """`text` asks something the documents are about and none of them answers."""
+        return self.on_topic and not self.passages and asks(text)
 
 
 async def find(
